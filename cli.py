@@ -1,0 +1,269 @@
+"""`ems`: the EMS AI Hub command line. Thin: parse, call the library, render. Heavy imports stay
+inside command bodies so `ems --help` is fast."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(no_args_is_help=True, help="EMS AI Hub: features, models, forecasts.",
+                  pretty_exceptions_show_locals=False)
+console = Console()
+err_console = Console(stderr=True)
+
+Tenant = Annotated[str, typer.Option("--tenant", "-t", envvar="EMS_TENANT", help="Tenant id.")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of tables.")]
+
+
+class _State:
+    debug = False
+    settings = None
+
+
+def settings():
+    """The project settings, built once per invocation."""
+    if _State.settings is None:
+        from stack.settings import Settings
+
+        _State.settings = Settings()
+    return _State.settings
+
+
+@app.callback()
+def main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show progress logs.")] = False,
+) -> None:
+    _State.debug = debug
+    level = logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _fail(e: Exception) -> typer.Exit:
+    """Domain errors: one clear line on stderr, exit code 1 (`--debug` shows the traceback)."""
+    if _State.debug:
+        err_console.print_exception()
+    err_console.print(f"[bold red]error:[/] {e}")
+    return typer.Exit(code=1)
+
+
+def _run(fn, *args, **kwargs):
+    from inference.errors import EmsError
+
+    try:
+        return fn(*args, **kwargs)
+    except EmsError as e:
+        raise _fail(e) from None
+
+
+def _print_json(doc) -> None:
+    sys.stdout.write(json.dumps(doc, indent=2, default=str) + "\n")
+
+
+# ---------------------------------------------------------------- local stack
+@app.command()
+def up(as_json: AsJson = False) -> None:
+    """Start the local stack (Postgres, Redis, S3, MLflow) and apply the schema; idempotent."""
+    from stack.services import up as stack_up
+    from warehouse.migrate import migrate
+
+    with console.status("starting services…") as status:
+        statuses = _run(stack_up, settings(), on_service=lambda s: status.update(f"{s.name} ready, next…"))
+        status.update("applying schema migrations…")
+        applied = _run(migrate, settings())
+    if as_json:
+        _print_json({"services": [s.as_dict() for s in statuses], "migrations_applied": applied})
+        return
+    _services_table(statuses)
+    if applied:
+        console.print(f"applied {len(applied)} migration(s): {', '.join(applied)}")
+
+
+@app.command()
+def down() -> None:
+    """Stop the services `ems up` started (by PID); external services are left alone."""
+    from stack.services import down as stack_down
+
+    stopped = _run(stack_down, settings())
+    console.print(f"stopped: {', '.join(stopped)}" if stopped else "nothing to stop")
+
+
+@app.command()
+def status(as_json: AsJson = False) -> None:
+    """Show each service, its URL (with the MLflow UI) and health."""
+    from stack.services import status as stack_status
+
+    statuses = _run(stack_status, settings())
+    if as_json:
+        _print_json([s.as_dict() for s in statuses])
+    else:
+        _services_table(statuses)
+    if not all(s.healthy for s in statuses):
+        raise typer.Exit(code=1)
+
+
+def _services_table(statuses) -> None:
+    table = Table("service", "url", "health", "pid", "state")
+    for s in statuses:
+        health = "[green]ok[/]" if s.healthy else "[red]down[/]"
+        url = s.url + ("  (UI)" if s.name == "mlflow" else "")
+        table.add_row(s.name, url, health, str(s.pid or "-"), s.detail)
+    console.print(table)
+
+
+@app.command()
+def migrate() -> None:
+    """Apply pending SQL migrations from feature_repo/sql/ (also done by `ems up`)."""
+    from warehouse.migrate import migrate as run_migrate
+
+    applied = _run(run_migrate, settings())
+    console.print(f"applied: {', '.join(applied)}" if applied else "schema is up to date")
+
+
+# ---------------------------------------------------------------- data
+def _progress_callback(progress, label: str):
+    task = progress.add_task(label, total=None)
+
+    def update(done: int, total: int) -> None:
+        progress.update(task, completed=done, total=total)
+
+    return update
+
+
+def _parse_duration(value: str | None) -> timedelta | None:
+    if value is None:
+        return None
+    import pandas as pd
+
+    try:
+        delta = pd.Timedelta(value).to_pytimedelta()
+    except ValueError:
+        delta = None
+    if delta is None or delta <= timedelta(0) or delta > timedelta(days=1):
+        raise typer.BadParameter(f"{value!r} is not a duration between 1s and 1d (e.g. 1h, 15min)")
+    return delta
+
+
+def _ingest_report(report, as_json: bool) -> None:
+    if as_json:
+        _print_json(report.as_dict())
+        return
+    table = Table("file", "into", "read", "inserted", "updated", "unchanged", "rejected", "seconds")
+    table.add_row(Path(report.path).name, report.target, f"{report.rows_read:,}", f"{report.inserted:,}",
+                  f"{report.updated:,}", f"{report.unchanged:,}", f"{report.rejected:,}", f"{report.seconds:.2f}")
+    console.print(table)
+    if report.reject_file:
+        console.print(f"[yellow]rejected rows written to {report.reject_file}[/]")
+    console.print("next: `ems refresh` to update the hourly aggregates")
+
+
+@app.command()
+def ingest(
+    path: Annotated[Path, typer.Argument(help="CSV or Parquet (gzip ok): asset_id,timestamp,value[,unit].")],
+    tenant: Tenant,
+    wide: Annotated[bool, typer.Option("--wide", help="Each value column is an asset.")] = False,
+    columns: Annotated[str | None, typer.Option(help="Columns to load, `name` or `name=file_column`, comma-separated.")] = None,
+    site: Annotated[str | None, typer.Option(help="Site of the assets (its weather applies).")] = None,
+    tz: Annotated[str, typer.Option(help="IANA zone of naive timestamps; also the assets' zone.")] = "UTC",
+    asset_tz: Annotated[str | None, typer.Option(help="Assets' time zone if it differs from --tz.")] = None,
+    period_ending: Annotated[str | None, typer.Option(help="Timestamps label the END of a period this long (e.g. 1h).")] = None,
+    rejects: Annotated[Path | None, typer.Option(help="Where to write rejected rows.")] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Load meter readings (validated, COPY + one upsert transaction; re-running adds nothing)."""
+    from rich.progress import Progress
+
+    from warehouse.ingest import ingest_readings
+
+    with Progress(console=err_console, transient=True) as progress:
+        report = _run(ingest_readings, settings(), path, tenant, wide=wide, columns=columns, site=site, tz=tz,
+                      asset_tz=asset_tz, period_ending=_parse_duration(period_ending), reject_file=rejects,
+                      progress=_progress_callback(progress, f"loading {path.name}"))
+    _ingest_report(report, as_json)
+
+
+@app.command("ingest-weather")
+def ingest_weather(
+    path: Annotated[Path, typer.Argument(help="CSV or Parquet: timestamp + temperature, humidity, solar_irradiance, wind_speed.")],
+    site: Annotated[str, typer.Option(help="Site id the weather belongs to.")],
+    columns: Annotated[str | None, typer.Option(help="Columns to load, `name` or `name=file_column`.")] = None,
+    tz: Annotated[str, typer.Option(help="IANA zone of naive timestamps.")] = "UTC",
+    rejects: Annotated[Path | None, typer.Option(help="Where to write rejected rows.")] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Load observed weather for a site."""
+    from rich.progress import Progress
+
+    from warehouse.ingest import ingest_weather as load
+
+    with Progress(console=err_console, transient=True) as progress:
+        report = _run(load, settings(), path, site, columns=columns, tz=tz, reject_file=rejects,
+                      progress=_progress_callback(progress, f"loading {path.name}"))
+    _ingest_report(report, as_json)
+
+
+@app.command()
+def refresh() -> None:
+    """Bring the hourly aggregates up to date with the ingested data (incremental)."""
+    from warehouse.refresh import refresh as run_refresh
+
+    with console.status("refreshing hourly aggregates…"):
+        out = _run(run_refresh, settings())
+    for relation, n in out.items():
+        console.print(f"{relation}: {n:,} rows refreshed")
+
+
+# ---------------------------------------------------------------- features
+@app.command()
+def materialize(
+    end: Annotated[datetime | None, typer.Option(help="Materialize up to this time (UTC); default now.")] = None,
+) -> None:
+    """Load the latest feature values into Redis (full on first run, incremental afterwards)."""
+    from rich.progress import Progress
+
+    from inference.store import materialize as run_materialize
+
+    with Progress(console=err_console) as progress:
+        task = progress.add_task("materializing", total=None)
+
+        def step(view: str, done: int, total: int) -> None:
+            progress.update(task, description=f"materializing {view}", completed=done, total=total)
+
+        out = _run(run_materialize, settings(), end=end, on_view=step)
+    table = Table("feature view", "from", "to")
+    for view, (start, stop) in out.items():
+        table.add_row(view, str(start), str(stop))
+    console.print(table)
+
+
+@app.command()
+def features(
+    tenant: Tenant,
+    asset: Annotated[list[str], typer.Option("--asset", "-a", help="Asset id (repeatable).")],
+    service: Annotated[str, typer.Option("--service", "-s", help="Feature service.")] = "forecast_advanced",
+    at: Annotated[datetime | None, typer.Option(help="Target time for calendar features (UTC); default: the asset's latest hour.")] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Print the online features of assets for a feature service (from Redis)."""
+    from inference.store import online_features
+
+    frame = _run(online_features, settings(), service, tenant, asset, target_time=at)
+    if as_json:
+        _print_json(frame.to_dict(orient="records"))
+        return
+    table = Table(*[str(c) for c in frame.columns], title=f"{service} · tenant {tenant}")
+    for row in frame.itertuples(index=False):
+        table.add_row(*[f"{x:.4g}" if isinstance(x, float) else str(x) for x in row])
+    console.print(table)
+
+
+if __name__ == "__main__":
+    app()

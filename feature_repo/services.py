@@ -1,0 +1,38 @@
+"""Feature services: the seed names and contents; richer sets get their own names."""
+
+from feast import FeatureService
+
+from feature_repo.on_demand import calendar
+from feature_repo.views import load_lags, load_rolling, weather_hourly
+
+forecast_basic = FeatureService(
+    name="forecast_basic",
+    features=[
+        load_lags[["lag_1h", "lag_24h"]],
+        calendar[["hour_of_day", "day_of_week", "is_weekend", "month"]],
+    ],
+    description="6 features: recent and same-hour-yesterday load plus the target hour's calendar.",
+    tags={"model_type": "forecast"},
+)
+
+forecast_advanced = FeatureService(
+    name="forecast_advanced",
+    features=[
+        load_lags[["lag_1h", "lag_24h", "lag_168h"]],
+        load_rolling[["historical_avg_24h", "historical_std_24h"]],
+        calendar[["hour_of_day", "day_of_week", "is_weekend", "month", "is_business_hours"]],
+        weather_hourly[["temperature", "humidity", "solar_irradiance"]],
+    ],
+    description="13 features: basic + weekly lag, rolling 24 h, business hours and site weather (NULL without a site).",
+    tags={"model_type": "forecast"},
+)
+
+anomaly_detection = FeatureService(
+    name="anomaly_detection",
+    features=[
+        calendar[["hour_of_day", "day_of_week"]],
+        load_rolling[["historical_avg_24h", "historical_std_24h", "max_24h", "min_24h", "range_24h"]],
+    ],
+    description="7 features: time of day/week and the last 24 h's level, spread and range.",
+    tags={"model_type": "anomaly"},
+)

@@ -1,0 +1,87 @@
+"""Batch feature views over the hourly SQL relations (one row per asset and complete hour)."""
+
+from datetime import timedelta
+
+from feast import FeatureView, Field
+from feast.types import Float64, Int64, String
+
+from feature_repo.entities import asset, tenant
+from feature_repo.sources import (
+    asset_profile_source,
+    asset_weather_source,
+    load_lags_source,
+    load_rolling_source,
+)
+
+# Rows arrive every hour; a row older than 3 h means the feed has stalled (two missing hours, such
+# as a DST gap, are tolerated). Also bounds Feast's point-in-time join to 3 h of feature rows.
+HOURLY_TTL = timedelta(hours=3)
+
+load_lags = FeatureView(
+    name="load_lags",
+    entities=[tenant, asset],
+    ttl=HOURLY_TTL,
+    schema=[
+        Field(name="lag_1h", dtype=Float64, description="Mean load of the last complete hour."),
+        Field(name="lag_24h", dtype=Float64, description="Mean load of the hour starting 24 h before."),
+        Field(name="lag_168h", dtype=Float64, description="Mean load of the hour starting 168 h before."),
+    ],
+    source=load_lags_source,
+    online=True,
+    description="Load lags at the end of each hour; NULL where that hour has no readings.",
+    tags={"domain": "load", "granularity": "1h"},
+)
+
+load_rolling = FeatureView(
+    name="load_rolling",
+    entities=[tenant, asset],
+    ttl=HOURLY_TTL,
+    schema=[
+        Field(name="historical_avg_24h", dtype=Float64, description="Mean of the last 24 hourly means."),
+        Field(name="historical_std_24h", dtype=Float64, description="Sample std of the last 24 hourly means."),
+        Field(name="min_24h", dtype=Float64),
+        Field(name="max_24h", dtype=Float64),
+        Field(name="range_24h", dtype=Float64, description="max_24h - min_24h."),
+        Field(name="hours_24h", dtype=Int64, description="Hours with readings in the 24 h window."),
+        Field(name="historical_avg_168h", dtype=Float64),
+        Field(name="historical_std_168h", dtype=Float64),
+        Field(name="min_168h", dtype=Float64),
+        Field(name="max_168h", dtype=Float64),
+        Field(name="range_168h", dtype=Float64),
+        Field(name="hours_168h", dtype=Int64),
+    ],
+    source=load_rolling_source,
+    online=True,
+    description="Rolling-window statistics of the hourly mean load before each hour's end.",
+    tags={"domain": "load", "granularity": "1h"},
+)
+
+weather_hourly = FeatureView(
+    name="weather_hourly",
+    entities=[tenant, asset],
+    ttl=HOURLY_TTL,
+    schema=[
+        Field(name="temperature", dtype=Float64, description="deg C, last complete hour at the asset's site."),
+        Field(name="humidity", dtype=Float64, description="% relative humidity."),
+        Field(name="solar_irradiance", dtype=Float64, description="W/m2 (global/diffuse flux where measured)."),
+        Field(name="wind_speed", dtype=Float64, description="m/s."),
+    ],
+    source=asset_weather_source,
+    online=True,
+    description="Observed weather of the asset's site; absent for assets without a site.",
+    tags={"domain": "weather", "granularity": "1h"},
+)
+
+asset_profile = FeatureView(
+    name="asset_profile",
+    entities=[tenant, asset],
+    ttl=timedelta(0),  # static attributes: valid for all time
+    schema=[
+        Field(name="site_id", dtype=String),
+        Field(name="timezone", dtype=String, description="IANA time zone for calendar features."),
+    ],
+    source=asset_profile_source,
+    online=True,
+    description="Static asset attributes used by on-demand views.",
+    tags={"domain": "asset"},
+)

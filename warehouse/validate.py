@@ -1,0 +1,256 @@
+"""Pure parsing and validation of ingest files: no I/O beyond reading the file, no database.
+
+Row-level problems become rejects with a reason (the rest of the file still loads); file-level
+problems (unknown or missing columns, no rows, a bad option) raise `IngestError` before anything
+is written.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import numpy as np
+import pandas as pd
+
+from inference.errors import EmsError
+from registry.naming import ASSET_ID_PATTERN
+
+TIDY_REQUIRED = ("asset_id", "timestamp", "value")
+TIDY_OPTIONAL = ("unit",)
+WEATHER_VARIABLES = ("temperature", "humidity", "solar_irradiance", "wind_speed")
+
+# Reasons written to the reject file.
+BAD_TIMESTAMP = "unparseable_timestamp"
+NONEXISTENT_LOCAL_TIME = "nonexistent_local_time"
+FUTURE = "timestamp_in_future"
+NON_NUMERIC = "non_numeric_value"
+NAN = "missing_or_nan_value"
+BAD_ASSET = "invalid_asset_id"
+DUPLICATE = "duplicate_in_file"
+CONFLICT = "conflicting_duplicate_in_file"
+
+_OFFSET = re.compile(r"(?:[zZ]|[+-]\d{2}(?::?\d{2})?)$")
+_ASSET_RE = re.compile(ASSET_ID_PATTERN)
+
+
+class IngestError(EmsError, ValueError):
+    """The file or an option is unusable as a whole; nothing was written."""
+
+
+@dataclass
+class Validated:
+    """Rows ready to load (UTC `ts`) and rejects (`line`, raw fields, `reason`)."""
+
+    rows: pd.DataFrame
+    rejects: pd.DataFrame
+    rows_read: int
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """CSV or Parquet (gzip ok) as strings, with `line` = the 1-based line number in the file."""
+    path = Path(path)
+    if not path.exists():
+        raise IngestError(f"file {path} does not exist")
+    suffixes = [s.lower() for s in path.suffixes]
+    try:
+        if ".parquet" in suffixes or ".pq" in suffixes:
+            df = pd.read_parquet(path)
+            df = df.astype({c: "string" for c in df.columns if not pd.api.types.is_datetime64_any_dtype(df[c])})
+        elif ".csv" in suffixes or ".txt" in suffixes:
+            df = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+        else:
+            raise IngestError(f"{path.name}: unsupported file type; use .csv, .csv.gz or .parquet")
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as e:
+        raise IngestError(f"{path.name}: cannot read as a table ({e})") from e
+    if df.empty:
+        raise IngestError(f"{path.name}: no data rows")
+    df.columns = [str(c).strip() for c in df.columns]
+    df.insert(0, "line", np.arange(2, len(df) + 2))
+    return df
+
+
+def parse_column_spec(spec: str | None) -> dict[str, str] | None:
+    """`a,b=col_b` -> {target: source}: `b=col_b` renames file column col_b to b."""
+    if not spec:
+        return None
+    out: dict[str, str] = {}
+    for item in (s.strip() for s in spec.split(",")):
+        if not item:
+            continue
+        target, _, source = item.partition("=")
+        out[target.strip()] = (source or target).strip()
+    return out
+
+
+def check_timezone(tz: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError) as e:
+        raise IngestError(f"time zone {tz!r} is not an IANA time zone (e.g. UTC, Europe/Paris)") from e
+
+
+def select_columns(df: pd.DataFrame, columns: dict[str, str] | None, allowed: tuple[str, ...] | None,
+                   required: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Keep `line`, `timestamp` and the chosen columns (renamed); refuse unknown and missing ones."""
+    if "timestamp" not in df.columns:
+        raise IngestError(f"missing column 'timestamp'; the file has {_names(df.columns)}")
+    if columns is None:
+        keep = {c: c for c in df.columns if c not in ("line", "timestamp")}
+        unknown = [c for c in keep if allowed is not None and c not in allowed]
+        if unknown:
+            raise IngestError(f"unknown column(s) {_names(unknown)}; allowed: timestamp, {_names(allowed)}")
+    else:
+        missing = [src for src in columns.values() if src not in df.columns]
+        if missing:
+            raise IngestError(f"column(s) {_names(missing)} not in the file; it has {_names(df.columns[1:])}")
+        bad = [t for t in columns if allowed is not None and t not in allowed]
+        if bad:
+            raise IngestError(f"unknown target column(s) {_names(bad)}; allowed: {_names(allowed)}")
+        keep = {src: target for target, src in columns.items()}
+    absent = [c for c in required if c not in keep.values()]
+    if absent:
+        raise IngestError(f"missing column(s) {_names(absent)}; the file has {_names(df.columns[1:])}")
+    if not keep:
+        raise IngestError("no value columns to load")
+    return df[["line", "timestamp", *keep]].rename(columns=keep)
+
+
+def wide_to_tidy(df: pd.DataFrame) -> pd.DataFrame:
+    """One asset per value column: (line, timestamp, c1, c2, ...) -> (line, asset_id, timestamp, value)."""
+    value_cols = [c for c in df.columns if c not in ("line", "timestamp")]
+    tidy = df.melt(id_vars=["line", "timestamp"], value_vars=value_cols, var_name="asset_id", value_name="value")
+    return tidy[["line", "asset_id", "timestamp", "value"]]
+
+
+def parse_timestamps(raw: pd.Series, tz: str, ambiguous_first: np.ndarray | None = None,
+                     shift: timedelta | None = None) -> pd.Series:
+    """ISO 8601 -> UTC, NaT where unparseable or nonexistent. Naive values are local times in `tz`;
+    `shift` is added before localizing them (period-ending labels: the period starts at the label
+    minus its length, in wall-clock time), so an ambiguous local time (DST fall-back) is resolved by
+    `ambiguous_first`: the first copy is summer time, a repeat is standard time."""
+    delta = pd.Timedelta(shift or 0)
+    if pd.api.types.is_datetime64_any_dtype(raw):
+        ts = pd.Series(raw) + delta
+        if ts.dt.tz is None:
+            ts = ts.dt.tz_localize(tz, ambiguous=_ambiguous(ambiguous_first, len(ts)), nonexistent="NaT")
+        return ts.dt.tz_convert("UTC")
+    text = raw.astype("string").str.strip()
+    aware = text.str.contains(_OFFSET, na=False)
+    out = pd.Series(pd.NaT, index=raw.index, dtype="datetime64[ns, UTC]")
+    if aware.any():
+        out[aware] = pd.to_datetime(text[aware], format="ISO8601", utc=True, errors="coerce") + delta
+    naive = ~aware
+    if naive.any():
+        local = pd.to_datetime(text[naive], format="ISO8601", errors="coerce") + delta
+        amb = None if ambiguous_first is None else ambiguous_first[naive.to_numpy()]
+        out[naive] = local.dt.tz_localize(tz, ambiguous=_ambiguous(amb, len(local)), nonexistent="NaT").dt.tz_convert(
+            "UTC"
+        )
+    return out
+
+
+def _ambiguous(first: np.ndarray | None, n: int) -> np.ndarray:
+    return np.ones(n, dtype=bool) if first is None else first.astype(bool)
+
+
+def parse_values(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Float values and a reason per bad cell (non-numeric vs missing/NaN/inf)."""
+    values = pd.to_numeric(raw, errors="coerce").astype("float64")
+    reason = pd.Series(pd.NA, index=raw.index, dtype="string")
+    text = raw.astype("string").str.strip().str.lower()
+    nan_like = text.isna() | text.isin(["", "nan", "na", "null", "none", "inf", "-inf", "+inf", "infinity"])
+    reason[values.isna() & ~nan_like] = NON_NUMERIC
+    reason[(values.isna() & nan_like) | np.isinf(values)] = NAN
+    return values, reason
+
+
+def validate_readings(df: pd.DataFrame, tz: str = "UTC", now: datetime | None = None,
+                      period_ending: timedelta | None = None) -> Validated:
+    """Tidy (line, asset_id, timestamp, value[, unit]) -> loadable rows and rejects."""
+    check_timezone(tz)
+    now = pd.Timestamp(now or datetime.now().astimezone()).tz_convert("UTC")
+    df = df.reset_index(drop=True)
+    reason = pd.Series(pd.NA, index=df.index, dtype="string")
+
+    asset = df["asset_id"].astype("string").str.strip()
+    reason[~asset.fillna("").str.fullmatch(_ASSET_RE)] = BAD_ASSET
+
+    values, value_reason = parse_values(df["value"])
+    reason = reason.fillna(value_reason)
+
+    first = ~pd.DataFrame({"a": asset, "t": df["timestamp"].astype("string")}).duplicated()
+    period = pd.Timedelta(period_ending or 0)
+    ts = parse_timestamps(df["timestamp"], tz, first.to_numpy(), shift=-period)
+    unparsed = _unparseable(df["timestamp"])
+    reason[ts.isna() & unparsed] = reason[ts.isna() & unparsed].fillna(BAD_TIMESTAMP)
+    reason[ts.isna() & ~unparsed] = reason[ts.isna() & ~unparsed].fillna(NONEXISTENT_LOCAL_TIME)
+    late = ts + period > now  # the labelled moment (end of a period) is after now
+    reason[late] = reason[late].fillna(FUTURE)
+
+    rows = pd.DataFrame({"line": df["line"], "asset_id": asset, "ts": ts, "value": values})
+    if "unit" in df.columns:
+        unit = df["unit"].astype("string").str.strip()
+        rows["unit"] = unit.mask(unit == "")
+    ok = reason.isna()
+    reason[ok] = _duplicate_reasons(rows[ok], ["asset_id", "ts"], ["value"])
+    return _split(df, rows, reason)
+
+
+def validate_weather(df: pd.DataFrame, tz: str = "UTC", now: datetime | None = None) -> Validated:
+    """(line, timestamp, <weather variables>) -> loadable rows and rejects."""
+    check_timezone(tz)
+    now = pd.Timestamp(now or datetime.now().astimezone()).tz_convert("UTC")
+    df = df.reset_index(drop=True)
+    variables = [c for c in WEATHER_VARIABLES if c in df.columns]
+    reason = pd.Series(pd.NA, index=df.index, dtype="string")
+    rows = pd.DataFrame({"line": df["line"]})
+    for col in variables:
+        rows[col], col_reason = parse_values(df[col])
+        reason = reason.fillna(col_reason)
+    ts = parse_timestamps(df["timestamp"], tz, (~df["timestamp"].astype("string").duplicated()).to_numpy())
+    unparsed = _unparseable(df["timestamp"])
+    reason[ts.isna() & unparsed] = reason[ts.isna() & unparsed].fillna(BAD_TIMESTAMP)
+    reason[ts.isna() & ~unparsed] = reason[ts.isna() & ~unparsed].fillna(NONEXISTENT_LOCAL_TIME)
+    reason[ts > now] = reason[ts > now].fillna(FUTURE)
+    rows.insert(1, "ts", ts)
+    ok = reason.isna()
+    reason[ok] = _duplicate_reasons(rows[ok], ["ts"], variables)
+    return _split(df, rows, reason)
+
+
+def _unparseable(raw: pd.Series) -> pd.Series:
+    """True where the text is not ISO 8601 at all (as opposed to a local time that does not exist)."""
+    if pd.api.types.is_datetime64_any_dtype(raw):
+        return raw.isna()
+    text = raw.astype("string").str.strip().str.replace(_OFFSET, "", regex=True)
+    return pd.to_datetime(text, format="ISO8601", errors="coerce").isna()
+
+
+def _duplicate_reasons(rows: pd.DataFrame, key: list[str], values: list[str]) -> pd.Series:
+    """Within the file: identical copies keep the first; copies that disagree are all rejected."""
+    reason = pd.Series(pd.NA, index=rows.index, dtype="string")
+    dup = rows.duplicated(key, keep=False)
+    if not dup.any():
+        return reason
+    d = rows[dup]
+    distinct = d.groupby(key, dropna=False)[values].transform(lambda s: s.nunique(dropna=False)).max(axis=1)
+    reason[d.index[distinct.to_numpy() > 1]] = CONFLICT
+    later = d.duplicated(key, keep="first") & (distinct <= 1)
+    reason[later[later].index] = DUPLICATE
+    return reason
+
+
+def _split(raw: pd.DataFrame, rows: pd.DataFrame, reason: pd.Series) -> Validated:
+    bad = reason.notna()
+    rejects = raw[bad].astype("string").copy()
+    rejects["reason"] = reason[bad]
+    return Validated(rows=rows[~bad].drop(columns="line").reset_index(drop=True),
+                     rejects=rejects.reset_index(drop=True), rows_read=len(raw))
+
+
+def _names(cols) -> str:
+    return ", ".join(map(str, cols))
