@@ -1,7 +1,5 @@
 """Calendar features of the target time, in the asset's local time zone (on-demand, no I/O)."""
 
-from zoneinfo import available_timezones
-
 import pandas as pd
 from feast import Field, RequestSource
 from feast.on_demand_feature_view import on_demand_feature_view
@@ -14,9 +12,6 @@ target_time = RequestSource(
     schema=[Field(name="target_time", dtype=UnixTimestamp, description="Start of the hour to describe (UTC).")],
     description="The time calendar features describe: the forecast target hour, or the entity time.",
 )
-
-KNOWN_ZONES = frozenset(available_timezones())  # ingest validates zones; anything else reads as UTC
-BUSINESS_HOURS = range(8, 18)  # 08:00-17:59 local, Monday to Friday
 
 
 @on_demand_feature_view(
@@ -32,23 +27,33 @@ BUSINESS_HOURS = range(8, 18)  # 08:00-17:59 local, Monday to Friday
     mode="pandas",
     # No per-field descriptions: Feast 0.67 compares them with the inferred (empty) ones at apply.
     description="Calendar of target_time in the asset's IANA time zone: day_of_week Monday = 0; "
-    "is_business_hours = Mon-Fri 08:00-17:59 local.",
+    "is_business_hours = Mon-Fri 08:00-17:59 local. Unknown zones read as UTC.",
 )
 def calendar(inputs: pd.DataFrame) -> pd.DataFrame:
+    # Self-contained: Feast stores this function's source in the registry and runs it without
+    # this module's globals.
+    from zoneinfo import available_timezones
+
+    import pandas as pd
+
+    known = available_timezones()
     utc = pd.to_datetime(inputs["target_time"], utc=True)
-    zones = inputs["timezone"].fillna("UTC").replace("", "UTC")
-    local = pd.DataFrame(index=inputs.index, columns=["hour", "dow", "day", "month"], dtype="int64")
+    zones = inputs["timezone"].fillna("UTC").where(inputs["timezone"].isin(known), "UTC")
+    parts = {"hour": [], "dow": [], "day": [], "month": []}
+    index = []
     for zone, idx in zones.groupby(zones).groups.items():
-        t = utc.loc[idx].dt.tz_convert(zone if zone in KNOWN_ZONES else "UTC")
-        local.loc[idx] = pd.DataFrame(
-            {"hour": t.dt.hour, "dow": t.dt.dayofweek, "day": t.dt.day, "month": t.dt.month}, index=idx
-        )
-    local = local.astype("int64")
+        local = utc.loc[idx].dt.tz_convert(zone)
+        index.extend(idx)
+        parts["hour"].extend(local.dt.hour)
+        parts["dow"].extend(local.dt.dayofweek)
+        parts["day"].extend(local.dt.day)
+        parts["month"].extend(local.dt.month)
+    cal = pd.DataFrame(parts, index=index, dtype="int64").reindex(inputs.index)
     out = pd.DataFrame(index=inputs.index)
-    out["hour_of_day"] = local["hour"]
-    out["day_of_week"] = local["dow"]
-    out["is_weekend"] = (local["dow"] >= 5).astype("int64")
-    out["day_of_month"] = local["day"]
-    out["month"] = local["month"]
-    out["is_business_hours"] = ((local["dow"] < 5) & local["hour"].isin(BUSINESS_HOURS)).astype("int64")
+    out["hour_of_day"] = cal["hour"]
+    out["day_of_week"] = cal["dow"]
+    out["is_weekend"] = (cal["dow"] >= 5).astype("int64")
+    out["day_of_month"] = cal["day"]
+    out["month"] = cal["month"]
+    out["is_business_hours"] = ((cal["dow"] < 5) & (cal["hour"] >= 8) & (cal["hour"] < 18)).astype("int64")
     return out

@@ -58,7 +58,7 @@ def materialize(
             on_view(fv.name, i, len(views))
         start = fv.most_recent_end_time
         if start is None:
-            start = _earliest_event(settings, fv.batch_source.query) or end
+            start = _earliest_event(settings, fv.batch_source.get_table_query_string()) or end
             store.materialize(start_date=start, end_date=end, feature_views=[fv.name])
         else:
             store.materialize_incremental(end_date=end, feature_views=[fv.name])
@@ -71,7 +71,7 @@ def materialize(
 def _earliest_event(settings: Settings, source_query: str) -> datetime | None:
     with connect(settings) as conn:
         row = conn.execute(
-            sql.SQL("SELECT min(event_timestamp) FROM ({}) AS source").format(sql.SQL(source_query))
+            sql.SQL("SELECT min(event_timestamp) FROM {} AS source").format(sql.SQL(source_query))
         ).fetchone()
     return row[0] if row and row[0] else None
 

@@ -88,9 +88,20 @@ def spawn(
             stderr=subprocess.STDOUT,
             env={**os.environ, **(env or {})},
             start_new_session=True,
-            user=user,
             cwd=log_path.parent,
+            **as_user(user),
         )
+
+
+def as_user(user: str | None) -> dict:
+    """subprocess arguments that drop to `user`, with its own group and no inherited groups
+    (otherwise root's group permissions would apply)."""
+    if user is None:
+        return {}
+    import pwd
+
+    entry = pwd.getpwnam(user)
+    return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
 
 
 def wait_until(

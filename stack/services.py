@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from stack.process import PidFile, ServiceError, port_open, spawn, terminate, wait_until
+from stack.process import PidFile, ServiceError, as_user, port_open, spawn, terminate, wait_until
 from stack.settings import Settings, is_loopback
 
 logger = logging.getLogger(__name__)
@@ -176,7 +176,7 @@ class Postgres(Service):
         pwfile.write_text(self.addr.password + "\n")
         user = self.user()
         if user:
-            _make_reachable(self.dir, self.settings.home)
+            _make_reachable(self.dir)
             uid, gid = pwd.getpwnam(user).pw_uid, pwd.getpwnam(user).pw_gid
             for path in (self.dir, pwfile):
                 os.chown(path, uid, gid)
@@ -185,7 +185,7 @@ class Postgres(Service):
             subprocess.run(
                 [str(self.bin / "initdb"), "-D", str(data), "-U", self.addr.user, f"--pwfile={pwfile}",
                  "-A", "scram-sha-256", "-E", "UTF8", "--locale=C", "--no-sync"],
-                check=True, capture_output=True, text=True, user=user,
+                check=True, capture_output=True, text=True, **as_user(user),
             )
         except subprocess.CalledProcessError as e:
             shutil.rmtree(data, ignore_errors=True)
@@ -373,11 +373,11 @@ def status(settings: Settings) -> list[ServiceStatus]:
     return [svc.status() for svc in services(settings)]
 
 
-def _make_reachable(path: Path, top: Path) -> None:
-    """Give others search (x) permission on `path`'s parents up to `top`, so `nobody` can reach it."""
+def _make_reachable(path: Path) -> None:
+    """Give others search (x) permission on `path` and its parents, so `nobody` can reach the data
+    folder (initdb refuses root). Only folders that lack it are changed, each one logged."""
     for p in [path, *path.parents]:
         mode = p.stat().st_mode
         if not mode & 0o001:
+            logger.warning("adding o+x to %s so the Postgres user can reach its data folder", p)
             os.chmod(p, mode | 0o001)
-        if p == top or p == p.parent:
-            break

@@ -8,6 +8,7 @@ The defaults are throwaway values for the local stack; outside loopback they are
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass
 from functools import cached_property
@@ -167,7 +168,7 @@ class Settings(BaseSettings):
 
     def check_credentials(self) -> None:
         """Refuse the throwaway local credentials for a service that is not on loopback."""
-        if urlsplit(self.s3_endpoint_url).hostname not in LOOPBACK and (
+        if not is_loopback(urlsplit(self.s3_endpoint_url).hostname) and (
             self.s3_access_key == LOCAL_S3_ACCESS_KEY or self.s3_secret_key == LOCAL_S3_SECRET_KEY
         ):
             raise SettingsError(
@@ -190,4 +191,10 @@ class Settings(BaseSettings):
 
 
 def is_loopback(host: str | None) -> bool:
-    return (host or "") in LOOPBACK
+    """True for localhost and any address in 127.0.0.0/8 or ::1 (no name lookups)."""
+    if host in LOOPBACK:
+        return True
+    try:
+        return ipaddress.ip_address(host or "").is_loopback
+    except ValueError:
+        return False
