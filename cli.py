@@ -170,11 +170,15 @@ def ingest(
     path: Annotated[Path, typer.Argument(help="CSV or Parquet (gzip ok): asset_id,timestamp,value[,unit].")],
     tenant: Tenant,
     wide: Annotated[bool, typer.Option("--wide", help="Each value column is an asset.")] = False,
-    columns: Annotated[str | None, typer.Option(help="Columns to load, `name` or `name=file_column`, comma-separated.")] = None,
+    columns: Annotated[
+        str | None, typer.Option(help="Columns to load, `name` or `name=file_column`, comma-separated.")
+    ] = None,
     site: Annotated[str | None, typer.Option(help="Site of the assets (its weather applies).")] = None,
     tz: Annotated[str, typer.Option(help="IANA zone of naive timestamps; also the assets' zone.")] = "UTC",
     asset_tz: Annotated[str | None, typer.Option(help="Assets' time zone if it differs from --tz.")] = None,
-    period_ending: Annotated[str | None, typer.Option(help="Timestamps label the END of a period this long (e.g. 1h).")] = None,
+    period_ending: Annotated[
+        str | None, typer.Option(help="Timestamps label the END of a period this long (e.g. 1h).")
+    ] = None,
     rejects: Annotated[Path | None, typer.Option(help="Where to write rejected rows.")] = None,
     as_json: AsJson = False,
 ) -> None:
@@ -192,7 +196,9 @@ def ingest(
 
 @app.command("ingest-weather")
 def ingest_weather(
-    path: Annotated[Path, typer.Argument(help="CSV or Parquet: timestamp + temperature, humidity, solar_irradiance, wind_speed.")],
+    path: Annotated[
+        Path, typer.Argument(help="CSV or Parquet: timestamp + temperature, humidity, solar_irradiance, wind_speed.")
+    ],
     site: Annotated[str, typer.Option(help="Site id the weather belongs to.")],
     columns: Annotated[str | None, typer.Option(help="Columns to load, `name` or `name=file_column`.")] = None,
     tz: Annotated[str, typer.Option(help="IANA zone of naive timestamps.")] = "UTC",
@@ -249,7 +255,10 @@ def features(
     tenant: Tenant,
     asset: Annotated[list[str], typer.Option("--asset", "-a", help="Asset id (repeatable).")],
     service: Annotated[str, typer.Option("--service", "-s", help="Feature service.")] = "forecast_advanced",
-    at: Annotated[datetime | None, typer.Option(help="Target time for calendar features (UTC); default: the asset's latest hour.")] = None,
+    at: Annotated[
+        datetime | None,
+        typer.Option(help="Target time for calendar features (UTC); default: the asset's latest hour."),
+    ] = None,
     as_json: AsJson = False,
 ) -> None:
     """Print the online features of assets for a feature service (from Redis)."""

@@ -102,7 +102,9 @@ def select_columns(df: pd.DataFrame, columns: dict[str, str] | None, allowed: tu
         keep = {c: c for c in df.columns if c not in ("line", "timestamp")}
         unknown = [c for c in keep if allowed is not None and c not in allowed]
         if unknown:
-            raise IngestError(f"unknown column(s) {_names(unknown)}; allowed: timestamp, {_names(allowed)}")
+            raise IngestError(
+                f"unknown column(s) {_names(unknown)}; allowed: {_names(dict.fromkeys(('timestamp', *allowed)))}"
+            )
     else:
         missing = [src for src in columns.values() if src not in df.columns]
         if missing:

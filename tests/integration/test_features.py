@@ -62,8 +62,8 @@ def _view(settings, view: str, tenant: str, asset: str) -> pd.DataFrame:
     from psycopg import sql
 
     with connect(settings) as conn:
-        cur = conn.execute(sql.SQL("SELECT * FROM {} WHERE tenant_id = %s AND asset_id = %s ORDER BY event_timestamp")
-                           .format(sql.Identifier(view)), (tenant, asset))
+        query = sql.SQL("SELECT * FROM {} WHERE tenant_id = %s AND asset_id = %s ORDER BY event_timestamp")
+        cur = conn.execute(query.format(sql.Identifier(view)), (tenant, asset))
         frame = pd.DataFrame(cur.fetchall(), columns=[c.name for c in cur.description])
     return frame.set_index(pd.to_datetime(frame["event_timestamp"], utc=True))
 
@@ -80,8 +80,9 @@ def test_feature_services_have_the_seed_names_and_sizes(loaded, store, env):
 @pytest.mark.parametrize("asset", ["zone1", "aep"])
 def test_sql_features_match_a_pandas_reference(loaded, asset):
     ref = _hourly_reference(loaded, TENANT, asset)
+    rolling = _view(loaded, "load_rolling_features", TENANT, asset)
     got = _view(loaded, "load_lag_features", TENANT, asset).join(
-        _view(loaded, "load_rolling_features", TENANT, asset).drop(columns=["tenant_id", "asset_id", "event_timestamp", "created"]))
+        rolling.drop(columns=["tenant_id", "asset_id", "event_timestamp", "created"]))
     assert len(got) == len(ref) > 24 * 20
     for col in ref.columns:
         np.testing.assert_allclose(got[col].astype(float).to_numpy(), ref[col].to_numpy(), rtol=1e-9, err_msg=col)
@@ -107,7 +108,8 @@ def test_point_in_time_features_ignore_readings_at_or_after_t(loaded, store, tmp
     ts = pd.to_datetime(frame["timestamp"]).dt.tz_localize("UTC")
     changed = frame[ts >= t].assign(zone3_power_consumption=lambda f: f["zone3_power_consumption"].astype(float) * 10)
     changed.to_csv(tmp_path / "changed.csv", index=False)
-    report = ingest_readings(loaded, tmp_path / "changed.csv", tenant, wide=True, columns="zone3=zone3_power_consumption")
+    report = ingest_readings(loaded, tmp_path / "changed.csv", tenant, wide=True,
+                             columns="zone3=zone3_power_consumption")
     assert report.updated == len(changed) > 0
     refresh(loaded)
     after = features()
@@ -118,7 +120,8 @@ def test_point_in_time_features_ignore_readings_at_or_after_t(loaded, store, tmp
 
 
 def test_online_features_equal_the_latest_offline_row(loaded, store):
-    online = online_features(loaded, "forecast_advanced", TENANT, ["zone1", "zone2", "aep"], store=store).set_index("asset_id")
+    online = online_features(loaded, "forecast_advanced", TENANT, ["zone1", "zone2", "aep"], store=store)
+    online = online.set_index("asset_id")
     for asset in ("zone1", "zone2", "aep"):
         lags = _view(loaded, "load_lag_features", TENANT, asset).iloc[-1]
         rolling = _view(loaded, "load_rolling_features", TENANT, asset).iloc[-1]
@@ -135,7 +138,8 @@ def test_calendar_features_are_in_the_asset_time_zone(loaded, store):
     at = datetime(2016, 11, 10, 18, 0, tzinfo=UTC)  # a Thursday; 13:00 in New York
     cal = online_features(loaded, "forecast_advanced", TENANT, ["aep", "zone1"], target_time=at,
                           store=store).set_index("asset_id")
-    assert cal.loc["aep", ["hour_of_day", "day_of_week", "is_weekend", "month", "is_business_hours"]].tolist() == [13, 3, 0, 11, 1]
+    columns = ["hour_of_day", "day_of_week", "is_weekend", "month", "is_business_hours"]
+    assert cal.loc["aep", columns].tolist() == [13, 3, 0, 11, 1]
     assert cal.loc["zone1", ["hour_of_day", "is_business_hours"]].tolist() == [18, 0]
 
 

@@ -1,0 +1,22 @@
+"""Id rules shared by ingest, registry and inference."""
+
+import pytest
+
+from registry.naming import InvalidIdError, check_asset_id, check_tenant_id
+
+
+@pytest.mark.parametrize("tenant", ["demo", "acme-grid", "t_1", "a" * 63])
+def test_valid_tenant_ids(tenant):
+    assert check_tenant_id(tenant) == tenant
+
+
+@pytest.mark.parametrize("tenant", ["", "Demo", "a.b", "a b", "-x", "a" * 64, "x'; DROP TABLE readings; --", 7])
+def test_invalid_tenant_ids_name_the_value_and_the_rule(tenant):
+    with pytest.raises(InvalidIdError, match=r"tenant id .* is invalid: use 1-63 lowercase"):
+        check_tenant_id(tenant)
+
+
+def test_asset_ids_allow_meter_style_names_and_refuse_quotes():
+    assert check_asset_id("MTR-0042.a:1") == "MTR-0042.a:1"
+    with pytest.raises(InvalidIdError, match="site id \"it's\" is invalid"):
+        check_asset_id("it's", "site")

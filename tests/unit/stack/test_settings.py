@@ -1,0 +1,71 @@
+"""Settings: one source per value, environment overrides, unsafe defaults refused."""
+
+from __future__ import annotations
+
+import pytest
+
+from stack.settings import (
+    LOCAL_S3_ACCESS_KEY,
+    ROOT,
+    Settings,
+    SettingsError,
+    is_loopback,
+    parse_redis_connection_string,
+    read_feast_yaml,
+)
+
+
+def test_postgres_and_redis_come_from_the_feast_yaml(monkeypatch):
+    monkeypatch.delenv("FEAST_FS_YAML_FILE_PATH", raising=False)
+    s = Settings()
+    cfg = read_feast_yaml(ROOT / "feature_store.yaml")
+    assert (s.postgres.host, s.postgres.port, s.postgres.database) == (
+        cfg["offline_store"]["host"], cfg["offline_store"]["port"], cfg["offline_store"]["database"])
+    assert f"{s.redis.host}:{s.redis.port}" == cfg["online_store"]["connection_string"]
+    assert f":{s.postgres.port}/" in cfg["registry"]["path"]
+
+
+def test_feast_yaml_env_substitution_is_honoured(tmp_path, monkeypatch):
+    path = tmp_path / "fs.yaml"
+    path.write_text("offline_store: {type: postgres, host: ${PGHOST_X}, port: 6000, database: d, user: u}\n"
+                    "online_store: {type: redis, connection_string: 'r:7000,db=2,password=p'}\n")
+    monkeypatch.setenv("FEAST_FS_YAML_FILE_PATH", str(path))
+    monkeypatch.setenv("PGHOST_X", "db.internal")
+    s = Settings()
+    assert (s.postgres.host, s.postgres.port) == ("db.internal", 6000)
+    assert (s.redis.host, s.redis.port, s.redis.db, s.redis.password) == ("r", 7000, 2, "p")
+    assert s.postgres.sqlalchemy_url("mlflow").startswith("postgresql+psycopg2://u:@db.internal:6000/mlflow")
+
+
+def test_mlflow_follows_its_own_variable(monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9999")
+    assert Settings().mlflow_port == 9999
+
+
+def test_local_s3_credentials_are_refused_for_a_remote_endpoint(monkeypatch):
+    monkeypatch.setenv("EMS_S3_ENDPOINT_URL", "https://minio.example.org")
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID", raising=False)
+    monkeypatch.delenv("EMS_S3_ACCESS_KEY", raising=False)
+    s = Settings()
+    assert s.s3_access_key == LOCAL_S3_ACCESS_KEY
+    with pytest.raises(SettingsError, match="EMS_S3_ACCESS_KEY"):
+        s.check_credentials()
+    monkeypatch.setenv("EMS_S3_ACCESS_KEY", "real")
+    monkeypatch.setenv("EMS_S3_SECRET_KEY", "real-secret")
+    Settings().check_credentials()
+
+
+def test_missing_feast_yaml_names_the_variable(tmp_path, monkeypatch):
+    monkeypatch.setenv("FEAST_FS_YAML_FILE_PATH", str(tmp_path / "nope.yaml"))
+    with pytest.raises(SettingsError, match="FEAST_FS_YAML_FILE_PATH"):
+        _ = Settings().postgres
+
+
+@pytest.mark.parametrize(("host", "expected"), [("127.0.0.1", True), ("127.0.0.5", True), ("localhost", True),
+                                                ("::1", True), ("10.0.0.1", False), ("db", False), (None, False)])
+def test_loopback_detection(host, expected):
+    assert is_loopback(host) is expected
+
+
+def test_redis_connection_string_without_options():
+    assert parse_redis_connection_string("127.0.0.1:16379").port == 16379

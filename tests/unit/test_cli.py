@@ -1,0 +1,38 @@
+"""CLI wiring through typer's CliRunner (no services)."""
+
+from typer.testing import CliRunner
+
+from cli import app
+
+runner = CliRunner()
+
+
+def test_help_lists_the_commands():
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("up", "down", "status", "ingest", "ingest-weather", "refresh", "materialize", "features"):
+        assert command in result.output
+
+
+def test_bad_tenant_is_one_clear_error_before_any_io(tmp_path):
+    path = tmp_path / "r.csv"
+    path.write_text("asset_id,timestamp,value\nm,2024-01-01T00:00:00Z,1\n")
+    result = runner.invoke(app, ["ingest", str(path), "--tenant", "No Such"])
+    assert result.exit_code == 1
+    assert "tenant id 'No Such' is invalid" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_bad_duration_is_a_usage_error(tmp_path):
+    result = runner.invoke(app, ["ingest", str(tmp_path / "x.csv"), "--tenant", "t", "--period-ending", "soon"])
+    assert result.exit_code == 2
+    assert "'soon' is not a duration" in result.output
+
+
+def test_cli_module_does_not_import_heavy_libraries():
+    import subprocess
+    import sys
+
+    code = "import sys, cli; print(','.join(m for m in ('feast', 'mlflow', 'pandas', 'psycopg') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
