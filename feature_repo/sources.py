@@ -2,34 +2,27 @@
 
 from feast.infra.offline_stores.contrib.postgres_offline_store.postgres_source import PostgreSQLSource
 
-load_lags_source = PostgreSQLSource(
-    name="load_lags_source",
-    query="SELECT * FROM load_lag_features",
-    timestamp_field="event_timestamp",
-    created_timestamp_column="created",
-    description="Hourly load lags (1 h, 24 h, 168 h) from the hourly aggregate.",
-)
 
-load_rolling_source = PostgreSQLSource(
-    name="load_rolling_source",
-    query="SELECT * FROM load_rolling_features",
-    timestamp_field="event_timestamp",
-    created_timestamp_column="created",
-    description="Rolling 24 h / 168 h statistics of the hourly mean load.",
-)
+def _view_source(name: str, view: str, description: str) -> PostgreSQLSource:
+    """Every source reads one named view with the same timestamp columns."""
+    return PostgreSQLSource(
+        name=name,
+        query=f"SELECT * FROM {view}",  # view names are fixed literals in this module
+        timestamp_field="event_timestamp",
+        created_timestamp_column="created",
+        description=description,
+    )
 
-asset_weather_source = PostgreSQLSource(
-    name="asset_weather_source",
-    query="SELECT * FROM asset_weather_features",
-    timestamp_field="event_timestamp",
-    created_timestamp_column="created",
-    description="Hourly observed weather of each asset's site.",
-)
 
-asset_profile_source = PostgreSQLSource(
-    name="asset_profile_source",
-    query="SELECT * FROM asset_profile_features",
-    timestamp_field="event_timestamp",
-    created_timestamp_column="created",
-    description="Static asset attributes: site and IANA time zone.",
+load_lags_source = _view_source(
+    "load_lags_source", "load_lag_features", "Hourly load lags (1 h, 24 h, 168 h) from the hourly aggregate."
+)
+load_rolling_source = _view_source(
+    "load_rolling_source", "load_rolling_features", "Rolling 24 h / 168 h statistics of the hourly mean load."
+)
+asset_weather_source = _view_source(
+    "asset_weather_source", "asset_weather_features", "Hourly observed weather of each asset's site."
+)
+asset_profile_source = _view_source(
+    "asset_profile_source", "asset_profile_features", "Static asset attributes: site and IANA time zone."
 )

@@ -33,6 +33,7 @@ BAD_ASSET = "invalid_asset_id"
 DUPLICATE = "duplicate_in_file"
 CONFLICT = "conflicting_duplicate_in_file"
 
+STR = "string[pyarrow]"  # vectorised string ops (python-backed strings are ~10x slower here)
 _OFFSET = re.compile(r"(?:[zZ]|[+-]\d{2}(?::?\d{2})?)$")
 _ASSET_RE = re.compile(ASSET_ID_PATTERN)
 
@@ -59,9 +60,9 @@ def read_table(path: Path) -> pd.DataFrame:
     try:
         if ".parquet" in suffixes or ".pq" in suffixes:
             df = pd.read_parquet(path)
-            df = df.astype({c: "string" for c in df.columns if not pd.api.types.is_datetime64_any_dtype(df[c])})
+            df = df.astype({c: STR for c in df.columns if not pd.api.types.is_datetime64_any_dtype(df[c])})
         elif ".csv" in suffixes or ".txt" in suffixes:
-            df = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+            df = pd.read_csv(path, dtype=STR, keep_default_na=False, skipinitialspace=True)
         else:
             raise IngestError(f"{path.name}: unsupported file type; use .csv, .csv.gz or .parquet")
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as e:
@@ -140,7 +141,7 @@ def parse_timestamps(raw: pd.Series, tz: str, ambiguous_first: np.ndarray | None
         if ts.dt.tz is None:
             ts = ts.dt.tz_localize(tz, ambiguous=_ambiguous(ambiguous_first, len(ts)), nonexistent="NaT")
         return ts.dt.tz_convert("UTC")
-    text = raw.astype("string").str.strip()
+    text = raw.astype(STR).str.strip()
     aware = text.str.contains(_OFFSET, na=False)
     out = pd.Series(pd.NaT, index=raw.index, dtype="datetime64[ns, UTC]")
     if aware.any():
@@ -162,8 +163,8 @@ def _ambiguous(first: np.ndarray | None, n: int) -> np.ndarray:
 def parse_values(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
     """Float values and a reason per bad cell (non-numeric vs missing/NaN/inf)."""
     values = pd.to_numeric(raw, errors="coerce").astype("float64")
-    reason = pd.Series(pd.NA, index=raw.index, dtype="string")
-    text = raw.astype("string").str.strip().str.lower()
+    reason = pd.Series(pd.NA, index=raw.index, dtype=STR)
+    text = raw.astype(STR).str.strip().str.lower()
     nan_like = text.isna() | text.isin(["", "nan", "na", "null", "none", "inf", "-inf", "+inf", "infinity"])
     reason[values.isna() & ~nan_like] = NON_NUMERIC
     reason[(values.isna() & nan_like) | np.isinf(values)] = NAN
@@ -176,26 +177,24 @@ def validate_readings(df: pd.DataFrame, tz: str = "UTC", now: datetime | None = 
     check_timezone(tz)
     now = pd.Timestamp(now or datetime.now().astimezone()).tz_convert("UTC")
     df = df.reset_index(drop=True)
-    reason = pd.Series(pd.NA, index=df.index, dtype="string")
+    reason = pd.Series(pd.NA, index=df.index, dtype=STR)
 
-    asset = df["asset_id"].astype("string").str.strip()
+    asset = df["asset_id"].astype(STR).str.strip()
     reason[~asset.fillna("").str.fullmatch(_ASSET_RE)] = BAD_ASSET
 
     values, value_reason = parse_values(df["value"])
     reason = reason.fillna(value_reason)
 
-    first = ~pd.DataFrame({"a": asset, "t": df["timestamp"].astype("string")}).duplicated()
+    first = ~pd.DataFrame({"a": asset, "t": df["timestamp"].astype(STR)}).duplicated()
     period = pd.Timedelta(period_ending or 0)
     ts = parse_timestamps(df["timestamp"], tz, first.to_numpy(), shift=-period)
-    unparsed = _unparseable(df["timestamp"])
-    reason[ts.isna() & unparsed] = reason[ts.isna() & unparsed].fillna(BAD_TIMESTAMP)
-    reason[ts.isna() & ~unparsed] = reason[ts.isna() & ~unparsed].fillna(NONEXISTENT_LOCAL_TIME)
+    reason = reason.fillna(_timestamp_reasons(df["timestamp"], ts))
     late = ts + period > now  # the labelled moment (end of a period) is after now
     reason[late] = reason[late].fillna(FUTURE)
 
     rows = pd.DataFrame({"line": df["line"], "asset_id": asset, "ts": ts, "value": values})
     if "unit" in df.columns:
-        unit = df["unit"].astype("string").str.strip()
+        unit = df["unit"].astype(STR).str.strip()
         rows["unit"] = unit.mask(unit == "")
     ok = reason.isna()
     reason[ok] = _duplicate_reasons(rows[ok], ["asset_id", "ts"], ["value"])
@@ -208,15 +207,13 @@ def validate_weather(df: pd.DataFrame, tz: str = "UTC", now: datetime | None = N
     now = pd.Timestamp(now or datetime.now().astimezone()).tz_convert("UTC")
     df = df.reset_index(drop=True)
     variables = [c for c in WEATHER_VARIABLES if c in df.columns]
-    reason = pd.Series(pd.NA, index=df.index, dtype="string")
+    reason = pd.Series(pd.NA, index=df.index, dtype=STR)
     rows = pd.DataFrame({"line": df["line"]})
     for col in variables:
         rows[col], col_reason = parse_values(df[col])
         reason = reason.fillna(col_reason)
-    ts = parse_timestamps(df["timestamp"], tz, (~df["timestamp"].astype("string").duplicated()).to_numpy())
-    unparsed = _unparseable(df["timestamp"])
-    reason[ts.isna() & unparsed] = reason[ts.isna() & unparsed].fillna(BAD_TIMESTAMP)
-    reason[ts.isna() & ~unparsed] = reason[ts.isna() & ~unparsed].fillna(NONEXISTENT_LOCAL_TIME)
+    ts = parse_timestamps(df["timestamp"], tz, (~df["timestamp"].astype(STR).duplicated()).to_numpy())
+    reason = reason.fillna(_timestamp_reasons(df["timestamp"], ts))
     reason[ts > now] = reason[ts > now].fillna(FUTURE)
     rows.insert(1, "ts", ts)
     ok = reason.isna()
@@ -224,17 +221,27 @@ def validate_weather(df: pd.DataFrame, tz: str = "UTC", now: datetime | None = N
     return _split(df, rows, reason)
 
 
+def _timestamp_reasons(raw: pd.Series, ts: pd.Series) -> pd.Series:
+    """For rows whose timestamp did not parse: unparseable text vs a local time that does not exist."""
+    reason = pd.Series(pd.NA, index=raw.index, dtype=STR)
+    missing = ts.isna()
+    if missing.any():
+        unparsed = _unparseable(raw[missing])
+        reason[missing] = np.where(unparsed, BAD_TIMESTAMP, NONEXISTENT_LOCAL_TIME)
+    return reason
+
+
 def _unparseable(raw: pd.Series) -> pd.Series:
     """True where the text is not ISO 8601 at all (as opposed to a local time that does not exist)."""
     if pd.api.types.is_datetime64_any_dtype(raw):
         return raw.isna()
-    text = raw.astype("string").str.strip().str.replace(_OFFSET, "", regex=True)
+    text = raw.astype(STR).str.strip().str.replace(_OFFSET, "", regex=True)
     return pd.to_datetime(text, format="ISO8601", errors="coerce").isna()
 
 
 def _duplicate_reasons(rows: pd.DataFrame, key: list[str], values: list[str]) -> pd.Series:
     """Within the file: identical copies keep the first; copies that disagree are all rejected."""
-    reason = pd.Series(pd.NA, index=rows.index, dtype="string")
+    reason = pd.Series(pd.NA, index=rows.index, dtype=STR)
     dup = rows.duplicated(key, keep=False)
     if not dup.any():
         return reason
@@ -248,7 +255,7 @@ def _duplicate_reasons(rows: pd.DataFrame, key: list[str], values: list[str]) ->
 
 def _split(raw: pd.DataFrame, rows: pd.DataFrame, reason: pd.Series) -> Validated:
     bad = reason.notna()
-    rejects = raw[bad].astype("string").copy()
+    rejects = raw[bad].astype(STR).copy()
     rejects["reason"] = reason[bad]
     return Validated(rows=rows[~bad].drop(columns="line").reset_index(drop=True),
                      rejects=rejects.reset_index(drop=True), rows_read=len(raw))
