@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import warnings
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated
@@ -43,6 +44,7 @@ def main(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show progress logs.")] = False,
 ) -> None:
     _State.debug = debug
+    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
     level = logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -156,10 +158,14 @@ def _ingest_report(report, as_json: bool) -> None:
     if as_json:
         _print_json(report.as_dict())
         return
-    table = Table("file", "into", "read", "inserted", "updated", "unchanged", "rejected", "seconds")
-    table.add_row(Path(report.path).name, report.target, f"{report.rows_read:,}", f"{report.inserted:,}",
-                  f"{report.updated:,}", f"{report.unchanged:,}", f"{report.rejected:,}", f"{report.seconds:.2f}")
+    table = Table("", "rows", title=f"{Path(report.path).name} → {report.target}", show_header=False)
+    for label, value in (("read", report.rows_read), ("inserted", report.inserted), ("updated", report.updated),
+                         ("unchanged", report.unchanged), ("rejected", report.rejected)):
+        table.add_row(label, f"{value:,}")
+    table.add_row("seconds", f"{report.seconds:.2f}")
     console.print(table)
+    if report.assets:
+        console.print(f"assets: {', '.join(report.assets[:10])}{' …' if len(report.assets) > 10 else ''}")
     if report.reject_file:
         console.print(f"[yellow]rejected rows written to {report.reject_file}[/]")
     console.print("next: `ems refresh` to update the hourly aggregates")
@@ -268,10 +274,16 @@ def features(
     if as_json:
         _print_json(frame.to_dict(orient="records"))
         return
-    table = Table(*[str(c) for c in frame.columns], title=f"{service} · tenant {tenant}")
-    for row in frame.itertuples(index=False):
-        table.add_row(*[f"{x:.4g}" if isinstance(x, float) else str(x) for x in row])
+    table = Table("feature", *frame["asset_id"], title=f"{service} · tenant {tenant} (online, Redis)")
+    for column in frame.columns.drop(["tenant_id", "asset_id"]):
+        table.add_row(column, *[_cell(x) for x in frame[column]])
     console.print(table)
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return "—" if value != value else f"{value:,.2f}"
+    return str(value)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,5 @@
 """Calendar features of the target time, in the asset's local time zone (on-demand, no I/O)."""
 
-import pandas as pd
 from feast import Field, RequestSource
 from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Int64, UnixTimestamp
@@ -24,36 +23,38 @@ target_time = RequestSource(
         Field(name="month", dtype=Int64),
         Field(name="is_business_hours", dtype=Int64),
     ],
-    mode="pandas",
+    # Python mode: an online read pays no pandas round trip (pandas mode cost ~10 ms per call here,
+    # 30x a raw Redis read); the function is still a pure batch transform over columns.
+    mode="python",
     # No per-field descriptions: Feast 0.67 compares them with the inferred (empty) ones at apply.
     description="Calendar of target_time in the asset's IANA time zone: day_of_week Monday = 0; "
     "is_business_hours = Mon-Fri 08:00-17:59 local. Unknown zones read as UTC.",
 )
-def calendar(inputs: pd.DataFrame) -> pd.DataFrame:
+def calendar(inputs: dict) -> dict:
     # Self-contained: Feast stores this function's source in the registry and runs it without
     # this module's globals.
-    from zoneinfo import available_timezones
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
 
-    import pandas as pd
+    def zone_of(name):
+        try:
+            return ZoneInfo(name) if name else UTC  # zoneinfo caches each zone
+        except (ValueError, TypeError, KeyError, OSError):
+            return UTC
 
-    known = available_timezones()
-    utc = pd.to_datetime(inputs["target_time"], utc=True)
-    zones = inputs["timezone"].fillna("UTC").where(inputs["timezone"].isin(known), "UTC")
-    parts = {"hour": [], "dow": [], "day": [], "month": []}
-    index = []
-    for zone, idx in zones.groupby(zones).groups.items():
-        local = utc.loc[idx].dt.tz_convert(zone)
-        index.extend(idx)
-        parts["hour"].extend(local.dt.hour)
-        parts["dow"].extend(local.dt.dayofweek)
-        parts["day"].extend(local.dt.day)
-        parts["month"].extend(local.dt.month)
-    cal = pd.DataFrame(parts, index=index, dtype="int64").reindex(inputs.index)
-    out = pd.DataFrame(index=inputs.index)
-    out["hour_of_day"] = cal["hour"]
-    out["day_of_week"] = cal["dow"]
-    out["is_weekend"] = (cal["dow"] >= 5).astype("int64")
-    out["day_of_month"] = cal["day"]
-    out["month"] = cal["month"]
-    out["is_business_hours"] = ((cal["dow"] < 5) & (cal["hour"] >= 8) & (cal["hour"] < 18)).astype("int64")
+    out = {k: [] for k in ("hour_of_day", "day_of_week", "is_weekend", "day_of_month", "month",
+                           "is_business_hours")}
+    for when, name in zip(inputs["target_time"], inputs["timezone"], strict=True):
+        if isinstance(when, int | float):
+            when = datetime.fromtimestamp(when, UTC)
+        elif when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        local = when.astimezone(zone_of(name))
+        weekday = local.weekday()
+        out["hour_of_day"].append(local.hour)
+        out["day_of_week"].append(weekday)
+        out["is_weekend"].append(int(weekday >= 5))
+        out["day_of_month"].append(local.day)
+        out["month"].append(local.month)
+        out["is_business_hours"].append(int(weekday < 5 and 8 <= local.hour < 18))
     return out

@@ -123,4 +123,5 @@ def online_features(
         frame = store.get_online_features(features=fs, entity_rows=rows).to_df()
     except (redis.RedisError, ConnectionError) as e:
         raise FeaturesUnavailableError(f"online store unreachable ({e}); run `ems up`") from e
-    return frame
+    ordered = [f.name for projection in fs.feature_view_projections for f in projection.features]
+    return frame[["tenant_id", "asset_id", *ordered]]

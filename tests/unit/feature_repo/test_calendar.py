@@ -6,8 +6,8 @@ from feature_repo.on_demand import calendar
 
 
 def run(times, zones):
-    inputs = pd.DataFrame({"target_time": pd.to_datetime(times, utc=True), "timezone": zones})
-    return calendar.feature_transformation.udf(inputs)
+    inputs = {"target_time": list(pd.to_datetime(times, utc=True)), "timezone": zones}
+    return pd.DataFrame(calendar.feature_transformation.udf(inputs))
 
 
 def test_local_calendar_in_each_assets_zone():
