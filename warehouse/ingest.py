@@ -6,7 +6,6 @@ value is unchanged are not rewritten). Touched time ranges are queued for `ems r
 
 from __future__ import annotations
 
-import io
 import logging
 import time
 from collections.abc import Callable
@@ -15,6 +14,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pa_csv
 import psycopg
 from psycopg import sql
 
@@ -190,14 +191,16 @@ def ingest_weather(
 
 
 def _copy(conn: psycopg.Connection, table: str, frame: pd.DataFrame, progress: Progress | None) -> None:
-    """COPY a frame into a (temp) table as CSV, chunk by chunk so progress can be shown."""
+    """COPY a frame into a (temp) table as CSV (written by Arrow: ~10x faster than pandas for
+    timestamps), chunk by chunk so progress can be shown."""
     total = len(frame)
+    data = pa.Table.from_pandas(frame, preserve_index=False)
+    options = pa_csv.WriteOptions(include_header=False)
     with conn.cursor().copy(sql.SQL("COPY {} FROM STDIN (FORMAT csv)").format(sql.Identifier(table))) as copy:
         for start in range(0, total, COPY_CHUNK_ROWS):
-            buf = io.StringIO()
-            frame.iloc[start:start + COPY_CHUNK_ROWS].to_csv(buf, header=False, index=False,
-                                                             date_format="%Y-%m-%d %H:%M:%S%z")
-            copy.write(buf.getvalue())
+            buf = pa.BufferOutputStream()
+            pa_csv.write_csv(data.slice(start, COPY_CHUNK_ROWS), buf, write_options=options)
+            copy.write(buf.getvalue().to_pybytes())
             if progress:
                 progress(min(start + COPY_CHUNK_ROWS, total), total)
 
