@@ -14,9 +14,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
+import psycopg
 import pyarrow as pa
 import pyarrow.csv as pa_csv
-import psycopg
 from psycopg import sql
 
 from registry.naming import check_asset_id, check_tenant_id
