@@ -14,6 +14,12 @@ UV     := $(shell command -v uv 2>/dev/null || echo $(TOOLS)/bin/uv)
 UV_VERSION := 0.13.9
 TENANT := demo
 export UV_COMPILE_BYTECODE := 1
+# uv trusts its built-in roots; behind a TLS-inspecting proxy it needs the system bundle.
+ifeq ($(origin SSL_CERT_FILE),undefined)
+  ifneq ($(wildcard /etc/ssl/certs/ca-certificates.crt),)
+    export SSL_CERT_FILE := /etc/ssl/certs/ca-certificates.crt
+  endif
+endif
 export PYTHONDONTWRITEBYTECODE :=
 
 .PHONY: help install up down status demo test test-unit test-integration lint clean
