@@ -286,5 +286,80 @@ def _cell(value) -> str:
     return str(value)
 
 
+# ---------------------------------------------------------------- models
+models_app = typer.Typer(no_args_is_help=True, help="Model versions in the MLflow registry and their stages.")
+app.add_typer(models_app, name="models")
+ModelId = Annotated[str, typer.Argument(help="Model id tenant:name:version, e.g. demo:load_forecaster:3.")]
+
+
+def _mlflow():
+    from registry.lifecycle import client
+
+    return client(settings().mlflow_tracking_uri)
+
+
+def _models_table(models) -> None:
+    table = Table("id", "stage", "type", "run", title=f"models · MLflow UI {settings().mlflow_tracking_uri}")
+    colour = {"production": "green", "staging": "yellow", "archived": "dim"}
+    for m in models:
+        table.add_row(m.id, f"[{colour.get(m.stage, 'white')}]{m.stage}[/]", m.model_type or "-", m.run_id or "-")
+    console.print(table)
+
+
+@models_app.command("list")
+def models_list(
+    tenant: Annotated[str | None, typer.Option("--tenant", "-t", envvar="EMS_TENANT", help="Only this tenant.")] = None,
+    as_json: AsJson = False,
+) -> None:
+    """List model versions (newest first) with their stage."""
+    from registry.lifecycle import list_models
+
+    models = _run(list_models, _mlflow(), tenant)
+    if as_json:
+        _print_json([m.as_dict() for m in models])
+    else:
+        _models_table(models)
+
+
+@models_app.command("show")
+def models_show(model_id: ModelId, as_json: AsJson = False) -> None:
+    """Show one model version: stage, tags, run."""
+    from registry.lifecycle import show
+
+    info = _run(show, _mlflow(), model_id)
+    if as_json:
+        _print_json(info.as_dict())
+        return
+    table = Table("field", "value", title=info.id, show_header=False)
+    for key, value in [("stage", info.stage), ("type", info.model_type), ("run", info.run_id),
+                       *sorted(info.tags.items())]:
+        table.add_row(key, str(value))
+    console.print(table)
+
+
+@models_app.command("promote")
+def models_promote(
+    model_id: ModelId,
+    to: Annotated[str, typer.Option("--to", help="staging | production | archived")],
+) -> None:
+    """Move a version to a stage; promoting to production archives the previous one."""
+    from registry.lifecycle import promote
+
+    info = _run(promote, _mlflow(), model_id, to)
+    console.print(f"{info.id} is now [bold]{info.stage}[/]")
+
+
+@models_app.command("delete")
+def models_delete(
+    model_id: ModelId,
+    force: Annotated[bool, typer.Option("--force", help="Allow deleting the production version.")] = False,
+) -> None:
+    """Delete a model version (a production version needs --force)."""
+    from registry.lifecycle import delete
+
+    info = _run(delete, _mlflow(), model_id, force)
+    console.print(f"deleted {info.id} (was {info.stage})")
+
+
 if __name__ == "__main__":
     app()

@@ -16,3 +16,11 @@ class UnknownFeatureServiceError(EmsError, LookupError):
 
 class FeaturesUnavailableError(EmsError):
     """Features cannot be read (online store unreachable, nothing materialized)."""
+
+
+class ModelNotFoundError(EmsError, LookupError):
+    """No such model version, or no production version."""
+
+
+class InvalidTransitionError(EmsError, ValueError):
+    """A stage change that the lifecycle does not allow."""

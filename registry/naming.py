@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from inference.errors import EmsError
 
@@ -12,6 +13,15 @@ TENANT_ID_PATTERN = r"[a-z0-9][a-z0-9_-]{0,62}"
 ASSET_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}"
 
 FEATURE_SERVICES = ("forecast_basic", "forecast_advanced", "anomaly_detection")
+
+# Model registry: public id `{tenant}:{name}:{version}`, registered model `{tenant}.{name}`.
+MODEL_NAME_PATTERN = r"[a-z0-9][a-z0-9_-]{0,62}"
+STAGES = ("staging", "production", "archived")
+ALIAS_PRODUCTION = "production"
+TAG_TENANT = "tenant_id"
+TAG_MODEL_TYPE = "model_type"
+TAG_FEATURE_SERVICE = "feast.feature_service"  # the key Feast's MLflow integration reads
+TAG_FEAST_PROJECT = "feast_project"
 DEFAULT_FORECAST_SERVICE = "forecast_advanced"
 
 
@@ -35,3 +45,33 @@ def check_asset_id(value: str, what: str = "asset") -> str:
             "starting with a letter or digit"
         )
     return value
+
+
+class InvalidModelIdError(EmsError, ValueError):
+    """A model id is not `{tenant}:{name}:{version}`."""
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    tenant: str
+    name: str
+    version: int
+
+    @property
+    def id(self) -> str:
+        return f"{self.tenant}:{self.name}:{self.version}"
+
+
+def registered_name(tenant: str, name: str) -> str:
+    return f"{tenant}.{name}"
+
+
+def parse_model_id(model_id: str) -> ModelRef:
+    """`demo:load_forecaster:3` -> ModelRef; one clear error for anything else."""
+    parts = model_id.split(":") if isinstance(model_id, str) else []
+    if (len(parts) != 3 or not re.fullmatch(TENANT_ID_PATTERN, parts[0])
+            or not re.fullmatch(MODEL_NAME_PATTERN, parts[1]) or not re.fullmatch(r"[1-9][0-9]{0,8}", parts[2])):
+        raise InvalidModelIdError(
+            f"model id {model_id!r} is malformed: use tenant:name:version, e.g. demo:load_forecaster:3"
+        )
+    return ModelRef(parts[0], parts[1], int(parts[2]))

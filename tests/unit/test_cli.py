@@ -36,3 +36,9 @@ def test_cli_module_does_not_import_heavy_libraries():
     code = "import sys, cli; print(','.join(m for m in ('feast', 'mlflow', 'pandas', 'psycopg') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_models_promote_with_malformed_id_fails_before_reaching_mlflow():
+    result = runner.invoke(app, ["models", "promote", "demo-x-1", "--to", "production"])
+    assert result.exit_code == 1
+    assert "model id 'demo-x-1' is malformed" in result.output

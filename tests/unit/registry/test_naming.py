@@ -20,3 +20,14 @@ def test_asset_ids_allow_meter_style_names_and_refuse_quotes():
     assert check_asset_id("MTR-0042.a:1") == "MTR-0042.a:1"
     with pytest.raises(InvalidIdError, match="site id \"it's\" is invalid"):
         check_asset_id("it's", "site")
+
+
+def test_model_ids_parse_and_malformed_ones_name_the_value():
+    from registry.naming import InvalidModelIdError, parse_model_id, registered_name
+
+    ref = parse_model_id("demo:load_forecaster:12")
+    assert (ref.tenant, ref.name, ref.version, ref.id) == ("demo", "load_forecaster", 12, "demo:load_forecaster:12")
+    assert registered_name(ref.tenant, ref.name) == "demo.load_forecaster"
+    for bad in ("demo:x", "demo:x:0", "demo:x:v1", "Demo:x:1", "demo.x.1", "demo:x:1:2", ""):
+        with pytest.raises(InvalidModelIdError, match=f"model id {bad!r} is malformed: use tenant:name:version"):
+            parse_model_id(bad)
