@@ -82,14 +82,12 @@ def bench_ingest(settings: Settings, path: Path) -> dict:
 def bench_materialize(settings: Settings, store) -> dict:
     """Full materialize of every online view (as a first `ems materialize` does) vs the floor."""
     import redis
-    from feast.infra.key_encoding_utils import serialize_entity_key
     from feast.infra.online_stores.helpers import _mmh3, _redis_key
     from feast.protos.feast.types.EntityKey_pb2 import EntityKey
     from feast.protos.feast.types.Value_pb2 import Value
     from feast.type_map import python_values_to_proto_values
     from google.protobuf.timestamp_pb2 import Timestamp
 
-    del serialize_entity_key
     views = [fv for fv in store.list_batch_feature_views() if fv.online]
     start, end = datetime(1970, 1, 1, tzinfo=UTC), datetime.now(UTC)
     with connect(settings) as conn:

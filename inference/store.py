@@ -15,7 +15,6 @@ from stack.settings import ROOT, Settings
 from warehouse.db import connect
 
 logger = logging.getLogger(__name__)
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def get_store(settings: Settings):
