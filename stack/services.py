@@ -213,12 +213,19 @@ class Postgres(Service):
         import psycopg
         from psycopg import sql
 
-        with psycopg.connect(self.addr.conninfo("postgres"), autocommit=True) as conn:
-            existing = {r[0] for r in conn.execute("SELECT datname FROM pg_database")}
-            for db in (self.addr.database, self.settings.mlflow_database):
-                if db not in existing:
-                    logger.info("creating database %s", db)
-                    conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db)))
+        try:
+            with psycopg.connect(self.addr.conninfo("postgres"), autocommit=True, connect_timeout=5) as conn:
+                existing = {r[0] for r in conn.execute("SELECT datname FROM pg_database")}
+                for db in (self.addr.database, self.settings.mlflow_database):
+                    if db not in existing:
+                        logger.info("creating database %s", db)
+                        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db)))
+        except psycopg.Error as e:
+            raise ServiceError(
+                f"postgres at {self.host}:{self.port}: cannot check or create databases "
+                f"{self.addr.database!r} and {self.settings.mlflow_database!r} as {self.addr.user!r} "
+                f"({str(e).strip()}); create them or grant CREATEDB"
+            ) from e
 
 
 class Redis(Service):
