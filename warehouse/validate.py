@@ -174,8 +174,6 @@ def parse_values(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
 def validate_readings(df: pd.DataFrame, tz: str = "UTC", now: datetime | None = None,
                       period_ending: timedelta | None = None) -> Validated:
     """Tidy (line, asset_id, timestamp, value[, unit]) -> loadable rows and rejects."""
-    check_timezone(tz)
-    now = pd.Timestamp(now or datetime.now().astimezone()).tz_convert("UTC")
     df = df.reset_index(drop=True)
     reason = pd.Series(pd.NA, index=df.index, dtype=STR)
 
@@ -186,11 +184,8 @@ def validate_readings(df: pd.DataFrame, tz: str = "UTC", now: datetime | None = 
     reason = reason.fillna(value_reason)
 
     first = ~pd.DataFrame({"a": asset, "t": df["timestamp"].astype(STR)}).duplicated()
-    period = pd.Timedelta(period_ending or 0)
-    ts = parse_timestamps(df["timestamp"], tz, first.to_numpy(), shift=-period)
-    reason = reason.fillna(_timestamp_reasons(df["timestamp"], ts))
-    late = ts + period > now  # the labelled moment (end of a period) is after now
-    reason[late] = reason[late].fillna(FUTURE)
+    ts, ts_reason = _times(df["timestamp"], tz, now, first.to_numpy(), period_ending)
+    reason = reason.fillna(ts_reason)
 
     rows = pd.DataFrame({"line": df["line"], "asset_id": asset, "ts": ts, "value": values})
     if "unit" in df.columns:
@@ -203,8 +198,6 @@ def validate_readings(df: pd.DataFrame, tz: str = "UTC", now: datetime | None = 
 
 def validate_weather(df: pd.DataFrame, tz: str = "UTC", now: datetime | None = None) -> Validated:
     """(line, timestamp, <weather variables>) -> loadable rows and rejects."""
-    check_timezone(tz)
-    now = pd.Timestamp(now or datetime.now().astimezone()).tz_convert("UTC")
     df = df.reset_index(drop=True)
     variables = [c for c in WEATHER_VARIABLES if c in df.columns]
     reason = pd.Series(pd.NA, index=df.index, dtype=STR)
@@ -212,13 +205,25 @@ def validate_weather(df: pd.DataFrame, tz: str = "UTC", now: datetime | None = N
     for col in variables:
         rows[col], col_reason = parse_values(df[col])
         reason = reason.fillna(col_reason)
-    ts = parse_timestamps(df["timestamp"], tz, (~df["timestamp"].astype(STR).duplicated()).to_numpy())
-    reason = reason.fillna(_timestamp_reasons(df["timestamp"], ts))
-    reason[ts > now] = reason[ts > now].fillna(FUTURE)
+    ts, ts_reason = _times(df["timestamp"], tz, now, (~df["timestamp"].astype(STR).duplicated()).to_numpy())
+    reason = reason.fillna(ts_reason)
     rows.insert(1, "ts", ts)
     ok = reason.isna()
     reason[ok] = _duplicate_reasons(rows[ok], ["ts"], variables)
     return _split(df, rows, reason)
+
+
+def _times(raw: pd.Series, tz: str, now: datetime | None, first: np.ndarray,
+           period_ending: timedelta | None = None) -> tuple[pd.Series, pd.Series]:
+    """UTC timestamps (period starts) and a reason per row whose time is unusable or in the future."""
+    check_timezone(tz)
+    now = pd.Timestamp(now or datetime.now().astimezone()).tz_convert("UTC")
+    period = pd.Timedelta(period_ending or 0)
+    ts = parse_timestamps(raw, tz, first, shift=-period)
+    reason = _timestamp_reasons(raw, ts)
+    late = ts + period > now  # the labelled moment (end of a period) is after now
+    reason[late] = reason[late].fillna(FUTURE)
+    return ts, reason
 
 
 def _timestamp_reasons(raw: pd.Series, ts: pd.Series) -> pd.Series:
