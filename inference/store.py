@@ -115,9 +115,9 @@ def online_features(
     latest = latest_feature_time(settings, tenant, assets)
     rows = []
     for a in assets:
-        when = target_time or latest[a] or datetime.now(UTC)
-        rows.append({"tenant_id": tenant, "asset_id": a, "target_time": pd.Timestamp(when).tz_convert("UTC")
-                     if pd.Timestamp(when).tzinfo else pd.Timestamp(when, tz="UTC")})
+        when = pd.Timestamp(target_time or latest[a] or datetime.now(UTC))
+        when = when.tz_convert("UTC") if when.tzinfo else when.tz_localize("UTC")
+        rows.append({"tenant_id": tenant, "asset_id": a, "target_time": when})
     try:
         frame = store.get_online_features(features=fs, entity_rows=rows).to_df()
     except (redis.RedisError, ConnectionError) as e:

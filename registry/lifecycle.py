@@ -19,6 +19,7 @@ from registry.naming import (
     TAG_TENANT,
     InvalidModelIdError,
     ModelRef,
+    check_model_name,
     check_tenant_id,
     parse_model_id,
     registered_name,
@@ -93,21 +94,26 @@ def _production_version(mlflow_client, name: str) -> str | None:
     return str(max(int(v.version) for v in latest)) if latest else None
 
 
-def stage_of(mlflow_client, version) -> str:
-    """Public stage of an MLflow ModelVersion: production by alias or stage, else its stage."""
+def stage_of(mlflow_client, version, production: dict[str, str | None] | None = None) -> str:
+    """Public stage of an MLflow ModelVersion: production by alias or stage, else its stage.
+    `production` caches each registered model's serving version across calls (listing)."""
     if ALIAS_PRODUCTION in (version.aliases or []):
         return "production"
     stage = (version.current_stage or "None").lower()
-    if stage == "production" and _production_version(mlflow_client, version.name) != str(version.version):
+    if production is None:
+        production = {}
+    if stage == "production" and version.name not in production:
+        production[version.name] = _production_version(mlflow_client, version.name)
+    if stage == "production" and production[version.name] != str(version.version):
         return "archived"  # an older Production-stage version behind the alias
     return stage if stage in STAGES else "staging"
 
 
-def _info(mlflow_client, version) -> ModelInfo:
+def _info(mlflow_client, version, production: dict[str, str | None] | None = None) -> ModelInfo:
     tenant, _, name = version.name.partition(".")
     return ModelInfo(
         id=f"{tenant}:{name}:{version.version}", tenant=tenant, name=name, version=int(version.version),
-        stage=stage_of(mlflow_client, version), model_type=version.tags.get(TAG_MODEL_TYPE),
+        stage=stage_of(mlflow_client, version, production), model_type=version.tags.get(TAG_MODEL_TYPE),
         run_id=version.run_id, created=version.creation_timestamp, tags=dict(version.tags),
     )
 
@@ -117,7 +123,7 @@ def register(mlflow_client, tenant: str, name: str, model_uri: str, run_id: str 
     from mlflow.exceptions import MlflowException
 
     check_tenant_id(tenant)
-    parse_model_id(f"{tenant}:{name}:1")  # validates the name
+    check_model_name(name)
     full = registered_name(tenant, name)
     try:
         mlflow_client.create_registered_model(full, tags={TAG_TENANT: tenant})
@@ -143,9 +149,9 @@ def list_models(mlflow_client, tenant: str | None = None) -> list[ModelInfo]:
     if tenant is not None:
         check_tenant_id(tenant)
         filter_string = f"name LIKE '{tenant}.%'"  # tenant ids cannot contain quotes (check_tenant_id)
-    out = []
+    out, production = [], {}
     for version in mlflow_client.search_model_versions(filter_string=filter_string, max_results=10_000):
-        info = _info(mlflow_client, version)
+        info = _info(mlflow_client, version, production)
         if tenant is None or (info.tenant == tenant and info.tags.get(TAG_TENANT) == tenant):
             out.append(info)
     return sorted(out, key=lambda m: (m.tenant, m.name, -m.version))

@@ -66,6 +66,14 @@ def registered_name(tenant: str, name: str) -> str:
     return f"{tenant}.{name}"
 
 
+def check_model_name(name: str) -> str:
+    if not isinstance(name, str) or not re.fullmatch(MODEL_NAME_PATTERN, name):
+        raise InvalidModelIdError(
+            f"model name {name!r} is invalid: use 1-63 lowercase letters, digits, '_' or '-'"
+        )
+    return name
+
+
 def parse_model_id(model_id: str) -> ModelRef:
     """`demo:load_forecaster:3` -> ModelRef; one clear error for anything else."""
     parts = model_id.split(":") if isinstance(model_id, str) else []

@@ -31,3 +31,11 @@ def test_model_ids_parse_and_malformed_ones_name_the_value():
     for bad in ("demo:x", "demo:x:0", "demo:x:v1", "Demo:x:1", "demo.x.1", "demo:x:1:2", ""):
         with pytest.raises(InvalidModelIdError, match=f"model id {bad!r} is malformed: use tenant:name:version"):
             parse_model_id(bad)
+
+
+def test_model_names_follow_the_tenant_rule():
+    from registry.naming import InvalidModelIdError, check_model_name
+
+    assert check_model_name("load_forecaster") == "load_forecaster"
+    with pytest.raises(InvalidModelIdError, match="model name 'Load.Model' is invalid"):
+        check_model_name("Load.Model")
