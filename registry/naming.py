@@ -22,6 +22,20 @@ TAG_TENANT = "tenant_id"
 TAG_MODEL_TYPE = "model_type"
 TAG_FEATURE_SERVICE = "feast.feature_service"  # the key Feast's MLflow integration reads
 TAG_FEAST_PROJECT = "feast_project"
+TAG_SERVICE = "feature_service"  # DESIGN's name; the same value as TAG_FEATURE_SERVICE
+TAG_WINDOW_START = "training_window_start"
+TAG_WINDOW_END = "training_window_end"
+TAG_FINGERPRINT = "data_fingerprint"
+TAG_VALIDATION = "validation_status"
+MODEL_TYPES = ("forecast", "anomaly")
+DEFAULT_FORECAST_NAME = "load_forecaster"
+ANOMALY_METHODS = ("z_score", "iqr", "isolation_forest", "local_outlier_factor")
+DEFAULT_ANOMALY_SERVICE = "anomaly_detection"
+
+
+def experiment_name(tenant: str) -> str:
+    """One MLflow experiment per tenant."""
+    return f"tenant-{tenant}"
 DEFAULT_FORECAST_SERVICE = "forecast_advanced"
 
 

@@ -1,0 +1,74 @@
+"""Direct multi-horizon design: one row per (asset, issue time t, horizon h). Pure pandas, no I/O.
+
+A row holds the feature service's values at the issue time t (known when the forecast is made; the
+feature row at t uses readings before t only), the calendar of the target hour [t+h-1h, t+h) and
+the horizon h. Its label is the hourly mean of that target hour. Training and inference build rows
+the same way, so the model never sees a value it would not have when forecasting.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+HOUR = pd.Timedelta(hours=1)
+MAX_HORIZON = 168
+HORIZON = "horizon_h"
+META = ["asset_id", "issue_time", "target_time"]
+
+
+def naive_forecasts(series: pd.Series, issue: pd.Series, horizon: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Seasonal-naive forecasts for target t+h made at t: the last observed same hour of day
+    (t+h-24*ceil(h/24)) and the same hour one week before (t+h-168h). `series` is indexed by hour end."""
+    target = issue + horizon * HOUR
+    back_24 = np.ceil(horizon.to_numpy() / 24).astype(int) * 24
+    day = series.reindex(target - pd.to_timedelta(back_24, unit="h")).to_numpy()
+    week = series.reindex(target - MAX_HORIZON * HOUR).to_numpy()
+    return day, week
+
+
+def expand(
+    hourly: pd.DataFrame,
+    issue_features: list[str],
+    calendar_features: list[str],
+    pairs: pd.DataFrame,
+) -> pd.DataFrame:
+    """Rows for (asset_id, issue_time, horizon_h) pairs.
+
+    `hourly` has one row per asset and hour boundary E (columns asset_id, event_timestamp and the
+    feature service's columns) where the calendar columns describe the hour starting at E. A pair
+    takes the issue features from E = issue_time and the calendar from E = target start."""
+    pairs = pairs.reset_index(drop=True)
+    target = pairs["issue_time"] + pairs[HORIZON] * HOUR
+    keyed = hourly.set_index(["asset_id", "event_timestamp"])
+    at_issue = keyed[issue_features].reindex(pd.MultiIndex.from_arrays([pairs["asset_id"], pairs["issue_time"]]))
+    at_target = keyed[calendar_features].reindex(pd.MultiIndex.from_arrays([pairs["asset_id"], target - HOUR]))
+    out = pd.concat([at_issue.reset_index(drop=True), at_target.reset_index(drop=True)], axis=1)
+    out[HORIZON] = pairs[HORIZON].astype("int64")
+    out.insert(0, "target_time", target)
+    out.insert(0, "issue_time", pairs["issue_time"])
+    out.insert(0, "asset_id", pairs["asset_id"].to_numpy())
+    return out
+
+
+def sample_pairs(
+    issues: pd.DataFrame, horizons_per_issue: int, rng: np.random.Generator, max_horizon: int = MAX_HORIZON
+) -> pd.DataFrame:
+    """(asset_id, issue_time) rows x horizons: all of 1..max_horizon, or a seeded sample of them
+    per issue time (keeps training sets small while every horizon is seen equally often)."""
+    n = len(issues)
+    k = min(horizons_per_issue, max_horizon)
+    if k == max_horizon:
+        horizons = np.tile(np.arange(1, max_horizon + 1), n)
+    else:
+        horizons = np.concatenate([rng.choice(max_horizon, size=k, replace=False) + 1 for _ in range(n)]) if n else \
+            np.array([], dtype=int)
+    out = issues[["asset_id", "issue_time"]].loc[issues.index.repeat(k)].reset_index(drop=True)
+    out[HORIZON] = horizons.astype("int64")
+    return out
+
+
+def days(delta: pd.Timedelta) -> float:
+    return math.floor(delta / pd.Timedelta(hours=1)) / 24

@@ -1,0 +1,93 @@
+"""The forecaster as an MLflow pyfunc: four LightGBM boosters (p10, p50, p90 and a point forecast)
+over the direct multi-horizon design (registry/design.py), in load units.
+
+Loads differ by orders of magnitude between assets (a building vs a utility zone), so the model
+works on scaled values: every load-valued input and the label are divided by the row's level (the
+mean absolute value of its load inputs), and `log_level` tells the trees how large the asset is.
+Predictions are scaled back and the three quantiles sorted per row, so they never cross."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+try:  # the pyfunc base class; keep this module importable for pure unit tests without MLflow loaded
+    from mlflow.pyfunc import PythonModel
+except ImportError:  # pragma: no cover
+    PythonModel = object
+
+QUANTILE_OUTPUTS = ("p10", "p50", "p90")
+OUTPUTS = (*QUANTILE_OUTPUTS, "point")
+ALPHAS = {"p10": 0.1, "p50": 0.5, "p90": 0.9}
+# Inputs measured in load units (lags and rolling statistics of the hourly mean load).
+LOAD_FEATURE = re.compile(r"^(lag_\d+h|historical_(avg|std)_\d+h|min_\d+h|max_\d+h|range_\d+h)$")
+LEVEL = "log_level"
+
+
+def load_columns(features: list[str]) -> list[str]:
+    return [f for f in features if LOAD_FEATURE.match(f)]
+
+
+def level(frame: pd.DataFrame, features: list[str]) -> np.ndarray:
+    """Row level: mean |value| of the load inputs; 1.0 where none is known (no scaling)."""
+    cols = [c for c in load_columns(features) if not c.startswith("historical_std") and not c.startswith("range_")]
+    if not cols:
+        return np.ones(len(frame))
+    values = np.abs(frame[cols].to_numpy(dtype=float))
+    with np.errstate(all="ignore"):
+        out = np.nanmean(np.where(np.isfinite(values), values, np.nan), axis=1)
+    return np.where(np.isfinite(out) & (out > 0), out, 1.0)
+
+
+def prepare(frame: pd.DataFrame, features: list[str]) -> tuple[pd.DataFrame, np.ndarray]:
+    """Model matrix (load inputs scaled by level, plus log_level) and the level per row."""
+    lvl = level(frame, features)
+    X = frame[features].astype(float).copy()
+    for c in load_columns(features):
+        X[c] = X[c].to_numpy() / lvl
+    X[LEVEL] = np.log(lvl)
+    return X, lvl
+
+
+def no_crossing(pred: np.ndarray) -> np.ndarray:
+    """Sort each row's quantile columns (p10 <= p50 <= p90)."""
+    return np.sort(pred, axis=1)
+
+
+class QuantileForecaster(PythonModel):
+    """pyfunc: input = the design columns (feature service at issue time, calendar of the target
+    hour, horizon_h); output = p10, p50, p90, point in the asset's load units."""
+
+    def __init__(self, features: list[str] | None = None, boosters: dict | None = None):
+        self.features = list(features or [])
+        self.boosters = boosters or {}
+
+    # MLflow: boosters are artifacts (LightGBM text files), not pickled.
+    def load_context(self, context) -> None:
+        import lightgbm as lgb
+
+        self.boosters = {name: lgb.Booster(model_file=context.artifacts[name]) for name in OUTPUTS}
+
+    def save_boosters(self, folder: Path) -> dict[str, str]:
+        paths = {}
+        for name, booster in self.boosters.items():
+            paths[name] = str(folder / f"{name}.txt")
+            booster.save_model(paths[name])
+        return paths
+
+    def __getstate__(self):  # pickle the definition only; boosters come back through load_context
+        return {"features": self.features, "boosters": {}}
+
+    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
+        missing = [f for f in self.features if f not in model_input.columns]
+        if missing:
+            raise ValueError(f"model input lacks column(s) {', '.join(missing)}; expected {', '.join(self.features)}")
+        X, lvl = prepare(model_input, self.features)
+        raw = {name: self.boosters[name].predict(X, num_threads=1) * lvl for name in OUTPUTS}
+        quantiles = no_crossing(np.column_stack([raw[q] for q in QUANTILE_OUTPUTS]))
+        out = pd.DataFrame(quantiles, columns=list(QUANTILE_OUTPUTS), index=model_input.index)
+        out["point"] = raw["point"]
+        return out

@@ -1,0 +1,72 @@
+"""MLflow runs for training: one experiment per tenant, Feast lineage, tags shared by every version."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator
+
+from registry import lifecycle
+from registry.naming import (
+    TAG_FEAST_PROJECT,
+    TAG_FEATURE_SERVICE,
+    TAG_FINGERPRINT,
+    TAG_MODEL_TYPE,
+    TAG_SERVICE,
+    TAG_TENANT,
+    TAG_WINDOW_END,
+    TAG_WINDOW_START,
+    experiment_name,
+)
+from stack.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def training_run(settings: Settings, store, tenant: str, run_name: str, tags: dict) -> Iterator:
+    """An active MLflow run in the tenant's experiment. Feast's MLflow integration (enabled in
+    feature_store.yaml) tags it with the feature service and refs that get_historical_features read."""
+    import mlflow
+
+    # Feast's integration takes its address from MLFLOW_TRACKING_URI (no URI in the yaml); point it
+    # at the same server this run uses.
+    os.environ.setdefault("MLFLOW_TRACKING_URI", settings.mlflow_tracking_uri)
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    experiment = mlflow.set_experiment(experiment_name(tenant))
+    if experiment.tags.get(TAG_TENANT) != tenant:
+        mlflow.MlflowClient(settings.mlflow_tracking_uri).set_experiment_tag(
+            experiment.experiment_id, TAG_TENANT, tenant)
+    with mlflow.start_run(run_name=run_name, tags={TAG_TENANT: tenant, "feast.project": store.project, **tags}) as run:
+        yield run
+
+
+def version_tags(store, tenant: str, model_type: str, service: str, window, fingerprint: str) -> dict[str, str]:
+    return {
+        TAG_TENANT: tenant, TAG_MODEL_TYPE: model_type, TAG_FEATURE_SERVICE: service, TAG_SERVICE: service,
+        TAG_FEAST_PROJECT: store.project, TAG_WINDOW_START: window[0].isoformat(),
+        TAG_WINDOW_END: window[1].isoformat(), TAG_FINGERPRINT: fingerprint,
+    }
+
+
+def log_feast_features(store, service: str) -> None:
+    """`feast_features.json` in the run: the feature refs Feast's model resolver checks a feature
+    service against (it reports drift if the service's contents change under a model)."""
+    import mlflow
+
+    fs = store.get_feature_service(service)
+    refs = [f"{p.name_to_use()}:{f.name}" for p in fs.feature_view_projections for f in p.features]
+    mlflow.log_dict(refs, "feast_features.json")
+
+
+def log_figure(fig, name: str) -> None:
+    import matplotlib.pyplot as plt
+    import mlflow
+
+    mlflow.log_figure(fig, f"plots/{name}.png")
+    plt.close(fig)
+
+
+def register(settings: Settings, tenant: str, name: str, model_uri: str, run_id: str, tags: dict):
+    return lifecycle.register(lifecycle.client(settings.mlflow_tracking_uri), tenant, name, model_uri, run_id, tags)

@@ -1,0 +1,224 @@
+"""Training sets from Feast: point-in-time features of a feature service at hourly issue times,
+labels from the hourly aggregate, a time-ordered split with the last days held out."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+
+from inference.errors import EmsError, UnknownAssetError
+from inference.store import feature_service
+from registry.design import HOUR, HORIZON, MAX_HORIZON, days, expand, naive_forecasts, sample_pairs
+from registry.naming import check_asset_id, check_tenant_id
+from stack.settings import Settings
+from warehouse.db import connect
+
+logger = logging.getLogger(__name__)
+
+
+class InsufficientHistoryError(EmsError, ValueError):
+    """An asset has too little hourly history to train and hold out."""
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    history_days: int = 365  # training window per asset, ending at its last complete hour
+    holdout_days: int = 14  # the last days of each asset are held out for evaluation
+    min_history_days: int = 21  # below this an asset cannot be trained on (named in the error)
+    issue_every_h: int = 6  # training issue times: every N hours
+    horizons_per_issue: int = 24  # training horizons sampled per issue time (168 = all)
+    eval_every_h: int = 24  # held-out issue times: one forecast a day, every horizon
+    seed: int = 0
+
+    def check(self) -> SplitConfig:
+        rules = {
+            "history_days": (self.history_days, 21, 20_000), "holdout_days": (self.holdout_days, 1, 365),
+            "min_history_days": (self.min_history_days, 2, 20_000), "issue_every_h": (self.issue_every_h, 1, 168),
+            "horizons_per_issue": (self.horizons_per_issue, 1, MAX_HORIZON),
+            "eval_every_h": (self.eval_every_h, 1, 168),
+        }
+        for name, (value, lo, hi) in rules.items():
+            if not isinstance(value, int) or not lo <= value <= hi:
+                raise ValueError(f"{name}={value!r} is out of range {lo}..{hi}")
+        if self.min_history_days <= self.holdout_days:
+            raise ValueError(f"min_history_days={self.min_history_days} must exceed holdout_days={self.holdout_days}")
+        return self
+
+
+@dataclass
+class AssetWindow:
+    asset_id: str
+    start: pd.Timestamp  # first hour boundary used (window start)
+    split: pd.Timestamp  # labels at or after this time are held out
+    end: pd.Timestamp  # end of the last complete hour
+
+
+@dataclass
+class TrainingSet:
+    tenant: str
+    service: str
+    issue_features: list[str]
+    calendar_features: list[str]
+    train: pd.DataFrame  # META + features + horizon_h + y
+    holdout: pd.DataFrame  # same + naive_24, naive_168
+    windows: list[AssetWindow]
+    scales: dict[str, dict[str, float]]  # per asset: in-sample MAE of seasonal naive 24 h / 168 h
+    series: dict[str, pd.Series] = field(repr=False)
+
+    @property
+    def features(self) -> list[str]:
+        return [*self.issue_features, *self.calendar_features, HORIZON]
+
+    @property
+    def window(self) -> tuple[pd.Timestamp, pd.Timestamp]:
+        return min(w.start for w in self.windows), max(w.end for w in self.windows)
+
+    def fingerprint(self) -> str:
+        """Content hash of the training rows (features + labels): same data, same fingerprint."""
+        cols = ["asset_id", "issue_time", *self.features, "y"]
+        hashed = pd.util.hash_pandas_object(self.train[cols], index=False).to_numpy()
+        return hashlib.sha256(hashed.tobytes()).hexdigest()[:16]
+
+
+def tenant_assets(settings: Settings, tenant: str, assets: list[str] | None) -> list[str]:
+    check_tenant_id(tenant)
+    for a in assets or []:
+        check_asset_id(a)
+    with connect(settings) as conn:
+        known = [r[0] for r in conn.execute(
+            "SELECT asset_id FROM assets WHERE tenant_id = %s ORDER BY asset_id", (tenant,)).fetchall()]
+    if not known:
+        raise UnknownAssetError(f"tenant {tenant!r} has no assets; ingest readings first (`ems ingest`)")
+    if not assets:
+        return known
+    missing = [a for a in assets if a not in known]
+    if missing:
+        raise UnknownAssetError(f"tenant {tenant!r} has no asset(s) {', '.join(map(repr, missing))}; "
+                                f"known: {', '.join(known[:10])}{' …' if len(known) > 10 else ''}")
+    return list(dict.fromkeys(assets))
+
+
+def hourly_series(settings: Settings, tenant: str, assets: list[str], until: datetime | None = None,
+                  history_days: int | None = None) -> dict[str, pd.Series]:
+    """Hourly mean load per asset, indexed by the END of each hour (the label convention)."""
+    query = """
+        SELECT asset_id, bucket + INTERVAL '1 hour' AS hour_end, avg_value FROM readings_hourly
+        WHERE tenant_id = %(tenant)s AND asset_id = ANY(%(assets)s)
+          AND (%(until)s::timestamptz IS NULL OR bucket + INTERVAL '1 hour' <= %(until)s::timestamptz)
+        ORDER BY asset_id, bucket
+    """
+    with connect(settings) as conn:
+        rows = conn.execute(query, {"tenant": tenant, "assets": assets, "until": until}).fetchall()
+    frame = pd.DataFrame(rows, columns=["asset_id", "hour_end", "value"])
+    frame["hour_end"] = pd.to_datetime(frame["hour_end"], utc=True)
+    out = {}
+    for asset, part in frame.groupby("asset_id", sort=False):
+        s = part.set_index("hour_end")["value"].astype(float)
+        if history_days is not None and len(s):
+            s = s[s.index > s.index[-1] - pd.Timedelta(days=history_days + 7)]  # +7: lags of the first week
+        out[asset] = s
+    return out
+
+
+def asset_windows(series: dict[str, pd.Series], assets: list[str], cfg: SplitConfig) -> list[AssetWindow]:
+    windows = []
+    for a in assets:
+        s = series.get(a)
+        if s is None or s.empty:
+            raise InsufficientHistoryError(f"asset {a!r} has no hourly readings; training needs at least "
+                                           f"{cfg.min_history_days} days")
+        end = s.index[-1]
+        first = s.index[0] - HOUR
+        start = max(first, end - pd.Timedelta(days=cfg.history_days))
+        have = days(end - first)
+        if have < cfg.min_history_days:
+            raise InsufficientHistoryError(
+                f"asset {a!r} has {have:g} days of hourly readings ({first:%Y-%m-%d %H:%M} → {end:%Y-%m-%d %H:%M} "
+                f"UTC); training needs at least {cfg.min_history_days} days ({cfg.holdout_days} of them held out)")
+        windows.append(AssetWindow(a, start, end - pd.Timedelta(days=cfg.holdout_days), end))
+    return windows
+
+
+def point_in_time_features(store, service: str, tenant: str, windows: list[AssetWindow]) -> pd.DataFrame:
+    """The service's features at every hour boundary E of each asset's window, from Feast's
+    point-in-time join; calendar (on-demand) features describe the hour starting at E."""
+    fs = feature_service(store, service)
+    frames = []
+    for w in windows:
+        grid = pd.date_range(w.start, w.end, freq="h")
+        frames.append(pd.DataFrame({"tenant_id": tenant, "asset_id": w.asset_id, "event_timestamp": grid,
+                                    "target_time": grid}))
+    entity_df = pd.concat(frames, ignore_index=True)
+    out = store.get_historical_features(entity_df=entity_df, features=fs).to_df()
+    out["event_timestamp"] = pd.to_datetime(out["event_timestamp"], utc=True)
+    return out
+
+
+def service_columns(store, service: str) -> tuple[list[str], list[str]]:
+    """(issue-time features, target-time calendar features) of a feature service, in service order."""
+    fs = feature_service(store, service)
+    on_demand = {v.name for v in store.list_on_demand_feature_views()}
+    issue, calendar = [], []
+    for projection in fs.feature_view_projections:
+        names = [f.name for f in projection.features]
+        (calendar if projection.name in on_demand else issue).extend(names)
+    return issue, calendar
+
+
+def build(settings: Settings, store, tenant: str, assets: list[str] | None = None, service: str = "forecast_advanced",
+          cfg: SplitConfig | None = None, until: datetime | None = None) -> TrainingSet:
+    """Training and held-out rows for a direct multi-horizon forecaster."""
+    cfg = (cfg or SplitConfig()).check()
+    assets = tenant_assets(settings, tenant, assets)
+    issue_cols, calendar_cols = service_columns(store, service)
+    series = hourly_series(settings, tenant, assets, until, cfg.history_days)
+    windows = asset_windows(series, assets, cfg)
+    hourly = point_in_time_features(store, service, tenant, windows)
+    rng = np.random.default_rng(cfg.seed)
+
+    train_issues, eval_issues = [], []
+    for w in windows:
+        train_issues.append(pd.DataFrame({"asset_id": w.asset_id, "issue_time": pd.date_range(
+            w.start + pd.Timedelta(days=1), w.split - HOUR, freq=f"{cfg.issue_every_h}h")}))
+        eval_issues.append(pd.DataFrame({"asset_id": w.asset_id, "issue_time": pd.date_range(
+            w.split, w.end - HOUR, freq=f"{cfg.eval_every_h}h")}))
+    split = {w.asset_id: w.split for w in windows}
+    train = _labelled(hourly, issue_cols, calendar_cols, series,
+                      sample_pairs(pd.concat(train_issues, ignore_index=True), cfg.horizons_per_issue, rng))
+    train = train[train["target_time"] <= train["asset_id"].map(split)]  # no held-out label in training
+    holdout = _labelled(hourly, issue_cols, calendar_cols, series,
+                        sample_pairs(pd.concat(eval_issues, ignore_index=True), MAX_HORIZON, rng))
+    holdout["naive_24"], holdout["naive_168"] = np.nan, np.nan
+    for asset, part in holdout.groupby("asset_id", sort=False):
+        day, week = naive_forecasts(series[asset], part["issue_time"], part[HORIZON])
+        holdout.loc[part.index, "naive_24"], holdout.loc[part.index, "naive_168"] = day, week
+    scales = {w.asset_id: _naive_scales(series[w.asset_id], w) for w in windows}
+    if train.empty or holdout.empty:
+        raise InsufficientHistoryError(f"no complete training/held-out rows for {', '.join(assets)}: need more "
+                                       f"than {cfg.holdout_days} days of readings before the held-out days")
+    logger.info("training set %s/%s: %d training rows, %d held-out rows, %d assets", tenant, service,
+                len(train), len(holdout), len(windows))
+    return TrainingSet(tenant, service, issue_cols, calendar_cols, train.reset_index(drop=True),
+                       holdout.reset_index(drop=True), windows, scales, series)
+
+
+def _labelled(hourly, issue_cols, calendar_cols, series, pairs) -> pd.DataFrame:
+    rows = expand(hourly, issue_cols, calendar_cols, pairs)
+    labels = pd.concat(series.values(), keys=list(series.keys()), names=["asset_id", "hour_end"])
+    rows["y"] = labels.reindex(pd.MultiIndex.from_arrays([rows["asset_id"], rows["target_time"]])).to_numpy()
+    return rows[rows["y"].notna()]
+
+
+def _naive_scales(s: pd.Series, w: AssetWindow) -> dict[str, float]:
+    """In-sample MAE of the seasonal-naive forecasts over the training part (MASE denominators)."""
+    part = s[(s.index > w.start) & (s.index <= w.split)]
+    out = {}
+    for season in (24, 168):
+        diff = (part - part.reindex(part.index - season * HOUR).to_numpy()).abs()
+        out[f"naive_{season}"] = float(diff.mean()) if diff.notna().any() else float("nan")
+    return out
