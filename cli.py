@@ -3,8 +3,10 @@ inside command bodies so `ems --help` is fast."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import sys
 import warnings
 from datetime import datetime, timedelta
@@ -26,6 +28,7 @@ AsJson = Annotated[bool, typer.Option("--json", help="Print one JSON document in
 
 class _State:
     debug = False
+    verbose = False
     settings = None
 
 
@@ -44,6 +47,8 @@ def main(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show progress logs.")] = False,
 ) -> None:
     _State.debug = debug
+    _State.verbose = verbose or debug
+    _quiet_mlflow()
     warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
     level = logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -286,10 +291,112 @@ def _cell(value) -> str:
     return str(value)
 
 
+# ---------------------------------------------------------------- train
+train_app = typer.Typer(no_args_is_help=True, help="Train models from Feast point-in-time features and register them.")
+app.add_typer(train_app, name="train")
+Assets = Annotated[list[str] | None, typer.Option("--asset", "-a", help="Asset id (repeat); default: all assets.")]
+HistoryDays = Annotated[int, typer.Option("--history-days", min=21, max=20000, help="Days of history per asset.")]
+HoldoutDays = Annotated[int, typer.Option("--holdout-days", min=1, max=365, help="Last days held out for evaluation.")]
+
+
+def _train_progress(fn, *args, **kwargs):
+    """Run a training function under a rich progress bar fed by its progress callback."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    # MLflow writes its run links to stdout; keep stdout for our result (and --json) alone.
+    with contextlib.redirect_stdout(sys.stderr), Progress(
+            TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+            TimeElapsedColumn(), console=err_console) as progress:
+        task = progress.add_task("training", total=None)
+
+        def update(step: str, done: int, total: int) -> None:
+            progress.update(task, description=f"training: {step}", completed=done, total=total)
+
+        return _run(fn, *args, progress=update, **kwargs)
+
+
+def _split(history_days: int, holdout_days: int):
+    from registry.training_data import SplitConfig
+
+    try:
+        return SplitConfig(history_days=history_days, holdout_days=holdout_days).check()
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
+
+
+@train_app.command("forecast")
+def train_forecast(
+    tenant: Tenant,
+    asset: Assets = None,
+    features: Annotated[str, typer.Option("--features", help="Feature service to train on.")] = "forecast_advanced",
+    name: Annotated[str, typer.Option("--name", help="Registered as {tenant}.{name}.")] = "load_forecaster",
+    history_days: HistoryDays = 365,
+    holdout_days: HoldoutDays = 14,
+    as_json: AsJson = False,
+) -> None:
+    """Train the LightGBM p10/p50/p90 forecaster (1-168 h) and register a new staging version."""
+    from inference.store import get_store
+    from registry import train_forecast as tf
+
+    result = _train_progress(tf.train, settings(), get_store(settings()), tenant, asset, features, name,
+                             _split(history_days, holdout_days))
+    if as_json:
+        _print_json(vars(result))
+        return
+    m = result.metrics
+    console.print(f"[bold]{result.model_id}[/] (staging) · run {result.run_id} · {result.timings['total_s']:.1f} s")
+    console.print(f"day-ahead MASE {m['dayahead_mase_168']:.3f} (seasonal-naive 168 h: "
+                  f"{m['dayahead_naive_168_mase']:.3f}) · p10-p90 coverage {m['dayahead_coverage_p10_p90']:.1%}")
+    table = Table("asset", "MAE", "MAPE %", "MASE", "naive-168 MASE", "coverage", title="held-out days, day-ahead")
+    for a, s in result.per_asset.items():
+        table.add_row(a, _cell(s["mae"]), _cell(s["mape"]), f"{s['mase_168']:.3f}", f"{s['naive_168_mase']:.3f}",
+                      f"{s['coverage_p10_p90']:.1%}")
+    console.print(table)
+    sys.stdout.write(f"{result.model_id}\n")  # last line: the new id alone, for scripts
+
+
+@train_app.command("anomaly")
+def train_anomaly(
+    tenant: Tenant,
+    method: Annotated[str, typer.Option("--method", "-m",
+                                        help="z_score | iqr | isolation_forest | local_outlier_factor")],
+    asset: Assets = None,
+    features: Annotated[str, typer.Option("--features", help="Feature service to train on.")] = "anomaly_detection",
+    name: Annotated[str | None, typer.Option("--name", help="Model name; default anomaly_{method}.")] = None,
+    history_days: HistoryDays = 365,
+    holdout_days: HoldoutDays = 14,
+    as_json: AsJson = False,
+) -> None:
+    """Fit an anomaly detector (scores in sigma units, severity bands) and register a staging version."""
+    from inference.store import get_store
+    from registry import train_anomaly as ta
+    from registry.naming import check_anomaly_method
+
+    _run(check_anomaly_method, method)
+    result = _train_progress(ta.train, settings(), get_store(settings()), tenant, method, asset, features, name,
+                             _split(history_days, holdout_days))
+    if as_json:
+        _print_json(vars(result))
+        return
+    m = result.metrics
+    shares = " · ".join(f"s{s}: {m[f'flagged_share_s{s}']:.2%}" for s in range(1, 6))
+    console.print(f"[bold]{result.model_id}[/] (staging) · run {result.run_id} · {m['total_s']:.1f} s")
+    console.print(f"held-out hours flagged by sensitivity: {shares}")
+    sys.stdout.write(f"{result.model_id}\n")
+
+
 # ---------------------------------------------------------------- models
 models_app = typer.Typer(no_args_is_help=True, help="Model versions in the MLflow registry and their stages.")
 app.add_typer(models_app, name="models")
 ModelId = Annotated[str, typer.Argument(help="Model id tenant:name:version, e.g. demo:load_forecaster:3.")]
+
+
+def _quiet_mlflow() -> None:
+    """MLflow's own INFO/WARNING chatter and download bars stay off unless --verbose/--debug."""
+    if not _State.verbose:
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        warnings.filterwarnings("ignore", module="mlflow")
 
 
 def _mlflow():

@@ -9,6 +9,7 @@ the alias first, then the latest version in stage Production (what a UI stage ch
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import asdict, dataclass
 
 from inference.errors import InvalidTransitionError, ModelNotFoundError
@@ -187,8 +188,10 @@ def promote(mlflow_client, model_id: str, to: str) -> ModelInfo:
 def _set_stage(mlflow_client, name: str, version: str, stage: str) -> None:
     # Deprecated in MLflow (aliases replace stages); only this module calls it, so the UI's stage
     # column shows what the alias says. See MLflow's "Deprecated: Model Stages" note.
-    mlflow_client.transition_model_version_stage(name, version, _MLFLOW_STAGE[stage],
-                                                 archive_existing_versions=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # the deprecation is known; see above
+        mlflow_client.transition_model_version_stage(name, version, _MLFLOW_STAGE[stage],
+                                                     archive_existing_versions=False)
 
 
 def delete(mlflow_client, model_id: str, force: bool = False) -> ModelInfo:

@@ -97,3 +97,13 @@ def parse_model_id(model_id: str) -> ModelRef:
             f"model id {model_id!r} is malformed: use tenant:name:version, e.g. demo:load_forecaster:3"
         )
     return ModelRef(parts[0], parts[1], int(parts[2]))
+
+
+class InvalidMethodError(EmsError, ValueError):
+    """An anomaly method that does not exist."""
+
+
+def check_anomaly_method(method: str) -> str:
+    if method not in ANOMALY_METHODS:
+        raise InvalidMethodError(f"anomaly method {method!r} is not one of {', '.join(ANOMALY_METHODS)}")
+    return method

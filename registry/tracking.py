@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 from collections.abc import Iterator
+
+import pandas as pd
 
 from registry import lifecycle
 from registry.naming import (
@@ -70,3 +73,16 @@ def log_figure(fig, name: str) -> None:
 
 def register(settings: Settings, tenant: str, name: str, model_uri: str, run_id: str, tags: dict):
     return lifecycle.register(lifecycle.client(settings.mlflow_tracking_uri), tenant, name, model_uri, run_id, tags)
+
+
+def fingerprint(rows: pd.DataFrame) -> str:
+    """Content hash of training rows: same data, same fingerprint."""
+    hashed = pd.util.hash_pandas_object(rows, index=False).to_numpy()
+    return hashlib.sha256(hashed.tobytes()).hexdigest()[:16]
+
+
+def requirements(*packages: str) -> list[str]:
+    """Pinned pip requirements of a logged model (skips MLflow's slow inference of them)."""
+    from importlib.metadata import version
+
+    return [f"{p}=={version(p)}" for p in (*packages, "pandas", "numpy", "mlflow")]

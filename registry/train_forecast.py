@@ -86,8 +86,9 @@ def train(settings: Settings, store, tenant: str, assets: list[str] | None = Non
     timings, t0 = {}, time.perf_counter()
     tick = progress or (lambda *_: None)
     tick(STEPS[0], 0, len(STEPS))
+    plan = training_data.plan(settings, store, tenant, assets, service, split, until)
     with tracking.training_run(settings, store, tenant, f"forecast {name}", {"model_type": "forecast"}) as run:
-        ts = training_data.build(settings, store, tenant, assets, service, split, until)
+        ts = training_data.build(store, plan)
         timings["training_set_s"] = time.perf_counter() - t0
         t1 = time.perf_counter()
         model = fit(ts, boosting, progress)
@@ -105,11 +106,12 @@ def train(settings: Settings, store, tenant: str, assets: list[str] | None = Non
         with tempfile.TemporaryDirectory() as tmp:
             paths = model.save_boosters(Path(tmp))
             model_bytes = sum(Path(p).stat().st_size for p in paths.values())
-            example = ts.holdout[ts.features].head(5)
+            example = ts.holdout[ts.features].head(5).astype(float)  # doubles: inputs may be NaN
             info = mlflow.pyfunc.log_model(
                 name="model", python_model=model, artifacts=paths,
                 signature=infer_signature(example, model.predict(None, example)), input_example=example,
-                pip_requirements=_requirements(), metadata={"features": ts.features, "service": service},
+                pip_requirements=tracking.requirements("lightgbm"),
+                metadata={"features": ts.features, "service": service},
             )
         _log_figures(model, ts, pred)
         tracking.log_feast_features(store, service)
@@ -144,12 +146,6 @@ def _log_figures(model: QuantileForecaster, ts: training_data.TrainingSet, pred:
 
 def _prefixed(prefix: str, cfg) -> dict:
     return {f"{prefix}.{k}": v for k, v in vars(cfg).items()}
-
-
-def _requirements() -> list[str]:
-    from importlib.metadata import version
-
-    return [f"{p}=={version(p)}" for p in ("lightgbm", "pandas", "numpy", "mlflow")]
 
 
 __all__ = ["BoosterConfig", "TrainResult", "fit", "train"]

@@ -3,7 +3,6 @@ labels from the hourly aggregate, a time-ordered split with the last days held o
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -13,7 +12,7 @@ import pandas as pd
 
 from inference.errors import EmsError, UnknownAssetError
 from inference.store import feature_service
-from registry.design import HOUR, HORIZON, MAX_HORIZON, days, expand, naive_forecasts, sample_pairs
+from registry.design import HORIZON, HOUR, MAX_HORIZON, days, expand, naive_forecasts, sample_pairs
 from registry.naming import check_asset_id, check_tenant_id
 from stack.settings import Settings
 from warehouse.db import connect
@@ -80,9 +79,9 @@ class TrainingSet:
 
     def fingerprint(self) -> str:
         """Content hash of the training rows (features + labels): same data, same fingerprint."""
-        cols = ["asset_id", "issue_time", *self.features, "y"]
-        hashed = pd.util.hash_pandas_object(self.train[cols], index=False).to_numpy()
-        return hashlib.sha256(hashed.tobytes()).hexdigest()[:16]
+        from registry.tracking import fingerprint
+
+        return fingerprint(self.train[["asset_id", "issue_time", *self.features, "y"]])
 
 
 def tenant_assets(settings: Settings, tenant: str, assets: list[str] | None) -> list[str]:
@@ -170,14 +169,39 @@ def service_columns(store, service: str) -> tuple[list[str], list[str]]:
     return issue, calendar
 
 
-def build(settings: Settings, store, tenant: str, assets: list[str] | None = None, service: str = "forecast_advanced",
-          cfg: SplitConfig | None = None, until: datetime | None = None) -> TrainingSet:
-    """Training and held-out rows for a direct multi-horizon forecaster."""
+@dataclass
+class Plan:
+    """Validated inputs of a training run (assets, windows, columns, labels), before any Feast read."""
+
+    settings: Settings
+    tenant: str
+    service: str
+    cfg: SplitConfig
+    issue_cols: list[str]
+    calendar_cols: list[str]
+    series: dict[str, pd.Series]
+    windows: list[AssetWindow]
+
+    @property
+    def features(self) -> list[str]:
+        return [*self.issue_cols, *self.calendar_cols]
+
+
+def plan(settings: Settings, store, tenant: str, assets: list[str] | None = None, service: str = "forecast_advanced",
+         cfg: SplitConfig | None = None, until: datetime | None = None) -> Plan:
+    """Check everything a training run needs (tenant, assets, feature service, history) up front, so
+    bad input fails before an MLflow run exists."""
     cfg = (cfg or SplitConfig()).check()
     assets = tenant_assets(settings, tenant, assets)
     issue_cols, calendar_cols = service_columns(store, service)
     series = hourly_series(settings, tenant, assets, until, cfg.history_days)
-    windows = asset_windows(series, assets, cfg)
+    return Plan(settings, tenant, service, cfg, issue_cols, calendar_cols, series, asset_windows(series, assets, cfg))
+
+
+def build(store, p: Plan) -> TrainingSet:
+    """Training and held-out rows for a direct multi-horizon forecaster."""
+    cfg, series, windows, issue_cols, calendar_cols = p.cfg, p.series, p.windows, p.issue_cols, p.calendar_cols
+    tenant, service = p.tenant, p.service
     hourly = point_in_time_features(store, service, tenant, windows)
     rng = np.random.default_rng(cfg.seed)
 
@@ -199,7 +223,7 @@ def build(settings: Settings, store, tenant: str, assets: list[str] | None = Non
         holdout.loc[part.index, "naive_24"], holdout.loc[part.index, "naive_168"] = day, week
     scales = {w.asset_id: _naive_scales(series[w.asset_id], w) for w in windows}
     if train.empty or holdout.empty:
-        raise InsufficientHistoryError(f"no complete training/held-out rows for {', '.join(assets)}: need more "
+        raise InsufficientHistoryError(f"no complete training/held-out rows for {', '.join(series)}: need more "
                                        f"than {cfg.holdout_days} days of readings before the held-out days")
     logger.info("training set %s/%s: %d training rows, %d held-out rows, %d assets", tenant, service,
                 len(train), len(holdout), len(windows))
