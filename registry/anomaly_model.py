@@ -18,7 +18,8 @@ except ImportError:  # pragma: no cover
 
 VALUE = "value"
 MIN_GROUP = 20  # fewer rows than this for an (asset, hour) group: use the asset's, then global stats
-DERIVED = ["ratio", "z_24h", "position_24h", "rel_std_24h", "rel_range_24h", "hour_sin", "hour_cos", "is_weekend"]
+# Inputs of isolation forest / LOF: the value against its 24 h context, and the hour (cyclic).
+DERIVED = ["ratio", "z_24h", "position_24h", "hour_sin", "hour_cos"]
 
 
 def derive(frame: pd.DataFrame) -> pd.DataFrame:
@@ -34,10 +35,7 @@ def derive(frame: pd.DataFrame) -> pd.DataFrame:
             "ratio": np.where(avg > 0, value / avg, np.nan),
             "z_24h": np.clip(np.where(std > 0, (value - mean) / std, 0), -20, 20),
             "position_24h": np.clip(np.where(rng > 0, (value - lo) / rng, 0.5), -5, 6),
-            "rel_std_24h": np.where(avg > 0, std / avg, np.nan),
-            "rel_range_24h": np.where(avg > 0, rng / avg, np.nan),
             "hour_sin": np.sin(2 * np.pi * hour / 24), "hour_cos": np.cos(2 * np.pi * hour / 24),
-            "is_weekend": (frame["day_of_week"].to_numpy(dtype=float) >= 5).astype(float),
         }, index=frame.index)
     return out
 
@@ -116,7 +114,8 @@ def fit(method: str, frame: pd.DataFrame, features: list[str], seed: int = 0) ->
     derived = derive(frame)
     X = derived[DERIVED].fillna(0.0).to_numpy()
     if method == "isolation_forest":
-        model = AnomalyDetector(method, features, estimator=IsolationForest(n_estimators=200, random_state=seed).fit(X))
+        forest = IsolationForest(n_estimators=200, max_samples=1024, random_state=seed).fit(X)
+        model = AnomalyDetector(method, features, estimator=forest)
     elif method == "local_outlier_factor":
         scaler = StandardScaler().fit(X)
         lof = LocalOutlierFactor(n_neighbors=35, novelty=True).fit(scaler.transform(X))
@@ -124,5 +123,5 @@ def fit(method: str, frame: pd.DataFrame, features: list[str], seed: int = 0) ->
     else:
         raise ValueError(f"anomaly method {method!r} is not one of z_score, iqr, isolation_forest, "
                          "local_outlier_factor")
-    model.calibration = severity.robust_scale(model.raw_scores(derived))
+    model.calibration = severity.tail_scale(model.raw_scores(derived))
     return model

@@ -37,9 +37,11 @@ def level(frame: pd.DataFrame, features: list[str]) -> np.ndarray:
     if not cols:
         return np.ones(len(frame))
     values = np.abs(frame[cols].to_numpy(dtype=float))
-    with np.errstate(all="ignore"):
-        out = np.nanmean(np.where(np.isfinite(values), values, np.nan), axis=1)
-    return np.where(np.isfinite(out) & (out > 0), out, 1.0)
+    known = np.isfinite(values)
+    count = known.sum(axis=1)
+    total = np.where(known, values, 0.0).sum(axis=1)
+    out = np.divide(total, count, out=np.ones(len(frame)), where=count > 0)
+    return np.where(out > 0, out, 1.0)
 
 
 def prepare(frame: pd.DataFrame, features: list[str]) -> tuple[pd.DataFrame, np.ndarray]:

@@ -2,7 +2,7 @@
 
 Every detector reports a score in standard-deviation units ("how many sigmas from normal"):
 z-score directly, IQR through the normal-equivalent sigma IQR/1.349, isolation forest and LOF by
-robust standardisation of their raw scores against the training data. Bands (seed 002):
+mapping their raw scores' training median and 99th percentile to 0 and 2.326 sigma. Bands (seed 002):
 low 2.0-2.5, medium 2.5-3.5, high 3.5-4.5, critical > 4.5. Sensitivity 1-5 picks the lowest score
 above which a score is flagged: 1 flags only critical scores (> 4.5), 5 everything above 2.0.
 """
@@ -17,7 +17,7 @@ BANDS = (("low", 2.0), ("medium", 2.5), ("high", 3.5), ("critical", 4.5))  # (na
 SENSITIVITY_THRESHOLDS = {1: 4.5, 2: 3.5, 3: 3.0, 4: 2.5, 5: 2.0}
 DEFAULT_SENSITIVITY = 3
 IQR_TO_SIGMA = 1.349  # IQR of a standard normal
-MAD_TO_SIGMA = 1.4826  # 1 / (MAD of a standard normal)
+NORMAL_Q99 = 2.326  # 99th percentile of a standard normal
 
 
 class InvalidSensitivityError(EmsError, ValueError):
@@ -50,10 +50,12 @@ def severities(scores: np.ndarray) -> list[str | None]:
     return [severity(float(s)) for s in np.asarray(scores, dtype=float)]
 
 
-def robust_scale(raw: np.ndarray) -> tuple[float, float]:
-    """(median, sigma) of raw scores: sigma = 1.4826 * MAD, never zero."""
+def tail_scale(raw: np.ndarray) -> tuple[float, float]:
+    """(center, sigma) that put raw detector scores on the sigma scale by their upper tail: the
+    training median maps to 0 and the training 99th percentile to 2.326 (a normal's 99th), so about
+    1 % of normal hours exceed the low band whatever the shape of the detector's score distribution."""
     raw = np.asarray(raw, dtype=float)
     raw = raw[np.isfinite(raw)]
-    median = float(np.median(raw))
-    sigma = float(np.median(np.abs(raw - median)) * MAD_TO_SIGMA)
+    median, q99 = (float(v) for v in np.percentile(raw, [50, 99]))
+    sigma = (q99 - median) / NORMAL_Q99
     return median, sigma if sigma > 0 else float(np.std(raw) or 1.0)

@@ -42,3 +42,16 @@ def test_models_promote_with_malformed_id_fails_before_reaching_mlflow():
     result = runner.invoke(app, ["models", "promote", "demo-x-1", "--to", "production"])
     assert result.exit_code == 1
     assert "model id 'demo-x-1' is malformed" in result.output
+
+
+def test_train_commands_are_wired_and_check_the_method_before_any_io():
+    result = runner.invoke(app, ["train", "--help"])
+    assert result.exit_code == 0 and "forecast" in result.output and "anomaly" in result.output
+    result = runner.invoke(app, ["train", "anomaly", "--tenant", "t", "--method", "prophet"])
+    assert result.exit_code == 1
+    assert "anomaly method 'prophet' is not one of z_score, iqr, isolation_forest, local_outlier_factor" in result.output
+
+
+def test_train_holdout_range_is_a_usage_error():
+    result = runner.invoke(app, ["train", "forecast", "--tenant", "t", "--holdout-days", "0"])
+    assert result.exit_code == 2

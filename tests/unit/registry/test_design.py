@@ -1,0 +1,69 @@
+"""Direct multi-horizon rows: issue-time features, target-hour calendar, labels and baselines."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from registry.design import HORIZON, expand, naive_forecasts, sample_pairs
+from registry.forecaster import level, no_crossing, prepare
+from registry.training_data import SplitConfig
+
+T0 = pd.Timestamp("2024-01-01", tz="UTC")
+
+
+def _hourly():
+    grid = pd.date_range(T0, periods=400, freq="h")
+    return pd.DataFrame({"asset_id": "a", "event_timestamp": grid, "lag_1h": np.arange(400.0),
+                         "hour_of_day": grid.hour})
+
+
+def test_expand_takes_features_at_issue_time_and_calendar_of_target_hour():
+    pairs = pd.DataFrame({"asset_id": ["a", "a"], "issue_time": [T0 + pd.Timedelta("10h")] * 2, HORIZON: [1, 30]})
+    rows = expand(_hourly(), ["lag_1h"], ["hour_of_day"], pairs)
+    assert rows["lag_1h"].tolist() == [10.0, 10.0]  # known at the issue time, whatever the horizon
+    # target hour of h=1 is [10:00, 11:00) -> hour 10; h=30 -> [Jan 2 15:00, 16:00) -> hour 15
+    assert rows["hour_of_day"].tolist() == [10, 15]
+    assert rows["target_time"].tolist() == [T0 + pd.Timedelta("11h"), T0 + pd.Timedelta("40h")]
+
+
+def test_seasonal_naive_uses_only_hours_before_the_issue_time():
+    series = pd.Series(np.arange(400.0), index=pd.date_range(T0 + pd.Timedelta("1h"), periods=400, freq="h"))
+    issue = pd.Series([T0 + pd.Timedelta("200h")] * 3)
+    day, week = naive_forecasts(series, issue, pd.Series([1, 24, 25]))
+    # hour ending t+h-24*ceil(h/24), t+h-168 (series value = hour end - 1 h since T0)
+    assert day.tolist() == [176.0, 199.0, 176.0]  # h=25 reaches back 48 h: h-24 would be in the future
+    assert week.tolist() == [32.0, 55.0, 56.0]
+    assert max(day.max(), week.max()) < 200  # every baseline value is an hour that ended by the issue time
+
+
+def test_sample_pairs_all_or_seeded_subset():
+    issues = pd.DataFrame({"asset_id": ["a", "b"], "issue_time": [T0, T0]})
+    full = sample_pairs(issues, 168, np.random.default_rng(0))
+    assert len(full) == 336 and sorted(full[HORIZON].unique()) == list(range(1, 169))
+    part = sample_pairs(issues, 5, np.random.default_rng(0))
+    assert len(part) == 10 and part.groupby("asset_id")[HORIZON].nunique().tolist() == [5, 5]
+    again = sample_pairs(issues, 5, np.random.default_rng(0))
+    assert part.equals(again)
+
+
+def test_prepare_scales_load_inputs_by_level_and_keeps_calendar():
+    frame = pd.DataFrame({"lag_1h": [100.0, np.nan], "historical_avg_24h": [300.0, np.nan],
+                          "historical_std_24h": [20.0, 1.0], "hour_of_day": [5, 6], HORIZON: [1, 2]})
+    features = list(frame.columns)
+    lvl = level(frame, features)
+    assert lvl.tolist() == [200.0, 1.0]  # no load input known -> unscaled
+    X, _ = prepare(frame, features)
+    assert X.loc[0, "lag_1h"] == 0.5 and X.loc[0, "historical_std_24h"] == 0.1 and X.loc[0, "hour_of_day"] == 5
+    assert X.loc[0, "log_level"] == pytest.approx(np.log(200.0))
+
+
+def test_quantiles_never_cross():
+    out = no_crossing(np.array([[3.0, 1.0, 2.0], [1.0, 2.0, 3.0]]))
+    assert (np.diff(out, axis=1) >= 0).all()
+
+
+def test_split_config_names_bad_values():
+    with pytest.raises(ValueError, match=r"holdout_days=0 is out of range 1..365"):
+        SplitConfig(holdout_days=0).check()
+    with pytest.raises(ValueError, match="min_history_days=14 must exceed holdout_days=14"):
+        SplitConfig(min_history_days=14).check()
