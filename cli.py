@@ -58,7 +58,7 @@ def _fail(e: Exception) -> typer.Exit:
     """Domain errors: one clear line on stderr, exit code 1 (`--debug` shows the traceback)."""
     if _State.debug:
         err_console.print_exception()
-    err_console.print(f"[bold red]error:[/] {e}")
+    err_console.print(f"[bold red]error:[/] {e}", soft_wrap=True)
     return typer.Exit(code=1)
 
 
