@@ -49,7 +49,8 @@ def test_train_commands_are_wired_and_check_the_method_before_any_io():
     assert result.exit_code == 0 and "forecast" in result.output and "anomaly" in result.output
     result = runner.invoke(app, ["train", "anomaly", "--tenant", "t", "--method", "prophet"])
     assert result.exit_code == 1
-    assert "anomaly method 'prophet' is not one of z_score, iqr, isolation_forest, local_outlier_factor" in result.output
+    assert "anomaly method 'prophet' is not one of z_score, iqr, isolation_forest, local_outlier_factor" \
+        in result.output
 
 
 def test_train_holdout_range_is_a_usage_error():
