@@ -61,7 +61,13 @@ demo: up ## the whole foundation on real data (tenant `demo`)
 	$(FEAST) materialize-incremental $$(date -u +%Y-%m-%dT%H:%M:%S)
 	for service in forecast_basic forecast_advanced anomaly_detection; do \
 	  $(EMS) features --tenant $(TENANT) --service $$service --asset zone1 --asset pjm_aep; done
+	forecaster=$$($(EMS) train forecast --tenant $(TENANT) | tail -n 1) && \
+	  $(EMS) models promote $$forecaster --to production
+	detector=$$($(EMS) train anomaly --tenant $(TENANT) --method isolation_forest | tail -n 1) && \
+	  $(EMS) models promote $$detector --to production
+	$(EMS) models list --tenant $(TENANT)
 	$(EMS) status
+	@echo "MLflow UI (runs, plots, stages): $$($(BIN)/python -c 'from stack.settings import Settings; print(Settings().mlflow_tracking_uri)')"
 
 test: install ## unit + integration tests (starts a private stack on other ports)
 	$(BIN)/python -m pytest
