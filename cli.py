@@ -406,10 +406,13 @@ def _mlflow():
 
 
 def _models_table(models) -> None:
-    table = Table("id", "stage", "type", "run", title=f"models · MLflow UI {settings().mlflow_tracking_uri}")
+    table = Table(title=f"models · MLflow UI {settings().mlflow_tracking_uri}")
+    for column in ("id", "stage", "type", "run"):
+        table.add_column(column, no_wrap=True)
     colour = {"production": "green", "staging": "yellow", "archived": "dim"}
     for m in models:
-        table.add_row(m.id, f"[{colour.get(m.stage, 'white')}]{m.stage}[/]", m.model_type or "-", m.run_id or "-")
+        table.add_row(m.id, f"[{colour.get(m.stage, 'white')}]{m.stage}[/]", m.model_type or "-",
+                      (m.run_id or "-")[:8])
     console.print(table)
 
 
