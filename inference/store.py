@@ -21,7 +21,10 @@ def get_store(settings: Settings):
     """A FeatureStore for this repo and the Feast yaml in use."""
     from feast import FeatureStore
 
-    return FeatureStore(repo_path=str(ROOT), fs_yaml_file=settings.feast_yaml)
+    store = FeatureStore(repo_path=str(ROOT), fs_yaml_file=settings.feast_yaml)
+    if store.config.mlflow is not None:  # Feast's MLflow lineage goes to the server `ems` uses
+        store.config.mlflow.tracking_uri = settings.mlflow_tracking_uri
+    return store
 
 
 def feature_service(store, name: str):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import os
 from collections.abc import Iterator
 
 import pandas as pd
@@ -33,9 +32,6 @@ def training_run(settings: Settings, store, tenant: str, run_name: str, tags: di
     feature_store.yaml) tags it with the feature service and refs that get_historical_features read."""
     import mlflow
 
-    # Feast's integration takes its address from MLFLOW_TRACKING_URI (no URI in the yaml); point it
-    # at the same server this run uses.
-    os.environ.setdefault("MLFLOW_TRACKING_URI", settings.mlflow_tracking_uri)
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     experiment = mlflow.set_experiment(experiment_name(tenant))
     if experiment.tags.get(TAG_TENANT) != tenant:

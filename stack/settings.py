@@ -16,7 +16,7 @@ from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 import yaml
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from inference.errors import EmsError
@@ -32,6 +32,9 @@ LOCAL_S3_SECRET_KEY = "ems-local-secret"
 # Offline store types whose connection settings are Postgres's: stock Feast's and ours (same config
 # fields, faster point-in-time join; warehouse/offline_store.py).
 POSTGRES_OFFLINE_STORES = ("warehouse.offline_store.EmsPostgresOfflineStore", "postgres")
+
+
+LOCAL_MLFLOW = "http://127.0.0.1:15050"
 
 
 class SettingsError(EmsError, ValueError):
@@ -101,9 +104,9 @@ class Settings(BaseSettings):
         default=ROOT / "feature_store.yaml",
         validation_alias=AliasChoices("FEAST_FS_YAML_FILE_PATH", "EMS_FEAST_YAML"),
     )
-    mlflow_tracking_uri: str = Field(
-        default="http://127.0.0.1:15050", validation_alias=AliasChoices("MLFLOW_TRACKING_URI")
-    )
+    # MLFLOW_TRACKING_URI (MLflow's convention) wins; else the Feast yaml's `mlflow.tracking_uri`
+    # (the address Feast's MLflow integration uses too); else the local stack's.
+    mlflow_tracking_uri: str | None = Field(default=None, validation_alias=AliasChoices("MLFLOW_TRACKING_URI"))
     mlflow_database: str = "mlflow"
     s3_endpoint_url: str = "http://127.0.0.1:18333"
     s3_bucket: str = "ems-artifacts"
@@ -116,6 +119,13 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("EMS_S3_SECRET_KEY", "AWS_SECRET_ACCESS_KEY"),
     )
     pg_user_os: str = Field(default="nobody", description="OS user that runs the local Postgres when root")
+
+    @model_validator(mode="after")
+    def _mlflow_address(self) -> Settings:
+        if not self.mlflow_tracking_uri:
+            mlflow_cfg = (self.feast_config.get("mlflow") or {}) if self.feast_yaml.is_file() else {}
+            self.mlflow_tracking_uri = str(mlflow_cfg.get("tracking_uri") or LOCAL_MLFLOW)
+        return self
 
     @cached_property
     def feast_config(self) -> dict:

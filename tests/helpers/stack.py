@@ -14,20 +14,22 @@ from stack.settings import ROOT
 TEST_PORTS = {"postgres": 25432, "redis": 26379, "s3": 19333, "mlflow": 25050}
 
 
-def write_feast_yaml(target: Path, pg_port: int, redis_port: int) -> Path:
+def write_feast_yaml(target: Path, pg_port: int, redis_port: int, mlflow_port: int) -> Path:
     """The repo's feature_store.yaml with the test ports (same project, credentials and layout)."""
     cfg = yaml.safe_load((ROOT / "feature_store.yaml").read_text())
     local_port = cfg["offline_store"]["port"]
     cfg["offline_store"]["port"] = pg_port
     cfg["registry"]["path"] = cfg["registry"]["path"].replace(f":{local_port}/", f":{pg_port}/")
     cfg["online_store"]["connection_string"] = f"127.0.0.1:{redis_port}"
+    cfg["mlflow"]["tracking_uri"] = f"http://127.0.0.1:{mlflow_port}"
     target.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return target
 
 
 def stack_env(home: Path) -> dict[str, str]:
     """Environment variables that point every setting at the test stack."""
-    yaml_path = write_feast_yaml(home / "feature_store.yaml", TEST_PORTS["postgres"], TEST_PORTS["redis"])
+    yaml_path = write_feast_yaml(home / "feature_store.yaml", TEST_PORTS["postgres"], TEST_PORTS["redis"],
+                                 TEST_PORTS["mlflow"])
     return {
         "EMS_HOME": str(home),
         "FEAST_FS_YAML_FILE_PATH": str(yaml_path),

@@ -52,7 +52,7 @@ def test_service_not_started_by_ems_is_left_alone(stack, tmp_path, monkeypatch):
     cmd[cmd.index("--dir") + 1] = str(tmp_path)
     foreign = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
     try:
-        fs_yaml = write_feast_yaml(tmp_path / "fs.yaml", stack.postgres.port, port)
+        fs_yaml = write_feast_yaml(tmp_path / "fs.yaml", stack.postgres.port, port, stack.mlflow_port)
         monkeypatch.setenv("FEAST_FS_YAML_FILE_PATH", str(fs_yaml))
         monkeypatch.setenv("EMS_HOME", str(tmp_path / "home"))
         redis = services.Redis(Settings())

@@ -69,3 +69,13 @@ def test_loopback_detection(host, expected):
 
 def test_redis_connection_string_without_options():
     assert parse_redis_connection_string("127.0.0.1:16379").port == 16379
+
+
+def test_mlflow_address_comes_from_the_feast_yaml_unless_the_variable_is_set(tmp_path, monkeypatch):
+    path = tmp_path / "fs.yaml"
+    path.write_text("offline_store: {type: postgres, database: d, user: u}\nmlflow: {tracking_uri: 'http://mlf:7000'}\n")
+    monkeypatch.setenv("FEAST_FS_YAML_FILE_PATH", str(path))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert Settings().mlflow_tracking_uri == "http://mlf:7000"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://other:8000")
+    assert Settings().mlflow_tracking_uri == "http://other:8000"
