@@ -291,6 +291,115 @@ def _cell(value) -> str:
     return str(value)
 
 
+# ---------------------------------------------------------------- inference
+PlotFile = Annotated[Path | None, typer.Option("--plot", help="Write the plot to this PNG file.", dir_okay=False)]
+ModelOption = Annotated[str | None, typer.Option("--model", help="Model id or name; default: production.")]
+
+
+def _client():
+    from inference import default_client
+
+    return default_client()
+
+
+def _save_plot(result, path: Path | None) -> None:
+    if path is None:
+        return
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig = result.plot()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    err_console.print(f"plot written to {path}")
+
+
+def _warnings(result) -> None:
+    for w in result.warnings:
+        err_console.print(f"[yellow]warning:[/] {w}", soft_wrap=True)
+
+
+@app.command("forecast")
+def forecast_cmd(
+    tenant: Tenant,
+    asset: Annotated[str, typer.Option("--asset", "-a", help="Asset id.")],
+    horizon: Annotated[int, typer.Option("--horizon", "-H", help="Hours ahead, 1..168.")] = 24,
+    model: ModelOption = None,
+    as_json: AsJson = False,
+    plot: PlotFile = None,
+) -> None:
+    """Forecast an asset's hourly load (p10/p50/p90 + point) with the production model."""
+    result = _run(_client().forecast, tenant, asset, horizon, model=model)
+    _warnings(result)
+    if as_json:
+        _print_json(result.to_dict())
+    else:
+        table = Table("hour (UTC)", "h", "point", "p10", "p50", "p90",
+                      title=f"{tenant}/{asset} · {result.model_id} ({result.stage}) · features {result.source} "
+                            f"@ {result.feature_time:%Y-%m-%d %H:%M}")
+        for r in result.frame.itertuples():
+            table.add_row(f"{r.timestamp:%Y-%m-%d %H:%M}", str(r.horizon_h), _cell(r.point), _cell(r.p10),
+                          _cell(r.p50), _cell(r.p90))
+        console.print(table)
+    _save_plot(result, plot)
+
+
+@app.command("anomaly")
+def anomaly_cmd(
+    tenant: Tenant,
+    asset: Annotated[str, typer.Option("--asset", "-a", help="Asset id.")],
+    start: Annotated[datetime | None, typer.Option("--start", help="First hour (UTC unless an offset is given).")]
+    = None,
+    end: Annotated[datetime | None, typer.Option("--end", help="End of the range (exclusive).")] = None,
+    method: Annotated[str, typer.Option("--method", "-m", help="z_score | iqr | isolation_forest | "
+                                        "local_outlier_factor | forecast_residual")] = "z_score",
+    sensitivity: Annotated[int, typer.Option("--sensitivity", "-s", help="1 (critical only) .. 5.")] = 3,
+    lookback_hours: Annotated[int, typer.Option("--lookback-hours", help="Hours before the latest, without "
+                                                "--start.")] = 168,
+    as_json: AsJson = False,
+    plot: PlotFile = None,
+) -> None:
+    """Score an asset's hourly load for anomalies with the production detector."""
+    result = _run(_client().detect_anomalies, tenant, asset, start=start, end=end, method=method,
+                  sensitivity=sensitivity, lookback_hours=lookback_hours)
+    _warnings(result)
+    if as_json:
+        _print_json(result.to_dict())
+    else:
+        s = result.summary
+        console.print(f"{tenant}/{asset} · {result.model_id} · {s['method']}, sensitivity {s['sensitivity']} "
+                      f"(> {s['threshold_sigma']} σ): [bold]{s['anomalies']}[/] anomalies in {s['points']} h "
+                      f"({s['rate']:.1%}); max score {s['max_score']:.2f} σ; by severity {s['by_severity']}")
+        table = Table("hour (UTC)", "value", "score σ", "severity", "explanation", title="anomalies")
+        for r in result.frame[result.frame["is_anomaly"]].itertuples():
+            table.add_row(f"{r.timestamp:%Y-%m-%d %H:%M}", _cell(r.value), f"{r.score:.2f}", r.severity, r.explanation)
+        console.print(table)
+    _save_plot(result, plot)
+
+
+@app.command("explain")
+def explain_cmd(
+    tenant: Tenant,
+    asset: Annotated[str, typer.Option("--asset", "-a", help="Asset id.")],
+    horizon: Annotated[int, typer.Option("--horizon", "-H", help="Which forecast hour to explain, 1..168.")] = 1,
+    model: ModelOption = None,
+    as_json: AsJson = False,
+    plot: PlotFile = None,
+) -> None:
+    """Explain one forecast hour: SHAP contribution of each feature (waterfall)."""
+    result = _run(_client().explain, tenant, asset, horizon, model=model)
+    if as_json:
+        _print_json(result.to_dict())
+    else:
+        console.print(result.summary, soft_wrap=True)
+        table = Table("feature", "value", "contribution", title=f"{result.model_id} · base {_cell(result.base_value)}"
+                      f" → prediction {_cell(result.prediction)}")
+        for r in result.contributions.itertuples():
+            table.add_row(r.feature, _cell(r.value), f"{r.contribution:+,.2f}")
+        console.print(table)
+    _save_plot(result, plot)
+
+
 # ---------------------------------------------------------------- train
 train_app = typer.Typer(no_args_is_help=True, help="Train models from Feast point-in-time features and register them.")
 app.add_typer(train_app, name="train")

@@ -24,3 +24,19 @@ class ModelNotFoundError(EmsError, LookupError):
 
 class InvalidTransitionError(EmsError, ValueError):
     """A stage change that the lifecycle does not allow."""
+
+
+class InvalidHorizonError(EmsError, ValueError):
+    """A forecast horizon outside 1..168 hours."""
+
+
+class InvalidRangeError(EmsError, ValueError):
+    """A time range that is empty, reversed or too long."""
+
+
+class InvalidSeriesError(EmsError, ValueError):
+    """A caller-supplied series that cannot be used (empty, not hourly-resolvable, no time index)."""
+
+
+class ModelUnavailableError(EmsError):
+    """The model registry cannot be reached and no model is cached."""

@@ -127,3 +127,14 @@ def online_features(
         raise FeaturesUnavailableError(f"online store unreachable ({e}); run `ems up`") from e
     ordered = [f.name for projection in fs.feature_view_projections for f in projection.features]
     return frame[["tenant_id", "asset_id", *ordered]]
+
+
+def service_columns(store, service: str) -> tuple[list[str], list[str]]:
+    """(issue-time features, target-time calendar features) of a feature service, in service order."""
+    fs = feature_service(store, service)
+    on_demand = {v.name for v in store.list_on_demand_feature_views()}
+    issue, calendar = [], []
+    for projection in fs.feature_view_projections:
+        names = [f.name for f in projection.features]
+        (calendar if projection.name in on_demand else issue).extend(names)
+    return issue, calendar

@@ -78,15 +78,33 @@ class AnomalyDetector(PythonModel):
     def scores(self, frame: pd.DataFrame) -> np.ndarray:
         derived = derive(frame)
         if self.method in ("z_score", "iqr"):
-            st = self.statistics
-            cells = [st["asset_hour"].get(f"{a}|{int(h)}") or st["asset"].get(a) or st["global"]
-                     for a, h in zip(frame["asset_id"], frame["hour_of_day"].fillna(0), strict=True)]
+            cells = self._cells(frame)
             center = np.array([c["center"] for c in cells])
             sigma = np.array([c["sigma"] for c in cells])
             return np.abs(derived["ratio"].to_numpy() - center) / sigma
         raw = self.raw_scores(derived)
         median, sigma = self.calibration
         return np.maximum(0.0, (raw - median) / sigma)
+
+    def expected(self, frame: pd.DataFrame, threshold: float) -> pd.DataFrame:
+        """Expected value of each row in load units: mean, std and the range [mean - t*std, mean + t*std]
+        outside which it is flagged (z-score/IQR: the fitted ratio statistics times the 24 h level;
+        isolation forest/LOF: the 24 h context itself)."""
+        level = np.abs(frame["historical_avg_24h"].to_numpy(dtype=float))
+        if self.method in ("z_score", "iqr"):
+            cells = self._cells(frame)
+            mean = np.array([c["center"] for c in cells]) * level
+            std = np.array([c["sigma"] for c in cells]) * level
+        else:
+            mean = frame["historical_avg_24h"].to_numpy(dtype=float)
+            std = frame["historical_std_24h"].to_numpy(dtype=float)
+        return pd.DataFrame({"expected_mean": mean, "expected_std": std, "expected_min": mean - threshold * std,
+                             "expected_max": mean + threshold * std}, index=frame.index)
+
+    def _cells(self, frame: pd.DataFrame) -> list[dict]:
+        st = self.statistics
+        return [st["asset_hour"].get(f"{a}|{int(h)}") or st["asset"].get(a) or st["global"]
+                for a, h in zip(frame["asset_id"], frame["hour_of_day"].fillna(0), strict=True)]
 
     def raw_scores(self, derived: pd.DataFrame) -> np.ndarray:
         X = derived[DERIVED].fillna(0.0).to_numpy()

@@ -87,7 +87,9 @@ def _production_version(mlflow_client, name: str) -> str | None:
             raise
     try:
         # Stage API: deprecated in MLflow; kept because the UI's stage control still writes it.
-        latest = mlflow_client.get_latest_versions(name, stages=["Production"])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            latest = mlflow_client.get_latest_versions(name, stages=["Production"])
     except MlflowException as e:
         if _not_found(e):
             return None

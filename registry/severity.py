@@ -26,8 +26,8 @@ class InvalidSensitivityError(EmsError, ValueError):
 
 def check_sensitivity(value) -> int:
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value not in SENSITIVITY_THRESHOLDS:
-        raise InvalidSensitivityError(f"sensitivity={value!r} is out of range 1..5 (1 flags only critical, "
-                                      "5 flags from the low band up)")
+        raise InvalidSensitivityError(f"sensitivity={value!r} is out of range 1..5 (1 flags scores above 4.5 σ, "
+                                      "5 above 2.0 σ)")
     return int(value)
 
 

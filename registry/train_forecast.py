@@ -26,6 +26,7 @@ from stack.settings import Settings
 logger = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, int], None]
+GLOBAL_SHAP = "shap_global.json"  # mean |SHAP| per model input on held-out rows (scaled units)
 STEPS = ("training set", "p10", "p50", "p90", "point", "evaluate", "log to MLflow")
 
 
@@ -133,6 +134,7 @@ def _validation(scores: dict[str, float]) -> str:
 
 
 def _log_figures(model: QuantileForecaster, ts: training_data.TrainingSet, pred: pd.DataFrame) -> None:
+    import mlflow
     import shap
 
     tracking.log_figure(plots.forecast_band(ts.holdout, pred), "forecast_band")
@@ -142,6 +144,8 @@ def _log_figures(model: QuantileForecaster, ts: training_data.TrainingSet, pred:
     sample = X.sample(min(len(X), 2000), random_state=0)
     values = shap.TreeExplainer(model.boosters["point"]).shap_values(sample)
     tracking.log_figure(plots.shap_summary(values, sample), "shap_summary")
+    mean_abs = dict(zip(sample.columns, map(float, abs(values).mean(axis=0)), strict=True))
+    mlflow.log_dict(mean_abs, GLOBAL_SHAP)  # explain_global reads this
 
 
 def _prefixed(prefix: str, cfg) -> dict:

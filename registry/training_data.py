@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from inference.errors import EmsError, UnknownAssetError
-from inference.store import feature_service
+from inference.store import feature_service, service_columns
 from registry.design import HORIZON, HOUR, MAX_HORIZON, days, expand, naive_forecasts, sample_pairs
 from registry.naming import check_asset_id, check_tenant_id
 from stack.settings import Settings
@@ -156,17 +156,6 @@ def point_in_time_features(store, service: str, tenant: str, windows: list[Asset
     out = store.get_historical_features(entity_df=entity_df, features=fs).to_df()
     out["event_timestamp"] = pd.to_datetime(out["event_timestamp"], utc=True)
     return out
-
-
-def service_columns(store, service: str) -> tuple[list[str], list[str]]:
-    """(issue-time features, target-time calendar features) of a feature service, in service order."""
-    fs = feature_service(store, service)
-    on_demand = {v.name for v in store.list_on_demand_feature_views()}
-    issue, calendar = [], []
-    for projection in fs.feature_view_projections:
-        names = [f.name for f in projection.features]
-        (calendar if projection.name in on_demand else issue).extend(names)
-    return issue, calendar
 
 
 @dataclass

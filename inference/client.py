@@ -1,0 +1,310 @@
+"""The SDK: forecast, detect_anomalies, explain and explain_global over Feast features and the
+production models in MLflow. `Client` holds the settings, the Feast store and the model cache; the
+module-level functions in `inference` use one default client.
+
+    >>> from inference import forecast, detect_anomalies, explain
+    >>> f = forecast("demo", "zone1", horizon=24)
+    >>> f.frame.head(); f.plot()
+    >>> a = detect_anomalies("demo", "zone1", method="z_score", lookback_hours=168)
+    >>> e = explain("demo", "zone1", horizon=1); print(e.summary)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from datetime import UTC, datetime
+
+import numpy as np
+import pandas as pd
+
+from inference import features as feats
+from inference.errors import (
+    InvalidHorizonError,
+    InvalidRangeError,
+    ModelNotFoundError,
+)
+from inference.models import ModelCache, Served
+from inference.results import AnomalyResult, Explanation, ForecastResult, GlobalExplanation
+from registry.design import HORIZON, HOUR, MAX_HORIZON
+from registry.naming import (
+    ANOMALY_METHODS,
+    DEFAULT_FORECAST_NAME,
+    InvalidMethodError,
+    check_asset_id,
+    check_model_name,
+    check_tenant_id,
+    parse_model_id,
+)
+from registry.severity import check_sensitivity, severities, threshold
+
+logger = logging.getLogger(__name__)
+
+FORECAST_RESIDUAL = "forecast_residual"
+DETECT_METHODS = (*ANOMALY_METHODS, FORECAST_RESIDUAL)
+P10_P90_SIGMAS = 2.563  # width of a normal's p10-p90 interval in sigmas
+MAX_LOOKBACK_HOURS = feats.MAX_RANGE_HOURS
+
+
+def check_horizon(horizon) -> int:
+    if isinstance(horizon, bool) or not isinstance(horizon, int | np.integer) or not 1 <= horizon <= MAX_HORIZON:
+        raise InvalidHorizonError(f"horizon={horizon!r} is out of range 1..{MAX_HORIZON} (hours)")
+    return int(horizon)
+
+
+class Client:
+    def __init__(self, settings=None, store=None, model_ttl_seconds: float = 30.0, max_models: int = 8):
+        from stack.settings import Settings
+
+        self.settings = settings or Settings()
+        self._store = store
+        # A down registry should fail over to the cached model in seconds, not after MLflow's default
+        # minutes of retries; explicit environment settings win.
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        self.models = ModelCache(self.settings.mlflow_tracking_uri, model_ttl_seconds, max_models)
+        self._explainers: dict[str, object] = {}
+
+    @property
+    def store(self):
+        if self._store is None:
+            from inference.store import get_store
+
+            self._store = get_store(self.settings)
+        return self._store
+
+    # ------------------------------------------------------------------ models
+    def _served(self, tenant: str, model: str | None, default_name: str, model_type: str) -> Served:
+        if model is not None and ":" in model:
+            served = self.models.version(model)
+            if served.info.tenant != tenant:
+                raise ModelNotFoundError(f"model {model} belongs to tenant {served.info.tenant!r}, not {tenant!r}")
+        else:
+            served = self.models.production(tenant, check_model_name(model or default_name))
+        if served.info.model_type != model_type:
+            raise ModelNotFoundError(f"model {served.info.id} is a {served.info.model_type} model, not {model_type}")
+        return served
+
+    # ------------------------------------------------------------------ forecast
+    def forecast(self, tenant: str, asset: str, horizon: int = 24, quantiles: bool = True, model: str | None = None,
+                 as_of: datetime | None = None, history: pd.Series | None = None,
+                 timezone: str = "UTC") -> ForecastResult:
+        """Forecast the next `horizon` hours (1-168) of an asset's hourly mean load.
+
+        model: a model id `tenant:name:version`, a model name (its production version) or None
+        (`load_forecaster` in production). as_of: issue the forecast at a past hour (features from the
+        offline store). history: a caller-supplied series for an asset the store does not know
+        (timestamps -> values, any resolution; `timezone` names its calendar zone)."""
+        check_tenant_id(tenant)
+        check_asset_id(asset)
+        horizon = check_horizon(horizon)
+        served = self._served(tenant, model, DEFAULT_FORECAST_NAME, "forecast")
+        inputs = self._forecast_inputs(served, tenant, asset, horizon, as_of, history, timezone)
+        pred = self._predict_forecast(served, inputs.frame)
+        frame = pd.DataFrame({"timestamp": inputs.frame["target_time"] - HOUR,
+                              HORIZON: inputs.frame[HORIZON].astype(int), "point": pred["point"].to_numpy()})
+        if quantiles:
+            for q in ("p10", "p50", "p90"):
+                frame[q] = pred[q].to_numpy()
+            frame["lower"], frame["upper"] = frame["p10"], frame["p90"]
+        now = pd.Timestamp(datetime.now(UTC))
+        return ForecastResult(
+            tenant=tenant, asset=asset, frame=frame, model_id=served.info.id, stage=served.info.stage,
+            feature_service=served.feature_service, features=inputs.values, feature_time=inputs.issue_time,
+            feature_age_seconds=(now - inputs.issue_time).total_seconds(), source=inputs.source,
+            training_metrics={k: served.metrics[k] for k in ("mae", "rmse", "mape", "dayahead_mase_168",
+                                                              "coverage_p10_p90") if k in served.metrics},
+            generated_at=now, warnings=[*served.warnings, *inputs.warnings],
+            history=history_series(history) if history is not None else None,
+            history_loader=None if history is not None else _history_loader(self.settings, tenant, asset,
+                                                                              inputs.issue_time),
+        )
+
+    def _forecast_inputs(self, served, tenant, asset, horizon, as_of, history, timezone) -> feats.Inputs:
+        if history is not None:
+            return feats.history_forecast_inputs(self.store, served.feature_service, history, horizon, timezone)
+        return feats.forecast_inputs(self.settings, self.store, tenant, asset, served.feature_service, horizon, as_of)
+
+    @staticmethod
+    def _predict_forecast(served: Served, frame: pd.DataFrame) -> pd.DataFrame:
+        columns = served.python_model.features
+        return served.model.predict(frame[columns].astype(float))
+
+    # ------------------------------------------------------------------ anomalies
+    def detect_anomalies(self, tenant: str, asset: str, start=None, end=None, series: pd.Series | None = None,
+                         method: str = "z_score", sensitivity: int = 3, lookback_hours: int = 168,
+                         model: str | None = None, timezone: str = "UTC") -> AnomalyResult:
+        """Score each hour in [start, end) (default: the last `lookback_hours` complete hours), or each
+        hour of a caller-supplied `series`, with the tenant's production `anomaly_{method}` model (or the
+        production forecaster's p10-p90 band for method="forecast_residual")."""
+        check_tenant_id(tenant)
+        check_asset_id(asset)
+        if method not in DETECT_METHODS:
+            raise InvalidMethodError(f"anomaly method {method!r} is not one of {', '.join(DETECT_METHODS)}")
+        sensitivity = check_sensitivity(sensitivity)
+        if isinstance(lookback_hours, bool) or not isinstance(lookback_hours, int) \
+                or not 1 <= lookback_hours <= MAX_LOOKBACK_HOURS:
+            raise InvalidRangeError(f"lookback_hours={lookback_hours!r} is out of range 1..{MAX_LOOKBACK_HOURS}")
+        if start is not None and end is not None:
+            feats.check_range(start, end)
+        if method == FORECAST_RESIDUAL:
+            served = self._served(tenant, model, DEFAULT_FORECAST_NAME, "forecast")
+        else:
+            served = self._served(tenant, model, f"anomaly_{method}", "anomaly")
+        frame, source = self._anomaly_frame(served, tenant, asset, start, end, series, lookback_hours, timezone)
+        frame["asset_id"] = asset
+        limit = threshold(sensitivity)
+        if method == FORECAST_RESIDUAL:
+            scored = self._residual_scores(served, frame, limit)
+        else:
+            detector = served.python_model
+            out = served.model.predict(frame[["asset_id", *detector.features, "value"]].astype(
+                {c: float for c in [*detector.features, "value"]}), params={"sensitivity": sensitivity})
+            scored = pd.concat([out[["score"]], detector.expected(frame, limit)], axis=1)
+        scored["is_anomaly"] = scored["score"].to_numpy() > limit
+        scored["severity"] = [s or "" for s in severities(scored["score"].to_numpy())]
+        result = pd.concat([pd.DataFrame({"timestamp": pd.to_datetime(frame["event_timestamp"], utc=True),
+                                          "value": frame["value"].to_numpy()}), scored.reset_index(drop=True)],
+                           axis=1)
+        result["explanation"] = [_sentence(r) for r in result.itertuples()]
+        flagged = result[result["is_anomaly"]]
+        summary = {
+            "points": len(result), "anomalies": len(flagged), "rate": len(flagged) / len(result) if len(result) else 0,
+            "by_severity": {s: int((flagged["severity"] == s).sum()) for s in ("low", "medium", "high", "critical")},
+            "mean_score": float(np.nanmean(result["score"])) if len(result) else float("nan"),
+            "max_score": float(np.nanmax(result["score"])) if len(result) else float("nan"),
+            "method": method, "sensitivity": sensitivity, "threshold_sigma": limit,
+            "start": result["timestamp"].min(), "end": result["timestamp"].max() + HOUR,
+        }
+        return AnomalyResult(tenant, asset, result, summary, served.info.id, source, list(served.warnings))
+
+    def _anomaly_frame(self, served, tenant, asset, start, end, series, lookback_hours, timezone):
+        """Rows for each hour start E: the model's feature service at E (calendar of the hour [E, E+1h),
+        which for the forecaster is exactly its 1-h-ahead input) and that hour's mean `value`."""
+        service = served.feature_service
+        if series is not None:
+            return feats.history_anomaly_frame(self.store, series, timezone, start, end), "history"
+        if end is None:
+            end = feats.issue_time(self.settings, tenant, asset, None)
+        if start is None:
+            start = pd.Timestamp(end) - pd.Timedelta(hours=lookback_hours)
+        return feats.anomaly_frame(self.settings, self.store, tenant, asset, service, start, end), "offline"
+
+    def _residual_scores(self, served, frame, limit) -> pd.DataFrame:
+        """Score = |value - p50| / sigma, sigma from the 1-h-ahead forecast's p10-p90 width."""
+        design = frame.reindex(columns=[f for f in served.python_model.features if f != HORIZON]).astype(float)
+        design[HORIZON] = 1.0
+        pred = self._predict_forecast(served, design)
+        sigma = np.maximum((pred["p90"] - pred["p10"]).to_numpy() / P10_P90_SIGMAS, 1e-9)
+        mean = pred["p50"].to_numpy()
+        return pd.DataFrame({"score": np.abs(frame["value"].to_numpy() - mean) / sigma, "expected_mean": mean,
+                             "expected_std": sigma, "expected_min": mean - limit * sigma,
+                             "expected_max": mean + limit * sigma})
+
+    # ------------------------------------------------------------------ explain
+    def explain(self, tenant: str, asset: str | None = None, horizon: int = 1, model: str | None = None,
+                features: dict | None = None, as_of: datetime | None = None) -> Explanation:
+        """SHAP contributions (TreeExplainer on the point model) to the forecast of one target hour:
+        the asset's hour `horizon` ahead, or a model id plus the model's input values (`features`)."""
+        check_tenant_id(tenant)
+        horizon = check_horizon(horizon)
+        served = self._served(tenant, model, DEFAULT_FORECAST_NAME, "forecast")
+        names = served.python_model.features
+        if features is not None:
+            missing = [f for f in names if f not in features]
+            if missing:
+                raise feats.FeaturesUnavailableError(f"features lack {', '.join(missing)}; the model takes "
+                                                     f"{', '.join(names)}")
+            row, target = pd.DataFrame([{f: features[f] for f in names}]).astype(float), None
+        else:
+            if asset is None:
+                raise feats.FeaturesUnavailableError("explain needs an asset, or a model id plus feature values")
+            check_asset_id(asset)
+            inputs = self._forecast_inputs(served, tenant, asset, horizon, as_of, None, "UTC")
+            row = inputs.frame.iloc[[horizon - 1]]
+            target = row["target_time"].iloc[0] - HOUR
+        return self._explain_row(served, row[names], target)
+
+    def _explainer(self, served: Served):
+        import shap
+
+        if served.info.id not in self._explainers:
+            self._explainers[served.info.id] = shap.TreeExplainer(served.python_model.boosters["point"])
+        return self._explainers[served.info.id]
+
+    def _explain_row(self, served: Served, row: pd.DataFrame, target) -> Explanation:
+        from registry.forecaster import prepare
+
+        model = served.python_model
+        X, level = prepare(row, model.features)
+        explainer = self._explainer(served)
+        values = np.asarray(explainer.shap_values(X))[0] * level[0]  # back to load units
+        base = float(np.ravel(explainer.expected_value)[0]) * level[0]
+        raw = {**row.iloc[0].to_dict(), "log_level": float(X["log_level"].iloc[0])}
+        contrib = pd.DataFrame({"feature": X.columns, "value": [raw.get(c) for c in X.columns], "contribution": values})
+        contrib = contrib.reindex(contrib["contribution"].abs().sort_values(ascending=False).index).reset_index(
+            drop=True)
+        prediction = base + float(values.sum())
+        return Explanation(served.info.id, target, prediction, base, contrib, _explain_sentence(prediction, base,
+                                                                                               contrib, target))
+
+    def explain_global(self, model: str) -> GlobalExplanation:
+        """Mean |SHAP| per model input on the model's held-out rows (computed at training)."""
+        import mlflow
+
+        from registry.train_forecast import GLOBAL_SHAP
+
+        parse_model_id(model)
+        served = self.models.version(model)
+        mlflow.set_tracking_uri(self.settings.mlflow_tracking_uri)
+        try:
+            values = mlflow.artifacts.load_dict(f"runs:/{served.info.run_id}/{GLOBAL_SHAP}")
+        except Exception as e:  # MlflowException / OSError: the artifact is absent for this version
+            raise ModelNotFoundError(f"{model} has no {GLOBAL_SHAP} (trained before global SHAP was recorded); "
+                                     "retrain it with `ems train forecast`") from e
+        frame = pd.DataFrame({"feature": list(values), "mean_abs_shap": list(values.values())})
+        frame = frame.sort_values("mean_abs_shap", ascending=False).reset_index(drop=True)
+        frame["share"] = frame["mean_abs_shap"] / frame["mean_abs_shap"].sum()
+        return GlobalExplanation(served.info.id, frame)
+
+
+def _history_loader(settings, tenant: str, asset: str, until: pd.Timestamp):
+    """The asset's last week of hourly means (by hour start), read only when a plot needs it."""
+    def load() -> pd.Series:
+        from registry.training_data import hourly_series
+
+        s = hourly_series(settings, tenant, [asset], until=until.to_pydatetime(), history_days=7).get(asset)
+        return pd.Series(dtype=float) if s is None else pd.Series(s.to_numpy(), index=s.index - HOUR)
+
+    return load
+
+
+def history_series(series: pd.Series) -> pd.Series:
+    from inference.history import hourly
+
+    return hourly(series)
+
+
+def _fmt(x: float) -> str:
+    return f"{x:,.1f}"
+
+
+def _sentence(r) -> str:
+    if not np.isfinite(r.score):
+        return "not scored: the 24 h context is incomplete"
+    where = "above" if r.value > r.expected_mean else "below"
+    if r.is_anomaly:
+        return (f"{_fmt(r.value)} is {r.score:.1f}σ {where} the expected {_fmt(r.expected_mean)} ± "
+                f"{_fmt(r.expected_std)} ({r.severity})")
+    return f"{_fmt(r.value)} is within the expected range ({r.score:.1f}σ from {_fmt(r.expected_mean)})"
+
+
+def _explain_sentence(prediction: float, base: float, contrib: pd.DataFrame, target) -> str:
+    parts = []
+    for r in contrib.head(3).itertuples():
+        verb = "raises" if r.contribution >= 0 else "lowers"
+        value = "—" if r.value is None or not np.isfinite(r.value) else f"{r.value:,.4g}"
+        parts.append(f"{r.feature} ({value}) {verb} it by {_fmt(abs(r.contribution))}")
+    when = f" for the hour starting {target:%Y-%m-%d %H:%M} UTC" if target is not None else ""
+    return f"Forecast {_fmt(prediction)}{when} (base {_fmt(base)}): " + "; ".join(parts) + "."

@@ -1,0 +1,163 @@
+"""Model inputs: the feature service recorded on the model, at the issue time, for each target hour.
+
+Online first (Redis through Feast's get_online_features, the calendar for each target hour from the
+on-demand view); when Redis is unreachable, or its rows are missing or older than the warehouse's
+latest complete hour (materialization lagging), the same features come from the offline store's
+point-in-time join, with a warning and `source="offline"`. A caller-supplied history computes them
+in pandas (inference/history.py)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+
+from inference import history as hist
+from inference.errors import FeaturesUnavailableError, InvalidRangeError
+from inference.store import feature_service, latest_feature_time, service_columns
+from registry.design import HORIZON, HOUR
+
+logger = logging.getLogger(__name__)
+MAX_RANGE_HOURS = 24 * 92
+
+
+@dataclass
+class Inputs:
+    frame: pd.DataFrame  # one row per target hour: model features + horizon_h + target_time
+    issue_time: pd.Timestamp  # end of the last complete hour the features describe
+    values: dict[str, float | None]  # the issue-time feature values
+    source: str  # online | offline | history
+    warnings: list[str] = field(default_factory=list)
+
+
+def _utc_hour(value) -> pd.Timestamp:
+    ts = pd.Timestamp(value)
+    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    return ts.floor("h")
+
+
+def issue_time(settings, tenant: str, asset: str, as_of: datetime | None) -> pd.Timestamp:
+    latest = latest_feature_time(settings, tenant, [asset])[asset]  # UnknownAssetError for unknown assets
+    if latest is None:
+        raise FeaturesUnavailableError(f"asset {asset!r} of tenant {tenant!r} has no hourly readings yet")
+    latest = _utc_hour(latest)
+    if as_of is None:
+        return latest
+    t = _utc_hour(as_of)
+    if t > latest:
+        raise InvalidRangeError(f"as_of={pd.Timestamp(as_of).isoformat()} is after the latest complete hour of "
+                                f"{asset!r} ({latest.isoformat()}); use a time up to it or leave as_of out")
+    return t
+
+
+def forecast_inputs(settings, store, tenant: str, asset: str, service: str, horizon: int,
+                    as_of: datetime | None = None) -> Inputs:
+    issue_cols, calendar_cols = service_columns(store, service)
+    t = issue_time(settings, tenant, asset, as_of)
+    targets = [t + (h - 1) * HOUR for h in range(1, horizon + 1)]  # calendar of the hour starting here
+    warnings: list[str] = []
+    frame = None
+    if as_of is None:
+        frame, warning = _online(store, service, tenant, asset, targets, issue_cols, t)
+        if warning:
+            warnings.append(warning)
+    source = "online" if frame is not None else "offline"
+    if frame is None:
+        frame = _offline(store, service, tenant, asset, t, targets)
+    return _inputs(frame, issue_cols, calendar_cols, t, horizon, source, warnings)
+
+
+def _inputs(frame, issue_cols, calendar_cols, t, horizon, source, warnings) -> Inputs:
+    out = pd.DataFrame({c: frame[c].to_numpy() for c in [*issue_cols, *calendar_cols]})
+    out = out.astype(float)
+    out[HORIZON] = np.arange(1, horizon + 1, dtype=float)
+    out["target_time"] = [t + h * HOUR for h in range(1, horizon + 1)]
+    values = {c: (None if pd.isna(v) else float(v)) for c, v in zip(issue_cols, out.iloc[0][issue_cols], strict=True)}
+    return Inputs(out, t, values, source, warnings)
+
+
+def _online(store, service, tenant, asset, targets, issue_cols, t) -> tuple[pd.DataFrame | None, str | None]:
+    import redis
+
+    fs = feature_service(store, service)
+    rows = [{"tenant_id": tenant, "asset_id": asset, "target_time": x.to_pydatetime()} for x in targets]
+    try:
+        data = store.get_online_features(features=fs, entity_rows=rows).to_dict(include_event_timestamps=True)
+    except (redis.RedisError, ConnectionError, OSError) as e:
+        return None, f"online store unreachable ({type(e).__name__}); features computed from the offline store"
+    stamps = [data.get(f"{c}__ts", [0])[0] or 0 for c in issue_cols]
+    online_time = max(stamps) if stamps else 0
+    if online_time < t.timestamp():
+        seen = pd.Timestamp(online_time, unit="s", tz="UTC").isoformat() if online_time else "never"
+        return None, (f"online features of {asset!r} are from {seen}, the warehouse has {t.isoformat()} "
+                      "(materialize is behind); features computed from the offline store")
+    return pd.DataFrame({k: v for k, v in data.items() if not k.endswith("__ts")}), None
+
+
+def _offline(store, service, tenant, asset, t, targets) -> pd.DataFrame:
+    fs = feature_service(store, service)
+    entity_df = pd.DataFrame({"tenant_id": tenant, "asset_id": asset, "event_timestamp": [t] * len(targets),
+                              "target_time": targets})
+    return store.get_historical_features(entity_df=entity_df, features=fs).to_df()
+
+
+def history_forecast_inputs(store, service: str, series: pd.Series, horizon: int, timezone: str) -> Inputs:
+    """Inputs from a caller-supplied series: issue time = end of its last hour."""
+    issue_cols, calendar_cols = service_columns(store, service)
+    buckets = hist.hourly(series)
+    t = buckets.index[-1] + HOUR
+    load = hist.load_features(buckets, pd.DatetimeIndex([t]))
+    targets = [t + (h - 1) * HOUR for h in range(1, horizon + 1)]
+    frame = hist.calendar(store, targets, timezone)
+    for c in issue_cols:
+        frame[c] = load[c].iloc[0] if c in load.columns else np.nan
+    return _inputs(frame, issue_cols, calendar_cols, t, horizon, "history", [])
+
+
+def anomaly_frame(settings, store, tenant: str, asset: str, service: str, start, end) -> pd.DataFrame:
+    """Features at each hour start E in [start, end) and the hourly mean `value` of [E, E+1h)."""
+    from warehouse.db import connect
+
+    start, end = check_range(start, end)
+    latest_feature_time(settings, tenant, [asset])  # UnknownAssetError
+    with connect(settings) as conn:
+        rows = conn.execute(
+            "SELECT bucket, avg_value FROM readings_hourly WHERE tenant_id = %s AND asset_id = %s "
+            "AND bucket >= %s AND bucket < %s ORDER BY bucket", (tenant, asset, start, end)).fetchall()
+    if not rows:
+        raise FeaturesUnavailableError(f"asset {asset!r} has no hourly readings in [{start.isoformat()}, "
+                                       f"{end.isoformat()})")
+    values = pd.Series([r[1] for r in rows], index=pd.to_datetime([r[0] for r in rows], utc=True))
+    entity_df = pd.DataFrame({"tenant_id": tenant, "asset_id": asset, "event_timestamp": values.index,
+                              "target_time": values.index})
+    frame = store.get_historical_features(entity_df=entity_df, features=feature_service(store, service)).to_df()
+    frame = frame.sort_values("event_timestamp").reset_index(drop=True)
+    frame["value"] = values.reindex(pd.to_datetime(frame["event_timestamp"], utc=True)).to_numpy()
+    return frame
+
+
+def history_anomaly_frame(store, series: pd.Series, timezone: str, start=None, end=None) -> pd.DataFrame:
+    buckets = hist.hourly(series)
+    times = buckets.index
+    if start is not None or end is not None:
+        s, e = check_range(start or times[0], end or times[-1] + HOUR)
+        times = times[(times >= s) & (times < e)]
+    load = hist.load_features(buckets, times)
+    frame = pd.concat([load.reset_index(drop=True), hist.calendar(store, times, timezone)], axis=1)
+    frame.insert(0, "event_timestamp", times)
+    frame["value"] = buckets.reindex(times).to_numpy()
+    return frame
+
+
+def check_range(start, end) -> tuple[pd.Timestamp, pd.Timestamp]:
+    s, e = _utc_hour(start), pd.Timestamp(end)
+    e = e.tz_localize("UTC") if e.tzinfo is None else e.tz_convert("UTC")
+    if e <= s:
+        raise InvalidRangeError(f"start {s.isoformat()} is not before end {e.isoformat()}")
+    if (e - s) > MAX_RANGE_HOURS * HOUR:
+        raise InvalidRangeError(f"range {s.isoformat()} .. {e.isoformat()} spans {(e - s) / HOUR:.0f} h; "
+                                f"the limit is {MAX_RANGE_HOURS} h (92 days)")
+    return s, e
