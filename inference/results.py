@@ -28,10 +28,7 @@ def _records(frame: pd.DataFrame) -> list[dict]:
 
 
 def _figure():
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # the caller's backend: inline in notebooks, Agg when headless
 
     return plt
 
@@ -150,15 +147,23 @@ class Explanation:
                 "summary": self.summary, "contributions": _records(self.contributions), "waterfall": self.waterfall()}
 
     def plot(self, max_display: int = 12):
-        import shap
-
+        """Waterfall: from the base value, each feature's push (largest first) to the prediction."""
         plt = _figure()
-        c = self.contributions
-        explanation = shap.Explanation(values=c["contribution"].to_numpy(), base_values=self.base_value,
-                                       data=c["value"].to_numpy(), feature_names=c["feature"].tolist())
-        shap.plots.waterfall(explanation, max_display=max_display, show=False)
-        fig = plt.gcf()
-        fig.set_size_inches(9, 6)
+        steps = self.waterfall()
+        shown, rest = steps[:max_display], steps[max_display:]
+        if rest:
+            shown.append({"feature": f"{len(rest)} other features", "value": None, "start": rest[0]["start"],
+                          "end": rest[-1]["end"], "contribution": rest[-1]["end"] - rest[0]["start"]})
+        fig, ax = plt.subplots(figsize=(9, 0.45 * len(shown) + 1.6))
+        for i, step in enumerate(reversed(shown)):
+            colour = "tab:red" if step["contribution"] >= 0 else "tab:blue"
+            ax.barh(i, step["end"] - step["start"], left=step["start"], color=colour)
+            ax.text(max(step["start"], step["end"]), i, f" {step['contribution']:+,.1f}", va="center", fontsize=8)
+        labels = [s["feature"] if s["value"] is None else f"{s['feature']} = {s['value']:,.4g}" for s in shown]
+        ax.set_yticks(range(len(shown)), list(reversed(labels)), fontsize=8)
+        ax.axvline(self.base_value, color="grey", ls=":", lw=0.8)
+        ax.axvline(self.prediction, color="black", ls="--", lw=0.8)
+        ax.set_title(f"{self.model_id}: base {self.base_value:,.1f} → prediction {self.prediction:,.1f}", fontsize=10)
         fig.tight_layout()
         return fig
 

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import matplotlib
+import matplotlib.pyplot as plt  # headless machines fall back to Agg; notebooks keep their inline backend
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")  # headless; this module is only imported by training and explain code
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from registry.design import HORIZON  # noqa: E402
+from registry.design import HORIZON
 
 MAX_PANELS = 6
 
