@@ -13,6 +13,7 @@ TOOLS  := .ems/tools
 UV     := $(shell command -v uv 2>/dev/null || echo $(TOOLS)/bin/uv)
 UV_VERSION := 0.13.9
 TENANT := demo
+PLOTS  := .ems/plots
 export UV_COMPILE_BYTECODE := 1
 # uv trusts its built-in roots; behind a TLS-inspecting proxy it needs the system bundle.
 ifeq ($(origin SSL_CERT_FILE),undefined)
@@ -66,7 +67,14 @@ demo: up ## the whole foundation on real data (tenant `demo`)
 	detector=$$($(EMS) train anomaly --tenant $(TENANT) --method isolation_forest | tail -n 1) && \
 	  $(EMS) models promote $$detector --to production
 	$(EMS) models list --tenant $(TENANT)
+	$(EMS) forecast --tenant $(TENANT) --asset zone1 --horizon 24 --plot $(PLOTS)/forecast_zone1.png
+	$(EMS) anomaly --tenant $(TENANT) --asset zone1 --method isolation_forest --lookback-hours 336 \
+	  --plot $(PLOTS)/anomalies_isolation_forest_zone1.png
+	$(EMS) anomaly --tenant $(TENANT) --asset zone1 --method forecast_residual --lookback-hours 336 \
+	  --plot $(PLOTS)/anomalies_forecast_residual_zone1.png
+	$(EMS) explain --tenant $(TENANT) --asset zone1 --plot $(PLOTS)/explain_zone1.png
 	$(EMS) status
+	@echo "Plots: $(PLOTS)/  ·  notebook: notebooks/quickstart.ipynb"
 	@echo "MLflow UI (runs, plots, stages): $$($(BIN)/python -c 'from stack.settings import Settings; print(Settings().mlflow_tracking_uri)')"
 
 test: install ## unit + integration tests (starts a private stack on other ports)

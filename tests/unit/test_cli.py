@@ -56,3 +56,10 @@ def test_train_commands_are_wired_and_check_the_method_before_any_io():
 def test_train_holdout_range_is_a_usage_error():
     result = runner.invoke(app, ["train", "forecast", "--tenant", "t", "--holdout-days", "0"])
     assert result.exit_code == 2
+
+
+def test_inference_commands_check_horizon_and_sensitivity_before_any_io():
+    result = runner.invoke(app, ["forecast", "--tenant", "t", "--asset", "a", "--horizon", "169"])
+    assert result.exit_code == 1 and "horizon=169 is out of range 1..168" in result.output
+    result = runner.invoke(app, ["anomaly", "--tenant", "t", "--asset", "a", "--sensitivity", "6"])
+    assert result.exit_code == 1 and "sensitivity=6 is out of range 1..5" in result.output
