@@ -65,6 +65,23 @@ class Client:
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         self.models = ModelCache(self.settings.mlflow_tracking_uri, model_ttl_seconds, max_models)
         self._explainers: dict[str, object] = {}
+        self._db = None  # one warehouse connection per client (latest-hour lookups on the hot path)
+
+    def _conn(self):
+        """The client's autocommit connection, reopened if it broke."""
+        if self._db is None or self._db.closed or self._db.broken:
+            import psycopg
+
+            from warehouse.db import DatabaseUnavailableError
+
+            addr = self.settings.postgres
+            try:
+                self._db = psycopg.connect(addr.conninfo(), autocommit=True, connect_timeout=5,
+                                           options="-c timezone=UTC")
+            except psycopg.OperationalError as e:
+                raise DatabaseUnavailableError(f"cannot reach Postgres at {addr.host}:{addr.port} ({e}); "
+                                               "start the local stack with `ems up`") from e
+        return self._db
 
     @property
     def store(self):
@@ -124,12 +141,13 @@ class Client:
     def _forecast_inputs(self, served, tenant, asset, horizon, as_of, history, timezone) -> feats.Inputs:
         if history is not None:
             return feats.history_forecast_inputs(self.store, served.feature_service, history, horizon, timezone)
-        return feats.forecast_inputs(self.settings, self.store, tenant, asset, served.feature_service, horizon, as_of)
+        return feats.forecast_inputs(self.settings, self.store, tenant, asset, served.feature_service, horizon, as_of,
+                                     self._conn())
 
     @staticmethod
     def _predict_forecast(served: Served, frame: pd.DataFrame) -> pd.DataFrame:
-        columns = served.python_model.features
-        return served.model.predict(frame[columns].astype(float))
+        model = served.python_model  # our own frame, already typed: skip pyfunc's schema round trip
+        return model.predict(None, frame[model.features].astype(float))
 
     # ------------------------------------------------------------------ anomalies
     def detect_anomalies(self, tenant: str, asset: str, start=None, end=None, series: pd.Series | None = None,

@@ -39,8 +39,8 @@ def _utc_hour(value) -> pd.Timestamp:
     return ts.floor("h")
 
 
-def issue_time(settings, tenant: str, asset: str, as_of: datetime | None) -> pd.Timestamp:
-    latest = latest_feature_time(settings, tenant, [asset])[asset]  # UnknownAssetError for unknown assets
+def issue_time(settings, tenant: str, asset: str, as_of: datetime | None, conn=None) -> pd.Timestamp:
+    latest = latest_feature_time(settings, tenant, [asset], conn)[asset]  # UnknownAssetError for unknown assets
     if latest is None:
         raise FeaturesUnavailableError(f"asset {asset!r} of tenant {tenant!r} has no hourly readings yet")
     latest = _utc_hour(latest)
@@ -54,9 +54,9 @@ def issue_time(settings, tenant: str, asset: str, as_of: datetime | None) -> pd.
 
 
 def forecast_inputs(settings, store, tenant: str, asset: str, service: str, horizon: int,
-                    as_of: datetime | None = None) -> Inputs:
+                    as_of: datetime | None = None, conn=None) -> Inputs:
     issue_cols, calendar_cols = service_columns(store, service)
-    t = issue_time(settings, tenant, asset, as_of)
+    t = issue_time(settings, tenant, asset, as_of, conn)
     targets = [t + (h - 1) * HOUR for h in range(1, horizon + 1)]  # calendar of the hour starting here
     warnings: list[str] = []
     frame = None

@@ -31,7 +31,7 @@ def feature_service(store, name: str):
     from feast.errors import FeatureServiceNotFoundException
 
     try:
-        return store.get_feature_service(name)
+        return store.get_feature_service(name, allow_cache=True)  # Feast's registry cache (cache_ttl_seconds)
     except FeatureServiceNotFoundException as e:
         known = sorted(fs.name for fs in store.list_feature_services())
         raise UnknownFeatureServiceError(
@@ -78,18 +78,22 @@ def _earliest_event(settings: Settings, source_query: str) -> datetime | None:
     return row[0] if row and row[0] else None
 
 
-def latest_feature_time(settings: Settings, tenant: str, assets: list[str]) -> dict[str, datetime | None]:
+LATEST_HOUR_SQL = """
+    SELECT a.asset_id, (SELECT max(bucket) + INTERVAL '1 hour' FROM readings_hourly h
+                         WHERE h.tenant_id = a.tenant_id AND h.asset_id = a.asset_id)
+    FROM assets a WHERE a.tenant_id = %s AND a.asset_id = ANY(%s)
+"""
+
+
+def latest_feature_time(settings: Settings, tenant: str, assets: list[str], conn=None) -> dict[str, datetime | None]:
     """End of each asset's latest complete hour (the issue time of its newest features).
-    Raises UnknownAssetError for an asset the tenant does not have."""
-    with connect(settings) as conn:
-        known = dict(conn.execute(
-            """
-            SELECT a.asset_id, (SELECT max(bucket) + INTERVAL '1 hour' FROM readings_hourly h
-                                 WHERE h.tenant_id = a.tenant_id AND h.asset_id = a.asset_id)
-            FROM assets a WHERE a.tenant_id = %s AND a.asset_id = ANY(%s)
-            """,
-            (tenant, assets),
-        ).fetchall())
+    Raises UnknownAssetError for an asset the tenant does not have. `conn`: an open connection to
+    reuse (the SDK keeps one), else a new one."""
+    if conn is not None:
+        known = dict(conn.execute(LATEST_HOUR_SQL, (tenant, assets)).fetchall())
+    else:
+        with connect(settings) as c:
+            known = dict(c.execute(LATEST_HOUR_SQL, (tenant, assets)).fetchall())
     missing = [a for a in assets if a not in known]
     if missing:
         raise UnknownAssetError(f"tenant {tenant!r} has no asset(s) {', '.join(map(repr, missing))}")
@@ -132,7 +136,7 @@ def online_features(
 def service_columns(store, service: str) -> tuple[list[str], list[str]]:
     """(issue-time features, target-time calendar features) of a feature service, in service order."""
     fs = feature_service(store, service)
-    on_demand = {v.name for v in store.list_on_demand_feature_views()}
+    on_demand = {v.name for v in store.list_on_demand_feature_views(allow_cache=True)}
     issue, calendar = [], []
     for projection in fs.feature_view_projections:
         names = [f.name for f in projection.features]
