@@ -242,6 +242,8 @@ def refresh() -> None:
 @app.command()
 def materialize(
     end: Annotated[datetime | None, typer.Option(help="Materialize up to this time (UTC); default now.")] = None,
+    start: Annotated[datetime | None, typer.Option(help="Re-materialize every view from this time (UTC), e.g. "
+                                                   "after backfilling history older than the last run.")] = None,
 ) -> None:
     """Load the latest feature values into Redis (full on first run, incremental afterwards)."""
     from rich.progress import Progress
@@ -254,7 +256,7 @@ def materialize(
         def step(view: str, done: int, total: int) -> None:
             progress.update(task, description=f"materializing {view}", completed=done, total=total)
 
-        out = _run(run_materialize, settings(), end=end, on_view=step)
+        out = _run(run_materialize, settings(), end=end, on_view=step, start=start)
     table = Table("feature view", "from", "to")
     for view, (start, stop) in out.items():
         table.add_row(view, str(start), str(stop))
@@ -293,6 +295,7 @@ def _cell(value) -> str:
 
 # ---------------------------------------------------------------- inference
 PlotFile = Annotated[Path | None, typer.Option("--plot", help="Write the plot to this PNG file.", dir_okay=False)]
+AssetId = Annotated[str, typer.Option("--asset", "-a", help="Asset id.")]
 ModelOption = Annotated[str | None, typer.Option("--model", help="Model id or name; default: production.")]
 
 
@@ -322,7 +325,7 @@ def _warnings(result) -> None:
 @app.command("forecast")
 def forecast_cmd(
     tenant: Tenant,
-    asset: Annotated[str, typer.Option("--asset", "-a", help="Asset id.")],
+    asset: AssetId,
     horizon: Annotated[int, typer.Option("--horizon", "-H", help="Hours ahead, 1..168.")] = 24,
     model: ModelOption = None,
     as_json: AsJson = False,
@@ -347,7 +350,7 @@ def forecast_cmd(
 @app.command("anomaly")
 def anomaly_cmd(
     tenant: Tenant,
-    asset: Annotated[str, typer.Option("--asset", "-a", help="Asset id.")],
+    asset: AssetId,
     start: Annotated[datetime | None, typer.Option("--start", help="First hour (UTC unless an offset is given).")]
     = None,
     end: Annotated[datetime | None, typer.Option("--end", help="End of the range (exclusive).")] = None,
@@ -380,7 +383,7 @@ def anomaly_cmd(
 @app.command("explain")
 def explain_cmd(
     tenant: Tenant,
-    asset: Annotated[str, typer.Option("--asset", "-a", help="Asset id.")],
+    asset: AssetId,
     horizon: Annotated[int, typer.Option("--horizon", "-H", help="Which forecast hour to explain, 1..168.")] = 1,
     model: ModelOption = None,
     as_json: AsJson = False,

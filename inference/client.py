@@ -116,8 +116,10 @@ class Client:
         check_tenant_id(tenant)
         check_asset_id(asset)
         horizon = check_horizon(horizon)
+        # the asset first (one clear error for an unknown tenant/asset), then its model
+        t = None if history is not None else feats.issue_time(self.settings, tenant, asset, as_of, self._conn())
         served = self._served(tenant, model, DEFAULT_FORECAST_NAME, "forecast")
-        inputs = self._forecast_inputs(served, tenant, asset, horizon, as_of, history, timezone)
+        inputs = self._forecast_inputs(served, tenant, asset, horizon, as_of, history, timezone, t)
         pred = self._predict_forecast(served, inputs.frame)
         frame = pd.DataFrame({"timestamp": inputs.frame["target_time"] - HOUR,
                               HORIZON: inputs.frame[HORIZON].astype(int), "point": pred["point"].to_numpy()})
@@ -138,11 +140,11 @@ class Client:
                                                                               inputs.issue_time),
         )
 
-    def _forecast_inputs(self, served, tenant, asset, horizon, as_of, history, timezone) -> feats.Inputs:
+    def _forecast_inputs(self, served, tenant, asset, horizon, as_of, history, timezone, t=None) -> feats.Inputs:
         if history is not None:
             return feats.history_forecast_inputs(self.store, served.feature_service, history, horizon, timezone)
         return feats.forecast_inputs(self.settings, self.store, tenant, asset, served.feature_service, horizon, as_of,
-                                     self._conn())
+                                     self._conn(), t)
 
     @staticmethod
     def _predict_forecast(served: Served, frame: pd.DataFrame) -> pd.DataFrame:
@@ -166,11 +168,13 @@ class Client:
             raise InvalidRangeError(f"lookback_hours={lookback_hours!r} is out of range 1..{MAX_LOOKBACK_HOURS}")
         if start is not None and end is not None:
             feats.check_range(start, end)
+        latest = None if series is not None else feats.issue_time(self.settings, tenant, asset, None, self._conn())
         if method == FORECAST_RESIDUAL:
             served = self._served(tenant, model, DEFAULT_FORECAST_NAME, "forecast")
         else:
             served = self._served(tenant, model, f"anomaly_{method}", "anomaly")
-        frame, source = self._anomaly_frame(served, tenant, asset, start, end, series, lookback_hours, timezone)
+        frame, source = self._anomaly_frame(served, tenant, asset, start, end if end is not None else latest, series,
+                                            lookback_hours, timezone)
         frame["asset_id"] = asset
         limit = threshold(sensitivity)
         if method == FORECAST_RESIDUAL:

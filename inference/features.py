@@ -54,9 +54,10 @@ def issue_time(settings, tenant: str, asset: str, as_of: datetime | None, conn=N
 
 
 def forecast_inputs(settings, store, tenant: str, asset: str, service: str, horizon: int,
-                    as_of: datetime | None = None, conn=None) -> Inputs:
+                    as_of: datetime | None = None, conn=None, t: pd.Timestamp | None = None) -> Inputs:
+    """`t`: the issue time when the caller has already looked it up (issue_time)."""
     issue_cols, calendar_cols = service_columns(store, service)
-    t = issue_time(settings, tenant, asset, as_of, conn)
+    t = t if t is not None else issue_time(settings, tenant, asset, as_of, conn)
     targets = [t + (h - 1) * HOUR for h in range(1, horizon + 1)]  # calendar of the hour starting here
     warnings: list[str] = []
     frame = None

@@ -33,6 +33,13 @@ def _figure():
     return plt
 
 
+def _finish(fig, ax):
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 @dataclass
 class ForecastResult:
     tenant: str
@@ -81,10 +88,7 @@ class ForecastResult:
         ax.plot(f["timestamp"], f["point"], color="tab:orange", lw=1, ls="--", label="point")
         ax.axvline(self.feature_time, color="grey", lw=0.8, ls=":")
         ax.set_title(f"{self.tenant}/{self.asset}: {len(f)} h forecast · {self.model_id} ({self.stage}, {self.source})")
-        ax.grid(alpha=0.3)
-        ax.legend(loc="upper left", fontsize=8)
-        fig.tight_layout()
-        return fig
+        return _finish(fig, ax)
 
 
 @dataclass
@@ -117,10 +121,7 @@ class AnomalyResult:
         s = self.summary
         ax.set_title(f"{self.tenant}/{self.asset}: {s['anomalies']} anomalies in {s['points']} h · {s['method']}, "
                      f"sensitivity {s['sensitivity']}")
-        ax.grid(alpha=0.3)
-        ax.legend(loc="upper left", fontsize=8)
-        fig.tight_layout()
-        return fig
+        return _finish(fig, ax)
 
 
 @dataclass

@@ -44,11 +44,13 @@ def materialize(
     end: datetime | None = None,
     on_view: Callable[[str, int, int], None] | None = None,
     store=None,
+    start: datetime | None = None,
 ) -> dict[str, tuple[datetime, datetime]]:
     """Materialize every online batch view up to `end` (default now). A view never materialized
     starts at its earliest row (Feast's incremental start would be now - ttl, which skips history);
     after that Feast's own incremental bookkeeping continues, so `feast materialize-incremental`
-    and this command can be mixed."""
+    and this command can be mixed. `start` re-materializes every view from that time: incremental runs
+    only see event times after the last run, so history ingested later (a backfill) needs it."""
     store = store or get_store(settings)
     end = (end or datetime.now(UTC)).astimezone(UTC)
     views = [fv for fv in store.list_batch_feature_views() if fv.online]
@@ -58,13 +60,13 @@ def materialize(
     for i, fv in enumerate(views):
         if on_view:
             on_view(fv.name, i, len(views))
-        start = fv.most_recent_end_time
-        if start is None:
-            start = _earliest_event(settings, fv.batch_source.get_table_query_string()) or end
-            store.materialize(start_date=start, end_date=end, feature_views=[fv.name])
+        begin = start or fv.most_recent_end_time
+        if begin is None or start is not None:  # never materialized, or a backfill asked for
+            begin = begin or _earliest_event(settings, fv.batch_source.get_table_query_string()) or end
+            store.materialize(start_date=begin, end_date=end, feature_views=[fv.name])
         else:
             store.materialize_incremental(end_date=end, feature_views=[fv.name])
-        done[fv.name] = (start, end)
+        done[fv.name] = (begin, end)
     if on_view:
         on_view("done", len(views), len(views))
     return done

@@ -24,7 +24,7 @@ from registry.severity import InvalidSensitivityError
 from registry.training_data import SplitConfig
 from stack.settings import Settings
 from tests.helpers.data import TETOUAN, tetouan_slice
-from tests.helpers.stack import TEST_PORTS, ems, feast, write_feast_yaml
+from tests.helpers.stack import TEST_PORTS, ems, write_feast_yaml
 from warehouse.ingest import ingest_readings, ingest_weather
 from warehouse.refresh import refresh
 
@@ -42,7 +42,7 @@ def served(stack, store, env, tmp_path_factory):
                     columns="zone1=zone1_power_consumption,zone2=zone2_power_consumption")
     ingest_weather(stack, tet, "tet-inf", columns="temperature,humidity,solar_irradiance=general_diffuse_flows")
     refresh(stack)
-    feast("materialize", "2017-04-01T00:00:00", "2017-05-01T00:00:00", env=env)  # backfilled history
+    ems("materialize", "--start", "2017-04-01T00:00:00", env=env)  # history older than the last run: a backfill
     mlc = lifecycle.client(stack.mlflow_tracking_uri)
     forecaster = train_forecast.train(stack, store, TENANT, split=SPLIT, boosting=FAST)
     lifecycle.promote(mlc, forecaster.model_id, "production")
@@ -168,7 +168,8 @@ def test_forecast_from_a_caller_history_for_an_unknown_asset(client):
     (lambda c: c.forecast(TENANT, "ghost"), UnknownAssetError, "has no asset"),
     (lambda c: c.forecast(TENANT, "zone1", horizon=0), InvalidHorizonError, "horizon=0 is out of range 1..168"),
     (lambda c: c.forecast(TENANT, "zone1", horizon=169), InvalidHorizonError, "horizon=169 is out of range"),
-    (lambda c: c.forecast("nobody", "zone1"), ModelNotFoundError, "no production version"),
+    (lambda c: c.forecast("nobody", "zone1"), UnknownAssetError, "tenant 'nobody' has no asset"),
+    (lambda c: c.forecast("nb2", "zone1", model="inf:load_forecaster:1"), UnknownAssetError, "'nb2' has no asset"),
     (lambda c: c.detect_anomalies(TENANT, "zone1", sensitivity=0), InvalidSensitivityError, "out of range 1..5"),
     (lambda c: c.detect_anomalies(TENANT, "zone1", sensitivity=6), InvalidSensitivityError, "out of range 1..5"),
     (lambda c: c.detect_anomalies(TENANT, "zone1", method="prophet"), InvalidMethodError, "'prophet' is not one of"),
