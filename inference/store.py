@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -27,16 +28,45 @@ def get_store(settings: Settings):
     return store
 
 
-def feature_service(store, name: str):
+# Feast rebuilds a FeatureService from its proto on every registry lookup (~10 ms here, typeguard
+# checks included) even when the registry itself is cached; keep the objects for the registry's
+# own cache_ttl_seconds, so staleness is the same as Feast's.
+_SERVICES: dict[tuple[int, str], tuple[float, object, tuple[list[str], list[str]]]] = {}
+
+
+def _cached_service(store, name: str):
+    key = (id(store), name)
+    hit = _SERVICES.get(key)
+    ttl = getattr(store.config.registry, "cache_ttl_seconds", 60) or 0
+    if hit and time.monotonic() - hit[0] < ttl:
+        return hit
     from feast.errors import FeatureServiceNotFoundException
 
     try:
-        return store.get_feature_service(name, allow_cache=True)  # Feast's registry cache (cache_ttl_seconds)
+        fs = store.get_feature_service(name, allow_cache=True)
     except FeatureServiceNotFoundException as e:
         known = sorted(fs.name for fs in store.list_feature_services())
         raise UnknownFeatureServiceError(
             f"feature service {name!r} is not registered; known: {', '.join(known) or 'none (run `feast apply`)'}"
         ) from e
+    on_demand = {v.name for v in store.list_on_demand_feature_views(allow_cache=True)}
+    issue, calendar = [], []
+    for projection in fs.feature_view_projections:
+        names = [f.name for f in projection.features]
+        (calendar if projection.name in on_demand else issue).extend(names)
+    _SERVICES[key] = hit = (time.monotonic(), fs, (issue, calendar))
+    return hit
+
+
+def feature_service(store, name: str):
+    """A registered FeatureService by name (one clear error listing the known ones otherwise)."""
+    return _cached_service(store, name)[1]
+
+
+def service_columns(store, service: str) -> tuple[list[str], list[str]]:
+    """(issue-time features, target-time calendar features) of a feature service, in service order."""
+    issue, calendar = _cached_service(store, service)[2]
+    return list(issue), list(calendar)
 
 
 def materialize(
@@ -50,7 +80,8 @@ def materialize(
     starts at its earliest row (Feast's incremental start would be now - ttl, which skips history);
     after that Feast's own incremental bookkeeping continues, so `feast materialize-incremental`
     and this command can be mixed. `start` re-materializes every view from that time: incremental runs
-    only see event times after the last run, so history ingested later (a backfill) needs it."""
+    only see event times after the last run, so history ingested later (a backfill) needs it. Static
+    views (ttl 0) are reloaded whole on every run."""
     store = store or get_store(settings)
     end = (end or datetime.now(UTC)).astimezone(UTC)
     views = [fv for fv in store.list_batch_feature_views() if fv.online]
@@ -60,8 +91,10 @@ def materialize(
     for i, fv in enumerate(views):
         if on_view:
             on_view(fv.name, i, len(views))
-        begin = start or fv.most_recent_end_time
-        if begin is None or start is not None:  # never materialized, or a backfill asked for
+        # Static views (ttl 0: asset attributes stamped at the epoch) are reloaded whole every run, or
+        # assets added later would never reach Redis; they hold one row per asset.
+        begin = None if not fv.ttl else start if start is not None else fv.most_recent_end_time
+        if begin is None or start is not None:  # first run, static view, or a backfill asked for
             begin = begin or _earliest_event(settings, fv.batch_source.get_table_query_string()) or end
             store.materialize(start_date=begin, end_date=end, feature_views=[fv.name])
         else:
@@ -133,14 +166,3 @@ def online_features(
         raise FeaturesUnavailableError(f"online store unreachable ({e}); run `ems up`") from e
     ordered = [f.name for projection in fs.feature_view_projections for f in projection.features]
     return frame[["tenant_id", "asset_id", *ordered]]
-
-
-def service_columns(store, service: str) -> tuple[list[str], list[str]]:
-    """(issue-time features, target-time calendar features) of a feature service, in service order."""
-    fs = feature_service(store, service)
-    on_demand = {v.name for v in store.list_on_demand_feature_views(allow_cache=True)}
-    issue, calendar = [], []
-    for projection in fs.feature_view_projections:
-        names = [f.name for f in projection.features]
-        (calendar if projection.name in on_demand else issue).extend(names)
-    return issue, calendar
