@@ -24,6 +24,7 @@ from inference.errors import (
     InvalidRangeError,
     ModelNotFoundError,
 )
+from inference.history import hourly
 from inference.models import ModelCache, Served
 from inference.results import AnomalyResult, Explanation, ForecastResult, GlobalExplanation
 from registry.design import HORIZON, HOUR, MAX_HORIZON
@@ -70,17 +71,9 @@ class Client:
     def _conn(self):
         """The client's autocommit connection, reopened if it broke."""
         if self._db is None or self._db.closed or self._db.broken:
-            import psycopg
+            from warehouse.db import open_connection
 
-            from warehouse.db import DatabaseUnavailableError
-
-            addr = self.settings.postgres
-            try:
-                self._db = psycopg.connect(addr.conninfo(), autocommit=True, connect_timeout=5,
-                                           options="-c timezone=UTC")
-            except psycopg.OperationalError as e:
-                raise DatabaseUnavailableError(f"cannot reach Postgres at {addr.host}:{addr.port} ({e}); "
-                                               "start the local stack with `ems up`") from e
+            self._db = open_connection(self.settings, autocommit=True)
         return self._db
 
     @property
@@ -135,7 +128,7 @@ class Client:
             training_metrics={k: served.metrics[k] for k in ("mae", "rmse", "mape", "dayahead_mase_168",
                                                               "coverage_p10_p90") if k in served.metrics},
             generated_at=now, warnings=[*served.warnings, *inputs.warnings],
-            history=history_series(history) if history is not None else None,
+            history=hourly(history) if history is not None else None,
             history_loader=None if history is not None else _history_loader(self.settings, tenant, asset,
                                                                               inputs.issue_time),
         )
@@ -203,15 +196,14 @@ class Client:
 
     def _anomaly_frame(self, served, tenant, asset, start, end, series, lookback_hours, timezone):
         """Rows for each hour start E: the model's feature service at E (calendar of the hour [E, E+1h),
-        which for the forecaster is exactly its 1-h-ahead input) and that hour's mean `value`."""
-        service = served.feature_service
+        which for the forecaster is exactly its 1-h-ahead input) and that hour's mean `value`. For stored
+        readings `end` is given (the asset's latest hour, looked up and validated by the caller)."""
         if series is not None:
             return feats.history_anomaly_frame(self.store, series, timezone, start, end), "history"
-        if end is None:
-            end = feats.issue_time(self.settings, tenant, asset, None)
         if start is None:
             start = pd.Timestamp(end) - pd.Timedelta(hours=lookback_hours)
-        return feats.anomaly_frame(self.settings, self.store, tenant, asset, service, start, end), "offline"
+        return feats.anomaly_frame(self.store, self._conn(), tenant, asset, served.feature_service, start,
+                                   end), "offline"
 
     def _residual_scores(self, served, frame, limit) -> pd.DataFrame:
         """Score = |value - p50| / sigma, sigma from the 1-h-ahead forecast's p10-p90 width."""
@@ -300,12 +292,6 @@ def _history_loader(settings, tenant: str, asset: str, until: pd.Timestamp):
         return pd.Series(dtype=float) if s is None else pd.Series(s.to_numpy(), index=s.index - HOUR)
 
     return load
-
-
-def history_series(series: pd.Series) -> pd.Series:
-    from inference.history import hourly
-
-    return hourly(series)
 
 
 def _fmt(x: float) -> str:

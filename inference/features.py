@@ -118,16 +118,13 @@ def history_forecast_inputs(store, service: str, series: pd.Series, horizon: int
     return _inputs(frame, issue_cols, calendar_cols, t, horizon, "history", [])
 
 
-def anomaly_frame(settings, store, tenant: str, asset: str, service: str, start, end) -> pd.DataFrame:
-    """Features at each hour start E in [start, end) and the hourly mean `value` of [E, E+1h)."""
-    from warehouse.db import connect
-
+def anomaly_frame(store, conn, tenant: str, asset: str, service: str, start, end) -> pd.DataFrame:
+    """Features at each hour start E in [start, end) and the hourly mean `value` of [E, E+1h) of a
+    known asset (the caller has checked it with issue_time)."""
     start, end = check_range(start, end)
-    latest_feature_time(settings, tenant, [asset])  # UnknownAssetError
-    with connect(settings) as conn:
-        rows = conn.execute(
-            "SELECT bucket, avg_value FROM readings_hourly WHERE tenant_id = %s AND asset_id = %s "
-            "AND bucket >= %s AND bucket < %s ORDER BY bucket", (tenant, asset, start, end)).fetchall()
+    rows = conn.execute(
+        "SELECT bucket, avg_value FROM readings_hourly WHERE tenant_id = %s AND asset_id = %s "
+        "AND bucket >= %s AND bucket < %s ORDER BY bucket", (tenant, asset, start, end)).fetchall()
     if not rows:
         raise FeaturesUnavailableError(f"asset {asset!r} has no hourly readings in [{start.isoformat()}, "
                                        f"{end.isoformat()})")

@@ -36,8 +36,7 @@ class AnomalyResult:
 def dataset(store, p: training_data.Plan) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(training rows, held-out rows): features at E and the value of the hour [E, E+1h)."""
     hourly = training_data.point_in_time_features(store, p.service, p.tenant, p.windows)
-    labels = pd.concat(p.series.values(), keys=list(p.series.keys()), names=["asset_id", "hour_end"])
-    hourly[anomaly_model.VALUE] = labels.reindex(
+    hourly[anomaly_model.VALUE] = training_data.labels(p.series).reindex(
         pd.MultiIndex.from_arrays([hourly["asset_id"], hourly["event_timestamp"] + HOUR])).to_numpy()
     hourly = hourly[hourly[anomaly_model.VALUE].notna() & hourly["historical_avg_24h"].notna()]
     split = hourly["asset_id"].map({w.asset_id: w.split for w in p.windows})

@@ -201,10 +201,11 @@ def build(store, p: Plan) -> TrainingSet:
         eval_issues.append(pd.DataFrame({"asset_id": w.asset_id, "issue_time": pd.date_range(
             w.split, w.end - HOUR, freq=f"{cfg.eval_every_h}h")}))
     split = {w.asset_id: w.split for w in windows}
-    train = _labelled(hourly, issue_cols, calendar_cols, series,
+    by_hour = labels(series)
+    train = _labelled(hourly, issue_cols, calendar_cols, by_hour,
                       sample_pairs(pd.concat(train_issues, ignore_index=True), cfg.horizons_per_issue, rng))
     train = train[train["target_time"] <= train["asset_id"].map(split)]  # no held-out label in training
-    holdout = _labelled(hourly, issue_cols, calendar_cols, series,
+    holdout = _labelled(hourly, issue_cols, calendar_cols, by_hour,
                         sample_pairs(pd.concat(eval_issues, ignore_index=True), MAX_HORIZON, rng))
     holdout["naive_24"], holdout["naive_168"] = np.nan, np.nan
     for asset, part in holdout.groupby("asset_id", sort=False):
@@ -220,10 +221,14 @@ def build(store, p: Plan) -> TrainingSet:
                        holdout.reset_index(drop=True), windows, scales, series)
 
 
-def _labelled(hourly, issue_cols, calendar_cols, series, pairs) -> pd.DataFrame:
+def labels(series: dict[str, pd.Series]) -> pd.Series:
+    """All assets' hourly means in one series indexed by (asset_id, hour end)."""
+    return pd.concat(series.values(), keys=list(series.keys()), names=["asset_id", "hour_end"])
+
+
+def _labelled(hourly, issue_cols, calendar_cols, by_hour: pd.Series, pairs) -> pd.DataFrame:
     rows = expand(hourly, issue_cols, calendar_cols, pairs)
-    labels = pd.concat(series.values(), keys=list(series.keys()), names=["asset_id", "hour_end"])
-    rows["y"] = labels.reindex(pd.MultiIndex.from_arrays([rows["asset_id"], rows["target_time"]])).to_numpy()
+    rows["y"] = by_hour.reindex(pd.MultiIndex.from_arrays([rows["asset_id"], rows["target_time"]])).to_numpy()
     return rows[rows["y"].notna()]
 
 

@@ -15,16 +15,19 @@ class DatabaseUnavailableError(EmsError, RuntimeError):
     """Postgres could not be reached; the message names the address and the fix."""
 
 
-@contextmanager
-def connect(settings: Settings, autocommit: bool = False) -> Iterator[psycopg.Connection]:
+def open_connection(settings: Settings, autocommit: bool = False) -> psycopg.Connection:
+    """A new connection in UTC; one clear error naming the address when Postgres is unreachable."""
     addr = settings.postgres
     try:
-        conn = psycopg.connect(addr.conninfo(), autocommit=autocommit, connect_timeout=5,
-                               options="-c timezone=UTC")
+        return psycopg.connect(addr.conninfo(), autocommit=autocommit, connect_timeout=5, options="-c timezone=UTC")
     except psycopg.OperationalError as e:
         raise DatabaseUnavailableError(
             f"cannot reach Postgres at {addr.host}:{addr.port}/{addr.database} ({str(e).strip()}); "
             "start the local stack with `ems up` or fix the offline_store block of the Feast yaml"
         ) from e
-    with conn:
+
+
+@contextmanager
+def connect(settings: Settings, autocommit: bool = False) -> Iterator[psycopg.Connection]:
+    with open_connection(settings, autocommit) as conn:
         yield conn
