@@ -11,7 +11,10 @@ import yaml
 
 from stack.settings import ROOT
 
-TEST_PORTS = {"postgres": 25432, "redis": 26379, "s3": 19333, "mlflow": 25050}
+# EMS_TEST_PORT_OFFSET moves the whole test stack (to run two suites side by side).
+_OFFSET = int(os.environ.get("EMS_TEST_PORT_OFFSET", "0"))
+TEST_PORTS = {name: port + _OFFSET for name, port in
+              {"postgres": 25432, "redis": 26379, "s3": 19333, "mlflow": 25050}.items()}
 
 
 def write_feast_yaml(target: Path, pg_port: int, redis_port: int, mlflow_port: int) -> Path:
