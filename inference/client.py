@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from datetime import UTC, datetime
 
 import numpy as np
@@ -54,7 +55,8 @@ def check_horizon(horizon) -> int:
 
 
 class Client:
-    def __init__(self, settings=None, store=None, model_ttl_seconds: float = 30.0, max_models: int = 8):
+    def __init__(self, settings=None, store=None, model_ttl_seconds: float = 30.0, max_models: int = 8,
+                 latest_ttl_seconds: float = 5.0):
         from stack.settings import Settings
 
         self.settings = settings or Settings()
@@ -66,7 +68,11 @@ class Client:
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         self.models = ModelCache(self.settings.mlflow_tracking_uri, model_ttl_seconds, max_models)
         self._explainers: dict[str, object] = {}
-        self._db = None  # one warehouse connection per client (latest-hour lookups on the hot path)
+        self._db = None  # one warehouse connection per client (latest-hour lookups)
+        # Each asset's latest complete hour (the issue time) is looked up at most every
+        # latest_ttl_seconds: a new hour is served that much later, and the hot path needs no query.
+        self.latest_ttl_seconds = latest_ttl_seconds
+        self._latest: dict[tuple[str, str], tuple[float, object]] = {}
 
     def _conn(self):
         """The client's autocommit connection, reopened if it broke."""
@@ -75,6 +81,18 @@ class Client:
 
             self._db = open_connection(self.settings, autocommit=True)
         return self._db
+
+    def _issue_time(self, tenant: str, asset: str, as_of: datetime | None) -> pd.Timestamp:
+        key = (tenant, asset)
+        hit = self._latest.get(key)
+        if hit is None or time.monotonic() - hit[0] >= self.latest_ttl_seconds:
+            from inference.store import latest_feature_time
+
+            hit = (time.monotonic(), latest_feature_time(self.settings, tenant, [asset], self._conn())[asset])
+            if len(self._latest) > 10_000:
+                self._latest.clear()
+            self._latest[key] = hit
+        return feats.resolve_issue_time(hit[1], tenant, asset, as_of)
 
     @property
     def store(self):
@@ -110,16 +128,15 @@ class Client:
         check_asset_id(asset)
         horizon = check_horizon(horizon)
         # the asset first (one clear error for an unknown tenant/asset), then its model
-        t = None if history is not None else feats.issue_time(self.settings, tenant, asset, as_of, self._conn())
+        t = None if history is not None else self._issue_time(tenant, asset, as_of)
         served = self._served(tenant, model, DEFAULT_FORECAST_NAME, "forecast")
         inputs = self._forecast_inputs(served, tenant, asset, horizon, as_of, history, timezone, t)
-        pred = self._predict_forecast(served, inputs.frame)
-        frame = pd.DataFrame({"timestamp": inputs.frame["target_time"] - HOUR,
-                              HORIZON: inputs.frame[HORIZON].astype(int), "point": pred["point"].to_numpy()})
+        model = served.python_model
+        pred = model.predict_matrix(inputs.matrix(model.features))
+        columns = {"timestamp": inputs.target_time - HOUR, HORIZON: np.arange(1, horizon + 1), "point": pred["point"]}
         if quantiles:
-            for q in ("p10", "p50", "p90"):
-                frame[q] = pred[q].to_numpy()
-            frame["lower"], frame["upper"] = frame["p10"], frame["p90"]
+            columns.update(p10=pred["p10"], p50=pred["p50"], p90=pred["p90"], lower=pred["p10"], upper=pred["p90"])
+        frame = pd.DataFrame(columns)
         now = pd.Timestamp(datetime.now(UTC))
         return ForecastResult(
             tenant=tenant, asset=asset, frame=frame, model_id=served.info.id, stage=served.info.stage,
@@ -139,11 +156,6 @@ class Client:
         return feats.forecast_inputs(self.settings, self.store, tenant, asset, served.feature_service, horizon, as_of,
                                      self._conn(), t)
 
-    @staticmethod
-    def _predict_forecast(served: Served, frame: pd.DataFrame) -> pd.DataFrame:
-        model = served.python_model  # our own frame, already typed: skip pyfunc's schema round trip
-        return model.predict(None, frame[model.features].astype(float))
-
     # ------------------------------------------------------------------ anomalies
     def detect_anomalies(self, tenant: str, asset: str, start=None, end=None, series: pd.Series | None = None,
                          method: str = "z_score", sensitivity: int = 3, lookback_hours: int = 168,
@@ -161,7 +173,7 @@ class Client:
             raise InvalidRangeError(f"lookback_hours={lookback_hours!r} is out of range 1..{MAX_LOOKBACK_HOURS}")
         if start is not None and end is not None:
             feats.check_range(start, end)
-        latest = None if series is not None else feats.issue_time(self.settings, tenant, asset, None, self._conn())
+        latest = None if series is not None else self._issue_time(tenant, asset, None)
         if method == FORECAST_RESIDUAL:
             served = self._served(tenant, model, DEFAULT_FORECAST_NAME, "forecast")
         else:
@@ -207,11 +219,12 @@ class Client:
 
     def _residual_scores(self, served, frame, limit) -> pd.DataFrame:
         """Score = |value - p50| / sigma, sigma from the 1-h-ahead forecast's p10-p90 width."""
-        design = frame.reindex(columns=[f for f in served.python_model.features if f != HORIZON]).astype(float)
+        model = served.python_model  # our own frame, already typed: skip pyfunc's schema round trip
+        design = frame.reindex(columns=model.features).astype(float)
         design[HORIZON] = 1.0
-        pred = self._predict_forecast(served, design)
-        sigma = np.maximum((pred["p90"] - pred["p10"]).to_numpy() / P10_P90_SIGMAS, 1e-9)
-        mean = pred["p50"].to_numpy()
+        pred = model.predict_matrix(design.to_numpy())
+        sigma = np.maximum((pred["p90"] - pred["p10"]) / P10_P90_SIGMAS, 1e-9)
+        mean = pred["p50"]
         return pd.DataFrame({"score": np.abs(frame["value"].to_numpy() - mean) / sigma, "expected_mean": mean,
                              "expected_std": sigma, "expected_min": mean - limit * sigma,
                              "expected_max": mean + limit * sigma})
@@ -230,15 +243,15 @@ class Client:
             if missing:
                 raise feats.FeaturesUnavailableError(f"features lack {', '.join(missing)}; the model takes "
                                                      f"{', '.join(names)}")
-            row, target = pd.DataFrame([{f: features[f] for f in names}]).astype(float), None
+            row, target = np.array([[np.nan if features[f] is None else float(features[f]) for f in names]]), None
         else:
             if asset is None:
                 raise feats.FeaturesUnavailableError("explain needs an asset, or a model id plus feature values")
             check_asset_id(asset)
             inputs = self._forecast_inputs(served, tenant, asset, horizon, as_of, None, "UTC")
-            row = inputs.frame.iloc[[horizon - 1]]
-            target = row["target_time"].iloc[0] - HOUR
-        return self._explain_row(served, row[names], target)
+            row = inputs.matrix(names)[horizon - 1:horizon]
+            target = inputs.target_time[horizon - 1] - HOUR
+        return self._explain_row(served, row, target)
 
     def _explainer(self, served: Served):
         import shap
@@ -247,18 +260,19 @@ class Client:
             self._explainers[served.info.id] = shap.TreeExplainer(served.python_model.boosters["point"])
         return self._explainers[served.info.id]
 
-    def _explain_row(self, served: Served, row: pd.DataFrame, target) -> Explanation:
-        from registry.forecaster import prepare
+    def _explain_row(self, served: Served, row: np.ndarray, target) -> Explanation:
+        from registry.forecaster import LEVEL, prepare_matrix
 
         model = served.python_model
-        X, level = prepare(row, model.features)
+        X, level = prepare_matrix(row, model.features)
         explainer = self._explainer(served)
         values = np.asarray(explainer.shap_values(X))[0] * level[0]  # back to load units
         base = float(np.ravel(explainer.expected_value)[0]) * level[0]
-        raw = {**row.iloc[0].to_dict(), "log_level": float(X["log_level"].iloc[0])}
-        contrib = pd.DataFrame({"feature": X.columns, "value": [raw.get(c) for c in X.columns], "contribution": values})
-        contrib = contrib.reindex(contrib["contribution"].abs().sort_values(ascending=False).index).reset_index(
-            drop=True)
+        raw = [*(None if np.isnan(v) else float(v) for v in row[0]), float(X[0, -1])]
+        order = np.argsort(-np.abs(values), kind="stable")
+        names = [*model.features, LEVEL]
+        contrib = pd.DataFrame({"feature": [names[i] for i in order], "value": [raw[i] for i in order],
+                                "contribution": values[order]})
         prediction = base + float(values.sum())
         return Explanation(served.info.id, target, prediction, base, contrib, _explain_sentence(prediction, base,
                                                                                                contrib, target))

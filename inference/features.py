@@ -26,11 +26,26 @@ MAX_RANGE_HOURS = 24 * 92
 
 @dataclass
 class Inputs:
-    frame: pd.DataFrame  # one row per target hour: model features + horizon_h + target_time
+    columns: dict[str, np.ndarray]  # per target hour: model features + horizon_h (float, NaN = missing)
     issue_time: pd.Timestamp  # end of the last complete hour the features describe
     values: dict[str, float | None]  # the issue-time feature values
     source: str  # online | offline | history
     warnings: list[str] = field(default_factory=list)
+
+    @property
+    def target_time(self) -> pd.DatetimeIndex:
+        """End of each target hour (hour h covers [issue_time + h - 1 h, issue_time + h))."""
+        return pd.date_range(self.issue_time + HOUR, periods=len(self.columns[HORIZON]), freq="h")
+
+    def matrix(self, features: list[str]) -> np.ndarray:
+        """The model matrix, columns in `features` order."""
+        return np.column_stack([self.columns[f] for f in features])
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        out = pd.DataFrame(self.columns)
+        out["target_time"] = self.target_time
+        return out
 
 
 def _utc_hour(value) -> pd.Timestamp:
@@ -41,6 +56,11 @@ def _utc_hour(value) -> pd.Timestamp:
 
 def issue_time(settings, tenant: str, asset: str, as_of: datetime | None, conn=None) -> pd.Timestamp:
     latest = latest_feature_time(settings, tenant, [asset], conn)[asset]  # UnknownAssetError for unknown assets
+    return resolve_issue_time(latest, tenant, asset, as_of)
+
+
+def resolve_issue_time(latest, tenant: str, asset: str, as_of: datetime | None) -> pd.Timestamp:
+    """The issue time: the asset's latest complete hour, or `as_of` (floored to the hour, not after it)."""
     if latest is None:
         raise FeaturesUnavailableError(f"asset {asset!r} of tenant {tenant!r} has no hourly readings yet")
     latest = _utc_hour(latest)
@@ -72,30 +92,29 @@ def forecast_inputs(settings, store, tenant: str, asset: str, service: str, hori
 
 
 def _inputs(frame, issue_cols, calendar_cols, t, horizon, source, warnings) -> Inputs:
-    out = pd.DataFrame({c: frame[c].to_numpy() for c in [*issue_cols, *calendar_cols]})
-    out = out.astype(float)
-    out[HORIZON] = np.arange(1, horizon + 1, dtype=float)
-    out["target_time"] = [t + h * HOUR for h in range(1, horizon + 1)]
-    values = {c: (None if pd.isna(v) else float(v)) for c, v in zip(issue_cols, out.iloc[0][issue_cols], strict=True)}
-    return Inputs(out, t, values, source, warnings)
+    """`frame`: columns (a DataFrame or a dict of lists) holding the issue-time and calendar features."""
+    data = {c: np.asarray(frame[c], dtype=float) for c in [*issue_cols, *calendar_cols]}
+    data[HORIZON] = np.arange(1, horizon + 1, dtype=float)
+    values = {c: (None if np.isnan(data[c][0]) else float(data[c][0])) for c in issue_cols}
+    return Inputs(data, t, values, source, warnings)
 
 
-def _online(store, service, tenant, asset, targets, issue_cols, t) -> tuple[pd.DataFrame | None, str | None]:
+def _online(store, service, tenant, asset, targets, issue_cols, t) -> tuple[dict | None, str | None]:
     import redis
 
-    fs = feature_service(store, service)
-    rows = [{"tenant_id": tenant, "asset_id": asset, "target_time": x.to_pydatetime()} for x in targets]
+    from inference.online import online_reader
+
     try:
-        data = store.get_online_features(features=fs, entity_rows=rows).to_dict(include_event_timestamps=True)
+        data = online_reader(store).read(service, tenant, [asset] * len(targets),
+                                         {"target_time": [x.to_pydatetime() for x in targets]}, event_timestamps=True)
     except (redis.RedisError, ConnectionError, OSError) as e:
         return None, f"online store unreachable ({type(e).__name__}); features computed from the offline store"
-    stamps = [data.get(f"{c}__ts", [0])[0] or 0 for c in issue_cols]
-    online_time = max(stamps) if stamps else 0
+    online_time = max((data[f"{c}__ts"][0] for c in issue_cols), default=0)
     if online_time < t.timestamp():
         seen = pd.Timestamp(online_time, unit="s", tz="UTC").isoformat() if online_time else "never"
         return None, (f"online features of {asset!r} are from {seen}, the warehouse has {t.isoformat()} "
                       "(materialize is behind); features computed from the offline store")
-    return pd.DataFrame({k: v for k, v in data.items() if not k.endswith("__ts")}), None
+    return {k: v for k, v in data.items() if not k.endswith("__ts")}, None
 
 
 def _offline(store, service, tenant, asset, t, targets) -> pd.DataFrame:

@@ -31,27 +31,44 @@ def load_columns(features: list[str]) -> list[str]:
     return [f for f in features if LOAD_FEATURE.match(f)]
 
 
-def level(frame: pd.DataFrame, features: list[str]) -> np.ndarray:
-    """Row level: mean |value| of the load inputs; 1.0 where none is known (no scaling)."""
-    cols = [c for c in load_columns(features) if not c.startswith("historical_std") and not c.startswith("range_")]
+def _level_columns(features: list[str]) -> list[int]:
+    return [i for i, f in enumerate(features)
+            if LOAD_FEATURE.match(f) and not f.startswith("historical_std") and not f.startswith("range_")]
+
+
+def level_matrix(X: np.ndarray, features: list[str]) -> np.ndarray:
+    """Row level of a model matrix (columns = `features`): mean |value| of the load inputs; 1.0 where
+    none is known (no scaling)."""
+    cols = _level_columns(features)
     if not cols:
-        return np.ones(len(frame))
-    values = np.abs(frame[cols].to_numpy(dtype=float))
+        return np.ones(len(X))
+    values = np.abs(X[:, cols])
     known = np.isfinite(values)
     count = known.sum(axis=1)
     total = np.where(known, values, 0.0).sum(axis=1)
-    out = np.divide(total, count, out=np.ones(len(frame)), where=count > 0)
+    out = np.divide(total, count, out=np.ones(len(X)), where=count > 0)
     return np.where(out > 0, out, 1.0)
 
 
+def level(frame: pd.DataFrame, features: list[str]) -> np.ndarray:
+    return level_matrix(frame[features].to_numpy(dtype=float), features)
+
+
+def prepare_matrix(X: np.ndarray, features: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Model matrix (load inputs scaled by level, plus a last column log_level) and the level per row."""
+    lvl = level_matrix(X, features)
+    out = np.empty((X.shape[0], X.shape[1] + 1))
+    out[:, :-1] = X
+    load = [i for i, f in enumerate(features) if LOAD_FEATURE.match(f)]
+    out[:, load] /= lvl[:, None]
+    out[:, -1] = np.log(lvl)
+    return out, lvl
+
+
 def prepare(frame: pd.DataFrame, features: list[str]) -> tuple[pd.DataFrame, np.ndarray]:
-    """Model matrix (load inputs scaled by level, plus log_level) and the level per row."""
-    lvl = level(frame, features)
-    X = frame[features].astype(float).copy()
-    for c in load_columns(features):
-        X[c] = X[c].to_numpy() / lvl
-    X[LEVEL] = np.log(lvl)
-    return X, lvl
+    """prepare_matrix as a frame with named columns (training, SHAP plots)."""
+    X, lvl = prepare_matrix(frame[features].to_numpy(dtype=float), features)
+    return pd.DataFrame(X, columns=[*features, LEVEL], index=frame.index), lvl
 
 
 def no_crossing(pred: np.ndarray) -> np.ndarray:
@@ -87,9 +104,14 @@ class QuantileForecaster(PythonModel):
         missing = [f for f in self.features if f not in model_input.columns]
         if missing:
             raise ValueError(f"model input lacks column(s) {', '.join(missing)}; expected {', '.join(self.features)}")
-        X, lvl = prepare(model_input, self.features)
-        raw = {name: self.boosters[name].predict(X, num_threads=1) * lvl for name in OUTPUTS}
+        out = self.predict_matrix(model_input[self.features].to_numpy(dtype=float))
+        return pd.DataFrame(out, index=model_input.index)
+
+    def predict_matrix(self, X: np.ndarray) -> dict[str, np.ndarray]:
+        """The hot path: X holds `features` in order (float, NaN = missing); p10/p50/p90/point."""
+        Xs, lvl = prepare_matrix(X, self.features)
+        raw = {name: self.boosters[name].predict(Xs, num_threads=1) * lvl for name in OUTPUTS}
         quantiles = no_crossing(np.column_stack([raw[q] for q in QUANTILE_OUTPUTS]))
-        out = pd.DataFrame(quantiles, columns=list(QUANTILE_OUTPUTS), index=model_input.index)
+        out = {q: quantiles[:, i] for i, q in enumerate(QUANTILE_OUTPUTS)}
         out["point"] = raw["point"]
         return out
