@@ -14,6 +14,16 @@ row inside the TTL window, then sorts that on disk; with our window-function vie
    with a LATERAL ... ORDER BY event_timestamp DESC, created DESC LIMIT 1: stock Feast's semantics;
 4. the result streams back with COPY ... TO STDOUT and is parsed by Arrow.
 SQL entity frames and entity-less retrieval fall back to the stock implementation.
+
+On-demand views tagged `row_wise: "true"` (each output row depends only on its own input row, like
+the calendar) are computed once per distinct input row instead of once per entity row: a training
+set has a million rows but a few thousand distinct (target_time, timezone) pairs, and Feast's python
+mode converts the whole table to Python objects first.
+
+Materialization: with `materialization_config.pull_latest_features: true` Feast asks for the latest
+row per entity in the time window (stock Feast otherwise pulls every row into Python and dedups in
+pandas); here that is one `SELECT DISTINCT ON (keys) ... ORDER BY keys, event_timestamp DESC, created
+DESC` streamed back with COPY into Arrow.
 """
 
 from __future__ import annotations
@@ -24,6 +34,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Literal
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -75,6 +86,58 @@ class EmsPostgresOfflineStore(PostgreSQLOfflineStore):
         )
 
 
+    @staticmethod
+    def pull_latest_from_table_or_query(config, data_source, join_key_columns, feature_name_columns, timestamp_field,
+                                        created_timestamp_column, start_date, end_date):
+        if not join_key_columns or not feature_name_columns:
+            return PostgreSQLOfflineStore.pull_latest_from_table_or_query(
+                config, data_source, join_key_columns, feature_name_columns, timestamp_field,
+                created_timestamp_column, start_date, end_date)
+        stamps = [timestamp_field, *([created_timestamp_column] if created_timestamp_column else [])]
+        keys = sql.SQL(", ").join(map(sql.Identifier, join_key_columns))
+        query = sql.SQL(
+            "SELECT DISTINCT ON ({keys}) {cols} FROM {src} AS a WHERE {ts} BETWEEN %s AND %s "
+            "ORDER BY {keys}, {order}").format(
+            keys=keys, cols=sql.SQL(", ").join(map(sql.Identifier, [*join_key_columns, *feature_name_columns,
+                                                                     *stamps])),
+            src=sql.SQL(data_source.get_table_query_string()), ts=sql.Identifier(timestamp_field),
+            order=sql.SQL(", ").join(sql.SQL("{} DESC").format(sql.Identifier(c)) for c in stamps))
+        return CopyRetrievalJob(query, (start_date, end_date), config)
+
+
+class CopyRetrievalJob(PostgreSQLRetrievalJob):
+    """A query whose result streams back with COPY ... TO STDOUT into Arrow."""
+
+    def __init__(self, query: sql.Composed, params: tuple, config):
+        self._query, self._params = query, params
+        super().__init__(query=query.as_string(None), config=config, full_feature_names=False,
+                         on_demand_feature_views=None)
+
+    def _to_arrow_internal(self, timeout: int | None = None) -> pa.Table:
+        with _get_conn(self.config.offline_store) as conn, conn.transaction(), conn.cursor() as cur:
+            cur.execute("SET LOCAL TIME ZONE 'UTC'")
+            return _copy_out(cur, _bind(cur, self._query, self._params))
+
+
+def _bind(cur, query: sql.Composed, params: tuple) -> sql.Composed:
+    """COPY takes no parameters: inline them as literals (psycopg quotes them)."""
+    parts = query.as_string(cur).split("%s")
+    out = [sql.SQL(parts[0])]
+    for value, part in zip(params, parts[1:], strict=True):
+        out += [sql.Literal(value), sql.SQL(part)]
+    return sql.Composed(out)
+
+
+def _copy_out(cur, query: sql.Composable) -> pa.Table:
+    cur.execute(sql.SQL("SELECT * FROM ({}) AS q LIMIT 0").format(query))
+    fields = [(c.name, pg_type_code_to_arrow(c.type_code)) for c in cur.description]
+    out = io.BytesIO()
+    with cur.copy(sql.SQL("COPY ({}) TO STDOUT WITH (FORMAT csv, HEADER true)").format(query)) as copy:
+        for chunk in copy:
+            out.write(chunk)
+    return _read_csv(out.getvalue(), fields)
+
+
 def _entity_table(entity_df: pd.DataFrame, ts_col: str) -> pa.Table:
     frame = entity_df.copy()
     stamps = pd.to_datetime(frame[ts_col], utc=True)  # naive times are UTC, as in stock Feast
@@ -100,6 +163,8 @@ class LateralRetrievalJob(PostgreSQLRetrievalJob):
         self._ts_col = ts_col
         self._contexts = contexts
         self._filter_created = filter_by_created_timestamp
+        on_demand_feature_views = [RowWiseOnDemand(v) if (v.tags or {}).get("row_wise") == "true" else v
+                                   for v in on_demand_feature_views or []]
         super().__init__(query=self._sql, config=config, full_feature_names=full_feature_names,
                          on_demand_feature_views=on_demand_feature_views, metadata=metadata)
 
@@ -179,14 +244,36 @@ class LateralRetrievalJob(PostgreSQLRetrievalJob):
                     sql.Identifier(f"_ems_fv_{i}"), sql.SQL(", ").join(map(sql.Identifier, ctx.entities))))
                 cur.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(f"_ems_fv_{i}")))
             cur.execute("ANALYZE _ems_entity")
-            final = self._final_select()
-            cur.execute(sql.SQL("SELECT * FROM ({}) AS q LIMIT 0").format(final))
-            fields = [(c.name, pg_type_code_to_arrow(c.type_code)) for c in cur.description]
-            out = io.BytesIO()
-            with cur.copy(sql.SQL("COPY ({}) TO STDOUT WITH (FORMAT csv, HEADER true)").format(final)) as copy:
-                for chunk in copy:
-                    out.write(chunk)
-        return _read_csv(out.getvalue(), fields)
+            return _copy_out(cur, self._final_select())
+
+
+class RowWiseOnDemand:
+    """An on-demand view evaluated once per distinct input row, then spread back to every row. Only
+    for views tagged `row_wise: "true"`; everything but transform_arrow is the view itself."""
+
+    def __init__(self, odfv: OnDemandFeatureView):
+        self._odfv = odfv
+
+    def __getattr__(self, name: str):
+        return getattr(self._odfv, name)
+
+    def input_columns(self) -> list[str]:
+        cols = []
+        for projection in self._odfv.source_feature_view_projections.values():
+            for f in projection.features:
+                cols += [f.name, f"{projection.name}__{f.name}", f"{projection.name_to_use()}__{f.name}"]
+        cols += [f.name for rs in self._odfv.source_request_sources.values() for f in rs.schema]
+        return list(dict.fromkeys(cols))
+
+    def transform_arrow(self, table: pa.Table, full_feature_names: bool = False) -> pa.Table:
+        inputs = [c for c in self.input_columns() if c in table.column_names]
+        if not inputs or table.num_rows == 0:
+            return self._odfv.transform_arrow(table, full_feature_names)
+        narrow = table.select(inputs)
+        codes = narrow.to_pandas().groupby(inputs, sort=False, dropna=False).ngroup().to_numpy()
+        _, first = np.unique(codes, return_index=True)  # groups are numbered in order of first appearance
+        distinct = self._odfv.transform_arrow(narrow.take(pa.array(first)), full_feature_names)
+        return distinct.take(pa.array(codes))
 
 
 def _read_csv(data: bytes, fields: list[tuple[str, pa.DataType]]) -> pa.Table:
