@@ -23,7 +23,7 @@ ifeq ($(origin SSL_CERT_FILE),undefined)
 endif
 export PYTHONDONTWRITEBYTECODE :=
 
-.PHONY: help install up down status demo test test-unit test-integration lint clean
+.PHONY: help install up down status demo bench test test-unit test-integration lint clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -76,6 +76,9 @@ demo: up ## the whole foundation on real data (tenant `demo`)
 	$(EMS) status
 	@echo "Plots: $(PLOTS)/  ·  notebook: notebooks/quickstart.ipynb"
 	@echo "MLflow UI (runs, plots, stages): $$($(BIN)/python -c 'from stack.settings import Settings; print(Settings().mlflow_tracking_uri)')"
+
+bench: up ## benchmarks against raw floors on the local stack (report in .ems/bench/reports/)
+	$(EMS) bench
 
 test: install ## unit + integration tests (starts a private stack on other ports)
 	$(BIN)/python -m pytest

@@ -503,6 +503,46 @@ app.add_typer(models_app, name="models")
 ModelId = Annotated[str, typer.Argument(help="Model id tenant:name:version, e.g. demo:load_forecaster:3.")]
 
 
+# ---------------------------------------------------------------- benchmarks
+@app.command()
+def bench(
+    quick: Annotated[bool, typer.Option("--quick", help="100 assets, 100k-row training set, fewer repetitions, "
+                                                        "no stock-Feast contrast (a few minutes).")] = False,
+    out: Annotated[Path | None, typer.Option(help="Folder for the JSON + markdown report "
+                                                  "(default .ems/bench/reports).")] = None,
+    only: Annotated[list[str] | None, typer.Option(help="Run only these row groups: startup, ingest, "
+                                                        "materialize, online, serving, model_load, pit.")] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Measure every hot path against a raw floor in the same run (needs `ems up`; adds tenant `bench`)."""
+    from rich.progress import Progress
+
+    from bench.core import fmt
+    from bench.run import run
+
+    with Progress(console=err_console, transient=True) as progress:
+        task = progress.add_task("bench", total=None)
+
+        def step(name: str, done: int, total: int) -> None:
+            progress.update(task, description=f"bench: {name}", completed=done, total=total)
+
+        rows, js, md = _run(run, settings(), quick=quick, out=out, only=only,
+                            log=lambda msg: err_console.print(msg), step=step)
+    if as_json:
+        _print_json(json.loads(js.read_text()))
+    else:
+        table = Table("row", "project", "floor", "ratio", "stock Feast", "target", "pass")
+        for r in rows:
+            stock = fmt(r.stock, r.unit) if r.stock is not None else r.stock_note or "-"
+            table.add_row(r.name, fmt(r.project, r.unit), fmt(r.floor, r.unit),
+                          "-" if r.ratio is None else f"{r.ratio:.2f}x",
+                          stock, r.target, "[green]pass[/]" if r.passed else "[red]FAIL[/]")
+        console.print(table)
+        err_console.print(f"report: {md} and {js}")
+    if not all(r.passed for r in rows):
+        raise typer.Exit(2)
+
+
 def _quiet_mlflow() -> None:
     """MLflow's own INFO/WARNING chatter and download bars stay off unless --verbose/--debug."""
     if not _State.verbose:

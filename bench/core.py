@@ -103,7 +103,7 @@ def peak_rss_mb() -> float:
 
 
 # ---------------------------------------------------------------------------------------- report
-def _fmt(value: float | None, unit: str) -> str:
+def fmt(value: float | None, unit: str) -> str:
     if value is None:
         return "-"
     if unit == "rows/s":
@@ -120,11 +120,11 @@ def markdown(rows: list[Row], meta: dict) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        stock = _fmt(r.stock, r.unit) if r.stock is not None else (r.stock_note or "-")
+        stock = fmt(r.stock, r.unit) if r.stock is not None else (r.stock_note or "-")
         if r.stock is not None and r.stock_note:
             stock += f" ({r.stock_note})"
         ratio = f"{r.ratio:.2f}x" if r.ratio is not None else "-"
-        lines.append(f"| {r.name} | {_fmt(r.project, r.unit)} | {_fmt(r.floor, r.unit)} | {ratio} | {stock} "
+        lines.append(f"| {r.name} | {fmt(r.project, r.unit)} | {fmt(r.floor, r.unit)} | {ratio} | {stock} "
                      f"| {r.target} | {'pass' if r.passed else 'FAIL'} |")
     lines += ["", "Floors:", ""] + [f"- {r.name}: {r.floor_desc}" for r in rows if r.floor_desc]
     return "\n".join(lines) + "\n"

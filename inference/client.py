@@ -67,7 +67,6 @@ class Client:
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         self.models = ModelCache(self.settings.mlflow_tracking_uri, model_ttl_seconds, max_models)
-        self._explainers: dict[str, object] = {}
         self._db = None  # one warehouse connection per client (latest-hour lookups)
         # Each asset's latest complete hour (the issue time) is looked up at most every
         # latest_ttl_seconds: a new hour is served that much later, and the hot path needs no query.
@@ -248,26 +247,22 @@ class Client:
             if asset is None:
                 raise feats.FeaturesUnavailableError("explain needs an asset, or a model id plus feature values")
             check_asset_id(asset)
-            inputs = self._forecast_inputs(served, tenant, asset, horizon, as_of, None, "UTC")
+            t = self._issue_time(tenant, asset, as_of)
+            inputs = self._forecast_inputs(served, tenant, asset, horizon, as_of, None, "UTC", t)
             row = inputs.matrix(names)[horizon - 1:horizon]
             target = inputs.target_time[horizon - 1] - HOUR
         return self._explain_row(served, row, target)
 
-    def _explainer(self, served: Served):
-        import shap
-
-        if served.info.id not in self._explainers:
-            self._explainers[served.info.id] = shap.TreeExplainer(served.python_model.boosters["point"])
-        return self._explainers[served.info.id]
-
     def _explain_row(self, served: Served, row: np.ndarray, target) -> Explanation:
+        """TreeSHAP of the point booster: LightGBM's own implementation (what shap.TreeExplainer calls
+        for LightGBM models), single-threaded: one row does not pay OpenMP's start-up and contention."""
         from registry.forecaster import LEVEL, prepare_matrix
 
         model = served.python_model
         X, level = prepare_matrix(row, model.features)
-        explainer = self._explainer(served)
-        values = np.asarray(explainer.shap_values(X))[0] * level[0]  # back to load units
-        base = float(np.ravel(explainer.expected_value)[0]) * level[0]
+        contributions = model.boosters["point"].predict(X, pred_contrib=True, num_threads=1)[0]
+        values = contributions[:-1] * level[0]  # back to load units
+        base = float(contributions[-1]) * level[0]
         raw = [*(None if np.isnan(v) else float(v) for v in row[0]), float(X[0, -1])]
         order = np.argsort(-np.abs(values), kind="stable")
         names = [*model.features, LEVEL]
@@ -324,9 +319,10 @@ def _sentence(r) -> str:
 
 def _explain_sentence(prediction: float, base: float, contrib: pd.DataFrame, target) -> str:
     parts = []
-    for r in contrib.head(3).itertuples():
-        verb = "raises" if r.contribution >= 0 else "lowers"
-        value = "—" if r.value is None or not np.isfinite(r.value) else f"{r.value:,.4g}"
-        parts.append(f"{r.feature} ({value}) {verb} it by {_fmt(abs(r.contribution))}")
+    top = contrib.head(3)
+    for feature, value, contribution in zip(top["feature"], top["value"], top["contribution"], strict=True):
+        verb = "raises" if contribution >= 0 else "lowers"
+        shown = "—" if value is None or not np.isfinite(value) else f"{value:,.4g}"
+        parts.append(f"{feature} ({shown}) {verb} it by {_fmt(abs(contribution))}")
     when = f" for the hour starting {target:%Y-%m-%d %H:%M} UTC" if target is not None else ""
     return f"Forecast {_fmt(prediction)}{when} (base {_fmt(base)}): " + "; ".join(parts) + "."

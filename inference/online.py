@@ -192,6 +192,10 @@ class OnlineReader:
                     from inference.errors import FeaturesUnavailableError
 
                     raise FeaturesUnavailableError(f"on-demand view {odfv.name!r} needs request data {f!r}")
+                if len(given) != len(assets):
+                    from inference.errors import FeaturesUnavailableError
+
+                    raise FeaturesUnavailableError(f"request data {f!r} has {len(given)} values for {len(assets)} rows")
                 inputs[f] = list(given)
             result = odfv.udf(inputs)
             for f in odfv.features:

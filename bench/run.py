@@ -1,0 +1,65 @@
+"""`ems bench`: run every row against the local stack, write JSON + markdown, show the table."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from bench import core
+
+QUICK_ASSETS, FULL_ASSETS = 100, 500
+
+
+def run(settings, quick: bool = False, out: Path | None = None, only: list[str] | None = None,
+        log: Callable[[str], None] = print, step: Callable[[str, int, int], None] | None = None) -> tuple[
+        list[core.Row], Path, Path]:
+    from bench import data as bench_data
+    from bench.rows_features import materialize_rows, online_rows, pit_rows
+    from bench.rows_serving import ensure_model, serving_rows, startup_rows
+    from inference.store import get_store
+
+    ctx = core.Context(settings, quick, settings.home / "bench", log)
+    ctx.work.mkdir(parents=True, exist_ok=True)
+    store = get_store(settings)
+    data = bench_data.ensure(ctx, QUICK_ASSETS if quick else FULL_ASSETS)
+    state: dict = {}
+
+    def model_id() -> str:
+        if "model" not in state:
+            state["model"] = ensure_model(ctx, data, store)
+        return state["model"]
+
+    def ingest():
+        from bench.rows_ingest import ingest_rows
+
+        return ingest_rows(ctx)
+
+    def model_load():
+        from bench.rows_model_load import model_load_rows
+
+        return model_load_rows(ctx, model_id())
+
+    groups: list[tuple[str, Callable[[], list[core.Row]]]] = [
+        ("startup", lambda: startup_rows(ctx)),
+        ("ingest", ingest),
+        ("materialize", lambda: materialize_rows(ctx, data, store)),  # also loads the bench assets online
+        ("online", lambda: online_rows(ctx, data, store)),
+        ("serving", lambda: serving_rows(ctx, data, store, model_id())),
+        ("model_load", model_load),
+        ("pit", lambda: pit_rows(ctx, data)),
+    ]
+    if only:
+        unknown = sorted(set(only) - {g for g, _ in groups})
+        if unknown:
+            raise ValueError(f"unknown bench group(s) {', '.join(unknown)}; choose from "
+                             f"{', '.join(g for g, _ in groups)}")
+        groups = [g for g in groups if g[0] in only or g[0] == "materialize" and "online" in only]
+    rows: list[core.Row] = []
+    for i, (name, fn) in enumerate(groups):
+        if step:
+            step(name, i, len(groups))
+        rows += fn()
+    if step:
+        step("done", len(groups), len(groups))
+    js, md = core.write_report(rows, core.meta(quick, data.describe()), out or ctx.work / "reports")
+    return rows, js, md
