@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from inference.store import feature_service
 
 _DOUBLE = 0x29  # Value.double_val: field 5, wire type 1 (8 bytes little endian)
+_STRING = 0x12  # Value.string_val: field 2, wire type 2 (length-delimited)
 _unpack_double = struct.Struct("<d").unpack_from
 
 
@@ -58,6 +59,8 @@ def _decode(raw: bytes | None):
         return None
     if raw[0] == _DOUBLE and len(raw) == 9:
         return _unpack_double(raw, 1)[0]
+    if raw[0] == _STRING and len(raw) == raw[1] + 2 and raw[1] < 0x80:  # short string, one-byte length
+        return raw[2:].decode()
     from feast.protos.feast.types.Value_pb2 import Value
     from feast.type_map import feast_value_type_to_python_type
 
