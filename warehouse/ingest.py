@@ -1,7 +1,9 @@
-"""Bulk ingest of readings and weather: validate, COPY into a staging table, one upsert transaction.
+"""Bulk ingest of readings and weather: validate, then write the whole file in one transaction.
 
-A failure anywhere rolls the whole file back; re-ingesting the same file changes nothing (rows whose
-value is unchanged are not rewritten). Touched time ranges are queued for `ems refresh`.
+Readings of assets with no stored reading inside the file's time span (new assets, later data) are
+COPYed straight into `readings`, about as fast as a raw COPY; the rest go through a staging table and
+an upsert. A failure anywhere rolls the whole file back; re-ingesting the same file changes nothing
+(rows whose value is unchanged are not rewritten). Touched time ranges are queued for `ems refresh`.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import psycopg
 import pyarrow as pa
@@ -41,6 +44,7 @@ class IngestReport:
     assets: list[str] = field(default_factory=list)
     reject_file: str | None = None
     seconds: float = 0.0
+    phases: dict[str, float] = field(default_factory=dict)  # seconds per step (read, validate, check, ...)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -69,6 +73,7 @@ def ingest_readings(
         check_asset_id(site, "site")
     v.check_timezone(asset_tz or tz)
     table = v.read_table(path)
+    read = time.perf_counter()
     spec = v.parse_column_spec(columns)
     if wide:
         table = v.wide_to_tidy(v.select_columns(table, spec, allowed=None))
@@ -79,6 +84,8 @@ def ingest_readings(
     checked = v.validate_readings(table, tz=tz, now=now, period_ending=period_ending)
     report = IngestReport(str(path), tenant, checked.rows_read, 0, 0, 0, len(checked.rejects),
                           assets=sorted(checked.rows["asset_id"].unique().tolist()))
+    report.phases["read"] = read - started
+    lap = _lap(report, read)
     report.reject_file = _write_rejects(settings, path, checked.rejects, reject_file)
     if checked.rows.empty:
         raise v.IngestError(
@@ -86,50 +93,123 @@ def ingest_readings(
             + (f" (see {report.reject_file})" if report.reject_file else "")
         )
     rows = checked.rows if "unit" in checked.rows else checked.rows.assign(unit=pd.NA)
+    lap("validate")
     with connect(settings) as conn, conn.transaction():
-        conn.execute(
-            "CREATE TEMP TABLE ingest_readings (asset_id text, ts timestamptz, value float8, unit text)"
-            " ON COMMIT DROP"
-        )
-        _copy(conn, "ingest_readings", rows[["asset_id", "ts", "value", "unit"]], progress)
-        conn.execute(
-            """
-            INSERT INTO assets (tenant_id, asset_id, site_id, timezone, unit)
-            SELECT DISTINCT ON (asset_id) %(tenant)s, asset_id, %(site)s, coalesce(%(tz)s, 'UTC'), unit
-            FROM ingest_readings ORDER BY asset_id, unit NULLS LAST
-            ON CONFLICT (tenant_id, asset_id) DO UPDATE
-               SET site_id = coalesce(%(site)s, assets.site_id),
-                   timezone = coalesce(%(tz)s, assets.timezone),
-                   unit = coalesce(EXCLUDED.unit, assets.unit),
-                   updated_at = now()
-             WHERE (assets.site_id, assets.timezone, assets.unit) IS DISTINCT FROM
-                   (coalesce(%(site)s, assets.site_id), coalesce(%(tz)s, assets.timezone),
-                    coalesce(EXCLUDED.unit, assets.unit))
-            """,
-            {"tenant": tenant, "site": site, "tz": asset_tz or (tz if tz != "UTC" else None)},
-        )
-        report.inserted, report.updated = conn.execute(
-            """
-            WITH up AS (
-                INSERT INTO readings (tenant_id, asset_id, ts, value, unit)
-                SELECT %(tenant)s, asset_id, ts, value, unit FROM ingest_readings
-                ON CONFLICT (tenant_id, asset_id, ts) DO UPDATE
-                   SET value = EXCLUDED.value, unit = coalesce(EXCLUDED.unit, readings.unit), ingested_at = now()
-                 WHERE (readings.value, readings.unit) IS DISTINCT FROM
-                       (EXCLUDED.value, coalesce(EXCLUDED.unit, readings.unit))
-                RETURNING asset_id, ts, (xmax = 0) AS inserted
-            ), queued AS (
-                INSERT INTO readings_refresh_queue (tenant_id, asset_id, from_ts, to_ts)
-                SELECT %(tenant)s, asset_id, min(ts), max(ts) FROM up GROUP BY asset_id
-            )
-            SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up
-            """,
-            {"tenant": tenant},
-        ).fetchone()
+        # Serialise ingests of one tenant, so two loads of the same file cannot both see "no stored rows".
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext('ems_ingest:' || %s))", (tenant,))
+        spans = _spans(rows)
+        fresh = ~rows["asset_id"].isin(_assets_with_stored_rows(conn, tenant, spans))
+        lap("check")
+        _upsert_assets(conn, tenant, rows, site, asset_tz or (tz if tz != "UTC" else None))
+        rest = rows
+        if fresh.any() and _copy_new(conn, tenant, rows[fresh], spans, progress, total=len(rows)):
+            report.inserted, rest = int(fresh.sum()), rows[~fresh]
+            lap("copy")
+        if len(rest):
+            inserted, report.updated = _upsert(conn, tenant, rest, progress, done=len(rows) - len(rest),
+                                               total=len(rows))
+            report.inserted += inserted
+            lap("upsert")
+    lap("commit")
     report.unchanged = len(rows) - report.inserted - report.updated
     report.seconds = time.perf_counter() - started
     logger.info("ingested %s for %s: %s", path, tenant, report)
     return report
+
+
+def _spans(rows: pd.DataFrame) -> pd.DataFrame:
+    """(asset_id, lo, hi) per asset, times as ISO text so Postgres rounds them to microseconds exactly
+    as it rounds the COPYed rows."""
+    span = rows.groupby("asset_id", sort=False, observed=True)["ts"].agg(["min", "max"])
+    return pd.DataFrame({"asset_id": span.index.astype(str), "lo": [t.isoformat() for t in span["min"]],
+                         "hi": [t.isoformat() for t in span["max"]]})
+
+
+def _assets_with_stored_rows(conn: psycopg.Connection, tenant: str, spans: pd.DataFrame) -> list[str]:
+    """Assets whose stored readings fall inside the file's time span for that asset (primary-key
+    range probes): only their rows can conflict."""
+    found = conn.execute(
+        """
+        SELECT s.asset_id FROM unnest(%(assets)s::text[], %(lo)s::timestamptz[], %(hi)s::timestamptz[])
+               AS s(asset_id, lo, hi)
+        WHERE EXISTS (SELECT 1 FROM readings r WHERE r.tenant_id = %(tenant)s AND r.asset_id = s.asset_id
+                                                 AND r.ts BETWEEN s.lo AND s.hi)
+        """,
+        {"tenant": tenant, "assets": spans["asset_id"].tolist(), "lo": spans["lo"].tolist(),
+         "hi": spans["hi"].tolist()},
+    )
+    return [asset for (asset,) in found]
+
+
+def _upsert_assets(conn: psycopg.Connection, tenant: str, rows: pd.DataFrame, site: str | None,
+                   tz: str | None) -> None:
+    pairs = (pd.DataFrame({"asset_id": rows["asset_id"].unique(), "unit": None}) if rows["unit"].isna().all()
+             else rows[["asset_id", "unit"]].drop_duplicates())
+    conn.execute(
+        """
+        INSERT INTO assets (tenant_id, asset_id, site_id, timezone, unit)
+        SELECT DISTINCT ON (asset_id) %(tenant)s, asset_id, %(site)s, coalesce(%(tz)s, 'UTC'), unit
+        FROM unnest(%(assets)s::text[], %(units)s::text[]) AS f(asset_id, unit) ORDER BY asset_id, unit NULLS LAST
+        ON CONFLICT (tenant_id, asset_id) DO UPDATE
+           SET site_id = coalesce(%(site)s, assets.site_id),
+               timezone = coalesce(%(tz)s, assets.timezone),
+               unit = coalesce(EXCLUDED.unit, assets.unit),
+               updated_at = now()
+         WHERE (assets.site_id, assets.timezone, assets.unit) IS DISTINCT FROM
+               (coalesce(%(site)s, assets.site_id), coalesce(%(tz)s, assets.timezone),
+                coalesce(EXCLUDED.unit, assets.unit))
+        """,
+        {"tenant": tenant, "site": site, "tz": tz, "assets": pairs["asset_id"].astype(str).tolist(),
+         "units": [None if pd.isna(u) else str(u) for u in pairs["unit"]]},
+    )
+
+
+def _copy_new(conn: psycopg.Connection, tenant: str, rows: pd.DataFrame, spans: pd.DataFrame,
+              progress: Progress | None, total: int) -> bool:
+    """COPY rows that cannot conflict straight into `readings` and queue their spans. False (and
+    nothing written) if a row conflicts after all, e.g. with a writer that does not take the lock."""
+    columns = ["asset_id", "ts", "value"] + ([] if rows["unit"].isna().all() else ["unit"])  # NULL by default
+    try:
+        with conn.transaction():  # a savepoint: a unique violation undoes only this COPY
+            _copy(conn, "readings", rows[columns], progress, total=total, tenant_id=tenant)
+    except psycopg.errors.UniqueViolation as e:
+        logger.info("rows of %s are already stored (%s); upserting instead", tenant, e.diag.message_detail)
+        return False
+    new = spans[spans["asset_id"].isin(rows["asset_id"].unique())]
+    conn.execute(
+        "INSERT INTO readings_refresh_queue (tenant_id, asset_id, from_ts, to_ts)"
+        " SELECT %s, * FROM unnest(%s::text[], %s::timestamptz[], %s::timestamptz[])",
+        (tenant, new["asset_id"].tolist(), new["lo"].tolist(), new["hi"].tolist()),
+    )
+    return True
+
+
+def _upsert(conn: psycopg.Connection, tenant: str, rows: pd.DataFrame, progress: Progress | None,
+            done: int, total: int) -> tuple[int, int]:
+    """Stage rows in a temp table and upsert them; only inserted or changed rows are written and
+    queued. Returns (inserted, updated)."""
+    conn.execute(
+        "CREATE TEMP TABLE ingest_readings (asset_id text, ts timestamptz, value float8, unit text) ON COMMIT DROP"
+    )
+    _copy(conn, "ingest_readings", rows[["asset_id", "ts", "value", "unit"]], progress, done=done, total=total)
+    return conn.execute(
+        """
+        WITH up AS (
+            INSERT INTO readings (tenant_id, asset_id, ts, value, unit)
+            SELECT %(tenant)s, asset_id, ts, value, unit FROM ingest_readings
+            ON CONFLICT (tenant_id, asset_id, ts) DO UPDATE
+               SET value = EXCLUDED.value, unit = coalesce(EXCLUDED.unit, readings.unit), ingested_at = now()
+             WHERE (readings.value, readings.unit) IS DISTINCT FROM
+                   (EXCLUDED.value, coalesce(EXCLUDED.unit, readings.unit))
+            RETURNING asset_id, ts, (xmax = 0) AS inserted
+        ), queued AS (
+            INSERT INTO readings_refresh_queue (tenant_id, asset_id, from_ts, to_ts)
+            SELECT %(tenant)s, asset_id, min(ts), max(ts) FROM up GROUP BY asset_id
+        )
+        SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up
+        """,
+        {"tenant": tenant},
+    ).fetchone()
 
 
 def ingest_weather(
@@ -190,19 +270,48 @@ def ingest_weather(
     return report
 
 
-def _copy(conn: psycopg.Connection, table: str, frame: pd.DataFrame, progress: Progress | None) -> None:
-    """COPY a frame into a (temp) table as CSV (written by Arrow: ~10x faster than pandas for
-    timestamps), chunk by chunk so progress can be shown."""
-    total = len(frame)
-    data = pa.Table.from_pandas(frame, preserve_index=False)
+def _copy(conn: psycopg.Connection, table: str, frame: pd.DataFrame, progress: Progress | None, *,
+          done: int = 0, total: int | None = None, tenant_id: str | None = None) -> None:
+    """COPY a frame (plus a constant `tenant_id` column if given) into `table` as CSV written by Arrow,
+    chunk by chunk so progress can be shown. Times go as naive UTC text (the connection is in UTC):
+    Arrow formats those ~25x faster than zoned ones. Progress counts on from `done` of `total`."""
+    data = pa.Table.from_pandas(frame.assign(ts=_coarsest(frame["ts"].dt.tz_convert("UTC").dt.tz_localize(None))),
+                                preserve_index=False)
+    if tenant_id is not None:
+        data = data.add_column(0, "tenant_id", pa.repeat(pa.scalar(tenant_id), len(data)))
+    statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
+        sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, data.column_names)))
     options = pa_csv.WriteOptions(include_header=False)
-    with conn.cursor().copy(sql.SQL("COPY {} FROM STDIN (FORMAT csv)").format(sql.Identifier(table))) as copy:
-        for start in range(0, total, COPY_CHUNK_ROWS):
+    total = total or done + len(data)
+    with conn.cursor().copy(statement) as copy:
+        for start in range(0, len(data), COPY_CHUNK_ROWS):
             buf = pa.BufferOutputStream()
             pa_csv.write_csv(data.slice(start, COPY_CHUNK_ROWS), buf, write_options=options)
-            copy.write(buf.getvalue().to_pybytes())
+            copy.write(buf.getvalue())
             if progress:
-                progress(min(start + COPY_CHUNK_ROWS, total), total)
+                progress(done + min(start + COPY_CHUNK_ROWS, len(data)), total)
+
+
+def _coarsest(ts: pd.Series) -> np.ndarray:
+    """The times in the coarsest unit that holds them exactly: shorter text, parsed faster by COPY."""
+    values = ts.to_numpy()
+    for unit in ("s", "ms", "us"):
+        coarse = values.astype(f"datetime64[{unit}]")
+        if (coarse == values).all():
+            return coarse
+    return values
+
+
+def _lap(report: IngestReport, since: float) -> Callable[[str], None]:
+    """Record the seconds since the previous lap under `phase` in report.phases."""
+    last = [since]
+
+    def lap(phase: str) -> None:
+        now = time.perf_counter()
+        report.phases[phase] = report.phases.get(phase, 0.0) + now - last[0]
+        last[0] = now
+
+    return lap
 
 
 def _write_rejects(settings: Settings, path: Path, rejects: pd.DataFrame, target: Path | None) -> str | None:

@@ -62,7 +62,7 @@ def read_table(path: Path) -> pd.DataFrame:
             df = pd.read_parquet(path)
             df = df.astype({c: STR for c in df.columns if not pd.api.types.is_datetime64_any_dtype(df[c])})
         elif ".csv" in suffixes or ".txt" in suffixes:
-            df = pd.read_csv(path, dtype=STR, keep_default_na=False, skipinitialspace=True)
+            df = pd.read_csv(path, dtype=STR, na_filter=False, skipinitialspace=True)  # no NA markers: "" stays ""
         else:
             raise IngestError(f"{path.name}: unsupported file type; use .csv, .csv.gz or .parquet")
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as e:
@@ -161,14 +161,21 @@ def _ambiguous(first: np.ndarray | None, n: int) -> np.ndarray:
 
 
 def parse_values(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """Float values and a reason per bad cell (non-numeric vs missing/NaN/inf)."""
-    values = pd.to_numeric(raw, errors="coerce").astype("float64")
-    reason = pd.Series(pd.NA, index=raw.index, dtype=STR)
-    text = raw.astype(STR).str.strip().str.lower()
+    """Float values and a reason per bad cell (non-numeric vs missing/NaN/inf).
+
+    Parsed once per distinct text (meter values repeat a lot), then spread back over the rows. This
+    is the same as parsing every row: to_numeric's result for a text depends only on which texts
+    occur (e.g. whether any is a float), never on how often."""
+    codes, texts = pd.factorize(raw, use_na_sentinel=False)
+    texts = pd.Series(texts)
+    values = pd.to_numeric(texts, errors="coerce").astype("float64")
+    reason = pd.Series(pd.NA, index=texts.index, dtype=STR)
+    text = texts.astype(STR).str.strip().str.lower()
     nan_like = text.isna() | text.isin(["", "nan", "na", "null", "none", "inf", "-inf", "+inf", "infinity"])
     reason[values.isna() & ~nan_like] = NON_NUMERIC
     reason[(values.isna() & nan_like) | np.isinf(values)] = NAN
-    return values, reason
+    return (pd.Series(values.to_numpy()[codes], index=raw.index, name=raw.name),
+            pd.Series(reason.array.take(codes), index=raw.index))
 
 
 def validate_readings(df: pd.DataFrame, tz: str = "UTC", now: datetime | None = None,
@@ -183,8 +190,9 @@ def validate_readings(df: pd.DataFrame, tz: str = "UTC", now: datetime | None = 
     values, value_reason = parse_values(df["value"])
     reason = reason.fillna(value_reason)
 
-    first = ~pd.DataFrame({"a": asset, "t": df["timestamp"].astype(STR)}).duplicated()
-    ts, ts_reason = _times(df["timestamp"], tz, now, first.to_numpy(), period_ending)
+    repeats = None if tz == "UTC" else pd.DataFrame({"a": asset, "t": df["timestamp"].astype(STR)}).duplicated()
+    first = None if repeats is None else (~repeats).to_numpy()
+    ts, ts_reason = _times(df["timestamp"], tz, now, first, period_ending)
     reason = reason.fillna(ts_reason)
 
     rows = pd.DataFrame({"line": df["line"], "asset_id": asset, "ts": ts, "value": values})
@@ -205,7 +213,8 @@ def validate_weather(df: pd.DataFrame, tz: str = "UTC", now: datetime | None = N
     for col in variables:
         rows[col], col_reason = parse_values(df[col])
         reason = reason.fillna(col_reason)
-    ts, ts_reason = _times(df["timestamp"], tz, now, (~df["timestamp"].astype(STR).duplicated()).to_numpy())
+    first = None if tz == "UTC" else (~df["timestamp"].astype(STR).duplicated()).to_numpy()
+    ts, ts_reason = _times(df["timestamp"], tz, now, first)
     reason = reason.fillna(ts_reason)
     rows.insert(1, "ts", ts)
     ok = reason.isna()
@@ -213,9 +222,10 @@ def validate_weather(df: pd.DataFrame, tz: str = "UTC", now: datetime | None = N
     return _split(df, rows, reason)
 
 
-def _times(raw: pd.Series, tz: str, now: datetime | None, first: np.ndarray,
+def _times(raw: pd.Series, tz: str, now: datetime | None, first: np.ndarray | None,
            period_ending: timedelta | None = None) -> tuple[pd.Series, pd.Series]:
-    """UTC timestamps (period starts) and a reason per row whose time is unusable or in the future."""
+    """UTC timestamps (period starts) and a reason per row whose time is unusable or in the future.
+    `first` marks first copies of a repeated local time (not needed in UTC, which has no repeats)."""
     check_timezone(tz)
     now = pd.Timestamp(now or datetime.now().astimezone()).tz_convert("UTC")
     period = pd.Timedelta(period_ending or 0)

@@ -4,6 +4,7 @@ idempotency, DST handling, atomicity."""
 from __future__ import annotations
 
 import json
+import threading
 from datetime import UTC, datetime
 
 import pandas as pd
@@ -158,3 +159,167 @@ def test_a_file_with_only_bad_rows_writes_nothing(stack, tmp_path):
     with pytest.raises(IngestError, match="all 2 rows were rejected"):
         ingest_module.ingest_readings(stack, path, "ing-allbad", now=datetime(2025, 1, 1, tzinfo=UTC))
     assert _counts(stack, "ing-allbad") == {"readings": 0, "assets": 0, "queue": 0, "value_sum": 0}
+
+
+# ------------------------------------------------------------------ fast path (COPY) vs upsert path
+def _stored(settings, tenant: str) -> tuple[list[tuple], dict[str, tuple]]:
+    """Every stored reading, and the span queued for refresh per asset."""
+    with connect(settings) as conn:
+        rows = conn.execute("SELECT asset_id, ts, value, unit FROM readings WHERE tenant_id = %s"
+                            " ORDER BY asset_id, ts", (tenant,)).fetchall()
+        queued = conn.execute("SELECT asset_id, min(from_ts), max(to_ts) FROM readings_refresh_queue"
+                              " WHERE tenant_id = %s GROUP BY asset_id", (tenant,)).fetchall()
+    return rows, {asset: (lo, hi) for asset, lo, hi in queued}
+
+
+def _counts_of(report) -> tuple[int, int, int, int]:
+    return report.inserted, report.updated, report.unchanged, report.rejected
+
+
+def _spy_into(calls: list[set[str]]):
+    """Wrap the COPY path so a test sees which assets each ingest copied (the real COPY still runs)."""
+    real = ingest_module._copy_new
+
+    def spy(conn, tenant, rows, *args, **kwargs):
+        calls.append(set(rows["asset_id"]))
+        return real(conn, tenant, rows, *args, **kwargs)
+
+    return spy
+
+
+@pytest.fixture
+def fast_assets(monkeypatch):
+    """The assets whose rows each ingest COPYs straight into readings."""
+    calls: list[set[str]] = []
+    monkeypatch.setattr(ingest_module, "_copy_new", _spy_into(calls))
+    return calls
+
+
+@pytest.fixture
+def dup_file(tidy_file, tmp_path):
+    """The tidy file plus an identical copy of row 0 and two copies of row 1, one with another value."""
+    path, _ = tidy_file
+    frame = pd.read_csv(path)
+    extra = frame.iloc[[0, 1, 1]].copy()
+    extra.iloc[2, extra.columns.get_loc("value")] += 1.0
+    out = tmp_path / "dups.csv"
+    pd.concat([frame, extra], ignore_index=True).to_csv(out, index=False)
+    return out, len(frame)
+
+
+def test_fast_and_upsert_paths_store_the_same_rows_and_counts(stack, dup_file, fast_assets, monkeypatch):
+    path, n = dup_file
+    fast = ingest_module.ingest_readings(stack, path, "ing-fast")
+    with monkeypatch.context() as m:  # every asset looks as if it had stored rows in the file's span
+        m.setattr(ingest_module, "_assets_with_stored_rows", lambda conn, tenant, spans: list(spans["asset_id"]))
+        slow = ingest_module.ingest_readings(stack, path, "ing-slow")
+    assert fast_assets == [{"zone1", "zone2"}]  # the first ingest only
+    assert "upsert" not in fast.phases and "upsert" in slow.phases
+    # row 0: the identical copy is rejected, the first kept; row 1: all three disagreeing copies rejected
+    assert _counts_of(fast) == _counts_of(slow) == (n - 1, 0, 0, 4)
+    assert _stored(stack, "ing-fast") == _stored(stack, "ing-slow")
+    rows, queued = _stored(stack, "ing-fast")
+    assert len(rows) == n - 1 and set(queued) == {"zone1", "zone2"}
+    with connect(stack) as conn:
+        assets = conn.execute("SELECT asset_id, site_id, timezone, unit FROM assets"
+                              " WHERE tenant_id IN ('ing-fast', 'ing-slow') ORDER BY asset_id, tenant_id").fetchall()
+    assert assets == [("zone1", None, "UTC", "kW")] * 2 + [("zone2", None, "UTC", "kW")] * 2
+
+
+def test_reingesting_the_same_file_reports_everything_unchanged(stack, tidy_file, fast_assets):
+    path, n = tidy_file
+    first = ingest_module.ingest_readings(stack, path, "ing-again")
+    before = _stored(stack, "ing-again")
+    again = ingest_module.ingest_readings(stack, path, "ing-again")
+    assert _counts_of(first) == (n, 0, 0, 0) and _counts_of(again) == (0, 0, n, 0)
+    assert fast_assets == [{"zone1", "zone2"}]  # only the first load took the COPY path
+    assert _stored(stack, "ing-again") == before  # nothing rewritten, nothing more queued
+
+
+def test_new_asset_is_copied_and_overlapping_asset_upserted_in_one_file(stack, tidy_file, fast_assets, tmp_path):
+    path, n = tidy_file
+    frame = pd.read_csv(path)
+    zone1 = frame[frame["asset_id"] == "zone1"]
+    first = tmp_path / "zone1.csv"
+    zone1.to_csv(first, index=False)
+    ingest_module.ingest_readings(stack, first, "ing-mixed")
+    changed = frame.copy()
+    changed.loc[:4, "value"] += 1.0  # five zone1 readings corrected
+    second = tmp_path / "both.csv"
+    changed.to_csv(second, index=False)
+    report = ingest_module.ingest_readings(stack, second, "ing-mixed")
+    assert fast_assets == [{"zone1"}, {"zone2"}]
+    assert _counts_of(report) == (n - len(zone1), 5, len(zone1) - 5, 0)
+    rows, _ = _stored(stack, "ing-mixed")
+    assert len(rows) == n
+    stored = pd.DataFrame(rows, columns=["asset_id", "ts", "value", "unit"])
+    assert stored["value"].sum() == pytest.approx(changed["value"].sum())
+    with connect(stack) as conn:
+        spans = conn.execute("SELECT asset_id, from_ts, to_ts FROM readings_refresh_queue WHERE tenant_id = 'ing-mixed'"
+                             " ORDER BY id").fetchall()
+    ts = pd.to_datetime(changed["timestamp"], utc=True)
+    z2 = ts[changed["asset_id"] == "zone2"]
+    assert [s[0] for s in spans] == ["zone1", "zone2", "zone1"]
+    assert (spans[1][1], spans[1][2]) == (z2.min(), z2.max())  # the new asset's whole span
+    assert (spans[2][1], spans[2][2]) == (ts[:5].min(), ts[:5].max())  # only the corrected readings
+
+
+def test_later_readings_of_a_known_asset_take_the_copy_path(stack, tidy_file, fast_assets, tmp_path):
+    path, n = tidy_file
+    frame = pd.read_csv(path)
+    ts = pd.to_datetime(frame["timestamp"])
+    early, late = tmp_path / "early.csv", tmp_path / "late.csv"
+    frame[ts < "2017-03-05"].to_csv(early, index=False)
+    frame[ts >= "2017-03-05"].to_csv(late, index=False)
+    ingest_module.ingest_readings(stack, early, "ing-append")
+    report = ingest_module.ingest_readings(stack, late, "ing-append")
+    assert fast_assets == [{"zone1", "zone2"}] * 2
+    assert _counts_of(report) == ((ts >= "2017-03-05").sum(), 0, 0, 0)
+    assert _counts(stack, "ing-append")["readings"] == n
+
+
+def test_a_conflict_the_check_missed_falls_back_to_the_upsert(stack, tidy_file, monkeypatch):
+    """A writer that does not take the ingest lock can add rows after the check: the COPY then
+    hits the primary key, is undone, and the rows are upserted instead."""
+    path, n = tidy_file
+    ingest_module.ingest_readings(stack, path, "ing-race")
+    before = _stored(stack, "ing-race")
+    monkeypatch.setattr(ingest_module, "_assets_with_stored_rows", lambda conn, tenant, spans: [])
+    report = ingest_module.ingest_readings(stack, path, "ing-race")
+    assert _counts_of(report) == (0, 0, n, 0) and "upsert" in report.phases
+    assert _stored(stack, "ing-race") == before
+
+
+def test_concurrent_ingests_of_one_file_store_each_row_once(stack, tidy_file, fast_assets):
+    """The tenant lock makes the second ingest wait and then see the first one's rows."""
+    path, n = tidy_file
+    start = threading.Barrier(2)
+    reports = []
+
+    def load():
+        start.wait()
+        reports.append(ingest_module.ingest_readings(stack, path, "ing-twice"))
+
+    threads = [threading.Thread(target=load) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(_counts_of(r) for r in reports) == [(0, 0, n, 0), (n, 0, 0, 0)]
+    assert fast_assets == [{"zone1", "zone2"}]  # one COPY: the second never tried (and never fell back)
+    rows, queued = _stored(stack, "ing-twice")
+    assert len(rows) == len({(a, ts) for a, ts, *_ in rows}) == n
+    assert set(queued) == {"zone1", "zone2"}
+
+
+def test_failure_during_the_fast_copy_leaves_nothing(stack, tidy_file, monkeypatch):
+    path, _ = tidy_file
+    monkeypatch.setattr(ingest_module, "COPY_CHUNK_ROWS", 500)
+
+    def fail_after_first_chunk(done, total):
+        if done > 500:
+            raise RuntimeError("connection lost")
+
+    with pytest.raises(RuntimeError, match="connection lost"):
+        ingest_module.ingest_readings(stack, path, "ing-atomic-new", progress=fail_after_first_chunk)
+    assert _counts(stack, "ing-atomic-new") == {"readings": 0, "assets": 0, "queue": 0, "value_sum": 0}

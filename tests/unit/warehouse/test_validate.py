@@ -132,3 +132,25 @@ def test_read_table_refuses_other_formats_and_empty_files(tmp_path):
         v.read_table(tmp_path / "empty.csv")
     with pytest.raises(v.IngestError, match="does not exist"):
         v.read_table(tmp_path / "missing.csv")
+
+
+@pytest.mark.parametrize("texts", [
+    ["12379", "11935", "12379", "", "abc", None, "12379"],  # all integers: to_numeric takes its int path
+    ["1", "2.5", "1", "9007199254740993", "9007199254740993", "nan", "inf"],  # mixed: the float path
+    ["-5", "18446744073709551615", "-5", "x"],  # signed and unsigned ints that fit no single int type
+])
+def test_values_parsed_once_per_distinct_text_equal_parsing_every_row(texts):
+    """parse_values parses each distinct text once; the result must be what parsing all rows gives."""
+    raw = pd.Series(texts * 3, dtype=v.STR, name="value")
+    values, reason = v.parse_values(raw)
+    pd.testing.assert_series_equal(values, pd.to_numeric(raw, errors="coerce").astype("float64"))
+    bad = {"abc": v.NON_NUMERIC, "x": v.NON_NUMERIC, "": v.NAN, None: v.NAN, "nan": v.NAN, "inf": v.NAN}
+    assert reason.dtype == v.STR
+    assert reason.fillna("ok").tolist() == [bad.get(t, "ok") for t in texts * 3]
+
+
+def test_read_table_keeps_empty_fields_as_empty_text(tmp_path):
+    (tmp_path / "gaps.csv").write_text("asset_id,timestamp,value\nm1, 2024-01-01T00:00:00Z,\nm2,NA\n")
+    frame = v.read_table(tmp_path / "gaps.csv")
+    assert frame.drop(columns="line").to_dict("list") == {
+        "asset_id": ["m1", "m2"], "timestamp": ["2024-01-01T00:00:00Z", "NA"], "value": ["", ""]}
