@@ -36,6 +36,7 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
@@ -194,27 +195,44 @@ class LateralRetrievalJob(PostgreSQLRetrievalJob):
             src=sql.SQL(ctx.table_subquery), where=sql.SQL(" AND ").join(where))
         return stmt, params
 
-    def _final_select(self) -> sql.Composed:
+    def _final_select(self, aligned: list[bool] | None = None) -> sql.Composed:
+        """aligned[i]: view i's rows sit on whole hours, one per key and time, so the latest row at or
+        before an entity time is the row at that time's hour, found by a hash join; the LATERAL search
+        runs only for rows that join nothing there (gaps, rows before the data, the TTL edge)."""
         outputs = [sql.SQL("e.{}").format(sql.Identifier(c)) for c in self._entity.column_names if c != _ROW]
+        ts = sql.Identifier(self._ts_col)
         joins = []
         for i, ctx in enumerate(self._contexts):
             fv = sql.Identifier(f"_ems_fv_{i}")
-            alias = sql.Identifier(f"j{i}")
-            conds = [sql.SQL("f.{k} = e.{k}").format(k=sql.Identifier(k)) for k in ctx.entities]
-            conds.append(sql.SQL("f.event_timestamp <= e.{}").format(sql.Identifier(self._ts_col)))
-            if ctx.ttl:
-                conds.append(sql.SQL("f.event_timestamp >= e.{} - make_interval(secs => {})").format(
-                    sql.Identifier(self._ts_col), sql.Literal(ctx.ttl)))
+            alias, hour = sql.Identifier(f"j{i}"), sql.Identifier(f"h{i}")
+
+            def keys_ttl(f: sql.Identifier, ctx=ctx) -> list[sql.Composable]:
+                out = [sql.SQL("{f}.{k} = e.{k}").format(f=f, k=sql.Identifier(k)) for k in ctx.entities]
+                if ctx.ttl:
+                    out.append(sql.SQL("{}.event_timestamp >= e.{} - make_interval(secs => {})").format(
+                        f, ts, sql.Literal(ctx.ttl)))
+                return out
+
+            conds = [*keys_ttl(sql.Identifier("f")), sql.SQL("f.event_timestamp <= e.{}").format(ts)]
             if self._filter_created and ctx.created_timestamp_column:
-                conds.append(sql.SQL("f.created_timestamp <= e.{}").format(sql.Identifier(self._ts_col)))
+                conds.append(sql.SQL("f.created_timestamp <= e.{}").format(ts))
             order = sql.SQL("f.event_timestamp DESC, f.created_timestamp DESC" if ctx.created_timestamp_column
                             else "f.event_timestamp DESC")
             names = [sql.Identifier(self._output_name(ctx, f)) for f in ctx.features]
+            hourly = bool(aligned and aligned[i])
+            if hourly:
+                on = [*keys_ttl(hour), sql.SQL("{}.event_timestamp = date_trunc('hour', e.{})").format(hour, ts)]
+                joins.append(sql.SQL("LEFT JOIN {} AS {} ON {}").format(fv, hour, sql.SQL(" AND ").join(on)))
+                conds.insert(0, sql.SQL("{}.event_timestamp IS NULL").format(hour))
             joins.append(sql.SQL("LEFT JOIN LATERAL (SELECT {names} FROM {fv} AS f WHERE {conds} ORDER BY {order} "
                                  "LIMIT 1) AS {alias} ON TRUE").format(
                 names=sql.SQL(", ").join(sql.SQL("f.{}").format(n) for n in names), fv=fv,
                 conds=sql.SQL(" AND ").join(conds), order=order, alias=alias))
-            outputs += [sql.SQL("{}.{}").format(alias, n) for n in names]
+            if hourly:
+                outputs += [sql.SQL("CASE WHEN {h}.event_timestamp IS NOT NULL THEN {h}.{n} ELSE {a}.{n} END AS {n}"
+                                    ).format(h=hour, a=alias, n=n) for n in names]
+            else:
+                outputs += [sql.SQL("{}.{}").format(alias, n) for n in names]
         return sql.SQL("SELECT {outputs} FROM _ems_entity AS e {joins} ORDER BY e.{row}").format(
             outputs=sql.SQL(", ").join(outputs), joins=sql.SQL(" ").join(joins), row=sql.Identifier(_ROW))
 
@@ -237,14 +255,29 @@ class LateralRetrievalJob(PostgreSQLRetrievalJob):
             pacsv.write_csv(self._entity, buffer, pacsv.WriteOptions(include_header=False))
             with cur.copy(sql.SQL("COPY _ems_entity FROM STDIN WITH (FORMAT csv)")) as copy:
                 copy.write(buffer.getvalue())
+            aligned = []
             for i, ctx in enumerate(self._contexts):
                 stmt, params = self._feature_table(i, ctx)
                 cur.execute(stmt, params)
-                cur.execute(sql.SQL("CREATE INDEX ON {} ({}, event_timestamp)").format(
-                    sql.Identifier(f"_ems_fv_{i}"), sql.SQL(", ").join(map(sql.Identifier, ctx.entities))))
-                cur.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(f"_ems_fv_{i}")))
+                aligned.append(self._index(conn, cur, sql.Identifier(f"_ems_fv_{i}"), ctx))
             cur.execute("ANALYZE _ems_entity")
-            return _copy_out(cur, self._final_select())
+            return _copy_out(cur, self._final_select(aligned))
+
+    def _index(self, conn, cur, table: sql.Identifier, ctx) -> bool:
+        """Index the view's rows; True when they are one per key and whole hour (see _final_select)."""
+        keys = sql.SQL(", ").join(map(sql.Identifier, ctx.entities))
+        unique = True
+        try:
+            with conn.transaction():  # a savepoint: a duplicate (key, time) only means "not unique"
+                cur.execute(sql.SQL("CREATE UNIQUE INDEX ON {} ({}, event_timestamp)").format(table, keys))
+        except psycopg.errors.UniqueViolation:
+            unique = False
+            cur.execute(sql.SQL("CREATE INDEX ON {} ({}, event_timestamp)").format(table, keys))
+        cur.execute(sql.SQL("ANALYZE {}").format(table))
+        if not unique or (self._filter_created and ctx.created_timestamp_column):
+            return False
+        return cur.execute(sql.SQL("SELECT NOT EXISTS (SELECT 1 FROM {} WHERE event_timestamp <> "
+                                   "date_trunc('hour', event_timestamp))").format(table)).fetchone()[0]
 
 
 class RowWiseOnDemand:
