@@ -189,7 +189,7 @@ def pit_rows(ctx, data: DataSet) -> list[core.Row]:
     if not ctx.quick:
         small = work / "pit_entities_100000.parquet"
         entity_frame(data, 100_000).to_parquet(small, index=False)
-        stock = _child("stock", small, work / "pit_stock.parquet", 600)
+        stock = _child("stock", small, work / "pit_stock.parquet", 300)
     best = min(ours, key=lambda r: r["seconds"])
     best_floor = min(floor, key=lambda r: r["seconds"])
     row = core.ratio_row(
