@@ -131,7 +131,7 @@ class Client:
         served = self._served(tenant, model, DEFAULT_FORECAST_NAME, "forecast")
         inputs = self._forecast_inputs(served, tenant, asset, horizon, as_of, history, timezone, t)
         model = served.python_model
-        pred = model.predict_matrix(inputs.matrix(model.features))
+        pred = model.predict_matrix(inputs.matrix(model.features), asset)
         columns = {"timestamp": inputs.target_time - HOUR, HORIZON: np.arange(1, horizon + 1), "point": pred["point"]}
         if quantiles:
             columns.update(p10=pred["p10"], p50=pred["p50"], p90=pred["p90"], lower=pred["p10"], upper=pred["p90"])
@@ -221,7 +221,11 @@ class Client:
         model = served.python_model  # our own frame, already typed: skip pyfunc's schema round trip
         design = frame.reindex(columns=model.features).astype(float)
         design[HORIZON] = 1.0
-        pred = model.predict_matrix(design.to_numpy())
+        # 1 h ahead, the target-aligned lags are the service's lags of the scored hour's start
+        for name, lag in (("same_hour_1d", "lag_24h"), ("same_hour_7d", "lag_168h")):
+            if name in design.columns and lag in frame.columns:
+                design[name] = frame[lag].astype(float).to_numpy()
+        pred = model.predict_matrix(design.to_numpy(), frame["asset_id"].to_numpy())
         sigma = np.maximum((pred["p90"] - pred["p10"]) / P10_P90_SIGMAS, 1e-9)
         mean = pred["p50"]
         return pd.DataFrame({"score": np.abs(frame["value"].to_numpy() - mean) / sigma, "expected_mean": mean,

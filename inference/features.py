@@ -9,6 +9,7 @@ in pandas (inference/history.py)."""
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -18,7 +19,7 @@ import pandas as pd
 from inference import history as hist
 from inference.errors import FeaturesUnavailableError, InvalidRangeError
 from inference.store import feature_service, latest_feature_time, service_columns
-from registry.design import HORIZON, HOUR
+from registry.design import HORIZON, HOUR, MAX_HORIZON, aligned
 
 logger = logging.getLogger(__name__)
 MAX_RANGE_HOURS = 24 * 92
@@ -78,6 +79,7 @@ def forecast_inputs(settings, store, tenant: str, asset: str, service: str, hori
     """`t`: the issue time when the caller has already looked it up (issue_time)."""
     issue_cols, calendar_cols = service_columns(store, service)
     t = t if t is not None else issue_time(settings, tenant, asset, as_of, conn)
+    extra = _aligned_inputs(settings, conn, tenant, asset, t, horizon)
     targets = [t + (h - 1) * HOUR for h in range(1, horizon + 1)]  # calendar of the hour starting here
     warnings: list[str] = []
     frame = None
@@ -88,12 +90,49 @@ def forecast_inputs(settings, store, tenant: str, asset: str, service: str, hori
     source = "online" if frame is not None else "offline"
     if frame is None:
         frame = _offline(store, service, tenant, asset, t, targets)
-    return _inputs(frame, issue_cols, calendar_cols, t, horizon, source, warnings)
+    return _inputs(frame, issue_cols, calendar_cols, t, horizon, source, warnings, extra)
 
 
-def _inputs(frame, issue_cols, calendar_cols, t, horizon, source, warnings) -> Inputs:
-    """`frame`: columns (a DataFrame or a dict of lists) holding the issue-time and calendar features."""
+# Target-aligned lags per (tenant, asset, issue time) for all 168 horizons: one warehouse read per asset
+# and new hour, then served from here (the values of past hours do not change until a backfill).
+_ALIGNED_CACHE: OrderedDict[tuple[str, str, pd.Timestamp], dict[str, np.ndarray]] = OrderedDict()
+_ALIGNED_CACHE_SIZE = 4096
+
+
+def _aligned_inputs(settings, conn, tenant: str, asset: str, t: pd.Timestamp, horizon: int) -> dict[str, np.ndarray]:
+    """ALIGNED columns (registry/design.py) for horizons 1..horizon issued at t, from the hourly means of
+    the week before t (the values the feature views' lag_1h had at those hours)."""
+    key = (tenant, asset, t)
+    hit = _ALIGNED_CACHE.get(key)
+    if hit is None:
+        query = ("SELECT bucket + INTERVAL '1 hour', avg_value FROM readings_hourly WHERE tenant_id = %s "
+                 "AND asset_id = %s AND bucket >= %s AND bucket < %s")
+        args = (tenant, asset, t - MAX_HORIZON * HOUR, t)
+        if conn is not None:
+            rows = conn.execute(query, args).fetchall()
+        else:
+            from warehouse.db import connect
+
+            with connect(settings) as c:
+                rows = c.execute(query, args).fetchall()
+        hit = aligned_from(pd.Series([r[1] for r in rows], index=pd.to_datetime([r[0] for r in rows], utc=True),
+                                     dtype=float), t)
+        _ALIGNED_CACHE[key] = hit
+        while len(_ALIGNED_CACHE) > _ALIGNED_CACHE_SIZE:
+            _ALIGNED_CACHE.popitem(last=False)
+    return {k: v[:horizon] for k, v in hit.items()}
+
+
+def aligned_from(series_by_hour_end: pd.Series, t: pd.Timestamp) -> dict[str, np.ndarray]:
+    horizons = pd.Series(np.arange(1, MAX_HORIZON + 1))
+    return aligned(series_by_hour_end, pd.Series([t] * MAX_HORIZON), horizons)
+
+
+def _inputs(frame, issue_cols, calendar_cols, t, horizon, source, warnings, extra=None) -> Inputs:
+    """`frame`: columns (a DataFrame or a dict of lists) holding the issue-time and calendar features;
+    `extra`: further model inputs per target hour (the target-aligned lags)."""
     data = {c: np.asarray(frame[c], dtype=float) for c in [*issue_cols, *calendar_cols]}
+    data |= {c: np.asarray(v, dtype=float) for c, v in (extra or {}).items()}
     data[HORIZON] = np.arange(1, horizon + 1, dtype=float)
     values = {c: (None if np.isnan(data[c][0]) else float(data[c][0])) for c in issue_cols}
     return Inputs(data, t, values, source, warnings)
@@ -134,7 +173,9 @@ def history_forecast_inputs(store, service: str, series: pd.Series, horizon: int
     frame = hist.calendar(store, targets, timezone)
     for c in issue_cols:
         frame[c] = load[c].iloc[0] if c in load.columns else np.nan
-    return _inputs(frame, issue_cols, calendar_cols, t, horizon, "history", [])
+    extra = {k: v[:horizon] for k, v in aligned_from(pd.Series(buckets.to_numpy(), index=buckets.index + HOUR),
+                                                     t).items()}
+    return _inputs(frame, issue_cols, calendar_cols, t, horizon, "history", [], extra)
 
 
 def anomaly_frame(store, conn, tenant: str, asset: str, service: str, start, end) -> pd.DataFrame:

@@ -17,6 +17,10 @@ HOUR = pd.Timedelta(hours=1)
 MAX_HORIZON = 168
 HORIZON = "horizon_h"
 META = ["asset_id", "issue_time", "target_time"]
+# Target-aligned lags: the load of the target's hour of day on the last day observed at the issue time,
+# and of the same hour one week before the target (the two seasonal-naive forecasts, as inputs). The
+# feature service's lags are relative to the issue time; these follow the target hour.
+ALIGNED = ("same_hour_1d", "same_hour_7d")
 
 
 def naive_forecasts(series: pd.Series, issue: pd.Series, horizon: pd.Series) -> tuple[np.ndarray, np.ndarray]:
@@ -27,6 +31,13 @@ def naive_forecasts(series: pd.Series, issue: pd.Series, horizon: pd.Series) -> 
     day = series.reindex(target - pd.to_timedelta(back_24, unit="h")).to_numpy()
     week = series.reindex(target - MAX_HORIZON * HOUR).to_numpy()
     return day, week
+
+
+def aligned(series: pd.Series, issue: pd.Series, horizon: pd.Series) -> dict[str, np.ndarray]:
+    """ALIGNED columns for (issue time, horizon) rows from the asset's hourly means indexed by hour end
+    (only hours ending at or before the issue time are read)."""
+    day, week = naive_forecasts(series, issue, horizon)
+    return dict(zip(ALIGNED, (day, week), strict=True))
 
 
 def expand(

@@ -23,7 +23,7 @@ QUANTILE_OUTPUTS = ("p10", "p50", "p90")
 OUTPUTS = (*QUANTILE_OUTPUTS, "point")
 ALPHAS = {"p10": 0.1, "p50": 0.5, "p90": 0.9}
 # Inputs measured in load units (lags and rolling statistics of the hourly mean load).
-LOAD_FEATURE = re.compile(r"^(lag_\d+h|historical_(avg|std)_\d+h|min_\d+h|max_\d+h|range_\d+h)$")
+LOAD_FEATURE = re.compile(r"^(lag_\d+h|historical_(avg|std)_\d+h|min_\d+h|max_\d+h|range_\d+h|same_hour_\d+d)$")
 LEVEL = "log_level"
 
 
@@ -76,13 +76,30 @@ def no_crossing(pred: np.ndarray) -> np.ndarray:
     return np.sort(pred, axis=1)
 
 
-class QuantileForecaster(PythonModel):
-    """pyfunc: input = the design columns (feature service at issue time, calendar of the target
-    hour, horizon_h); output = p10, p50, p90, point in the asset's load units."""
+# Conformal widening of the p10-p90 interval per horizon bucket (upper bounds of the buckets).
+HORIZON_BUCKETS = (6, 24, 72, 168)
 
-    def __init__(self, features: list[str] | None = None, boosters: dict | None = None):
+
+def widening(e: np.ndarray, coverage: float = 0.8) -> float:
+    """Conformalized quantile regression: the (coverage)(1 + 1/n) quantile of the nonconformity
+    scores e = max(p10 - y, y - p90) (in level units); negative narrows an interval that is too wide."""
+    e = e[np.isfinite(e)]
+    return float(np.quantile(e, min(1.0, coverage * (1 + 1 / len(e))))) if len(e) else 0.0
+
+
+class QuantileForecaster(PythonModel):
+    """pyfunc: input = the design columns (feature service at issue time, target-aligned lags,
+    calendar of the target hour, horizon_h; optionally asset_id for per-asset interval calibration);
+    output = p10, p50, p90, point in the asset's load units.
+
+    calibration: {"global": [w per bucket], "assets": {asset: [w per bucket]}} widens p10/p90 by
+    w x level (HORIZON_BUCKETS); fitted on days the boosters did not train on (train_forecast.fit)."""
+
+    def __init__(self, features: list[str] | None = None, boosters: dict | None = None,
+                 calibration: dict | None = None):
         self.features = list(features or [])
         self.boosters = boosters or {}
+        self.calibration = calibration or {}
 
     # MLflow: boosters are artifacts (LightGBM text files), not pickled.
     def load_context(self, context) -> None:
@@ -98,20 +115,39 @@ class QuantileForecaster(PythonModel):
         return paths
 
     def __getstate__(self):  # pickle the definition only; boosters come back through load_context
-        return {"features": self.features, "boosters": {}}
+        return {"features": self.features, "boosters": {}, "calibration": self.calibration}
+
+    def __setstate__(self, state):
+        self.__dict__.update({"calibration": {}, **state})
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         missing = [f for f in self.features if f not in model_input.columns]
         if missing:
             raise ValueError(f"model input lacks column(s) {', '.join(missing)}; expected {', '.join(self.features)}")
-        out = self.predict_matrix(model_input[self.features].to_numpy(dtype=float))
+        assets = model_input["asset_id"].to_numpy() if "asset_id" in model_input.columns else None
+        out = self.predict_matrix(model_input[self.features].to_numpy(dtype=float), assets)
         return pd.DataFrame(out, index=model_input.index)
 
-    def predict_matrix(self, X: np.ndarray) -> dict[str, np.ndarray]:
-        """The hot path: X holds `features` in order (float, NaN = missing); p10/p50/p90/point."""
+    def predict_matrix(self, X: np.ndarray, asset=None) -> dict[str, np.ndarray]:
+        """The hot path: X holds `features` in order (float, NaN = missing); p10/p50/p90/point. `asset`:
+        one asset id or one per row (per-asset interval calibration where known)."""
         Xs, lvl = prepare_matrix(X, self.features)
         raw = {name: self.boosters[name].predict(Xs, num_threads=1) * lvl for name in OUTPUTS}
+        if self.calibration and "horizon_h" in self.features:
+            w = self.widths(X[:, self.features.index("horizon_h")], asset) * lvl
+            raw["p10"], raw["p90"] = raw["p10"] - w, raw["p90"] + w
         quantiles = no_crossing(np.column_stack([raw[q] for q in QUANTILE_OUTPUTS]))
         out = {q: quantiles[:, i] for i, q in enumerate(QUANTILE_OUTPUTS)}
         out["point"] = raw["point"]
         return out
+
+    def widths(self, horizon: np.ndarray, asset=None) -> np.ndarray:
+        """Calibrated widening (level units) per row."""
+        bucket = np.searchsorted(HORIZON_BUCKETS, horizon, side="left").clip(0, len(HORIZON_BUCKETS) - 1)
+        table = np.asarray(self.calibration.get("global", [0.0] * len(HORIZON_BUCKETS)), dtype=float)
+        per_asset = self.calibration.get("assets", {})
+        if asset is None or not per_asset:
+            return table[bucket]
+        assets = np.broadcast_to(np.asarray(asset, dtype=object), bucket.shape)
+        rows = np.array([per_asset.get(a, table) for a in assets], dtype=float).reshape(len(bucket), -1)
+        return rows[np.arange(len(bucket)), bucket]

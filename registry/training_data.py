@@ -12,7 +12,7 @@ import pandas as pd
 
 from inference.errors import EmsError, UnknownAssetError
 from inference.store import feature_service, service_columns
-from registry.design import HORIZON, HOUR, MAX_HORIZON, days, expand, naive_forecasts, sample_pairs
+from registry.design import ALIGNED, HORIZON, HOUR, MAX_HORIZON, aligned, days, expand, sample_pairs
 from registry.naming import check_asset_id, check_tenant_id
 from stack.settings import Settings
 from warehouse.db import connect
@@ -71,7 +71,7 @@ class TrainingSet:
 
     @property
     def features(self) -> list[str]:
-        return [*self.issue_features, *self.calendar_features, HORIZON]
+        return [*self.issue_features, *ALIGNED, *self.calendar_features, HORIZON]
 
     @property
     def window(self) -> tuple[pd.Timestamp, pd.Timestamp]:
@@ -207,10 +207,13 @@ def build(store, p: Plan) -> TrainingSet:
     train = train[train["target_time"] <= train["asset_id"].map(split)]  # no held-out label in training
     holdout = _labelled(hourly, issue_cols, calendar_cols, by_hour,
                         sample_pairs(pd.concat(eval_issues, ignore_index=True), MAX_HORIZON, rng))
-    holdout["naive_24"], holdout["naive_168"] = np.nan, np.nan
-    for asset, part in holdout.groupby("asset_id", sort=False):
-        day, week = naive_forecasts(series[asset], part["issue_time"], part[HORIZON])
-        holdout.loc[part.index, "naive_24"], holdout.loc[part.index, "naive_168"] = day, week
+    for rows in (train, holdout):
+        for name in ALIGNED:
+            rows[name] = np.nan
+        for asset, part in rows.groupby("asset_id", sort=False):
+            for name, values in aligned(series[asset], part["issue_time"], part[HORIZON]).items():
+                rows.loc[part.index, name] = values
+    holdout["naive_24"], holdout["naive_168"] = holdout["same_hour_1d"], holdout["same_hour_7d"]
     scales = {w.asset_id: _naive_scales(series[w.asset_id], w) for w in windows}
     if train.empty or holdout.empty:
         raise InsufficientHistoryError(f"no complete training/held-out rows for {', '.join(series)}: need more "

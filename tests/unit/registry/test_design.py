@@ -67,3 +67,36 @@ def test_split_config_names_bad_values():
         SplitConfig(holdout_days=0).check()
     with pytest.raises(ValueError, match="min_history_days=14 must exceed holdout_days=14"):
         SplitConfig(min_history_days=14).check()
+
+
+def test_target_aligned_lags_follow_the_target_hour_and_never_read_past_the_issue_time():
+    from registry.design import aligned
+
+    ends = pd.date_range("2024-01-01 01:00", periods=400, freq="h", tz="UTC")  # hour ends
+    series = pd.Series(np.arange(400, dtype=float), index=ends)  # value = position of the hour
+    t = ends[300]  # issue time: the end of hour 300
+    horizons = pd.Series(np.arange(1, 169))
+    out = aligned(series[series.index <= t], pd.Series([t] * 168), horizons)
+    h = horizons.to_numpy()
+    back = np.ceil(h / 24).astype(int) * 24
+    np.testing.assert_array_equal(out["same_hour_1d"], 300 + h - back)  # same hour, last observed day
+    np.testing.assert_array_equal(out["same_hour_7d"], 300 + h - 168)  # same hour, a week before the target
+    assert (out["same_hour_1d"] <= 300).all() and (out["same_hour_7d"] <= 300).all()
+
+
+def test_conformal_widths_per_horizon_bucket_and_asset():
+    from registry.forecaster import HORIZON_BUCKETS, QuantileForecaster, widening
+
+    e = np.linspace(-1, 1, 101)
+    assert widening(e, 0.8) == pytest.approx(np.quantile(e, 0.8 * (1 + 1 / 101)))
+    assert widening(np.array([np.nan])) == 0.0
+    model = QuantileForecaster(["horizon_h"], {}, {"global": [0.1, 0.2, 0.3, 0.4],
+                                                   "assets": {"a": [1.0, 2.0, 3.0, 4.0]}})
+    horizons = np.array([1, 6, 7, 24, 25, 72, 73, 168], dtype=float)
+    np.testing.assert_allclose(model.widths(horizons), [0.1, 0.1, 0.2, 0.2, 0.3, 0.3, 0.4, 0.4])
+    np.testing.assert_allclose(model.widths(horizons, "a"), [1, 1, 2, 2, 3, 3, 4, 4])
+    np.testing.assert_allclose(model.widths(horizons[:2], np.array(["a", "unknown"])), [1.0, 0.1])
+    assert len(HORIZON_BUCKETS) == 4
+    restored = QuantileForecaster.__new__(QuantileForecaster)
+    restored.__setstate__({"features": ["horizon_h"], "boosters": {}})  # pickled before calibration existed
+    assert restored.calibration == {} and restored.widths(horizons[:1]) == pytest.approx([0.0])
