@@ -26,7 +26,7 @@ class InsufficientHistoryError(EmsError, ValueError):
 
 @dataclass(frozen=True)
 class SplitConfig:
-    history_days: int = 365  # training window per asset, ending at its last complete hour
+    history_days: int = 730  # training window per asset (or all it has), ending at its last complete hour
     holdout_days: int = 14  # the last days of each asset are held out for evaluation
     min_history_days: int = 21  # below this an asset cannot be trained on (named in the error)
     issue_every_h: int = 6  # training issue times: every N hours
