@@ -442,7 +442,7 @@ def train_forecast(
     asset: Assets = None,
     features: Annotated[str, typer.Option("--features", help="Feature service to train on.")] = "forecast_advanced",
     name: Annotated[str, typer.Option("--name", help="Registered as {tenant}.{name}.")] = "load_forecaster",
-    history_days: HistoryDays = 365,
+    history_days: HistoryDays = 730,
     holdout_days: HoldoutDays = 14,
     as_json: AsJson = False,
 ) -> None:
@@ -501,6 +501,131 @@ def train_anomaly(
 models_app = typer.Typer(no_args_is_help=True, help="Model versions in the MLflow registry and their stages.")
 app.add_typer(models_app, name="models")
 ModelId = Annotated[str, typer.Argument(help="Model id tenant:name:version, e.g. demo:load_forecaster:3.")]
+
+
+# ---------------------------------------------------------------- evaluation
+evaluate_app = typer.Typer(no_args_is_help=True, help="Accuracy on already-ingested data, against baselines.")
+app.add_typer(evaluate_app, name="evaluate")
+
+
+def _steps(label: str, fn, *args, **kwargs):
+    """Run a library function under a rich progress bar fed by its (step, done, total) callback."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with contextlib.redirect_stdout(sys.stderr), Progress(
+            TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+            TimeElapsedColumn(), console=err_console, transient=True) as progress:
+        task = progress.add_task(label, total=None)
+
+        def update(step: str, done: int, total: int) -> None:
+            progress.update(task, description=f"{label}: {step}", completed=done, total=total)
+
+        return _run(fn, *args, progress=update, **kwargs)
+
+
+def _hours_list(value: str) -> list[int]:
+    try:
+        return [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a comma-separated list of hours, e.g. 24,168") from None
+
+
+@evaluate_app.command("forecast")
+def evaluate_forecast(
+    tenant: Tenant,
+    asset: Assets = None,
+    horizons: Annotated[str, typer.Option("--horizons", help="Horizon sets, comma-separated: H scores horizons "
+                                          "1..H (each 1..168).")] = "24,168",
+    origins: Annotated[int, typer.Option("--origins", help="Daily forecast origins: the last N days are the test "
+                                         "window.")] = 28,
+    features: Annotated[str, typer.Option("--features", help="Feature service to train on.")] = "forecast_advanced",
+    history_days: Annotated[int, typer.Option("--history-days", help="Days of history per asset, test window "
+                                              "included.")] = 365,
+    out: Annotated[Path | None, typer.Option("--out", file_okay=False, help="Report folder (default "
+                                             "{EMS_HOME}/reports/backtest/<tenant>-<stamp>).")] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Rolling-origin backtest: train once before the last N days, forecast each day, score vs seasonal-naive."""
+    from inference.store import get_store
+    from registry import backtest, backtest_report
+
+    hours = _run(backtest.check, _hours_list(horizons), origins, history_days)  # before any I/O
+    store = get_store(settings())
+    result = _steps("backtest", backtest.run, settings(), store, tenant, asset, hours, origins, features,
+                    history_days)
+    with contextlib.redirect_stdout(sys.stderr), err_console.status("writing the report…"):
+        report = backtest_report.publish(settings(), store, result, out)
+    for w in report.warnings:
+        err_console.print(f"[yellow]warning:[/] {w}", soft_wrap=True)
+    if as_json:
+        _print_json(report.doc)
+        return
+    _backtest_tables(result)
+    console.print(f"report: {report.markdown}" + (f" · MLflow run {report.run_id}" if report.run_id else ""))
+
+
+def _backtest_tables(result) -> None:
+    """Per horizon set: each asset's MAE, MAPE, skill vs both seasonal-naive forecasts, coverage."""
+    from registry.backtest import ALL, horizon_label
+    from registry.backtest_report import fmt
+
+    columns = {"mae": "MAE", "mape": "MAPE %", "skill_naive_24": "skill vs naive-24",
+               "skill_naive_168": "skill vs naive-168", "coverage_p10_p90": "p10–p90 cov."}
+    for h in result.horizons:
+        table = Table("asset", *columns.values(), title=f"{result.tenant} · {horizon_label(h)} · "
+                                                        f"{result.origins} origins")
+        for asset, s in result.table(h).iterrows():
+            table.add_row("[bold]all[/]" if asset == ALL else asset, *[fmt(k, s[k]) for k in columns])
+        console.print(table)
+
+
+@evaluate_app.command("anomaly")
+def evaluate_anomaly(
+    nab_dir: Annotated[Path, typer.Option("--nab", exists=True, file_okay=False, help="NAB corpus folder "
+                                          "(data files, labels/, config/), e.g. data/nab.")],
+    method: Annotated[list[str] | None, typer.Option("--method", "-m", help="Streaming method to run (repeat; "
+                                                     "default: all).")] = None,
+    tenant: Annotated[str, typer.Option("--tenant", "-t", help="Tenant the corpus is ingested into.")] = "nab",
+    out: Annotated[Path | None, typer.Option("--out", file_okay=False, help="Report folder (default "
+                                             "{EMS_HOME}/reports/nab/<tenant>-<stamp>).")] = None,
+    as_json: AsJson = False,
+) -> None:
+    """NAB benchmark: ingest the corpus as a tenant, run each method streaming, score with NAB's rules."""
+    from registry import evaluate_anomaly as nab_eval
+    from registry import evaluate_anomaly_report as nab_report
+
+    methods = _run(nab_eval.check_methods, method)  # before any I/O
+    out = out or nab_report.default_out(settings(), tenant)
+    result = _steps("NAB", nab_eval.run, settings(), nab_dir, tenant, methods, rejects=out / "ingest_rejects.csv")
+    with contextlib.redirect_stdout(sys.stderr), err_console.status("writing the report…"):
+        report = nab_report.publish(settings(), result, out)
+    for w in report.warnings:
+        err_console.print(f"[yellow]warning:[/] {w}", soft_wrap=True)
+    if as_json:
+        _print_json(report.doc)
+        return
+    _nab_tables(result)
+    console.print(f"report: {report.markdown}" + (f" · MLflow run {report.run_id}" if report.run_id else ""))
+
+
+def _nab_tables(result) -> None:
+    """Normalised score per method and profile, then each profile's threshold and TP/FP/FN."""
+    from registry.evaluate_anomaly import NULL
+    from registry.evaluate_anomaly_report import PROFILE_TITLES
+
+    profiles = result.profiles
+    title = f"NAB · {len(result.files)} files" + ("" if result.complete else " (partial: not comparable)")
+    scores = Table("method", *[PROFILE_TITLES.get(p, p) for p in profiles], title=title)
+    for m in [*result.methods, NULL]:
+        scores.add_row(f"[bold]{m}[/]" if m == result.best() else m,
+                       *[f"{result.results[m][p].normalised:.1f}" for p in profiles])
+    console.print(scores)
+    counts = Table("method", "profile", "threshold", "TP", "FP", "FN", title="thresholds · TP/FN windows, FP rows")
+    for m in result.methods:
+        for p in profiles:
+            r = result.results[m][p]
+            counts.add_row(m, PROFILE_TITLES.get(p, p), f"{r.threshold:.4f}", str(r.tp), str(r.fp), str(r.fn))
+    console.print(counts)
 
 
 # ---------------------------------------------------------------- benchmarks

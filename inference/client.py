@@ -66,7 +66,8 @@ class Client:
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-        self.models = ModelCache(self.settings.mlflow_tracking_uri, model_ttl_seconds, max_models)
+        self.models = ModelCache(self.settings.mlflow_tracking_uri, model_ttl_seconds, max_models,
+                                 settings=self.settings)
         self._db = None  # one warehouse connection per client (latest-hour lookups)
         # Each asset's latest complete hour (the issue time) is looked up at most every
         # latest_ttl_seconds: a new hour is served that much later, and the hot path needs no query.

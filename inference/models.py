@@ -1,7 +1,11 @@
 """Served models: "the production model" resolved as the registry does (alias, then stage), loaded
 from MLflow once and kept in an LRU cache. Resolutions expire after a TTL, so a promotion made with
 `ems models promote` or in the MLflow UI is served without a restart; if MLflow cannot be reached, the
-last model resolved is served with a warning."""
+last model resolved is served with a warning.
+
+A load asks the registry where the version's files are, fetches them straight from S3 when our
+settings reach it (inference/artifacts.py) or else through MLflow's artifact proxy, and runs
+`mlflow.pyfunc.load_model` on the local folder; the version's info and run metrics are read meanwhile."""
 
 from __future__ import annotations
 
@@ -9,8 +13,11 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from inference import artifacts
 from inference.errors import ModelNotFoundError, ModelUnavailableError
 from registry import lifecycle
 from registry.naming import check_model_name, check_tenant_id, parse_model_id, registered_name
@@ -46,9 +53,40 @@ def _unreachable(e: Exception) -> bool:
     return isinstance(e, MlflowException) and ("Max retries exceeded" in str(e) or "Connection" in str(e))
 
 
+def _describe(mlflow_client, model_id: str,
+              info: lifecycle.ModelInfo | None) -> tuple[lifecycle.ModelInfo, dict[str, float]]:
+    info = info or lifecycle.show(mlflow_client, model_id)
+    metrics = mlflow_client.get_run(info.run_id).data.metrics if info.run_id else {}
+    return info, dict(metrics)
+
+
+# Model environments (requirements.txt + python_env.yaml) already checked against this process's packages.
+_checked_environments: set[bytes] = set()
+_ENVIRONMENT_FILES = ("requirements.txt", "python_env.yaml")
+
+
+def _load_local(folder: Path):
+    """`mlflow.pyfunc.load_model` of a local model folder. MLflow's check of the model's requirements
+    and Python version against the installed ones (a warning on mismatch) runs once per distinct
+    environment in this process: the installed packages do not change while it runs."""
+    import mlflow
+
+    environment = b"\0".join((folder / f).read_bytes() if (folder / f).is_file() else b"" for f in _ENVIRONMENT_FILES)
+    model = mlflow.pyfunc.load_model(str(folder), suppress_warnings=environment in _checked_environments)
+    _checked_environments.add(environment)
+    return model
+
+
 class ModelCache:
-    def __init__(self, tracking_uri: str, ttl_seconds: float = 30.0, max_models: int = 8):
+    """`settings` (stack.settings.Settings) lets loads read model files from S3 directly into
+    `cache_dir` (default `settings.home / "models"`); without it every load goes through MLflow."""
+
+    def __init__(self, tracking_uri: str, ttl_seconds: float = 30.0, max_models: int = 8, settings=None,
+                 cache_dir: Path | None = None):
         self.tracking_uri = tracking_uri
+        self.settings = settings
+        self.cache_dir = cache_dir or (settings.home / "models" if settings is not None else None)
+        self._direct = settings is not None  # off after S3 failed with these settings
         self.ttl_seconds = ttl_seconds
         self.max_models = max_models
         self._models: OrderedDict[str, Served] = OrderedDict()  # by model id, LRU order
@@ -68,7 +106,7 @@ class ModelCache:
             if cached and time.monotonic() - cached[1] < self.ttl_seconds and cached[0] in self._models:
                 return self._touch(cached[0])
             try:
-                model_id = lifecycle.resolve_production(self._client(), tenant, name).id
+                info = lifecycle.resolve_production(self._client(), tenant, name)
             except ModelNotFoundError:
                 self._production.pop(key, None)
                 raise
@@ -82,18 +120,19 @@ class ModelCache:
                     return served
                 raise ModelUnavailableError(f"model registry at {self.tracking_uri} is unreachable and no "
                                             f"version of {tenant}:{name} is cached; start it with `ems up`") from e
-            if cached and cached[0] != model_id:
-                logger.info("production %s:%s moved %s -> %s", tenant, name, cached[0], model_id)
-            self._production[key] = (model_id, time.monotonic())
-            return self.version(model_id)
+            if cached and cached[0] != info.id:
+                logger.info("production %s:%s moved %s -> %s", tenant, name, cached[0], info.id)
+            self._production[key] = (info.id, time.monotonic())
+            return self.version(info.id, info)
 
-    def version(self, model_id: str) -> Served:
-        """One version by id (loaded once, then from the cache)."""
+    def version(self, model_id: str, info: lifecycle.ModelInfo | None = None) -> Served:
+        """One version by id (loaded once, then from the cache); `info`, if the caller has just read
+        it from the registry, is not asked for again."""
         ref = parse_model_id(model_id)
         with self._lock:
             if ref.id in self._models:
                 return self._touch(ref.id)
-            served = self._load(ref.id, registered_name(ref.tenant, ref.name), ref.version)
+            served = self._load(ref.id, registered_name(ref.tenant, ref.name), ref.version, info)
             self._models[ref.id] = served
             while len(self._models) > self.max_models:
                 evicted, _ = self._models.popitem(last=False)
@@ -106,15 +145,19 @@ class ModelCache:
         served.warnings = []
         return served
 
-    def _load(self, model_id: str, name: str, version: int) -> Served:
-        import mlflow
-
+    def _load(self, model_id: str, name: str, version: int, info: lifecycle.ModelInfo | None) -> Served:
         client = self._client()
         try:
-            info = lifecycle.show(client, model_id)
-            mlflow.set_tracking_uri(self.tracking_uri)
-            model = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
-            metrics = client.get_run(info.run_id).data.metrics if info.run_id else {}
+            # The version's info and run metrics are read while the files are located, fetched and loaded.
+            with ThreadPoolExecutor(1) as pool:
+                described = pool.submit(_describe, client, model_id, info)
+                try:
+                    location = client.get_model_version_download_uri(name, str(version))
+                except Exception:
+                    described.result()  # a missing version raises ModelNotFoundError here
+                    raise
+                model = _load_local(self._files(model_id, location))
+                info, metrics = described.result()
         except ModelNotFoundError:
             raise
         except Exception as e:
@@ -123,7 +166,21 @@ class ModelCache:
                                             f"{model_id}") from e
             raise
         logger.info("loaded %s", model_id)
-        return Served(info, model, dict(metrics), time.monotonic())
+        return Served(info, model, metrics, time.monotonic())
+
+    def _files(self, model_id: str, artifact_uri: str) -> Path:
+        """A local folder with the model's files: from S3 directly if possible, else through MLflow."""
+        import mlflow
+
+        if self._direct:
+            try:
+                return artifacts.fetch_model(self.settings, artifact_uri, self.cache_dir, model_id)
+            except artifacts.S3Unreachable as e:
+                self._direct = False
+                logger.warning("%s; loading models through MLflow's artifact proxy from now on", e)
+            except artifacts.DirectS3Unavailable as e:
+                logger.info("%s; loading %s through MLflow", e, model_id)
+        return Path(mlflow.artifacts.download_artifacts(artifact_uri=artifact_uri, tracking_uri=self.tracking_uri))
 
     def cached_ids(self) -> list[str]:
         return list(self._models)
