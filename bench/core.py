@@ -98,7 +98,12 @@ def summary(samples: list[float]) -> dict[str, float]:
 
 
 def peak_rss_mb() -> float:
-    """Peak resident set of this process (Linux reports KiB)."""
+    """Peak resident set of this process image: VmHWM, which starts afresh at exec (ru_maxrss would
+    carry over the parent's peak into a child started by `ems bench`)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
