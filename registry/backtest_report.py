@@ -4,7 +4,6 @@ cannot be reached, so a report never depends on the tracking server)."""
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import re
@@ -18,7 +17,7 @@ import numpy as np
 from registry import tracking
 from registry.backtest import ALL, NOMINAL_COVERAGE, BacktestResult, horizon_label
 from registry.design import HORIZON
-from registry.naming import TAG_MODEL_TYPE, experiment_name
+from registry.naming import TAG_MODEL_TYPE
 from registry.plots import MAX_PANELS
 from stack.settings import Settings
 
@@ -47,16 +46,8 @@ def publish(settings: Settings, store, result: BacktestResult, out: Path | None 
     now = now or datetime.now(UTC)
     out = out or settings.home / "reports" / "backtest" / f"{result.tenant}-{now:%Y%m%dT%H%M%SZ}"
     report = write(result, out, now)
-    try:
-        report.run_id = log_to_mlflow(settings, store, result, report)
-    except MlflowUnavailable as e:
-        report.warnings.append(str(e))
-        logger.warning("%s", e)
-    report.doc["mlflow"] = {"experiment": experiment_name(result.tenant), "run_id": report.run_id,
-                            "tracking_uri": settings.mlflow_tracking_uri} if report.run_id else None
-    report.doc["warnings"] = report.warnings
-    _dump(report.doc, report.json)
-    return report
+    return tracking.publish_report(settings, result.tenant, report,
+                                   lambda: log_to_mlflow(settings, store, result, report))
 
 
 def write(result: BacktestResult, out: Path, now: datetime | None = None) -> Report:
@@ -78,41 +69,27 @@ def write(result: BacktestResult, out: Path, now: datetime | None = None) -> Rep
            "report": {"dir": str(out), "markdown": str(md), "json": str(out / "metrics.json"),
                       "forecasts": str(forecasts), "plots": {k: str(v) for k, v in paths.items()}}}
     report = Report(out, md, out / "metrics.json", paths, forecasts, doc)
-    _dump(doc, report.json)
+    tracking.write_json(doc, report.json)
     return report
 
 
 # ---------------------------------------------------------------- MLflow
-class MlflowUnavailable(Exception):
-    """MLflow could not take the report (the files on disk are complete)."""
-
-
 def log_to_mlflow(settings: Settings, store, result: BacktestResult, report: Report) -> str:
     """A run `backtest {service}` in experiment tenant-{tenant}: params, metrics, the report folder."""
     import mlflow
-    from mlflow.exceptions import MlflowException
 
-    from stack.services import MLflow
-
-    uri = settings.mlflow_tracking_uri
-    if uri.startswith("http") and not MLflow(settings).healthy():
-        raise MlflowUnavailable(f"MLflow at {uri} is unreachable; report not logged (start it with `ems up`)")
-    try:
-        with tracking.training_run(settings, store, result.tenant, f"backtest {result.service}",
-                                   {TAG_MODEL_TYPE: "forecast", "run_type": "backtest"}) as run:
-            mlflow.log_params({
-                "feature_service": result.service, "assets": _clip(",".join(result.assets)),
-                "horizons": ",".join(map(str, result.horizons)), "origins": result.origins,
-                "history_days": result.history_days, "train_rows": result.train_rows,
-                "features": _clip(",".join(result.features)), "design": "train once before the test window",
-                **{f"lgb.{k}": v for k, v in vars(result.boosting).items()},
-            })
-            mlflow.log_metrics(metric_dict(result) | {f"time.{k}": v for k, v in result.timings.items()})
-            mlflow.log_artifacts(str(report.out))
-        return run.info.run_id
-    except (MlflowException, OSError) as e:  # OSError: requests' connection errors
-        raise MlflowUnavailable(f"MLflow at {uri} did not take the report ({e}); the files in {report.out} "
-                                "are complete") from e
+    with tracking.training_run(settings, store, result.tenant, f"backtest {result.service}",
+                               {TAG_MODEL_TYPE: "forecast", "run_type": "backtest"}) as run:
+        mlflow.log_params({
+            "feature_service": result.service, "assets": _clip(",".join(result.assets)),
+            "horizons": ",".join(map(str, result.horizons)), "origins": result.origins,
+            "history_days": result.history_days, "train_rows": result.train_rows,
+            "features": _clip(",".join(result.features)), "design": "train once before the test window",
+            **{f"lgb.{k}": v for k, v in vars(result.boosting).items()},
+        })
+        mlflow.log_metrics(metric_dict(result) | {f"time.{k}": v for k, v in result.timings.items()})
+        mlflow.log_artifacts(str(report.out))
+    return run.info.run_id
 
 
 def metric_dict(result: BacktestResult) -> dict[str, float]:
@@ -276,6 +253,3 @@ def example_weeks(result: BacktestResult):
 def _clip(text: str, limit: int = 500) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
-
-def _dump(doc: dict, path: Path) -> None:
-    path.write_text(json.dumps(doc, indent=2, default=str) + "\n")

@@ -4,13 +4,13 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from registry import tracking
 from registry.evaluate_anomaly import NULL, SCOREBOARD, Evaluation
 from registry.naming import TAG_MODEL_TYPE, TAG_TENANT, experiment_name
 from stack.settings import Settings
@@ -39,16 +39,8 @@ def default_out(settings: Settings, tenant: str, now: datetime | None = None) ->
 def publish(settings: Settings, result: Evaluation, out: Path, now: datetime | None = None) -> Report:
     """Write the report into `out` and log it to MLflow when it is reachable."""
     report = write(result, out, now)
-    try:
-        report.run_id = log_to_mlflow(settings, result, report)
-    except MlflowUnavailable as e:
-        report.warnings.append(str(e))
-        logger.warning("%s", e)
-    report.doc["mlflow"] = {"experiment": experiment_name(result.tenant), "run_id": report.run_id,
-                            "tracking_uri": settings.mlflow_tracking_uri} if report.run_id else None
-    report.doc["warnings"] = report.warnings
-    _dump(report.doc, report.json)
-    return report
+    return tracking.publish_report(settings, result.tenant, report,
+                                   lambda: log_to_mlflow(settings, result, report), _default)
 
 
 def write(result: Evaluation, out: Path, now: datetime | None = None) -> Report:
@@ -62,7 +54,7 @@ def write(result: Evaluation, out: Path, now: datetime | None = None) -> Report:
     doc = {"generated": now.isoformat(), **result.to_dict(),
            "report": {"dir": str(out), "markdown": str(md), "json": str(out / "nab.json"), "scores": str(scores)}}
     report = Report(out, md, out / "nab.json", scores, doc)
-    _dump(doc, report.json)
+    tracking.write_json(doc, report.json, _default)
     return report
 
 
@@ -109,34 +101,20 @@ def _row(cells) -> str:
 
 
 # ---------------------------------------------------------------- MLflow
-class MlflowUnavailable(Exception):
-    """MLflow could not take the report (the files on disk are complete)."""
-
-
 def log_to_mlflow(settings: Settings, result: Evaluation, report: Report) -> str:
     """A run `nab evaluation` in experiment tenant-{tenant}: params, metrics, the report folder."""
     import mlflow
-    from mlflow.exceptions import MlflowException
 
-    from stack.services import MLflow
-
-    uri = settings.mlflow_tracking_uri
-    if uri.startswith("http") and not MLflow(settings).healthy():
-        raise MlflowUnavailable(f"MLflow at {uri} is unreachable; report not logged (start it with `ems up`)")
-    try:
-        mlflow.set_tracking_uri(uri)
-        mlflow.set_experiment(experiment_name(result.tenant))
-        tags = {TAG_TENANT: result.tenant, TAG_MODEL_TYPE: "anomaly", "run_type": "nab_evaluation"}
-        with mlflow.start_run(run_name="nab evaluation", tags=tags) as run:
-            mlflow.log_params({"methods": ",".join(result.methods), "files": len(result.files),
-                               "complete_corpus": result.complete, "corpus": result.corpus,
-                               **{f"streaming.{k}": v for k, v in result.settings.items()}})
-            mlflow.log_metrics(metric_dict(result))
-            mlflow.log_artifacts(str(report.out))
-        return run.info.run_id
-    except (MlflowException, OSError) as e:  # OSError: requests' connection errors
-        raise MlflowUnavailable(f"MLflow at {uri} did not take the report ({e}); the files in {report.out} "
-                                "are complete") from e
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    mlflow.set_experiment(experiment_name(result.tenant))
+    tags = {TAG_TENANT: result.tenant, TAG_MODEL_TYPE: "anomaly", "run_type": "nab_evaluation"}
+    with mlflow.start_run(run_name="nab evaluation", tags=tags) as run:
+        mlflow.log_params({"methods": ",".join(result.methods), "files": len(result.files),
+                           "complete_corpus": result.complete, "corpus": result.corpus,
+                           **{f"streaming.{k}": v for k, v in result.settings.items()}})
+        mlflow.log_metrics(metric_dict(result))
+        mlflow.log_artifacts(str(report.out))
+    return run.info.run_id
 
 
 def metric_dict(result: Evaluation) -> dict[str, float]:
@@ -150,9 +128,6 @@ def metric_dict(result: Evaluation) -> dict[str, float]:
     out |= {f"seconds.{k}": v for k, v in result.seconds.items()}
     return {k: float(v) for k, v in out.items() if math.isfinite(v)}
 
-
-def _dump(doc: dict, path: Path) -> None:
-    path.write_text(json.dumps(doc, indent=2, default=_default))
 
 
 def _default(value):

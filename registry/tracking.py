@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pandas as pd
 
@@ -82,3 +83,34 @@ def requirements(*packages: str) -> list[str]:
     from importlib.metadata import version
 
     return [f"{p}=={version(p)}" for p in (*packages, "pandas", "numpy", "mlflow")]
+
+
+def write_json(doc: dict, path, default: Callable = str) -> None:
+    path.write_text(json.dumps(doc, indent=2, default=default) + "\n")
+
+
+def publish_report(settings: Settings, tenant: str, report, log_run: Callable[[], str], default: Callable = str):
+    """Log an evaluation report (files already written in report.out) to MLflow with `log_run`
+    (returns the run id), then record where it went, or why not, in the report's JSON. MLflow being
+    down is a warning: the files on disk are complete. `report`: has out, json, doc, run_id, warnings;
+    `default`: json.dumps' fallback for values JSON lacks."""
+    from mlflow.exceptions import MlflowException
+
+    from registry.naming import experiment_name
+    from stack.services import MLflow
+
+    uri = settings.mlflow_tracking_uri
+    try:
+        if uri.startswith("http") and not MLflow(settings).healthy():
+            raise OSError("unreachable")
+        report.run_id = log_run()
+    except (MlflowException, OSError) as e:  # OSError: requests' connection errors
+        reason = ("is unreachable; report not logged (start it with `ems up`)" if str(e) == "unreachable" else
+                  f"did not take the report ({e}); the files in {report.out} are complete")
+        report.warnings.append(f"MLflow at {uri} {reason}")
+        logger.warning("%s", report.warnings[-1])
+    report.doc["mlflow"] = {"experiment": experiment_name(tenant), "run_id": report.run_id,
+                            "tracking_uri": uri} if report.run_id else None
+    report.doc["warnings"] = report.warnings
+    write_json(report.doc, report.json, default)
+    return report
