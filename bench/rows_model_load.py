@@ -91,12 +91,12 @@ def model_load_rows(ctx: Context, model_id: str) -> list[Row]:
     details = {"model_id": model_id, "artifact_uri": uri, "files": files, "artifact_bytes": size, "boosters": boosters,
                "repetitions": reps, "project": summary(ours), "floor": summary(raw),
                "project_s": [round(s, 4) for s in ours], "floor_s": [round(s, 4) for s in raw],
-               "served": type(served.model).__name__}
+               "served": type(served.python_model).__name__}
     return [ratio_row("cold model load from S3", "s", summary(ours)["p50"], summary(raw)["p50"], max_ratio=1.5,
                       floor_desc=f"boto3 on the same {files} objects: list_objects_v2 of the model's prefix, "
                                  f"parallel get_object on {artifacts.DOWNLOAD_THREADS} threads to local files, then "
                                  f"lightgbm.Booster(model_file=...) for each of the {boosters} booster text files and "
                                  "cloudpickle.load of python_model.pkl; project = a fresh ModelCache(...).version(id) "
-                                 "with its download cache emptied (registry REST, S3, mlflow.pyfunc.load_model); "
+                                 "with its download cache emptied (registry REST, S3, PythonModel load); "
                                  "median of alternated runs after one warm-up, in a warm process",
                       details=details)]

@@ -17,11 +17,14 @@ def ensure_model(ctx, data: DataSet, store) -> str:
     """The bench tenant's production forecaster (trained once on five bench assets, then reused)."""
     from inference.errors import ModelNotFoundError
     from registry import lifecycle, train_forecast
+    from registry.naming import TAG_ARTIFACT_LOCATION
     from registry.training_data import SplitConfig
 
     client = lifecycle.client(ctx.settings.mlflow_tracking_uri)
     try:
-        return lifecycle.resolve_production(client, data.tenant, MODEL_NAME).id
+        info = lifecycle.resolve_production(client, data.tenant, MODEL_NAME)
+        if TAG_ARTIFACT_LOCATION in info.tags:  # else registered before versions recorded their files' location
+            return info.id
     except ModelNotFoundError:
         pass
     ctx.log("bench model: training bench:load_forecaster on 5 bench assets (once)")

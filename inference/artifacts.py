@@ -63,6 +63,16 @@ def s3_location(artifact_uri: str, artifacts_destination: str) -> tuple[str, str
 
 
 _clients: dict[tuple, object] = {}
+_executor: ThreadPoolExecutor | None = None
+
+
+def executor() -> ThreadPoolExecutor:
+    """The process's download threads, started once (starting eight threads per load costs more than
+    a small model's GETs on a busy machine). Its tasks never wait on each other."""
+    global _executor
+    if _executor is None:
+        _executor = ThreadPoolExecutor(DOWNLOAD_THREADS, thread_name_prefix="ems-s3")
+    return _executor
 
 
 def s3_client(settings):
@@ -114,8 +124,7 @@ def download(s3, bucket: str, objects: list[S3Object], target: Path) -> None:
         with open(path, "wb") as f:
             shutil.copyfileobj(body, f, 1 << 20)
 
-    with ThreadPoolExecutor(min(DOWNLOAD_THREADS, len(objects))) as pool:
-        list(pool.map(fetch, zip(objects, paths, strict=True)))
+    list(executor().map(fetch, zip(objects, paths, strict=True)))
 
 
 def fetch_model(settings, artifact_uri: str, cache: Path, model_id: str) -> Path:

@@ -3,9 +3,10 @@ from MLflow once and kept in an LRU cache. Resolutions expire after a TTL, so a 
 `ems models promote` or in the MLflow UI is served without a restart; if MLflow cannot be reached, the
 last model resolved is served with a warning.
 
-A load asks the registry where the version's files are, fetches them straight from S3 when our
-settings reach it (inference/artifacts.py) or else through MLflow's artifact proxy, and runs
-`mlflow.pyfunc.load_model` on the local folder; the version's info and run metrics are read meanwhile."""
+A load reads the version from the registry (its tags record where its files are), fetches them
+straight from S3 when our settings reach it (inference/artifacts.py) or else through MLflow's artifact
+proxy, and loads the PythonModel from the local folder (`_python_model`); the run's metrics are read
+meanwhile."""
 
 from __future__ import annotations
 
@@ -13,14 +14,19 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from inference import artifacts
 from inference.errors import ModelNotFoundError, ModelUnavailableError
 from registry import lifecycle
-from registry.naming import check_model_name, check_tenant_id, parse_model_id, registered_name
+from registry.naming import (
+    TAG_ARTIFACT_LOCATION,
+    check_model_name,
+    check_tenant_id,
+    parse_model_id,
+    registered_name,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -28,14 +34,20 @@ logger = logging.getLogger(__name__)
 @dataclass
 class Served:
     info: lifecycle.ModelInfo
-    model: object  # mlflow.pyfunc.PyFuncModel
+    python_model: object  # the PythonModel, its load_context run
+    folder: Path  # the local copy of the version's files
     metrics: dict[str, float]
     loaded_at: float
     warnings: list[str] = field(default_factory=list)
+    _pyfunc: object = field(default=None, repr=False)
 
     @property
-    def python_model(self):
-        return self.model.unwrap_python_model()
+    def model(self):
+        """The version as an `mlflow.pyfunc.PyFuncModel` (input schema enforcement, `.metadata`), built
+        from the local copy on first use; the hot paths call `python_model` directly."""
+        if self._pyfunc is None:
+            self._pyfunc = _pyfunc_model(self.folder)
+        return self._pyfunc
 
     @property
     def feature_service(self) -> str:
@@ -53,19 +65,17 @@ def _unreachable(e: Exception) -> bool:
     return isinstance(e, MlflowException) and ("Max retries exceeded" in str(e) or "Connection" in str(e))
 
 
-def _describe(mlflow_client, model_id: str,
-              info: lifecycle.ModelInfo | None) -> tuple[lifecycle.ModelInfo, dict[str, float]]:
-    info = info or lifecycle.show(mlflow_client, model_id)
-    metrics = mlflow_client.get_run(info.run_id).data.metrics if info.run_id else {}
-    return info, dict(metrics)
+def _run_metrics(mlflow_client, run_id: str | None) -> dict[str, float]:
+    return dict(mlflow_client.get_run(run_id).data.metrics) if run_id else {}
 
 
 # Model environments (requirements.txt + python_env.yaml) already checked against this process's packages.
 _checked_environments: set[bytes] = set()
 _ENVIRONMENT_FILES = ("requirements.txt", "python_env.yaml")
+PYTHON_MODEL_LOADER = "mlflow.pyfunc.model"  # MLmodel loader_module of a PythonModel (mlflow.pyfunc.log_model)
 
 
-def _load_local(folder: Path):
+def _pyfunc_model(folder: Path):
     """`mlflow.pyfunc.load_model` of a local model folder. MLflow's check of the model's requirements
     and Python version against the installed ones (a warning on mismatch) runs once per distinct
     environment in this process: the installed packages do not change while it runs."""
@@ -75,6 +85,35 @@ def _load_local(folder: Path):
     model = mlflow.pyfunc.load_model(str(folder), suppress_warnings=environment in _checked_environments)
     _checked_environments.add(environment)
     return model
+
+
+def _python_model(folder: Path) -> tuple[object, object]:
+    """(PythonModel, PyFuncModel or None) of a local model folder.
+
+    A PythonModel saved by `mlflow.pyfunc.log_model` (no code paths, no model config) is read the way
+    MLflow's loader reads it, once: MLmodel parsed with libyaml, `python_model.pkl` unpickled,
+    `load_context` given the artifacts' local paths. MLflow's own loader parses MLmodel three times
+    with the pure-Python YAML parser, a third of a cold load. A version that differs in Python or
+    MLflow version, or any other flavor, goes through `mlflow.pyfunc.load_model`."""
+    import platform
+
+    import cloudpickle
+    import mlflow
+    import yaml
+
+    meta = yaml.load((folder / "MLmodel").read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    conf = (meta.get("flavors") or {}).get("python_function") or {}
+    simple = (conf.get("loader_module") == PYTHON_MODEL_LOADER and not conf.get("code") and not conf.get("model_config")
+              and conf.get("python_version") == platform.python_version()
+              and meta.get("mlflow_version") == mlflow.__version__ and conf.get("python_model"))
+    if not simple:
+        pyfunc = _pyfunc_model(folder)
+        return pyfunc.unwrap_python_model(), pyfunc
+    with (folder / conf["python_model"]).open("rb") as f:
+        python_model = cloudpickle.load(f)
+    artifacts = {name: str(folder / spec["path"]) for name, spec in (conf.get("artifacts") or {}).items()}
+    python_model.load_context(mlflow.pyfunc.PythonModelContext(artifacts=artifacts, model_config={}))
+    return python_model, None
 
 
 class ModelCache:
@@ -148,16 +187,12 @@ class ModelCache:
     def _load(self, model_id: str, name: str, version: int, info: lifecycle.ModelInfo | None) -> Served:
         client = self._client()
         try:
-            # The version's info and run metrics are read while the files are located, fetched and loaded.
-            with ThreadPoolExecutor(1) as pool:
-                described = pool.submit(_describe, client, model_id, info)
-                try:
-                    location = client.get_model_version_download_uri(name, str(version))
-                except Exception:
-                    described.result()  # a missing version raises ModelNotFoundError here
-                    raise
-                model = _load_local(self._files(model_id, location))
-                info, metrics = described.result()
+            info = info or lifecycle.show(client, model_id)  # a missing version raises ModelNotFoundError here
+            # The run's metrics are read while the files are fetched and loaded.
+            metrics = artifacts.executor().submit(_run_metrics, client, info.run_id)
+            folder = self._files(model_id, name, version, info.tags.get(TAG_ARTIFACT_LOCATION))
+            python_model, pyfunc = _python_model(folder)
+            metrics = metrics.result()
         except ModelNotFoundError:
             raise
         except Exception as e:
@@ -166,21 +201,27 @@ class ModelCache:
                                             f"{model_id}") from e
             raise
         logger.info("loaded %s", model_id)
-        return Served(info, model, metrics, time.monotonic())
+        return Served(info, python_model, folder, metrics, time.monotonic(), _pyfunc=pyfunc)
 
-    def _files(self, model_id: str, artifact_uri: str) -> Path:
-        """A local folder with the model's files: from S3 directly if possible, else through MLflow."""
+    def _files(self, model_id: str, name: str, version: int, recorded: str | None) -> Path:
+        """A local folder with the model's files: from S3 directly if possible, else through MLflow.
+        `recorded` is the location written on the version at registration; without it (or if S3 does
+        not hold the model there) the registry is asked."""
         import mlflow
 
+        location = None
         if self._direct:
+            location = recorded or self._client().get_model_version_download_uri(name, str(version))
             try:
-                return artifacts.fetch_model(self.settings, artifact_uri, self.cache_dir, model_id)
+                return artifacts.fetch_model(self.settings, location, self.cache_dir, model_id)
             except artifacts.S3Unreachable as e:
                 self._direct = False
                 logger.warning("%s; loading models through MLflow's artifact proxy from now on", e)
             except artifacts.DirectS3Unavailable as e:
                 logger.info("%s; loading %s through MLflow", e, model_id)
-        return Path(mlflow.artifacts.download_artifacts(artifact_uri=artifact_uri, tracking_uri=self.tracking_uri))
+        if location is None or location == recorded:
+            location = self._client().get_model_version_download_uri(name, str(version))
+        return Path(mlflow.artifacts.download_artifacts(artifact_uri=location, tracking_uri=self.tracking_uri))
 
     def cached_ids(self) -> list[str]:
         return list(self._models)

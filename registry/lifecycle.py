@@ -16,6 +16,7 @@ from inference.errors import InvalidTransitionError, ModelNotFoundError
 from registry.naming import (
     ALIAS_PRODUCTION,
     STAGES,
+    TAG_ARTIFACT_LOCATION,
     TAG_MODEL_TYPE,
     TAG_TENANT,
     InvalidModelIdError,
@@ -135,8 +136,10 @@ def register(mlflow_client, tenant: str, name: str, model_uri: str, run_id: str 
             raise
     # MLflow 3 logged models (`models:/m-<id>`) must be registered with their model id.
     model_id = model_uri.removeprefix("models:/") if model_uri.startswith("models:/m-") else None
-    version = mlflow_client.create_model_version(full, model_uri, run_id=run_id, model_id=model_id,
-                                                 tags={**tags, TAG_TENANT: tenant})
+    tags = {**tags, TAG_TENANT: tenant}
+    if model_id:  # lets a cold load go straight to the files (inference/models.py)
+        tags[TAG_ARTIFACT_LOCATION] = mlflow_client.get_logged_model(model_id).artifact_location
+    version = mlflow_client.create_model_version(full, model_uri, run_id=run_id, model_id=model_id, tags=tags)
     _set_stage(mlflow_client, full, str(version.version), "staging")
     logger.info("registered %s version %s", full, version.version)
     return show(mlflow_client, f"{tenant}:{name}:{version.version}")
@@ -162,9 +165,9 @@ def list_models(mlflow_client, tenant: str | None = None) -> list[ModelInfo]:
 
 def promote(mlflow_client, model_id: str, to: str) -> ModelInfo:
     """Move a version to `to`; promoting to production archives the previous production version."""
-    to = to.lower()
-    if to not in STAGES:
+    if not isinstance(to, str) or to.lower() not in STAGES:
         raise InvalidTransitionError(f"stage {to!r} is not one of {', '.join(STAGES)}")
+    to = to.lower()
     ref = parse_model_id(model_id)
     version = _version(mlflow_client, ref)
     current = stage_of(mlflow_client, version)
@@ -208,6 +211,7 @@ def delete(mlflow_client, model_id: str, force: bool = False) -> ModelInfo:
 def resolve_production(mlflow_client, tenant: str, name: str) -> ModelInfo:
     """The version serving `{tenant}:{name}` (alias first, then stage Production)."""
     check_tenant_id(tenant)
+    check_model_name(name)
     version = _production_version(mlflow_client, registered_name(tenant, name))
     if version is None:
         raise ModelNotFoundError(f"model {tenant}:{name} has no production version; promote one with "

@@ -27,6 +27,7 @@ TAG_WINDOW_START = "training_window_start"
 TAG_WINDOW_END = "training_window_end"
 TAG_FINGERPRINT = "data_fingerprint"
 TAG_VALIDATION = "validation_status"
+TAG_ARTIFACT_LOCATION = "artifact_location"  # where the version's files are (its logged model's artifacts)
 MODEL_TYPES = ("forecast", "anomaly")
 DEFAULT_FORECAST_NAME = "load_forecaster"
 ANOMALY_METHODS = ("z_score", "iqr", "isolation_forest", "local_outlier_factor")
