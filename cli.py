@@ -15,10 +15,40 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperGroup
 
-app = typer.Typer(no_args_is_help=True, help="EMS AI Hub: features, models, forecasts.",
-                  pretty_exceptions_show_locals=False)
+
+class _Group(TyperGroup):
+    """Usage errors name the bad value: typer's type checks (pydantic) only name the option."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except typer.BadParameter as e:
+            errors = getattr(e.__cause__, "errors", None)  # pydantic's ValidationError
+            if callable(errors) and errors() and "input" in errors()[0]:
+                e.message = f"{errors()[0]['input']!r}: {e.message}"
+            raise
+
+
+class _App(typer.Typer):
+    """The root app: an unexpected error is one line on stderr and exit code 1, like a domain error;
+    `--debug` lets it propagate with its traceback (locals hidden)."""
+
+    def __call__(self, *args, **kwargs):
+        try:
+            return super().__call__(*args, **kwargs)
+        except Exception as e:
+            if _State.debug:
+                raise
+            _error(f"unexpected {type(e).__name__}: {e} (rerun with --debug for the traceback)")
+            sys.exit(1)
+
+
+app = _App(cls=_Group, no_args_is_help=True, help="EMS AI Hub: features, models, forecasts.",
+           pretty_exceptions_show_locals=False)
 console = Console()
 err_console = Console(stderr=True)
 
@@ -58,8 +88,13 @@ def _fail(e: Exception) -> typer.Exit:
     """Domain errors: one clear line on stderr, exit code 1 (`--debug` shows the traceback)."""
     if _State.debug:
         err_console.print_exception()
-    err_console.print(f"[bold red]error:[/] {e}", soft_wrap=True)
+    _error(str(e))
     return typer.Exit(code=1)
+
+
+def _error(message: str, label: str = "[bold red]error:[/]") -> None:
+    """One line on stderr; the message is shown as is (user values may hold rich markup or `:emoji:`)."""
+    err_console.print(f"{label} {escape(message)}", soft_wrap=True, emoji=False)
 
 
 def _run(fn, *args, **kwargs):
@@ -190,7 +225,7 @@ def ingest(
     period_ending: Annotated[
         str | None, typer.Option(help="Timestamps label the END of a period this long (e.g. 1h).")
     ] = None,
-    rejects: Annotated[Path | None, typer.Option(help="Where to write rejected rows.")] = None,
+    rejects: Annotated[Path | None, typer.Option(help="Where to write rejected rows.", dir_okay=False)] = None,
     as_json: AsJson = False,
 ) -> None:
     """Load meter readings (validated, COPY + one upsert transaction; re-running adds nothing)."""
@@ -213,7 +248,7 @@ def ingest_weather(
     site: Annotated[str, typer.Option(help="Site id the weather belongs to.")],
     columns: Annotated[str | None, typer.Option(help="Columns to load, `name` or `name=file_column`.")] = None,
     tz: Annotated[str, typer.Option(help="IANA zone of naive timestamps.")] = "UTC",
-    rejects: Annotated[Path | None, typer.Option(help="Where to write rejected rows.")] = None,
+    rejects: Annotated[Path | None, typer.Option(help="Where to write rejected rows.", dir_okay=False)] = None,
     as_json: AsJson = False,
 ) -> None:
     """Load observed weather for a site."""
@@ -319,7 +354,7 @@ def _save_plot(result, path: Path | None) -> None:
 
 def _warnings(result) -> None:
     for w in result.warnings:
-        err_console.print(f"[yellow]warning:[/] {w}", soft_wrap=True)
+        _error(w, "[yellow]warning:[/]")
 
 
 @app.command("forecast")
@@ -556,7 +591,7 @@ def evaluate_forecast(
     with contextlib.redirect_stdout(sys.stderr), err_console.status("writing the report…"):
         report = backtest_report.publish(settings(), store, result, out)
     for w in report.warnings:
-        err_console.print(f"[yellow]warning:[/] {w}", soft_wrap=True)
+        _error(w, "[yellow]warning:[/]")
     if as_json:
         _print_json(report.doc)
         return
@@ -600,7 +635,7 @@ def evaluate_anomaly(
     with contextlib.redirect_stdout(sys.stderr), err_console.status("writing the report…"):
         report = nab_report.publish(settings(), result, out)
     for w in report.warnings:
-        err_console.print(f"[yellow]warning:[/] {w}", soft_wrap=True)
+        _error(w, "[yellow]warning:[/]")
     if as_json:
         _print_json(report.doc)
         return

@@ -17,6 +17,7 @@ from __future__ import annotations
 from inference.errors import (
     EmsError,
     FeaturesUnavailableError,
+    InvalidArgumentError,
     InvalidHorizonError,
     InvalidRangeError,
     InvalidSeriesError,
@@ -67,7 +68,7 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'inference' has no attribute {name!r}")
 
 
-__all__ = ["Client", "EmsError", "FeaturesUnavailableError", "InvalidHorizonError", "InvalidRangeError",
-           "InvalidSeriesError", "ModelNotFoundError", "ModelUnavailableError", "UnknownAssetError",
-           "UnknownFeatureServiceError", "default_client", "detect_anomalies", "explain", "explain_global",
-           "forecast"]
+__all__ = ["Client", "EmsError", "FeaturesUnavailableError", "InvalidArgumentError", "InvalidHorizonError",
+           "InvalidRangeError", "InvalidSeriesError", "ModelNotFoundError", "ModelUnavailableError",
+           "UnknownAssetError", "UnknownFeatureServiceError", "default_client", "detect_anomalies", "explain",
+           "explain_global", "forecast"]

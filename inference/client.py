@@ -14,15 +14,19 @@ from __future__ import annotations
 import logging
 import os
 import time
-from datetime import UTC, datetime
+from collections.abc import Mapping
+from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 import pandas as pd
 
 from inference import features as feats
 from inference.errors import (
+    InvalidArgumentError,
     InvalidHorizonError,
     InvalidRangeError,
+    InvalidSeriesError,
     ModelNotFoundError,
 )
 from inference.history import hourly
@@ -49,9 +53,52 @@ MAX_LOOKBACK_HOURS = feats.MAX_RANGE_HOURS
 
 
 def check_horizon(horizon) -> int:
-    if isinstance(horizon, bool) or not isinstance(horizon, int | np.integer) or not 1 <= horizon <= MAX_HORIZON:
+    if isinstance(horizon, bool) or not isinstance(horizon, int | np.integer):
+        raise InvalidHorizonError(f"horizon={horizon!r} is not a whole number of hours; use 1..{MAX_HORIZON}")
+    if not 1 <= horizon <= MAX_HORIZON:
         raise InvalidHorizonError(f"horizon={horizon!r} is out of range 1..{MAX_HORIZON} (hours)")
     return int(horizon)
+
+
+def check_model(model, tenant: str) -> str | None:
+    """None (the production default), a model name (its production version) or an id tenant:name:version
+    of one of the tenant's models (another tenant's is refused before anything of it is loaded)."""
+    if isinstance(model, str) and ":" in model:
+        owner = parse_model_id(model).tenant
+        if owner != tenant:
+            raise ModelNotFoundError(f"model {model} belongs to tenant {owner!r}, not {tenant!r}")
+    elif model is not None:
+        check_model_name(model)
+    return model
+
+
+def check_time(value, name: str):
+    """A time argument: None, a datetime/Timestamp or ISO 8601 text (naive means UTC)."""
+    if value is None:
+        return None
+    try:
+        ok = isinstance(value, str | date | np.datetime64) and not pd.isna(pd.Timestamp(value))
+    except ValueError:  # unparseable text, or outside pandas' time range
+        ok = False
+    if not ok:
+        raise InvalidArgumentError(f"{name}={value!r} is not a time; use a datetime or ISO 8601 text, "
+                                   "e.g. 2024-01-31T12:00:00Z")
+    return value
+
+
+def check_timezone(timezone) -> str:
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError, TypeError) as e:
+        raise InvalidArgumentError(f"timezone={timezone!r} is not an IANA time zone (e.g. UTC, Europe/Paris)") from e
+    return timezone
+
+
+def check_series(series, name: str) -> None:
+    """None or a pandas Series on a DatetimeIndex (its values are checked where they are used)."""
+    if series is not None and not (isinstance(series, pd.Series) and isinstance(series.index, pd.DatetimeIndex)):
+        raise InvalidSeriesError(f"{name} must be a pandas Series indexed by timestamps (DatetimeIndex), "
+                                 f"not {type(series).__name__}")
 
 
 class Client:
@@ -105,9 +152,7 @@ class Client:
     # ------------------------------------------------------------------ models
     def _served(self, tenant: str, model: str | None, default_name: str, model_type: str) -> Served:
         if model is not None and ":" in model:
-            served = self.models.version(model)
-            if served.info.tenant != tenant:
-                raise ModelNotFoundError(f"model {model} belongs to tenant {served.info.tenant!r}, not {tenant!r}")
+            served = self.models.version(check_model(model, tenant))
         else:
             served = self.models.production(tenant, check_model_name(model or default_name))
         if served.info.model_type != model_type:
@@ -127,6 +172,13 @@ class Client:
         check_tenant_id(tenant)
         check_asset_id(asset)
         horizon = check_horizon(horizon)
+        if not isinstance(quantiles, bool | np.bool_):
+            raise InvalidArgumentError(f"quantiles={quantiles!r} must be True (p10/p50/p90 and point) or False "
+                                       "(point only)")
+        check_model(model, tenant)
+        check_time(as_of, "as_of")
+        check_series(history, "history")
+        check_timezone(timezone)
         # the asset first (one clear error for an unknown tenant/asset), then its model
         t = None if history is not None else self._issue_time(tenant, asset, as_of)
         served = self._served(tenant, model, DEFAULT_FORECAST_NAME, "forecast")
@@ -171,6 +223,11 @@ class Client:
         if isinstance(lookback_hours, bool) or not isinstance(lookback_hours, int) \
                 or not 1 <= lookback_hours <= MAX_LOOKBACK_HOURS:
             raise InvalidRangeError(f"lookback_hours={lookback_hours!r} is out of range 1..{MAX_LOOKBACK_HOURS}")
+        check_time(start, "start")
+        check_time(end, "end")
+        check_model(model, tenant)
+        check_series(series, "series")
+        check_timezone(timezone)
         if start is not None and end is not None:
             feats.check_range(start, end)
         latest = None if series is not None else self._issue_time(tenant, asset, None)
@@ -240,6 +297,11 @@ class Client:
         the asset's hour `horizon` ahead, or a model id plus the model's input values (`features`)."""
         check_tenant_id(tenant)
         horizon = check_horizon(horizon)
+        check_model(model, tenant)
+        check_time(as_of, "as_of")
+        if features is not None and not isinstance(features, Mapping):
+            raise InvalidArgumentError(f"features must be a dict of feature name -> value, not "
+                                       f"{type(features).__name__}")
         served = self._served(tenant, model, DEFAULT_FORECAST_NAME, "forecast")
         names = served.python_model.features
         if features is not None:
@@ -247,7 +309,7 @@ class Client:
             if missing:
                 raise feats.FeaturesUnavailableError(f"features lack {', '.join(missing)}; the model takes "
                                                      f"{', '.join(names)}")
-            row, target = np.array([[np.nan if features[f] is None else float(features[f]) for f in names]]), None
+            row, target = np.array([[_feature_value(features, f) for f in names]]), None
         else:
             if asset is None:
                 raise feats.FeaturesUnavailableError("explain needs an asset, or a model id plus feature values")
@@ -295,6 +357,16 @@ class Client:
         frame = frame.sort_values("mean_abs_shap", ascending=False).reset_index(drop=True)
         frame["share"] = frame["mean_abs_shap"] / frame["mean_abs_shap"].sum()
         return GlobalExplanation(served.info.id, frame)
+
+
+def _feature_value(features: Mapping, name: str) -> float:
+    value = features[name]
+    if value is None:
+        return np.nan
+    try:
+        return float(value)
+    except (TypeError, ValueError) as e:
+        raise InvalidArgumentError(f"feature {name}={value!r} is not a number") from e
 
 
 def _history_loader(settings, tenant: str, asset: str, until: pd.Timestamp):

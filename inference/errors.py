@@ -34,6 +34,10 @@ class InvalidRangeError(EmsError, ValueError):
     """A time range that is empty, reversed or too long."""
 
 
+class InvalidArgumentError(EmsError, ValueError):
+    """An argument of the wrong type, or a value that cannot be parsed (a time, a time zone)."""
+
+
 class InvalidSeriesError(EmsError, ValueError):
     """A caller-supplied series that cannot be used (empty, not hourly-resolvable, no time index)."""
 

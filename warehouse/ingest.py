@@ -72,6 +72,7 @@ def ingest_readings(
     if site is not None:
         check_asset_id(site, "site")
     v.check_timezone(asset_tz or tz)
+    v.check_period(period_ending)
     table = v.read_table(path)
     read = time.perf_counter()
     spec = v.parse_column_spec(columns)
@@ -89,8 +90,8 @@ def ingest_readings(
     report.reject_file = _write_rejects(settings, path, checked.rejects, reject_file)
     if checked.rows.empty:
         raise v.IngestError(
-            f"{Path(path).name}: nothing to load, all {checked.rows_read} rows were rejected"
-            + (f" (see {report.reject_file})" if report.reject_file else "")
+            f"{Path(path).name}: nothing to load, all {checked.rows_read} rows were rejected: "
+            f"{v.describe_rejects(checked.rejects)}" + (f" (see {report.reject_file})" if report.reject_file else "")
         )
     rows = checked.rows if "unit" in checked.rows else checked.rows.assign(unit=pd.NA)
     lap("validate")
@@ -227,12 +228,16 @@ def ingest_weather(
     solar_irradiance, wind_speed). Only the variables in the file are written."""
     started = time.perf_counter()
     check_asset_id(site, "site")
+    v.check_timezone(tz)
     table = v.select_columns(v.read_table(path), v.parse_column_spec(columns), allowed=v.WEATHER_VARIABLES)
     checked = v.validate_weather(table, tz=tz, now=now)
     report = IngestReport(str(path), site, checked.rows_read, 0, 0, 0, len(checked.rejects))
     report.reject_file = _write_rejects(settings, path, checked.rejects, reject_file)
     if checked.rows.empty:
-        raise v.IngestError(f"{Path(path).name}: nothing to load, all {checked.rows_read} rows were rejected")
+        raise v.IngestError(
+            f"{Path(path).name}: nothing to load, all {checked.rows_read} rows were rejected: "
+            f"{v.describe_rejects(checked.rejects)}" + (f" (see {report.reject_file})" if report.reject_file else "")
+        )
     variables = [c for c in v.WEATHER_VARIABLES if c in checked.rows.columns]
     cols = sql.SQL(", ").join(map(sql.Identifier, variables))
     with connect(settings) as conn, conn.transaction():

@@ -10,11 +10,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from os import PathLike
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from inference.errors import EmsError
 from registry.naming import ASSET_ID_PATTERN
@@ -53,9 +55,13 @@ class Validated:
 
 def read_table(path: Path) -> pd.DataFrame:
     """CSV or Parquet (gzip ok) as strings, with `line` = the 1-based line number in the file."""
+    if not isinstance(path, str | PathLike) or not str(path):
+        raise IngestError(f"path {path!r} is not a file path")
     path = Path(path)
-    if not path.exists():
-        raise IngestError(f"file {path} does not exist")
+    if not path.is_file():
+        raise IngestError(f"file {path} does not exist" if not path.exists() else f"{path} is not a file")
+    if path.stat().st_size == 0:
+        raise IngestError(f"{path.name}: the file is empty")
     suffixes = [s.lower() for s in path.suffixes]
     try:
         if ".parquet" in suffixes or ".pq" in suffixes:
@@ -64,8 +70,12 @@ def read_table(path: Path) -> pd.DataFrame:
         elif ".csv" in suffixes or ".txt" in suffixes:
             df = pd.read_csv(path, dtype=STR, na_filter=False, skipinitialspace=True)  # no NA markers: "" stays ""
         else:
-            raise IngestError(f"{path.name}: unsupported file type; use .csv, .csv.gz or .parquet")
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as e:
+            raise IngestError(f"{path.name}: unsupported file type {''.join(path.suffixes) or '(none)'!r}; "
+                              "use .csv, .csv.gz or .parquet")
+    except UnicodeDecodeError as e:
+        raise IngestError(f"{path.name}: not UTF-8 text (byte {e.object[e.start:e.start + 1].hex(' ')} at "
+                          f"offset {e.start}); save it as UTF-8") from e
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, pa.ArrowException, OSError) as e:
         raise IngestError(f"{path.name}: cannot read as a table ({e})") from e
     if df.empty:
         raise IngestError(f"{path.name}: no data rows")
@@ -90,8 +100,15 @@ def parse_column_spec(spec: str | None) -> dict[str, str] | None:
 def check_timezone(tz: str) -> ZoneInfo:
     try:
         return ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError) as e:
+    except (ZoneInfoNotFoundError, ValueError, TypeError) as e:
         raise IngestError(f"time zone {tz!r} is not an IANA time zone (e.g. UTC, Europe/Paris)") from e
+
+
+def check_period(period: timedelta | None) -> timedelta | None:
+    """A period-ending length: more than 0 and at most a day."""
+    if period is not None and not (isinstance(period, timedelta) and timedelta(0) < period <= timedelta(days=1)):
+        raise IngestError(f"period_ending={period!r} is not a duration between 1s and 1d")
+    return period
 
 
 def select_columns(df: pd.DataFrame, columns: dict[str, str] | None, allowed: tuple[str, ...] | None,
@@ -274,6 +291,17 @@ def _split(raw: pd.DataFrame, rows: pd.DataFrame, reason: pd.Series) -> Validate
     rejects["reason"] = reason[bad]
     return Validated(rows=rows[~bad].drop(columns="line").reset_index(drop=True),
                      rejects=rejects.reset_index(drop=True), rows_read=len(raw))
+
+
+def describe_rejects(rejects: pd.DataFrame, examples: int = 3) -> str:
+    """Rejects in one line: each reason with its count and first row, e.g. `non_numeric_value x2
+    (first: line 2, asset_id='m1', timestamp='2024-01-01T00:00:00Z', value='abc')`."""
+    parts = []
+    for reason, group in list(rejects.groupby("reason", sort=False))[:examples]:
+        first = group.iloc[0]
+        fields = ", ".join(f"{c}={first[c]!r}" for c in group.columns if c not in ("line", "reason"))
+        parts.append(f"{reason} x{len(group)} (first: line {first['line']}, {fields})")
+    return "; ".join(parts)
 
 
 def _names(cols) -> str:
