@@ -7,6 +7,8 @@ view's own function) and Feast's storage format (entity-key serialization, murmu
 `_ts:<view>` timestamps), and reads each asset's hash once with a single HMGET of every field the
 service needs. It returns what `get_online_features(...).to_dict()` returns, value for value
 (tests/integration/test_online.py compares them); Feast stays the writer (`feast materialize`).
+A Redis Cluster online store (`redis_type: redis_cluster`) holds the same keys spread over its
+masters; the reader then uses redis-py's cluster client (tests/integration/test_redis_cluster.py).
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ from __future__ import annotations
 import struct
 import time
 from dataclasses import dataclass
+
+import redis
+from redis.exceptions import RedisClusterException
 
 from inference.store import feature_service
 
@@ -76,19 +81,37 @@ def _decode_ts(raw: bytes | None) -> int:
     return Timestamp.FromString(raw).seconds
 
 
+def redis_client(address):
+    """A redis-py client for a `stack.settings.RedisAddress`: `RedisCluster` for a cluster (it learns the
+    slot map from the listed nodes and routes each key, and its pipelines, to the master owning the
+    key's slot), else `Redis`. A cluster that cannot be reached raises redis.ConnectionError, like a
+    single node, so callers handle one error family."""
+    if not address.cluster:
+        return redis.Redis(host=address.host, port=address.port, db=address.db, password=address.password or None)
+    from redis.cluster import ClusterNode, RedisCluster
+
+    try:
+        return RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in address.nodes],
+                            password=address.password or None)
+    except RedisClusterException as e:
+        nodes = ",".join(f"{h}:{p}" for h, p in address.nodes)
+        raise redis.ConnectionError(f"Redis Cluster {nodes} unreachable: {e}") from e
+
+
 class OnlineReader:
-    """Reads feature services for (tenant, asset) rows; one per FeatureStore."""
+    """Reads feature services for (tenant, asset) rows; one per FeatureStore. Works against one Redis
+    or a Redis Cluster (`redis_type: redis_cluster`): keys are the same, only the client differs."""
 
     def __init__(self, store, max_keys: int = 4096):
-        import redis
         from feast.infra.online_stores.helpers import _mmh3
 
         from stack.settings import parse_redis_connection_string
 
         cfg = store.config
-        address = parse_redis_connection_string(str(cfg.online_store.connection_string))
-        self.redis = redis.Redis(host=address.host, port=address.port, db=address.db,
-                                 password=address.password or None)
+        redis_type = getattr(cfg.online_store, "redis_type", "redis")
+        self.address = parse_redis_connection_string(str(cfg.online_store.connection_string),
+                                                     str(getattr(redis_type, "value", redis_type)))
+        self._redis = None  # connected on first use (a cluster client connects when built)
         self.store = store
         self._project = cfg.project.encode()
         self._version = cfg.entity_key_serialization_version
@@ -96,6 +119,13 @@ class OnlineReader:
         self._plans: dict[str, tuple[float, object, Plan]] = {}
         self._keys: dict[tuple[str, str], bytes] = {}
         self._max_keys = max_keys
+
+    @property
+    def redis(self):
+        """The redis-py client (Redis, or RedisCluster whose pipelines split commands per master)."""
+        if self._redis is None:
+            self._redis = redis_client(self.address)
+        return self._redis
 
     # ------------------------------------------------------------------ plan
     def plan(self, service: str) -> Plan:
@@ -158,13 +188,16 @@ class OnlineReader:
         """Per distinct asset, in order: ({(view, feature): value}, {view: event time, epoch s, 0 if absent})."""
         distinct = list(dict.fromkeys(assets))
         fields = plan.fields
-        if len(distinct) == 1:
-            replies = [self.redis.hmget(self._key(tenant, distinct[0]), fields)]
-        else:
-            with self.redis.pipeline(transaction=False) as pipe:
-                for a in distinct:
-                    pipe.hmget(self._key(tenant, a), fields)
-                replies = pipe.execute()
+        try:
+            if len(distinct) == 1:
+                replies = [self.redis.hmget(self._key(tenant, distinct[0]), fields)]
+            else:  # on a cluster, a ClusterPipeline: one round trip per master holding some of the keys
+                with self.redis.pipeline(transaction=False) as pipe:
+                    for a in distinct:
+                        pipe.hmget(self._key(tenant, a), fields)
+                    replies = pipe.execute()
+        except RedisClusterException as e:  # cluster-level failure (slots uncovered, no node reachable)
+            raise redis.ConnectionError(f"Redis Cluster read failed: {e}") from e
         n = len(plan.slots)
         out = []
         for reply in replies:

@@ -146,6 +146,7 @@ def online_features(
     """Online features of a feature service for some assets. Calendar features describe
     `target_time` (default: each asset's latest complete hour)."""
     import redis
+    from redis.exceptions import RedisClusterException
 
     check_tenant_id(tenant)
     for a in assets:
@@ -162,7 +163,7 @@ def online_features(
         rows.append({"tenant_id": tenant, "asset_id": a, "target_time": when})
     try:
         frame = store.get_online_features(features=fs, entity_rows=rows).to_df()
-    except (redis.RedisError, ConnectionError) as e:
+    except (redis.RedisError, RedisClusterException, ConnectionError) as e:  # a cluster's errors are not RedisErrors
         raise FeaturesUnavailableError(f"online store unreachable ({e}); run `ems up`") from e
     ordered = [f.name for projection in fs.feature_view_projections for f in projection.features]
     return frame[["tenant_id", "asset_id", *ordered]]

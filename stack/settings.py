@@ -64,12 +64,17 @@ class PostgresAddress:
         )
 
 
+REDIS_TYPES = ("redis", "redis_cluster")  # Feast's redis_type values the SDK's reader supports
+
+
 @dataclass(frozen=True)
 class RedisAddress:
-    host: str
+    host: str  # the first node listed
     port: int
     db: int = 0
     password: str | None = None
+    cluster: bool = False  # redis_type: redis_cluster (the nodes are startup nodes; slots are discovered)
+    nodes: tuple[tuple[str, int], ...] = ()  # every node listed, (host, port)
 
 
 def read_feast_yaml(path: Path) -> dict:
@@ -81,17 +86,28 @@ def read_feast_yaml(path: Path) -> dict:
     return yaml.safe_load(os.path.expandvars(text))
 
 
-def parse_redis_connection_string(value: str) -> RedisAddress:
-    """Feast's format: `host:port[,db=N][,password=P]`."""
-    head, *params = [p.strip() for p in value.split(",")]
-    host, _, port = head.rpartition(":")
-    options = dict(p.split("=", 1) for p in params if "=" in p)
-    return RedisAddress(
-        host=host or "localhost",
-        port=int(port),
-        db=int(options.get("db", 0)),
-        password=options.get("password"),
-    )
+def parse_redis_connection_string(value: str, redis_type: str = "redis") -> RedisAddress:
+    """Feast's format: `host:port[,db=N][,password=P]`; for `redis_type: redis_cluster` a list of
+    startup nodes, `host1:port1,host2:port2,...[,password=P]` (a cluster has only database 0)."""
+    if redis_type not in REDIS_TYPES:
+        raise SettingsError(f"online_store.redis_type {redis_type!r} is not supported; use one of "
+                            f"{', '.join(REDIS_TYPES)}")
+    parts = [p.strip() for p in value.split(",") if p.strip()]
+    options = dict(p.split("=", 1) for p in parts if "=" in p)
+    nodes = []
+    for part in (p for p in parts if "=" not in p):
+        host, _, port = part.rpartition(":")
+        if not port.isdigit():
+            raise SettingsError(f"online_store.connection_string {value!r}: {part!r} is not host:port")
+        nodes.append((host or "localhost", int(port)))
+    if not nodes:
+        raise SettingsError(f"online_store.connection_string {value!r} names no host:port")
+    cluster = redis_type == "redis_cluster"
+    db = int(options.get("db", 0))
+    if cluster and db != 0:
+        raise SettingsError(f"online_store.connection_string {value!r}: db={db}, but a Redis Cluster has only db 0")
+    return RedisAddress(host=nodes[0][0], port=nodes[0][1], db=db, password=options.get("password"),
+                        cluster=cluster, nodes=tuple(nodes))
 
 
 class Settings(BaseSettings):
@@ -152,7 +168,8 @@ class Settings(BaseSettings):
         cfg = self.feast_config.get("online_store") or {}
         if cfg.get("type") != "redis":
             raise SettingsError(f"{self.feast_yaml}: online_store.type must be 'redis'")
-        return parse_redis_connection_string(str(cfg.get("connection_string", "localhost:6379")))
+        return parse_redis_connection_string(str(cfg.get("connection_string", "localhost:6379")),
+                                             str(cfg.get("redis_type", "redis")))
 
     @property
     def s3_port(self) -> int:

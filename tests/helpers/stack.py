@@ -12,9 +12,10 @@ import yaml
 from stack.settings import ROOT
 
 # EMS_TEST_PORT_OFFSET moves the whole test stack (to run two suites side by side).
+# redis_cluster: the first of three cluster nodes (each also binds its bus on port + 10000).
 _OFFSET = int(os.environ.get("EMS_TEST_PORT_OFFSET", "0"))
 TEST_PORTS = {name: port + _OFFSET for name, port in
-              {"postgres": 25432, "redis": 26379, "s3": 19333, "mlflow": 25050}.items()}
+              {"postgres": 25432, "redis": 26379, "s3": 19333, "mlflow": 25050, "redis_cluster": 27001}.items()}
 
 
 def write_feast_yaml(target: Path, pg_port: int, redis_port: int, mlflow_port: int) -> Path:

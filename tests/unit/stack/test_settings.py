@@ -71,6 +71,34 @@ def test_redis_connection_string_without_options():
     assert parse_redis_connection_string("127.0.0.1:16379").port == 16379
 
 
+def test_redis_cluster_connection_string_lists_every_node():
+    address = parse_redis_connection_string("r1:7000, r2:7001,r3:7002,password=p", "redis_cluster")
+    assert address.cluster and address.nodes == (("r1", 7000), ("r2", 7001), ("r3", 7002))
+    assert (address.host, address.port, address.db, address.password) == ("r1", 7000, 0, "p")
+    assert not parse_redis_connection_string("r1:7000").cluster
+
+
+@pytest.mark.parametrize(("value", "redis_type", "match"), [
+    ("r1:7000,r2:7001,db=1", "redis_cluster", "only db 0"),
+    ("r1:7000", "redis_sentinel", "redis_sentinel"),
+    ("r1", "redis", "'r1' is not host:port"),
+    ("db=2", "redis", "names no host:port"),
+])
+def test_bad_redis_connection_strings_are_refused(value, redis_type, match):
+    with pytest.raises(SettingsError, match=match):
+        parse_redis_connection_string(value, redis_type)
+
+
+def test_the_cluster_form_of_the_feast_yaml_is_read(tmp_path, monkeypatch):
+    path = tmp_path / "fs.yaml"
+    path.write_text("offline_store: {type: postgres, database: d, user: u}\n"
+                    "online_store: {type: redis, redis_type: redis_cluster, "
+                    "connection_string: '127.0.0.1:27001,127.0.0.1:27002,127.0.0.1:27003'}\n")
+    monkeypatch.setenv("FEAST_FS_YAML_FILE_PATH", str(path))
+    s = Settings()
+    assert s.redis.cluster and [p for _, p in s.redis.nodes] == [27001, 27002, 27003]
+
+
 def test_mlflow_address_comes_from_the_feast_yaml_unless_the_variable_is_set(tmp_path, monkeypatch):
     path = tmp_path / "fs.yaml"
     path.write_text("offline_store: {type: postgres, database: d, user: u}\nmlflow: {tracking_uri: 'http://mlf:7000'}\n")
