@@ -22,6 +22,7 @@ target_time = RequestSource(
         Field(name="day_of_month", dtype=Int64),
         Field(name="month", dtype=Int64),
         Field(name="is_business_hours", dtype=Int64),
+        Field(name="is_holiday", dtype=Int64),
     ],
     # Python mode: an online read pays no pandas round trip (pandas mode cost ~10 ms per call here,
     # 30x a raw Redis read); the function is still a pure batch transform over columns.
@@ -31,13 +32,16 @@ target_time = RequestSource(
     # distinct (target_time, timezone) instead of once per training row.
     tags={"row_wise": "true"},
     description="Calendar of target_time in the asset's IANA time zone: day_of_week Monday = 0; "
-    "is_business_hours = Mon-Fri 08:00-17:59 local. Unknown zones read as UTC.",
+    "is_business_hours = Mon-Fri 08:00-17:59 local; is_holiday = a public holiday of the zone's country "
+    "(feature_repo/holiday_calendar.py). Unknown zones read as UTC (no holidays).",
 )
 def calendar(inputs: dict) -> dict:
     # Self-contained: Feast stores this function's source in the registry and runs it without
     # this module's globals.
     from datetime import UTC, datetime
     from zoneinfo import ZoneInfo
+
+    from feature_repo.holiday_calendar import is_holiday
 
     def zone_of(name):
         try:
@@ -46,7 +50,7 @@ def calendar(inputs: dict) -> dict:
             return UTC
 
     out = {k: [] for k in ("hour_of_day", "day_of_week", "is_weekend", "day_of_month", "month",
-                           "is_business_hours")}
+                           "is_business_hours", "is_holiday")}
     for when, name in zip(inputs["target_time"], inputs["timezone"], strict=True):
         if isinstance(when, int | float):
             when = datetime.fromtimestamp(when, UTC)
@@ -60,4 +64,5 @@ def calendar(inputs: dict) -> dict:
         out["day_of_month"].append(local.day)
         out["month"].append(local.month)
         out["is_business_hours"].append(int(weekday < 5 and 8 <= local.hour < 18))
+        out["is_holiday"].append(is_holiday(name, local.date()))
     return out

@@ -36,3 +36,28 @@ anomaly_detection = FeatureService(
     description="7 features: time of day/week and the last 24 h's level, spread and range.",
     tags={"model_type": "anomaly"},
 )
+
+# Richer forecasting sets (issue-time load state over a day and a week, target-hour calendar with public
+# holidays and without the month: a year of history never shows a model every month before its test window).
+_LOAD_STATE = [
+    load_lags[["lag_1h", "lag_24h", "lag_168h"]],
+    load_rolling[["historical_avg_24h", "historical_std_24h", "min_24h", "max_24h",
+                  "historical_avg_168h", "historical_std_168h", "min_168h", "max_168h"]],
+    calendar[["hour_of_day", "day_of_week", "is_weekend", "is_business_hours", "is_holiday"]],
+]
+
+forecast_load = FeatureService(
+    name="forecast_load",
+    features=_LOAD_STATE,
+    description="16 features: lags 1/24/168 h, rolling 24 h and 168 h mean/std/min/max, target-hour calendar "
+                "(no month) with public holidays; no weather.",
+    tags={"model_type": "forecast"},
+)
+
+forecast_weather = FeatureService(
+    name="forecast_weather",
+    features=[*_LOAD_STATE, weather_hourly[["temperature", "humidity", "solar_irradiance", "wind_speed"]]],
+    description="20 features: forecast_load + the site's last-hour temperature, humidity, solar irradiance and "
+                "wind speed (NULL without a site).",
+    tags={"model_type": "forecast"},
+)

@@ -125,7 +125,7 @@ def check(horizons: Iterable[int], origins: int, history_days: int) -> tuple[int
 
 
 def run(settings: Settings, store, tenant: str, assets: list[str] | None = None, horizons: Iterable[int] = (24, 168),
-        origins: int = 28, service: str = DEFAULT_FORECAST_SERVICE, history_days: int = 365,
+        origins: int = 56, service: str = DEFAULT_FORECAST_SERVICE, history_days: int = 1095,
         boosting: train_forecast.BoosterConfig | None = None, progress: Progress | None = None) -> BacktestResult:
     """Fit once on each asset's data before its last `origins` days, forecast every daily origin of
     those days for horizons 1..max(horizons) and score them against the seasonal-naive baselines."""

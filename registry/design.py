@@ -17,27 +17,38 @@ HOUR = pd.Timedelta(hours=1)
 MAX_HORIZON = 168
 HORIZON = "horizon_h"
 META = ["asset_id", "issue_time", "target_time"]
-# Target-aligned lags: the load of the target's hour of day on the last day observed at the issue time,
-# and of the same hour one week before the target (the two seasonal-naive forecasts, as inputs). The
-# feature service's lags are relative to the issue time; these follow the target hour.
-ALIGNED = ("same_hour_1d", "same_hour_7d")
+# Target-aligned lags: the load of the target's hour of day on the last and second-to-last days observed
+# at the issue time, the mean of that hour over the last seven observed days, and the same hour one
+# week before the target (the two seasonal-naive forecasts are same_hour_1d and same_hour_7d). The
+# feature service's lags are relative to the issue time; these follow the target hour. All of them
+# read the 168 hours before the issue time only.
+ALIGNED = ("same_hour_1d", "same_hour_2d", "same_hour_mean_7d", "same_hour_7d")
+PROFILE_DAYS = 7
+
+
+def _same_hour(series: pd.Series, target: pd.Series, days_back: np.ndarray) -> np.ndarray:
+    return series.reindex(target - pd.to_timedelta(days_back * 24, unit="h")).to_numpy()
 
 
 def naive_forecasts(series: pd.Series, issue: pd.Series, horizon: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """Seasonal-naive forecasts for target t+h made at t: the last observed same hour of day
     (t+h-24*ceil(h/24)) and the same hour one week before (t+h-168h). `series` is indexed by hour end."""
     target = issue + horizon * HOUR
-    back_24 = np.ceil(horizon.to_numpy() / 24).astype(int) * 24
-    day = series.reindex(target - pd.to_timedelta(back_24, unit="h")).to_numpy()
-    week = series.reindex(target - MAX_HORIZON * HOUR).to_numpy()
-    return day, week
+    back = np.ceil(horizon.to_numpy() / 24).astype(int)
+    return _same_hour(series, target, back), _same_hour(series, target, np.full(len(target), 7))
 
 
 def aligned(series: pd.Series, issue: pd.Series, horizon: pd.Series) -> dict[str, np.ndarray]:
     """ALIGNED columns for (issue time, horizon) rows from the asset's hourly means indexed by hour end
     (only hours ending at or before the issue time are read)."""
-    day, week = naive_forecasts(series, issue, horizon)
-    return dict(zip(ALIGNED, (day, week), strict=True))
+    target = issue + horizon * HOUR
+    back = np.ceil(horizon.to_numpy() / 24).astype(int)
+    days = np.column_stack([_same_hour(series, target, back + k) for k in range(PROFILE_DAYS)])
+    known = np.isfinite(days)
+    count = known.sum(axis=1)
+    mean = np.divide(np.where(known, days, 0.0).sum(axis=1), count, out=np.full(len(days), np.nan), where=count > 0)
+    week = _same_hour(series, target, np.full(len(target), 7))
+    return dict(zip(ALIGNED, (days[:, 0], days[:, 1], mean, week), strict=True))
 
 
 def expand(

@@ -23,7 +23,8 @@ QUANTILE_OUTPUTS = ("p10", "p50", "p90")
 OUTPUTS = (*QUANTILE_OUTPUTS, "point")
 ALPHAS = {"p10": 0.1, "p50": 0.5, "p90": 0.9}
 # Inputs measured in load units (lags and rolling statistics of the hourly mean load).
-LOAD_FEATURE = re.compile(r"^(lag_\d+h|historical_(avg|std)_\d+h|min_\d+h|max_\d+h|range_\d+h|same_hour_\d+d)$")
+LOAD_FEATURE = re.compile(r"^(lag_\d+h|historical_(avg|std)_\d+h|min_\d+h|max_\d+h|range_\d+h"
+                          r"|same_hour_\d+d|same_hour_mean_\d+d)$")
 LEVEL = "log_level"
 
 
@@ -103,9 +104,14 @@ class QuantileForecaster(PythonModel):
 
     # MLflow: boosters are artifacts (LightGBM text files), not pickled.
     def load_context(self, context) -> None:
+        """Parse the booster files side by side (LightGBM's parser runs in C without the GIL)."""
+        from concurrent.futures import ThreadPoolExecutor
+
         import lightgbm as lgb
 
-        self.boosters = {name: lgb.Booster(model_file=context.artifacts[name]) for name in OUTPUTS}
+        with ThreadPoolExecutor(len(OUTPUTS)) as pool:
+            boosters = pool.map(lambda name: lgb.Booster(model_file=context.artifacts[name]), OUTPUTS)
+            self.boosters = dict(zip(OUTPUTS, boosters, strict=True))
 
     def save_boosters(self, folder: Path) -> dict[str, str]:
         paths = {}

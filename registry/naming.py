@@ -12,7 +12,8 @@ TENANT_ID_PATTERN = r"[a-z0-9][a-z0-9_-]{0,62}"
 # Asset and site ids come from meter systems: letters, digits and . _ : - (no spaces, no quotes).
 ASSET_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}"
 
-FEATURE_SERVICES = ("forecast_basic", "forecast_advanced", "anomaly_detection")
+# The seed services, then the richer forecasting sets (feature_repo/services.py).
+FEATURE_SERVICES = ("forecast_basic", "forecast_advanced", "anomaly_detection", "forecast_load", "forecast_weather")
 
 # Model registry: public id `{tenant}:{name}:{version}`, registered model `{tenant}.{name}`.
 MODEL_NAME_PATTERN = r"[a-z0-9][a-z0-9_-]{0,62}"
@@ -37,7 +38,7 @@ DEFAULT_ANOMALY_SERVICE = "anomaly_detection"
 def experiment_name(tenant: str) -> str:
     """One MLflow experiment per tenant."""
     return f"tenant-{tenant}"
-DEFAULT_FORECAST_SERVICE = "forecast_advanced"
+DEFAULT_FORECAST_SERVICE = "forecast_weather"  # the best backtest (README, Evaluation)
 
 
 class InvalidIdError(EmsError, ValueError):

@@ -14,7 +14,7 @@ import pytest
 from inference.errors import UnknownAssetError, UnknownFeatureServiceError
 from registry import backtest, backtest_report, evaluation, train_forecast
 from registry.backtest import ALL
-from registry.naming import experiment_name
+from registry.naming import DEFAULT_FORECAST_SERVICE, experiment_name
 from registry.training_data import InsufficientHistoryError
 from stack.settings import Settings
 from tests.helpers.data import tetouan_slice
@@ -103,7 +103,7 @@ def test_report_files_and_mlflow_run(data, store, result, tmp_path):
     assert doc["mlflow"]["run_id"] == report.run_id and set(doc["metrics"]) == {"h24", "h168"}
     assert doc["metrics"]["h24"]["zone2"]["rows"] == ORIGINS * 24
     run = mlflow.MlflowClient(data.mlflow_tracking_uri).get_run(report.run_id)
-    assert run.info.run_name == "backtest forecast_advanced" and run.data.params["origins"] == str(ORIGINS)
+    assert run.info.run_name == f"backtest {DEFAULT_FORECAST_SERVICE}" and run.data.params["origins"] == str(ORIGINS)
     experiment = mlflow.MlflowClient(data.mlflow_tracking_uri).get_experiment(run.info.experiment_id)
     assert experiment.name == experiment_name(TENANT)
     assert run.data.metrics["h24.zone1.mae"] == pytest.approx(result.table(24).loc["zone1", "mae"])

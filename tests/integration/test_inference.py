@@ -19,7 +19,7 @@ from inference.errors import (
     UnknownAssetError,
 )
 from registry import lifecycle, train_anomaly, train_forecast
-from registry.naming import InvalidMethodError
+from registry.naming import DEFAULT_FORECAST_SERVICE, InvalidMethodError
 from registry.severity import InvalidSensitivityError
 from registry.training_data import SplitConfig
 from stack.settings import Settings
@@ -66,7 +66,7 @@ def _zone1(start="2017-04-01", end="2017-04-29") -> pd.Series:
 def test_forecast_from_redis_with_ordered_quantiles_and_metadata(client, served):
     f = client.forecast(TENANT, "zone1", horizon=24)
     assert f.source == "online" and not f.fallback and f.warnings == []
-    assert f.model_id == served and f.stage == "production" and f.feature_service == "forecast_advanced"
+    assert f.model_id == served and f.stage == "production" and f.feature_service == DEFAULT_FORECAST_SERVICE
     assert len(f.frame) == 24 and f.frame["horizon_h"].tolist() == list(range(1, 25))
     assert f.frame["timestamp"].iloc[0] == f.feature_time  # the first target hour starts at the issue time
     assert (f.frame["p10"] <= f.frame["p50"]).all() and (f.frame["p50"] <= f.frame["p90"]).all()
@@ -184,7 +184,8 @@ def test_forecast_from_a_caller_history_for_an_unknown_asset(client):
     (lambda c: c.forecast(TENANT, "zone1", horizon=0), InvalidHorizonError, "horizon=0 is out of range 1..168"),
     (lambda c: c.forecast(TENANT, "zone1", horizon=169), InvalidHorizonError, "horizon=169 is out of range"),
     (lambda c: c.forecast("nobody", "zone1"), UnknownAssetError, "tenant 'nobody' has no asset"),
-    (lambda c: c.forecast("nb2", "zone1", model="inf:load_forecaster:1"), UnknownAssetError, "'nb2' has no asset"),
+    (lambda c: c.forecast("nb2", "zone1", model="inf:load_forecaster:1"), ModelNotFoundError,
+         "belongs to tenant 'inf', not 'nb2'"),
     (lambda c: c.detect_anomalies(TENANT, "zone1", sensitivity=0), InvalidSensitivityError, "out of range 1..5"),
     (lambda c: c.detect_anomalies(TENANT, "zone1", sensitivity=6), InvalidSensitivityError, "out of range 1..5"),
     (lambda c: c.detect_anomalies(TENANT, "zone1", method="prophet"), InvalidMethodError, "'prophet' is not one of"),

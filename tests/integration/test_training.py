@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from registry import lifecycle, train_anomaly, train_forecast, training_data
+from registry.naming import DEFAULT_FORECAST_SERVICE
 from registry.training_data import InsufficientHistoryError, SplitConfig
 from tests.helpers.data import tetouan_slice
 from tests.helpers.stack import ems
@@ -67,11 +68,11 @@ def test_forecaster_is_logged_with_metrics_plots_tags_and_starts_in_staging(fore
     assert info.stage == "staging" and info.id == f"{TENANT}:load_forecaster:{info.version}"
     tags = info.tags
     assert tags["tenant_id"] == TENANT and tags["model_type"] == "forecast"
-    assert tags["feast.feature_service"] == tags["feature_service"] == "forecast_advanced"
+    assert tags["feast.feature_service"] == tags["feature_service"] == DEFAULT_FORECAST_SERVICE
     assert tags["feast_project"] == "ems" and len(tags["data_fingerprint"]) == 16
     assert tags["training_window_start"] < tags["training_window_end"]
     run = mlc.get_run(forecaster.run_id)
-    assert run.data.tags["feast.feature_service"] == "forecast_advanced"  # Feast's own auto-log
+    assert run.data.tags["feast.feature_service"] == DEFAULT_FORECAST_SERVICE  # Feast's own auto-log
     for key in ("mae", "rmse", "mape", "smape", "mase_24", "mase_168", "pinball_p10", "pinball_p90",
                 "coverage_p10_p90", "dayahead_mase_168", "dayahead_naive_168_mase"):
         assert np.isfinite(run.data.metrics[key]), key
@@ -80,14 +81,14 @@ def test_forecaster_is_logged_with_metrics_plots_tags_and_starts_in_staging(fore
     assert {"plots/forecast_band.png", "plots/feature_importance.png", "plots/shap_summary.png",
             "plots/error_by_horizon.png"} <= plots
     # Feast's resolver reads the version tag and checks feast_features.json against the service
-    assert store.mlflow.resolve_features(f"models:/{TENANT}.load_forecaster/{info.version}") == "forecast_advanced"
+    assert store.mlflow.resolve_features(f"models:/{TENANT}.load_forecaster/{info.version}") == DEFAULT_FORECAST_SERVICE
 
 
 def test_production_model_loads_by_alias_from_s3_and_never_crosses(forecaster, mlc, data, store):
     lifecycle.promote(mlc, forecaster.model_id, "production")
     mlflow.set_tracking_uri(data.mlflow_tracking_uri)
     model = mlflow.pyfunc.load_model(f"models:/{TENANT}.load_forecaster@production")
-    ts = training_data.build(store, training_data.plan(data, store, TENANT, None, "forecast_advanced", SPLIT))
+    ts = training_data.build(store, training_data.plan(data, store, TENANT, None, DEFAULT_FORECAST_SERVICE, SPLIT))
     out = model.predict(ts.holdout[ts.features].astype(float))
     assert list(out.columns) == ["p10", "p50", "p90", "point"] and len(out) == len(ts.holdout)
     assert (out["p10"] <= out["p50"]).all() and (out["p50"] <= out["p90"]).all()

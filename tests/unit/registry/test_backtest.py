@@ -155,7 +155,8 @@ def test_cells_are_formatted_by_metric():
 @pytest.mark.parametrize(("args", "code", "message"), [
     (["--horizons", "24,abc"], 2, "'24,abc' is not a comma-separated list of hours"),
     (["--horizons", "24,200"], 1, "horizon=200 is out of range 1..168"),
-    (["--origins", "400"], 1, "origins=400 is out of range 1..344"),
+    (["--origins", "400"], 1, "origins=400 is out of range 1..365"),
+    (["--origins", "400", "--history-days", "365"], 1, "origins=400 is out of range 1..344"),
 ])
 def test_cli_checks_settings_before_any_io(args, code, message):
     result = CliRunner().invoke(app, ["evaluate", "forecast", "--tenant", "t", *args])

@@ -81,7 +81,22 @@ def test_target_aligned_lags_follow_the_target_hour_and_never_read_past_the_issu
     back = np.ceil(h / 24).astype(int) * 24
     np.testing.assert_array_equal(out["same_hour_1d"], 300 + h - back)  # same hour, last observed day
     np.testing.assert_array_equal(out["same_hour_7d"], 300 + h - 168)  # same hour, a week before the target
-    assert (out["same_hour_1d"] <= 300).all() and (out["same_hour_7d"] <= 300).all()
+    np.testing.assert_array_equal(out["same_hour_2d"], 300 + h - back - 24)  # the observed day before that
+    # mean of the same hour over the last seven observed days: positions p, p-24, ..., p-144 average to p-72
+    np.testing.assert_array_equal(out["same_hour_mean_7d"], 300 + h - back - 72)
+    for name in ("same_hour_1d", "same_hour_2d", "same_hour_mean_7d", "same_hour_7d"):
+        assert (out[name] <= 300).all(), name
+    # every value reads only the week before the issue time: a series cut to it gives the same columns
+    week = aligned(series[(series.index <= t) & (series.index > t - pd.Timedelta(hours=168))],
+                   pd.Series([t] * 168), horizons)
+    for name, values in out.items():
+        np.testing.assert_array_equal(week[name], values, err_msg=name)
+    # a missing day drops out of the mean instead of making it unknown
+    missing = t + pd.Timedelta(hours=1) - pd.Timedelta(hours=48)
+    gappy = aligned(series[(series.index <= t) & (series.index != missing)],
+                    pd.Series([t]), pd.Series([1]))
+    assert np.isnan(gappy["same_hour_2d"][0])
+    assert gappy["same_hour_mean_7d"][0] == np.mean([277, 229, 205, 181, 157, 133])
 
 
 def test_conformal_widths_per_horizon_bucket_and_asset():
