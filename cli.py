@@ -112,11 +112,18 @@ def _print_json(doc) -> None:
 
 # ---------------------------------------------------------------- local stack
 @app.command()
-def up(as_json: AsJson = False) -> None:
+def up(
+    auth: Annotated[bool | None, typer.Option(
+        "--auth/--no-auth", help="MLflow with its basic-auth app (users, per-tenant access); default: as last time.")
+    ] = None,
+    as_json: AsJson = False,
+) -> None:
     """Start the local stack (Postgres, Redis, S3, MLflow) and apply the schema; idempotent."""
     from stack.services import up as stack_up
     from warehouse.migrate import migrate
 
+    if auth is not None:
+        settings().mlflow_auth = auth
     with console.status("starting services…") as status:
         statuses = _run(stack_up, settings(), on_service=lambda s: status.update(f"{s.name} ready, next…"))
         status.update("applying schema migrations…")
@@ -127,6 +134,8 @@ def up(as_json: AsJson = False) -> None:
     _services_table(statuses)
     if applied:
         console.print(f"applied {len(applied)} migration(s): {', '.join(applied)}")
+    if auth:
+        console.print("MLflow asks for a login: set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (README)")
 
 
 @app.command()
@@ -781,6 +790,43 @@ def models_delete(
 
     info = _run(delete, _mlflow(), model_id, force)
     console.print(f"deleted {info.id} (was {info.stage})")
+
+
+# ---------------------------------------------------------------- users (MLflow basic auth)
+users_app = typer.Typer(no_args_is_help=True, help="MLflow users of tenants (a server started with `ems up --auth`).")
+app.add_typer(users_app, name="users")
+
+
+@users_app.command("create")
+def users_create(
+    tenant: Tenant,
+    username: Annotated[str | None, typer.Option(help="Login name; default: the tenant id.")] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Create a tenant's MLflow user, who reads and promotes that tenant's models only (admin login needed).
+
+    The password comes from EMS_NEW_USER_PASSWORD; otherwise one is generated and printed once."""
+    from stack.auth import create_tenant_user
+
+    user = _run(create_tenant_user, settings().mlflow_tracking_uri, tenant, username,
+                os.environ.get("EMS_NEW_USER_PASSWORD"))
+    if as_json:
+        _print_json(user.as_dict())
+        return
+    console.print(f"created MLflow user {user.username} for tenant {user.tenant}; models granted: "
+                  f"{', '.join(user.models) or 'none yet'}", markup=False)
+    if user.password:
+        console.print(f"password (shown once, stored nowhere): {user.password}", markup=False, highlight=False)
+
+
+@users_app.command("grant")
+def users_grant(tenant: Tenant) -> None:
+    """Give a tenant's users each of the tenant's models they lack (admin login needed)."""
+    from stack.auth import grant_tenant_models
+
+    granted = _run(grant_tenant_models, settings().mlflow_tracking_uri, tenant)
+    console.print(f"granted: {', '.join(granted)}" if granted else f"tenant {tenant}'s users have all its models",
+                  markup=False)
 
 
 if __name__ == "__main__":

@@ -8,8 +8,10 @@ the alias first, then the latest version in stage Production (what a UI stage ch
 
 from __future__ import annotations
 
+import functools
 import logging
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 from inference.errors import InvalidTransitionError, ModelNotFoundError
@@ -26,6 +28,7 @@ from registry.naming import (
     parse_model_id,
     registered_name,
 )
+from stack.auth import grant_registered_model, registry_access
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +55,21 @@ class ModelInfo:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+def _access(what: Callable[..., str]):
+    """A public call refused by MLflow (401/403, `ems up --auth`) raises one RegistryAccessError that
+    names the user and what it tried (`what` gets the call's arguments after the client)."""
+
+    def wrap(fn):
+        @functools.wraps(fn)
+        def guarded(mlflow_client, *args, **kwargs):
+            with registry_access(mlflow_client.tracking_uri, what(*args, **kwargs)):
+                return fn(mlflow_client, *args, **kwargs)
+
+        return guarded
+
+    return wrap
 
 
 def client(tracking_uri: str):
@@ -122,8 +140,10 @@ def _info(mlflow_client, version, production: dict[str, str | None] | None = Non
     )
 
 
+@_access(lambda tenant, name, *_, **__: f"register model {tenant}:{name}")
 def register(mlflow_client, tenant: str, name: str, model_uri: str, run_id: str | None, tags: dict) -> ModelInfo:
-    """Register a logged model as a new version of `{tenant}.{name}`; it starts in staging."""
+    """Register a logged model as a new version of `{tenant}.{name}`; it starts in staging. With basic
+    auth, a new registered model is granted to the tenant's users (stack/auth.py)."""
     from mlflow.exceptions import MlflowException
 
     check_tenant_id(tenant)
@@ -134,6 +154,8 @@ def register(mlflow_client, tenant: str, name: str, model_uri: str, run_id: str 
     except MlflowException as e:
         if e.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
+    else:
+        grant_registered_model(mlflow_client, tenant, full)
     # MLflow 3 logged models (`models:/m-<id>`) must be registered with their model id.
     model_id = model_uri.removeprefix("models:/") if model_uri.startswith("models:/m-") else None
     tags = {**tags, TAG_TENANT: tenant}
@@ -145,10 +167,12 @@ def register(mlflow_client, tenant: str, name: str, model_uri: str, run_id: str 
     return show(mlflow_client, f"{tenant}:{name}:{version.version}")
 
 
+@_access(lambda model_id: f"read model {model_id}")
 def show(mlflow_client, model_id: str) -> ModelInfo:
     return _info(mlflow_client, _version(mlflow_client, parse_model_id(model_id)))
 
 
+@_access(lambda tenant=None: f"list the models of tenant {tenant}" if tenant else "list models")
 def list_models(mlflow_client, tenant: str | None = None) -> list[ModelInfo]:
     """Every version of every model, or of one tenant's models only (by name prefix AND tag)."""
     filter_string = None
@@ -163,6 +187,7 @@ def list_models(mlflow_client, tenant: str | None = None) -> list[ModelInfo]:
     return sorted(out, key=lambda m: (m.tenant, m.name, -m.version))
 
 
+@_access(lambda model_id, to: f"promote model {model_id} to {to}")
 def promote(mlflow_client, model_id: str, to: str) -> ModelInfo:
     """Move a version to `to`; promoting to production archives the previous production version."""
     if not isinstance(to, str) or to.lower() not in STAGES:
@@ -199,15 +224,17 @@ def _set_stage(mlflow_client, name: str, version: str, stage: str) -> None:
                                                      archive_existing_versions=False)
 
 
+@_access(lambda model_id, force=False: f"delete model {model_id}")
 def delete(mlflow_client, model_id: str, force: bool = False) -> ModelInfo:
     """Delete a version; a production version needs `force`."""
-    info = show(mlflow_client, model_id)
+    info = _info(mlflow_client, _version(mlflow_client, parse_model_id(model_id)))
     if info.stage == "production" and not force:
         raise InvalidTransitionError(f"{info.id} is in production; pass --force to delete it")
     mlflow_client.delete_model_version(registered_name(info.tenant, info.name), str(info.version))
     return info
 
 
+@_access(lambda tenant, name: f"read model {tenant}:{name}")
 def resolve_production(mlflow_client, tenant: str, name: str) -> ModelInfo:
     """The version serving `{tenant}:{name}` (alias first, then stage Production)."""
     check_tenant_id(tenant)

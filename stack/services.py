@@ -18,7 +18,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from stack.process import PidFile, ServiceError, as_user, port_open, spawn, terminate, wait_until
+from stack import auth
+from stack.process import PidFile, ServiceError, as_user, cmdline, port_open, spawn, terminate, wait_until
 from stack.settings import Settings, is_loopback
 
 logger = logging.getLogger(__name__)
@@ -315,7 +316,8 @@ class S3(Service):
 
 
 class MLflow(Service):
-    """`mlflow server`: Postgres backend (psycopg2), artifacts proxied to S3."""
+    """`mlflow server`: Postgres backend (psycopg2), artifacts proxied to S3; with `ems up --auth`, MLflow's
+    basic-auth app (stack/auth.py). Without `--auth/--no-auth` it keeps the mode it ran in last."""
 
     name = "mlflow"
     kill_group = True
@@ -337,14 +339,44 @@ class MLflow(Service):
     def marker(self) -> str:
         return f"--port {self.port}"
 
+    @property
+    def auth(self) -> bool:
+        """Run the basic-auth app? As asked (EMS_MLFLOW_AUTH, `ems up --auth/--no-auth`), else as last time."""
+        if self.settings.mlflow_auth is not None:
+            return self.settings.mlflow_auth
+        return auth.config_path(self.settings).exists()
+
     def command(self) -> list[str]:
         return [str(VENV_BIN / "mlflow"), "server", "--host", self.host, "--port", str(self.port),
                 "--backend-store-uri", self.settings.mlflow_backend_uri,
                 "--artifacts-destination", self.settings.mlflow_artifacts_destination,
-                "--serve-artifacts", "--workers", "2"]
+                "--serve-artifacts", "--workers", "2", *(["--app-name", auth.AUTH_APP] if self.auth else [])]
+
+    def prepare(self) -> None:
+        super().prepare()
+        if self.auth:
+            auth.ensure_database(self.settings)
+            auth.write_server_config(self.settings)
+        else:
+            auth.config_path(self.settings).unlink(missing_ok=True)
 
     def env(self) -> dict[str, str]:
-        return self.settings.service_env()
+        return {**self.settings.service_env(), **(auth.server_env(self.settings) if self.auth else {})}
+
+    def up(self) -> ServiceStatus:
+        pid = self.pidfile.read()
+        if pid is not None and (f"--app-name {auth.AUTH_APP}" in cmdline(pid)) != self.auth:
+            logger.info("restarting %s (pid %d) with basic auth %s", self.name, pid, "on" if self.auth else "off")
+            terminate(pid, self.stop_signal, group=self.kill_group)
+            self.pidfile.clear()
+        return super().up()
+
+    def status(self) -> ServiceStatus:
+        status = super().status()
+        login = auth.probe(self.url) if status.healthy else None
+        if login is not None:
+            status.detail += ", basic auth on" if login else ", auth off"
+        return status
 
     def healthy(self) -> bool:
         try:

@@ -27,6 +27,8 @@ LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 # Throwaway credentials of the local S3 server; refused for any non-loopback endpoint.
 LOCAL_S3_ACCESS_KEY = "ems-local-access"
 LOCAL_S3_SECRET_KEY = "ems-local-secret"
+# Throwaway password of the local MLflow admin (`ems up --auth`); refused for a server off loopback.
+LOCAL_MLFLOW_ADMIN_PASSWORD = "ems-local-admin"
 
 
 # Offline store types whose connection settings are Postgres's: stock Feast's and ours (same config
@@ -135,6 +137,16 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("EMS_S3_SECRET_KEY", "AWS_SECRET_ACCESS_KEY"),
     )
     pg_user_os: str = Field(default="nobody", description="OS user that runs the local Postgres when root")
+    # MLflow's basic-auth app (`ems up --auth`, stack/auth.py); None keeps what the local stack ran last.
+    mlflow_auth: bool | None = None
+    mlflow_auth_database: str = Field(default="mlflow_auth", description="users and permissions of the auth app")
+    mlflow_admin_username: str = Field(
+        default="admin", validation_alias=AliasChoices("EMS_MLFLOW_ADMIN_USERNAME", "MLFLOW_AUTH_ADMIN_USERNAME")
+    )
+    mlflow_admin_password: str = Field(
+        default=LOCAL_MLFLOW_ADMIN_PASSWORD,
+        validation_alias=AliasChoices("EMS_MLFLOW_ADMIN_PASSWORD", "MLFLOW_AUTH_ADMIN_PASSWORD"),
+    )
 
     @model_validator(mode="after")
     def _mlflow_address(self) -> Settings:
@@ -207,6 +219,12 @@ class Settings(BaseSettings):
             raise SettingsError(
                 f"S3 endpoint {self.s3_endpoint_url} is not local: set EMS_S3_ACCESS_KEY and "
                 "EMS_S3_SECRET_KEY (the built-in values are for the local stack only)"
+            )
+        if (self.mlflow_auth and not is_loopback(urlsplit(self.mlflow_tracking_uri).hostname)
+                and self.mlflow_admin_password == LOCAL_MLFLOW_ADMIN_PASSWORD):
+            raise SettingsError(
+                f"MLflow at {self.mlflow_tracking_uri} is not local: set EMS_MLFLOW_ADMIN_PASSWORD (or "
+                "MLFLOW_AUTH_ADMIN_PASSWORD) for its admin (the built-in value is for the local stack only)"
             )
 
     def service_env(self) -> dict[str, str]:

@@ -1,0 +1,169 @@
+"""MLflow basic auth with two tenants (`ems up --auth`): a second MLflow server started the way the stack
+starts it, with its auth app, on the session's Postgres (same registry, users in their own database)
+and S3. Each tenant's user reads, loads and promotes its own models only; the admin sees all."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import urllib.error
+import urllib.request
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import mlflow
+import pytest
+
+from registry import lifecycle
+from registry.naming import experiment_name
+from stack import services
+from stack.auth import RegistryAccessError, create_tenant_user
+from tests.helpers.stack import TEST_PORTS, ems
+
+pytestmark = pytest.mark.integration
+
+AUTH_PORT = TEST_PORTS["mlflow"] + 1  # beside the session's MLflow
+A, B = "auth-a", "auth-b"
+
+
+class Echo(mlflow.pyfunc.PythonModel):
+    def predict(self, context, model_input):
+        return model_input
+
+
+@contextmanager
+def login(username: str | None, password: str | None = None):
+    """Act as an MLflow user: MLflow reads these two variables on every request."""
+    names = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+    saved = {k: os.environ.pop(k, None) for k in names}
+    if username is not None:
+        os.environ.update({names[0]: username, names[1]: password})
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+
+
+@dataclass
+class Tenants:
+    uri: str
+    admin: tuple[str, str]
+    users: dict[str, tuple[str, str]]  # tenant -> (username, password)
+    models: dict[str, str]  # tenant -> model id
+
+
+@pytest.fixture(scope="module")
+def auth_mlflow(stack, tmp_path_factory):
+    settings = stack.model_copy(update={
+        "home": tmp_path_factory.mktemp("auth-home"), "mlflow_auth": True,
+        "mlflow_tracking_uri": f"http://127.0.0.1:{AUTH_PORT}", "mlflow_auth_database": "mlflow_auth_test",
+    })
+    server = services.MLflow(settings)
+    try:
+        server.up()
+        yield settings
+    finally:
+        server.down()
+
+
+def _log_model(uri: str, tenant: str) -> tuple[str, str]:
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    try:
+        mlflow.set_experiment(experiment_name(tenant))
+        with mlflow.start_run() as run:
+            info = mlflow.pyfunc.log_model(name="model", python_model=Echo(), pip_requirements=["mlflow"])
+    finally:
+        mlflow.set_tracking_uri(previous)
+    return info.model_uri, run.info.run_id
+
+
+@pytest.fixture(scope="module")
+def tenants(auth_mlflow) -> Tenants:
+    """A's user exists before A's model is registered (registering grants it to the tenant's role); B's
+    user is created after a model was made in the MLflow UI's way, by name (creating the user grants it).
+    The admin logs and registers the models, as the project's training does."""
+    uri = auth_mlflow.mlflow_tracking_uri
+    admin = (auth_mlflow.mlflow_admin_username, auth_mlflow.mlflow_admin_password)
+    cli_env = {"MLFLOW_TRACKING_URI": uri, "MLFLOW_TRACKING_USERNAME": admin[0], "MLFLOW_TRACKING_PASSWORD": admin[1]}
+    user_a = json.loads(ems("users", "create", "--tenant", A, "--json", env=cli_env).stdout)
+    models = {}
+    with login(*admin):
+        mlc = lifecycle.client(uri)
+        for tenant in (A, B):
+            models[tenant] = lifecycle.register(mlc, tenant, "shared", *_log_model(uri, tenant),
+                                                {"model_type": "forecast"}).id
+        mlc.create_registered_model(f"{B}.from_ui", tags={"tenant_id": B})  # no project hook ran
+        b_password = secrets.token_urlsafe(16)
+        user_b = create_tenant_user(uri, B, "bob", b_password)
+    assert user_a["models"] == [] and len(user_a["password"]) >= 12  # generated, shown once
+    assert user_b.as_dict() == {"username": "bob", "tenant": B, "password": None, "models": [f"{B}.from_ui"]}
+    return Tenants(uri, admin, {A: (A, user_a["password"]), B: ("bob", b_password)}, models)
+
+
+def test_tenant_user_reads_loads_and_promotes_its_own_model(tenants):
+    mlc = lifecycle.client(tenants.uri)
+    with login(*tenants.users[A]):
+        assert lifecycle.show(mlc, tenants.models[A]).tenant == A
+        assert lifecycle.promote(mlc, tenants.models[A], "production").stage == "production"
+        assert lifecycle.resolve_production(mlc, A, "shared").id == tenants.models[A]
+        model = mlflow.pyfunc.load_model(f"models:/{A}.shared/1")  # files via the tenant's experiment
+        assert list(model.predict([1.0, 2.0])) == [1.0, 2.0]
+        assert {m.tenant for m in lifecycle.list_models(mlc)} == {A}  # other tenants' models are filtered out
+        assert lifecycle.list_models(mlc, B) == []
+    with login(*tenants.users[B]):
+        assert [m.id for m in lifecycle.list_models(mlc)] == [tenants.models[B]]
+
+
+def test_tenant_user_gets_one_clear_error_for_another_tenants_model(tenants):
+    mlc = lifecycle.client(tenants.uri)
+    b_model = tenants.models[B]
+    with login(*tenants.users[A]):
+        with pytest.raises(RegistryAccessError, match=f"MLflow user '{A}' may not read model {b_model} .*HTTP 403"):
+            lifecycle.show(mlc, b_model)
+        with pytest.raises(RegistryAccessError, match=f"'{A}' may not promote model {b_model} to production"):
+            lifecycle.promote(mlc, b_model, "production")
+    with login(*tenants.admin):
+        assert lifecycle.show(mlc, b_model).stage == "staging"  # untouched
+
+
+def test_models_cli_refusal_is_one_line_naming_user_and_model(tenants):
+    username, password = tenants.users[B]
+    env = {"MLFLOW_TRACKING_URI": tenants.uri, "MLFLOW_TRACKING_USERNAME": username,
+           "MLFLOW_TRACKING_PASSWORD": password}
+    refused = ems("models", "promote", tenants.models[A], "--to", "archived", env=env, check=False)
+    assert refused.returncode == 1, refused
+    assert refused.stderr.startswith(f"error: MLflow user 'bob' may not promote model {tenants.models[A]} to archived")
+    assert len(refused.stderr.strip().splitlines()) == 1 and "Traceback" not in refused.stderr
+
+
+def test_admin_sees_every_tenants_models(tenants):
+    with login(*tenants.admin):
+        ids = {m.id for m in lifecycle.list_models(lifecycle.client(tenants.uri))}
+    assert set(tenants.models.values()) <= ids
+
+
+def test_unauthenticated_and_wrong_password_requests_are_refused(tenants):
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"{tenants.uri}/api/2.0/mlflow/registered-models/search", timeout=5)
+    assert refused.value.code == 401
+    mlc = lifecycle.client(tenants.uri)
+    with login(None), pytest.raises(RegistryAccessError, match="needs a login to list models .*HTTP 401"):
+        lifecycle.list_models(mlc)
+    with login(A, "not-the-password"), pytest.raises(RegistryAccessError, match=f"rejected the login of user '{A}'"):
+        lifecycle.show(mlc, tenants.models[A])
+
+
+def test_status_reports_auth_on_and_off(auth_mlflow, stack):
+    assert services.MLflow(auth_mlflow).status().detail == "running, basic auth on"
+    assert services.MLflow(stack).status().detail == "running, auth off"
+
+
+def test_up_without_auth_restarts_the_server_and_the_choice_is_remembered(auth_mlflow):
+    """`ems up --no-auth` after `ems up --auth` (runs last: the server is left without auth)."""
+    with_auth = services.MLflow(auth_mlflow).status()
+    without = services.MLflow(auth_mlflow.model_copy(update={"mlflow_auth": False})).up()
+    assert without.detail == "running, auth off" and without.pid != with_auth.pid
+    assert not services.MLflow(auth_mlflow.model_copy(update={"mlflow_auth": None})).auth  # plain `ems up`
