@@ -53,6 +53,8 @@ console = Console()
 err_console = Console(stderr=True)
 
 Tenant = Annotated[str, typer.Option("--tenant", "-t", envvar="EMS_TENANT", help="Tenant id.")]
+# Default: registry.naming.DEFAULT_FORECAST_SERVICE (a literal here keeps `ems --help` free of imports).
+ForecastService = Annotated[str, typer.Option("--features", help="Feature service to train on.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of tables.")]
 
 
@@ -484,7 +486,7 @@ def _split(history_days: int, holdout_days: int):
 def train_forecast(
     tenant: Tenant,
     asset: Assets = None,
-    features: Annotated[str, typer.Option("--features", help="Feature service to train on.")] = "forecast_advanced",
+    features: ForecastService = "forecast_weather",
     name: Annotated[str, typer.Option("--name", help="Registered as {tenant}.{name}.")] = "load_forecaster",
     history_days: HistoryDays = 730,
     holdout_days: HoldoutDays = 14,
@@ -581,10 +583,10 @@ def evaluate_forecast(
     horizons: Annotated[str, typer.Option("--horizons", help="Horizon sets, comma-separated: H scores horizons "
                                           "1..H (each 1..168).")] = "24,168",
     origins: Annotated[int, typer.Option("--origins", help="Daily forecast origins: the last N days are the test "
-                                         "window.")] = 28,
-    features: Annotated[str, typer.Option("--features", help="Feature service to train on.")] = "forecast_advanced",
+                                         "window.")] = 56,
+    features: ForecastService = "forecast_weather",
     history_days: Annotated[int, typer.Option("--history-days", help="Days of history per asset, test window "
-                                              "included.")] = 365,
+                                              "included.")] = 1095,
     out: Annotated[Path | None, typer.Option("--out", file_okay=False, help="Report folder (default "
                                              "{EMS_HOME}/reports/backtest/<tenant>-<stamp>).")] = None,
     as_json: AsJson = False,

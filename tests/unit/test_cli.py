@@ -63,3 +63,14 @@ def test_inference_commands_check_horizon_and_sensitivity_before_any_io():
     assert result.exit_code == 1 and "horizon=169 is out of range 1..168" in result.output
     result = runner.invoke(app, ["anomaly", "--tenant", "t", "--asset", "a", "--sensitivity", "6"])
     assert result.exit_code == 1 and "sensitivity=6 is out of range 1..5" in result.output
+
+
+def test_forecast_commands_default_to_the_registry_default_feature_service():
+    import inspect
+
+    import cli
+    from registry.naming import DEFAULT_FORECAST_SERVICE, FEATURE_SERVICES
+
+    for command in (cli.train_forecast, cli.evaluate_forecast):
+        assert inspect.signature(command).parameters["features"].default == DEFAULT_FORECAST_SERVICE
+    assert DEFAULT_FORECAST_SERVICE in FEATURE_SERVICES
