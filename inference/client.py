@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 import pandas as pd
+import psycopg
 
 from inference import features as feats
 from inference.errors import (
@@ -135,7 +136,15 @@ class Client:
         if hit is None or time.monotonic() - hit[0] >= self.latest_ttl_seconds:
             from inference.store import latest_feature_time
 
-            hit = (time.monotonic(), latest_feature_time(self.settings, tenant, [asset], self._conn())[asset])
+            try:
+                latest = latest_feature_time(self.settings, tenant, [asset], self._conn())[asset]
+            except psycopg.OperationalError:
+                if not self._db.broken:
+                    raise
+                # Postgres restarted or stopped since the connection was last used: one new connection
+                # (DatabaseUnavailableError, naming the address, if it is down).
+                latest = latest_feature_time(self.settings, tenant, [asset], self._conn())[asset]
+            hit = (time.monotonic(), latest)
             if len(self._latest) > 10_000:
                 self._latest.clear()
             self._latest[key] = hit

@@ -208,6 +208,7 @@ class ModelCache:
         `recorded` is the location written on the version at registration; without it (or if S3 does
         not hold the model there) the registry is asked."""
         import mlflow
+        from mlflow.exceptions import MlflowException
 
         location = None
         if self._direct:
@@ -221,7 +222,16 @@ class ModelCache:
                 logger.info("%s; loading %s through MLflow", e, model_id)
         if location is None or location == recorded:
             location = self._client().get_model_version_download_uri(name, str(version))
-        return Path(mlflow.artifacts.download_artifacts(artifact_uri=location, tracking_uri=self.tracking_uri))
+        try:
+            return Path(mlflow.artifacts.download_artifacts(artifact_uri=location, tracking_uri=self.tracking_uri))
+        except MlflowException as e:
+            if self._direct or self.settings is None:
+                raise
+            # The proxy serves the S3 bucket that did not answer us: name S3, not the registry.
+            raise ModelUnavailableError(
+                f"cannot load {model_id}: S3 at {self.settings.s3_endpoint_url} is unreachable, and MLflow's "
+                f"artifact proxy at {self.tracking_uri} (which reads the same bucket) failed too; start S3 "
+                "with `ems up`") from e
 
     def cached_ids(self) -> list[str]:
         return list(self._models)

@@ -18,7 +18,9 @@ import time
 from dataclasses import dataclass
 
 import redis
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisClusterException
+from redis.retry import Retry
 
 from inference.store import feature_service
 
@@ -87,7 +89,10 @@ def redis_client(address):
     key's slot), else `Redis`. A cluster that cannot be reached raises redis.ConnectionError, like a
     single node, so callers handle one error family."""
     if not address.cluster:
-        return redis.Redis(host=address.host, port=address.port, db=address.db, password=address.password or None)
+        # One immediate retry: redis-py's default (three, backing off from 1 s) held every call ~7 s while
+        # Redis was down, before the forecast fell back to the offline store.
+        return redis.Redis(host=address.host, port=address.port, db=address.db, password=address.password or None,
+                           retry=Retry(NoBackoff(), 1))
     from redis.cluster import ClusterNode, RedisCluster
 
     try:

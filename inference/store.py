@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import pandas as pd
@@ -13,7 +14,7 @@ from psycopg import sql
 from inference.errors import FeaturesUnavailableError, UnknownAssetError, UnknownFeatureServiceError
 from registry.naming import check_asset_id, check_tenant_id
 from stack.settings import ROOT, Settings
-from warehouse.db import connect
+from warehouse.db import DatabaseUnavailableError, connect
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +27,25 @@ def get_store(settings: Settings):
     if store.config.mlflow is not None:  # Feast's MLflow lineage goes to the server `ems` uses
         store.config.mlflow.tracking_uri = settings.mlflow_tracking_uri
     return store
+
+
+@contextmanager
+def registry_reachable(store) -> Iterator[None]:
+    """Feast's SQL registry is a Postgres database: not reaching it is one DatabaseUnavailableError
+    naming its address, as for the offline store (SQLAlchemy's own message spans several lines)."""
+    from sqlalchemy.exc import OperationalError
+
+    try:
+        yield
+    except OperationalError as e:
+        from sqlalchemy.engine import make_url
+
+        url = make_url(store.config.registry.path)
+        raise DatabaseUnavailableError(
+            f"cannot reach the Feast registry in Postgres at {url.host}:{url.port}/{url.database} "
+            f"({' '.join(str(e.orig).split())}); start the local stack with `ems up` or fix the registry "
+            "block of the Feast yaml"
+        ) from e
 
 
 # Feast rebuilds a FeatureService from its proto on every registry lookup (~10 ms here, typeguard
@@ -42,14 +62,15 @@ def _cached_service(store, name: str):
         return hit
     from feast.errors import FeatureServiceNotFoundException
 
-    try:
-        fs = store.get_feature_service(name, allow_cache=True)
-    except FeatureServiceNotFoundException as e:
-        known = sorted(fs.name for fs in store.list_feature_services())
-        raise UnknownFeatureServiceError(
-            f"feature service {name!r} is not registered; known: {', '.join(known) or 'none (run `feast apply`)'}"
-        ) from e
-    on_demand = {v.name for v in store.list_on_demand_feature_views(allow_cache=True)}
+    with registry_reachable(store):
+        try:
+            fs = store.get_feature_service(name, allow_cache=True)
+        except FeatureServiceNotFoundException as e:
+            known = sorted(fs.name for fs in store.list_feature_services())
+            raise UnknownFeatureServiceError(
+                f"feature service {name!r} is not registered; known: {', '.join(known) or 'none (run `feast apply`)'}"
+            ) from e
+        on_demand = {v.name for v in store.list_on_demand_feature_views(allow_cache=True)}
     issue, calendar = [], []
     for projection in fs.feature_view_projections:
         names = [f.name for f in projection.features]
@@ -84,7 +105,8 @@ def materialize(
     views (ttl 0) are reloaded whole on every run."""
     store = store or get_store(settings)
     end = (end or datetime.now(UTC)).astimezone(UTC)
-    views = [fv for fv in store.list_batch_feature_views() if fv.online]
+    with registry_reachable(store):
+        views = [fv for fv in store.list_batch_feature_views() if fv.online]
     if not views:
         raise FeaturesUnavailableError("no feature views are registered: run `feast apply` first")
     done: dict[str, tuple[datetime, datetime]] = {}

@@ -16,13 +16,14 @@ class DatabaseUnavailableError(EmsError, RuntimeError):
 
 
 def open_connection(settings: Settings, autocommit: bool = False) -> psycopg.Connection:
-    """A new connection in UTC; one clear error naming the address when Postgres is unreachable."""
+    """A new connection in UTC; one clear error naming the address when Postgres is unreachable (on one
+    line: libpq puts its hint on a second)."""
     addr = settings.postgres
     try:
         return psycopg.connect(addr.conninfo(), autocommit=autocommit, connect_timeout=5, options="-c timezone=UTC")
     except psycopg.OperationalError as e:
         raise DatabaseUnavailableError(
-            f"cannot reach Postgres at {addr.host}:{addr.port}/{addr.database} ({str(e).strip()}); "
+            f"cannot reach Postgres at {addr.host}:{addr.port}/{addr.database} ({' '.join(str(e).split())}); "
             "start the local stack with `ems up` or fix the offline_store block of the Feast yaml"
         ) from e
 
