@@ -84,6 +84,8 @@ def main(
     warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
     level = logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not _State.verbose:  # connection retries end in one error line of ours; their warnings only repeat it
+        logging.getLogger("urllib3").setLevel(logging.ERROR)
 
 
 def _fail(e: Exception) -> typer.Exit:
@@ -106,6 +108,14 @@ def _run(fn, *args, **kwargs):
         return fn(*args, **kwargs)
     except EmsError as e:
         raise _fail(e) from None
+    except Exception as e:
+        from inference.models import registry_unreachable
+
+        if not registry_unreachable(e):
+            raise
+        reason = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+        raise _fail(RuntimeError(f"model registry at {settings().mlflow_tracking_uri} did not answer ({reason}); "
+                                 "check it with `ems status`")) from None
 
 
 def _print_json(doc) -> None:
@@ -723,8 +733,13 @@ def _quiet_mlflow() -> None:
 
 
 def _mlflow():
+    """The registry client of the `ems models` commands: a registry that cannot answer (its database
+    down, it keeps retrying) fails the command in seconds, not after MLflow's minutes of retries;
+    explicit environment settings win."""
     from registry.lifecycle import client
 
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "15")
     return client(settings().mlflow_tracking_uri)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -24,6 +25,7 @@ import psycopg
 
 from inference import features as feats
 from inference.errors import (
+    EmsError,
     InvalidArgumentError,
     InvalidHorizonError,
     InvalidRangeError,
@@ -51,6 +53,7 @@ FORECAST_RESIDUAL = "forecast_residual"
 DETECT_METHODS = (*ANOMALY_METHODS, FORECAST_RESIDUAL)
 P10_P90_SIGMAS = 2.563  # width of a normal's p10-p90 interval in sigmas
 MAX_LOOKBACK_HOURS = feats.MAX_RANGE_HOURS
+RECENT_CACHE_SIZE = 4096  # (model, asset, issue hour) recent-residual calibrations kept
 
 
 def check_horizon(horizon) -> int:
@@ -121,6 +124,7 @@ class Client:
         # latest_ttl_seconds: a new hour is served that much later, and the hot path needs no query.
         self.latest_ttl_seconds = latest_ttl_seconds
         self._latest: dict[tuple[str, str], tuple[float, object]] = {}
+        self._recent: OrderedDict[tuple, tuple[list | None, list[str]]] = OrderedDict()  # _recent_widths
 
     def _conn(self):
         """The client's autocommit connection, reopened if it broke."""
@@ -193,7 +197,10 @@ class Client:
         served = self._served(tenant, model, DEFAULT_FORECAST_NAME, "forecast")
         inputs = self._forecast_inputs(served, tenant, asset, horizon, as_of, history, timezone, t)
         model = served.python_model
-        pred = model.predict_matrix(inputs.matrix(model.features), asset)
+        recent, warnings = None, []
+        if quantiles and history is None:
+            recent, warnings = self._recent_widths(served, tenant, asset, inputs.issue_time)
+        pred = model.predict_matrix(inputs.matrix(model.features), asset, recent=recent)
         columns = {"timestamp": inputs.target_time - HOUR, HORIZON: np.arange(1, horizon + 1), "point": pred["point"]}
         if quantiles:
             columns.update(p10=pred["p10"], p50=pred["p50"], p90=pred["p90"], lower=pred["p10"], upper=pred["p90"])
@@ -205,11 +212,37 @@ class Client:
             feature_age_seconds=(now - inputs.issue_time).total_seconds(), source=inputs.source,
             training_metrics={k: served.metrics[k] for k in ("mae", "rmse", "mape", "dayahead_mase_168",
                                                               "coverage_p10_p90") if k in served.metrics},
-            generated_at=now, warnings=[*served.warnings, *inputs.warnings],
+            generated_at=now, warnings=[*served.warnings, *inputs.warnings, *warnings],
             history=hourly(history) if history is not None else None,
             history_loader=None if history is not None else _history_loader(self.settings, tenant, asset,
                                                                               inputs.issue_time),
         )
+
+    def _recent_widths(self, served, tenant: str, asset: str, t: pd.Timestamp) -> tuple[list | None, list[str]]:
+        """p10-p90 widening per horizon bucket from the model's forecasts of the last RECENT_DAYS days at
+        this hour (registry/forecaster.py), computed once per model, asset and issue hour. Without them
+        (a model without horizon_h, too little history, a failed read) the trained widening applies."""
+        from registry.forecaster import level_matrix, recent_origins, recent_widths
+
+        model = served.python_model
+        if "horizon_h" not in getattr(model, "features", ()):
+            return None, []
+        key = (served.info.id, tenant, asset, t)
+        if key not in self._recent:
+            try:
+                X, horizon, y = feats.recent_forecast_rows(self.settings, self.store, self._conn(), tenant, asset,
+                                                           served.feature_service, model.features, t,
+                                                           recent_origins(t))
+                raw = model.predict_matrix(X, calibrated=False)
+                widths = recent_widths(horizon, y, raw["p10"], raw["p90"], level_matrix(X, model.features))
+                self._recent[key] = (widths, [])
+            except (EmsError, psycopg.Error, ValueError, KeyError) as e:
+                logger.warning("recent-residual calibration of %s for %s failed: %s", served.info.id, asset, e)
+                self._recent[key] = (None, [f"interval calibrated at training time (recent residuals unavailable: "
+                                            f"{type(e).__name__})"])
+            while len(self._recent) > RECENT_CACHE_SIZE:
+                self._recent.popitem(last=False)
+        return self._recent[key]
 
     def _forecast_inputs(self, served, tenant, asset, horizon, as_of, history, timezone, t=None) -> feats.Inputs:
         if history is not None:

@@ -163,6 +163,34 @@ def _offline(store, service, tenant, asset, t, targets) -> pd.DataFrame:
     return store.get_historical_features(entity_df=entity_df, features=fs).to_df()
 
 
+def recent_forecast_rows(settings, store, conn, tenant: str, asset: str, service: str, features: list[str],
+                         t: pd.Timestamp, origins: list[tuple[pd.Timestamp, int]]) -> tuple[np.ndarray, ...]:
+    """(model matrix, horizons, actuals) of the forecasts issued at each (issue time, horizons 1..H) of
+    `origins` whose target hours have ended by t, built as the backtest builds held-out rows: the
+    service's point-in-time features at the issue time (one offline read for all of them), the calendar
+    of the target hour, target-aligned lags and the hourly mean as the actual (registry/forecaster.py,
+    recent-residual calibration)."""
+    issue_cols, calendar_cols = service_columns(store, service)
+    first = min(o for o, _ in origins)
+    rows = conn.execute(
+        "SELECT bucket + INTERVAL '1 hour', avg_value FROM readings_hourly WHERE tenant_id = %s AND asset_id = %s "
+        "AND bucket >= %s AND bucket < %s", (tenant, asset, first - MAX_HORIZON * HOUR, t)).fetchall()
+    series = pd.Series([r[1] for r in rows], index=pd.to_datetime([r[0] for r in rows], utc=True), dtype=float)
+    issue = pd.Series([o for o, h in origins for _ in range(h)])
+    horizon = pd.Series([k for _, h in origins for k in range(1, h + 1)])
+    target = issue + horizon * HOUR
+    entity_df = pd.DataFrame({"tenant_id": tenant, "asset_id": asset, "event_timestamp": issue,
+                              "target_time": target - HOUR, "row": np.arange(len(issue))})
+    frame = store.get_historical_features(entity_df=entity_df, features=feature_service(store, service)).to_df()
+    frame = frame.sort_values("row").reset_index(drop=True)
+    columns = {c: frame[c].to_numpy(dtype=float) for c in [*issue_cols, *calendar_cols]}
+    columns |= aligned(series, issue, horizon)
+    columns[HORIZON] = horizon.to_numpy(dtype=float)
+    y = series.reindex(target).to_numpy()
+    keep = np.isfinite(y)
+    return np.column_stack([columns[f] for f in features])[keep], horizon.to_numpy()[keep], y[keep]
+
+
 def history_forecast_inputs(store, service: str, series: pd.Series, horizon: int, timezone: str) -> Inputs:
     """Inputs from a caller-supplied series: issue time = end of its last hour."""
     issue_cols, calendar_cols = service_columns(store, service)

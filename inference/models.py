@@ -34,11 +34,11 @@ logger = logging.getLogger(__name__)
 @dataclass
 class Served:
     info: lifecycle.ModelInfo
-    python_model: object  # the PythonModel, its load_context run
     folder: Path  # the local copy of the version's files
     metrics: dict[str, float]
     loaded_at: float
     warnings: list[str] = field(default_factory=list)
+    _python: object = field(default=None, repr=False)  # the PythonModel, its load_context run
     _pyfunc: object = field(default=None, repr=False)
 
     @property
@@ -50,11 +50,17 @@ class Served:
         return self._pyfunc
 
     @property
+    def python_model(self):
+        if self._python is None:
+            self._python = self.model.unwrap_python_model()
+        return self._python
+
+    @property
     def feature_service(self) -> str:
         return self.info.tags.get("feast.feature_service") or self.info.tags.get("feature_service", "")
 
 
-def _unreachable(e: Exception) -> bool:
+def registry_unreachable(e: Exception) -> bool:
     """MLflow's client retries and then raises MlflowException (or a requests error) when the
     server is down; tell that apart from "no such model"."""
     import requests
@@ -88,7 +94,7 @@ def _pyfunc_model(folder: Path):
 
 
 def _python_model(folder: Path) -> tuple[object, object]:
-    """(PythonModel, PyFuncModel or None) of a local model folder.
+    """(PythonModel, None) or (None, PyFuncModel) of a local model folder.
 
     A PythonModel saved by `mlflow.pyfunc.log_model` (no code paths, no model config) is read the way
     MLflow's loader reads it, once: MLmodel parsed with libyaml, `python_model.pkl` unpickled,
@@ -107,8 +113,7 @@ def _python_model(folder: Path) -> tuple[object, object]:
               and conf.get("python_version") == platform.python_version()
               and meta.get("mlflow_version") == mlflow.__version__ and conf.get("python_model"))
     if not simple:
-        pyfunc = _pyfunc_model(folder)
-        return pyfunc.unwrap_python_model(), pyfunc
+        return None, _pyfunc_model(folder)  # another flavor: unwrapped (or refused) where it is used
     with (folder / conf["python_model"]).open("rb") as f:
         python_model = cloudpickle.load(f)
     artifacts = {name: str(folder / spec["path"]) for name, spec in (conf.get("artifacts") or {}).items()}
@@ -150,7 +155,7 @@ class ModelCache:
                 self._production.pop(key, None)
                 raise
             except Exception as e:
-                if not _unreachable(e):
+                if not registry_unreachable(e):
                     raise
                 if cached and cached[0] in self._models:
                     served = self._touch(cached[0])
@@ -196,12 +201,12 @@ class ModelCache:
         except ModelNotFoundError:
             raise
         except Exception as e:
-            if _unreachable(e):
+            if registry_unreachable(e):
                 raise ModelUnavailableError(f"model registry at {self.tracking_uri} is unreachable; cannot load "
                                             f"{model_id}") from e
             raise
         logger.info("loaded %s", model_id)
-        return Served(info, python_model, folder, metrics, time.monotonic(), _pyfunc=pyfunc)
+        return Served(info, folder, metrics, time.monotonic(), _python=python_model, _pyfunc=pyfunc)
 
     def _files(self, model_id: str, name: str, version: int, recorded: str | None) -> Path:
         """A local folder with the model's files: from S3 directly if possible, else through MLflow.

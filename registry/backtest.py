@@ -9,6 +9,8 @@ Design: trained once, not refitted per origin.
 - The model is fitted once, on training rows whose label hour ends at or before the split (the
   first origin), so no test label is seen in training. Features at an issue time only use
   readings before it, so each forecast uses what was known at its origin.
+- Intervals at each origin are calibrated as the SDK serves them: on the residuals of the forecasts
+  issued in the 14 days before it whose targets have ended (predict_recalibrated).
 - At every origin one forecast is made for every horizon 1..max(horizons). A horizon set H scores
   the rows with horizon <= H. Target hours after the last reading cannot be scored: horizon h is
   scored at origins - ceil(h/24) + 1 origins (all of them for h <= 24).
@@ -33,7 +35,7 @@ import pandas as pd
 from inference.errors import EmsError, InvalidHorizonError
 from registry import metrics, train_forecast, training_data
 from registry.design import HORIZON, MAX_HORIZON, META
-from registry.forecaster import ALPHAS, OUTPUTS
+from registry.forecaster import ALPHAS, OUTPUTS, RECENT_DAYS, level_matrix, recent_widths
 from registry.naming import DEFAULT_FORECAST_SERVICE
 from stack.settings import Settings
 
@@ -149,7 +151,7 @@ def run(settings: Settings, store, tenant: str, assets: list[str] | None = None,
     tick(STEPS[5], 5, len(STEPS))
     t2 = time.perf_counter()
     rows = ts.holdout[ts.holdout[HORIZON] <= hs[-1]]
-    pred = model.predict(None, rows)
+    pred = predict_recalibrated(model, rows)
     forecasts = pd.concat([rows[ROW_KEYS], pred[list(OUTPUTS)]], axis=1).reset_index(drop=True)
     timings["predict_s"] = time.perf_counter() - t2
     tick(STEPS[6], 6, len(STEPS))
@@ -163,6 +165,31 @@ def run(settings: Settings, store, tenant: str, assets: list[str] | None = None,
     logger.info("backtest %s/%s: %d assets, %d origins, %d scored rows in %.1f s", tenant, service,
                 len(ts.windows), origins, len(forecasts), timings["total_s"])
     return result
+
+
+def predict_recalibrated(model, rows: pd.DataFrame) -> pd.DataFrame:
+    """The forecasts the SDK would have served for held-out rows: at each origin the p10-p90 widening
+    comes from the residuals of the asset's forecasts issued in the RECENT_DAYS before it whose target
+    hours ended by then (registry/forecaster.py, recent_widths). Only earlier test origins count: the
+    days before the first origin were training data, so the first origins keep the trained widening."""
+    X = rows[model.features].to_numpy(dtype=float)
+    raw = model.predict_matrix(X, calibrated=False)
+    lvl = level_matrix(X, model.features)
+    assets = rows["asset_id"].to_numpy()
+    issue, target = pd.DatetimeIndex(rows["issue_time"]).asi8, pd.DatetimeIndex(rows["target_time"]).asi8
+    y, horizon = rows["y"].to_numpy(dtype=float), rows[HORIZON].to_numpy()
+    window = pd.Timedelta(days=RECENT_DAYS).value
+    out = {name: np.full(len(rows), np.nan) for name in OUTPUTS}
+    for asset in np.unique(assets):
+        mine = np.flatnonzero(assets == asset)
+        for origin in np.unique(issue[mine]):
+            now = mine[issue[mine] == origin]
+            past = mine[(issue[mine] < origin) & (issue[mine] >= origin - window) & (target[mine] <= origin)]
+            recent = recent_widths(horizon[past], y[past], raw["p10"][past], raw["p90"][past], lvl[past])
+            pred = model.predict_matrix(X[now], asset, recent=recent)
+            for name in OUTPUTS:
+                out[name][now] = pred[name]
+    return pd.DataFrame(out, index=rows.index)
 
 
 # ---------------------------------------------------------------- metrics (pure)

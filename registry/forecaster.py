@@ -88,6 +88,37 @@ def widening(e: np.ndarray, coverage: float = 0.8) -> float:
     return float(np.quantile(e, min(1.0, coverage * (1 + 1 / len(e))))) if len(e) else 0.0
 
 
+def horizon_bucket(horizon: np.ndarray) -> np.ndarray:
+    return np.searchsorted(HORIZON_BUCKETS, horizon, side="left").clip(0, len(HORIZON_BUCKETS) - 1)
+
+
+# Recent-residual calibration: at an issue time t, the p10-p90 widening per horizon bucket comes from the
+# model's own forecasts issued at t - 24 h, ..., t - RECENT_DAYS x 24 h whose target hours have ended by t
+# (split-conformal on the latest out-of-sample errors, so intervals follow a change of regime); a bucket
+# with fewer than MIN_RECENT_ROWS such rows keeps the widening fitted at training time.
+RECENT_DAYS = 14
+MIN_RECENT_ROWS = 24
+
+
+def recent_origins(t: pd.Timestamp, days: int = RECENT_DAYS) -> list[tuple[pd.Timestamp, int]]:
+    """(issue time, horizons scored by t) of the recent forecasts behind the calibration at t."""
+    return [(t - pd.Timedelta(hours=24 * k), min(24 * k, HORIZON_BUCKETS[-1])) for k in range(1, days + 1)]
+
+
+def recent_widths(horizon: np.ndarray, y: np.ndarray, p10: np.ndarray, p90: np.ndarray, level: np.ndarray,
+                  coverage: float = 0.8, min_rows: int = MIN_RECENT_ROWS) -> list[float | None]:
+    """Widening per horizon bucket (level units) from recent uncalibrated intervals and their actuals;
+    None for a bucket with fewer than `min_rows` scored rows."""
+    e = np.maximum(p10 - y, y - p90) / level
+    known = np.isfinite(e)
+    bucket = horizon_bucket(np.asarray(horizon))
+    out: list[float | None] = []
+    for b in range(len(HORIZON_BUCKETS)):
+        rows = known & (bucket == b)
+        out.append(widening(e[rows], coverage) if rows.sum() >= min_rows else None)
+    return out
+
+
 class QuantileForecaster(PythonModel):
     """pyfunc: input = the design columns (feature service at issue time, target-aligned lags,
     calendar of the target hour, horizon_h; optionally asset_id for per-asset interval calibration);
@@ -134,26 +165,34 @@ class QuantileForecaster(PythonModel):
         out = self.predict_matrix(model_input[self.features].to_numpy(dtype=float), assets)
         return pd.DataFrame(out, index=model_input.index)
 
-    def predict_matrix(self, X: np.ndarray, asset=None) -> dict[str, np.ndarray]:
+    def predict_matrix(self, X: np.ndarray, asset=None, recent: list[float | None] | None = None,
+                       calibrated: bool = True) -> dict[str, np.ndarray]:
         """The hot path: X holds `features` in order (float, NaN = missing); p10/p50/p90/point. `asset`:
-        one asset id or one per row (per-asset interval calibration where known)."""
+        one asset id or one per row (per-asset interval calibration where known); `recent`: widening
+        per horizon bucket from recent residuals (recent_widths), None entries keep the trained ones;
+        calibrated=False: the boosters' own quantiles (what recent residuals are measured on)."""
         Xs, lvl = prepare_matrix(X, self.features)
         raw = {name: self.boosters[name].predict(Xs, num_threads=1) * lvl for name in OUTPUTS}
-        if self.calibration and "horizon_h" in self.features:
-            w = self.widths(X[:, self.features.index("horizon_h")], asset) * lvl
+        if calibrated and (self.calibration or recent) and "horizon_h" in self.features:
+            w = self.widths(X[:, self.features.index("horizon_h")], asset, recent) * lvl
             raw["p10"], raw["p90"] = raw["p10"] - w, raw["p90"] + w
         quantiles = no_crossing(np.column_stack([raw[q] for q in QUANTILE_OUTPUTS]))
         out = {q: quantiles[:, i] for i, q in enumerate(QUANTILE_OUTPUTS)}
         out["point"] = raw["point"]
         return out
 
-    def widths(self, horizon: np.ndarray, asset=None) -> np.ndarray:
-        """Calibrated widening (level units) per row."""
-        bucket = np.searchsorted(HORIZON_BUCKETS, horizon, side="left").clip(0, len(HORIZON_BUCKETS) - 1)
+    def widths(self, horizon: np.ndarray, asset=None, recent: list[float | None] | None = None) -> np.ndarray:
+        """Calibrated widening (level units) per row: recent residuals where given, else trained."""
+        bucket = horizon_bucket(horizon)
         table = np.asarray(self.calibration.get("global", [0.0] * len(HORIZON_BUCKETS)), dtype=float)
         per_asset = self.calibration.get("assets", {})
         if asset is None or not per_asset:
-            return table[bucket]
-        assets = np.broadcast_to(np.asarray(asset, dtype=object), bucket.shape)
-        rows = np.array([per_asset.get(a, table) for a in assets], dtype=float).reshape(len(bucket), -1)
-        return rows[np.arange(len(bucket)), bucket]
+            out = table[bucket]
+        else:
+            assets = np.broadcast_to(np.asarray(asset, dtype=object), bucket.shape)
+            rows = np.array([per_asset.get(a, table) for a in assets], dtype=float).reshape(len(bucket), -1)
+            out = rows[np.arange(len(bucket)), bucket]
+        if recent:
+            override = np.array([np.nan if w is None else w for w in recent], dtype=float)[bucket]
+            out = np.where(np.isfinite(override), override, out)
+        return out

@@ -74,3 +74,15 @@ def test_forecast_commands_default_to_the_registry_default_feature_service():
     for command in (cli.train_forecast, cli.evaluate_forecast):
         assert inspect.signature(command).parameters["features"].default == DEFAULT_FORECAST_SERVICE
     assert DEFAULT_FORECAST_SERVICE in FEATURE_SERVICES
+
+
+def test_an_unreachable_registry_is_one_error_line(monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")  # discard port: nothing answers
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    import cli
+
+    monkeypatch.setattr(cli._State, "settings", None)
+    result = runner.invoke(app, ["models", "list"])
+    assert result.exit_code == 1
+    assert "model registry at http://127.0.0.1:9 did not answer" in " ".join(result.output.split())
+    assert "Traceback" not in result.output

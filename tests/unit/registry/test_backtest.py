@@ -162,3 +162,34 @@ def test_cli_checks_settings_before_any_io(args, code, message):
     result = CliRunner().invoke(app, ["evaluate", "forecast", "--tenant", "t", *args])
     assert result.exit_code == code
     assert message in " ".join(result.output.split())
+
+
+def test_intervals_are_recalibrated_on_earlier_origins_only():
+    """A model whose raw p10-p90 band is far too narrow: the first origin keeps the trained widening
+    (none here), later origins widen from the residuals of forecasts whose targets ended before them."""
+    from registry.backtest import predict_recalibrated
+    from registry.forecaster import QuantileForecaster
+
+    class Constant:
+        def __init__(self, value):
+            self.value = value
+
+        def predict(self, X, num_threads=1):
+            return np.full(len(X), self.value)
+
+    model = QuantileForecaster(["lag_1h", "horizon_h"], {"p10": Constant(0.99), "p50": Constant(1.0),
+                                                          "p90": Constant(1.01), "point": Constant(1.0)})
+    origins = pd.date_range("2024-01-01", periods=6, freq="D", tz="UTC")
+    rng = np.random.default_rng(0)
+    rows = pd.DataFrame([{"asset_id": "a", "issue_time": o, "horizon_h": h, "lag_1h": 100.0} for o in origins
+                         for h in range(1, 25)])
+    rows["target_time"] = rows["issue_time"] + pd.to_timedelta(rows["horizon_h"], unit="h")
+    rows["y"] = 100 + rng.normal(0, 5, len(rows))  # level 100: the raw band is [99, 101]
+    pred = predict_recalibrated(model, rows)
+    first = rows["issue_time"] == origins[0]
+    assert np.allclose(pred.loc[first, "p10"], 99) and np.allclose(pred.loc[first, "p90"], 101)
+    later = rows["issue_time"] >= origins[4]  # four earlier origins give the 1-6 h bucket its 24 rows
+    covered = (rows["y"] >= pred["p10"]) & (rows["y"] <= pred["p90"])
+    assert 0.6 <= covered[later].mean() <= 0.95 and (pred.loc[later, "p90"] - pred.loc[later, "p10"] > 5).all()
+    # the p50 and point forecasts are untouched
+    assert np.allclose(pred["p50"], 100) and np.allclose(pred["point"], 100)
