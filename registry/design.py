@@ -76,18 +76,25 @@ def expand(
 
 
 def sample_pairs(
-    issues: pd.DataFrame, horizons_per_issue: int, rng: np.random.Generator, max_horizon: int = MAX_HORIZON
+    issues: pd.DataFrame, horizons_per_issue: int, rng: np.random.Generator, max_horizon: int = MAX_HORIZON,
+    dense: int = 0,
 ) -> pd.DataFrame:
-    """(asset_id, issue_time) rows x horizons: all of 1..max_horizon, or a seeded sample of them
-    per issue time (keeps training sets small while every horizon is seen equally often)."""
+    """(asset_id, issue_time) rows x horizons: every horizon 1..`dense` at every issue time, plus
+    `horizons_per_issue` of dense+1..max_horizon (all of them, or a seeded sample per issue time: keeps
+    training sets small while every sampled horizon is seen equally often)."""
     n = len(issues)
-    k = min(horizons_per_issue, max_horizon)
-    if k == max_horizon:
-        horizons = np.tile(np.arange(1, max_horizon + 1), n)
+    dense = min(max(dense, 0), max_horizon)
+    rest = max_horizon - dense
+    k = min(horizons_per_issue, rest)
+    if k == rest:
+        sampled = np.tile(np.arange(dense + 1, max_horizon + 1), n)
     else:
-        horizons = np.concatenate([rng.choice(max_horizon, size=k, replace=False) + 1 for _ in range(n)]) if n else \
+        sampled = np.concatenate([rng.choice(rest, size=k, replace=False) + dense + 1 for _ in range(n)]) if n else \
             np.array([], dtype=int)
-    out = issues[["asset_id", "issue_time"]].loc[issues.index.repeat(k)].reset_index(drop=True)
+    per_issue = dense + k
+    horizons = np.concatenate([np.tile(np.arange(1, dense + 1), (n, 1)), sampled.reshape(n, k)], axis=1).ravel() \
+        if n else np.array([], dtype=int)
+    out = issues[["asset_id", "issue_time"]].loc[issues.index.repeat(per_issue)].reset_index(drop=True)
     out[HORIZON] = horizons.astype("int64")
     return out
 

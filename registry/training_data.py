@@ -30,7 +30,10 @@ class SplitConfig:
     holdout_days: int = 14  # the last days of each asset are held out for evaluation
     min_history_days: int = 21  # below this an asset cannot be trained on (named in the error)
     issue_every_h: int = 6  # training issue times: every N hours
-    horizons_per_issue: int = 24  # training horizons sampled per issue time (168 = all)
+    horizons_per_issue: int = 24  # training horizons beyond dense_horizons sampled per issue time (168 = all)
+    # Horizons 1..dense_horizons are trained at every issue time: day-ahead accuracy needs them dense
+    # (a model sampling 24 of 168 sees each day-ahead hour 7x less often).
+    dense_horizons: int = 24
     eval_every_h: int = 24  # held-out issue times: one forecast a day, every horizon
     seed: int = 0
 
@@ -39,6 +42,7 @@ class SplitConfig:
             "history_days": (self.history_days, 21, 20_000), "holdout_days": (self.holdout_days, 1, 365),
             "min_history_days": (self.min_history_days, 2, 20_000), "issue_every_h": (self.issue_every_h, 1, 168),
             "horizons_per_issue": (self.horizons_per_issue, 1, MAX_HORIZON),
+            "dense_horizons": (self.dense_horizons, 0, MAX_HORIZON),
             "eval_every_h": (self.eval_every_h, 1, 168),
         }
         for name, (value, lo, hi) in rules.items():
@@ -203,7 +207,8 @@ def build(store, p: Plan) -> TrainingSet:
     split = {w.asset_id: w.split for w in windows}
     by_hour = labels(series)
     train = _labelled(hourly, issue_cols, calendar_cols, by_hour,
-                      sample_pairs(pd.concat(train_issues, ignore_index=True), cfg.horizons_per_issue, rng))
+                      sample_pairs(pd.concat(train_issues, ignore_index=True), cfg.horizons_per_issue, rng,
+                                   dense=cfg.dense_horizons))
     train = train[train["target_time"] <= train["asset_id"].map(split)]  # no held-out label in training
     holdout = _labelled(hourly, issue_cols, calendar_cols, by_hour,
                         sample_pairs(pd.concat(eval_issues, ignore_index=True), MAX_HORIZON, rng))

@@ -44,6 +44,12 @@ def test_sample_pairs_all_or_seeded_subset():
     assert len(part) == 10 and part.groupby("asset_id")[HORIZON].nunique().tolist() == [5, 5]
     again = sample_pairs(issues, 5, np.random.default_rng(0))
     assert part.equals(again)
+    dense = sample_pairs(issues, 5, np.random.default_rng(0), dense=24)  # day-ahead horizons at every issue
+    assert len(dense) == 2 * 29
+    for _, rows in dense.groupby("asset_id"):
+        h = sorted(rows[HORIZON])
+        assert h[:24] == list(range(1, 25)) and len(set(h[24:])) == 5 and min(h[24:]) > 24
+    assert len(sample_pairs(issues, 200, np.random.default_rng(0), dense=24)) == 336  # all of them
 
 
 def test_prepare_scales_load_inputs_by_level_and_keeps_calendar():
