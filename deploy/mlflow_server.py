@@ -92,24 +92,9 @@ def server_env(settings: Settings, env: Mapping[str, str], auth_config_path: Pat
 
 def ensure_databases(settings: Settings, names: list[str]) -> None:
     """Create the server's databases beside the feature data when they are missing (idempotent)."""
-    import psycopg
-    from psycopg import sql
+    from warehouse.db import ensure_databases as create_missing
 
-    addr = settings.postgres
-    try:
-        with psycopg.connect(host=addr.host, port=addr.port, dbname="postgres", user=addr.user,
-                             password=addr.password, sslmode=addr.sslmode, connect_timeout=10,
-                             autocommit=True) as conn:
-            existing = {row[0] for row in conn.execute("SELECT datname FROM pg_database")}
-            for name in names:
-                if name not in existing:
-                    logger.info("creating database %s", name)
-                    conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    except psycopg.Error as e:
-        raise SettingsError(
-            f"postgres at {addr.host}:{addr.port}: cannot create databases {', '.join(names)} as "
-            f"{addr.user!r} ({str(e).strip()}); create them or grant CREATEDB"
-        ) from e
+    create_missing(settings.postgres, names, SettingsError)
 
 
 def main() -> None:

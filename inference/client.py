@@ -201,13 +201,12 @@ class Client:
         if quantiles and history is None:
             recent, warnings = self._recent_widths(served, tenant, asset, inputs.issue_time)
         pred = model.predict_matrix(inputs.matrix(model.features), asset, recent=recent)
-        columns = {"timestamp": inputs.target_time - HOUR, HORIZON: np.arange(1, horizon + 1), "point": pred["point"]}
+        columns = {"timestamp": inputs.target_start, HORIZON: np.arange(1, horizon + 1), "point": pred["point"]}
         if quantiles:
             columns.update(p10=pred["p10"], p50=pred["p50"], p90=pred["p90"], lower=pred["p10"], upper=pred["p90"])
-        frame = pd.DataFrame(columns)
         now = pd.Timestamp(datetime.now(UTC))
         return ForecastResult(
-            tenant=tenant, asset=asset, frame=frame, model_id=served.info.id, stage=served.info.stage,
+            tenant=tenant, asset=asset, _frame=columns, model_id=served.info.id, stage=served.info.stage,
             feature_service=served.feature_service, features=inputs.values, feature_time=inputs.issue_time,
             feature_age_seconds=(now - inputs.issue_time).total_seconds(), source=inputs.source,
             training_metrics={k: served.metrics[k] for k in ("mae", "rmse", "mape", "dayahead_mase_168",
@@ -359,7 +358,7 @@ class Client:
             t = self._issue_time(tenant, asset, as_of)
             inputs = self._forecast_inputs(served, tenant, asset, horizon, as_of, None, "UTC", t)
             row = inputs.matrix(names)[horizon - 1:horizon]
-            target = inputs.target_time[horizon - 1] - HOUR
+            target = inputs.issue_time + (horizon - 1) * HOUR
         return self._explain_row(served, row, target)
 
     def _explain_row(self, served: Served, row: np.ndarray, target) -> Explanation:
@@ -375,11 +374,16 @@ class Client:
         raw = [*(None if np.isnan(v) else float(v) for v in row[0]), float(X[0, -1])]
         order = np.argsort(-np.abs(values), kind="stable")
         names = [*model.features, LEVEL]
-        contrib = pd.DataFrame({"feature": [names[i] for i in order], "value": [raw[i] for i in order],
-                                "contribution": values[order]})
+        feature, value = [names[i] for i in order], [raw[i] for i in order]
+        contributions = values[order]
+
+        def contrib() -> pd.DataFrame:
+            return pd.DataFrame({"feature": feature, "value": value, "contribution": contributions})
+
         prediction = base + float(values.sum())
-        return Explanation(served.info.id, target, prediction, base, contrib, _explain_sentence(prediction, base,
-                                                                                               contrib, target))
+        sentence = _explain_sentence(prediction, base, zip(feature[:3], value[:3], contributions[:3], strict=True),
+                                     target)
+        return Explanation(served.info.id, target, prediction, base, contrib, sentence)
 
     def explain_global(self, model: str) -> GlobalExplanation:
         """Mean |SHAP| per model input on the model's held-out rows (computed at training)."""
@@ -436,10 +440,10 @@ def _sentence(r) -> str:
     return f"{_fmt(r.value)} is within the expected range ({r.score:.1f}σ from {_fmt(r.expected_mean)})"
 
 
-def _explain_sentence(prediction: float, base: float, contrib: pd.DataFrame, target) -> str:
+def _explain_sentence(prediction: float, base: float, top, target) -> str:
+    """`top`: (feature, value, contribution) of the largest contributions, largest first."""
     parts = []
-    top = contrib.head(3)
-    for feature, value, contribution in zip(top["feature"], top["value"], top["contribution"], strict=True):
+    for feature, value, contribution in top:
         verb = "raises" if contribution >= 0 else "lowers"
         shown = "—" if value is None or not np.isfinite(value) else f"{value:,.4g}"
         parts.append(f"{feature} ({shown}) {verb} it by {_fmt(abs(contribution))}")

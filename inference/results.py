@@ -44,7 +44,9 @@ def _finish(fig, ax):
 class ForecastResult:
     tenant: str
     asset: str
-    frame: pd.DataFrame  # timestamp (target hour start, UTC), horizon_h, point, p10, p50, p90, lower, upper
+    # timestamp (target hour start, UTC), horizon_h, point, p10, p50, p90, lower, upper: a DataFrame, or
+    # the columns (dict of arrays) it is built from on first use
+    _frame: pd.DataFrame | dict = field(repr=False)
     model_id: str
     stage: str
     feature_service: str
@@ -57,6 +59,12 @@ class ForecastResult:
     warnings: list[str] = field(default_factory=list)
     history: pd.Series | None = field(default=None, repr=False)  # hourly means by hour start, for plots
     history_loader: Callable[[], pd.Series] | None = field(default=None, repr=False)  # read on first plot
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        if isinstance(self._frame, dict):
+            self._frame = pd.DataFrame(self._frame)
+        return self._frame
 
     @property
     def version(self) -> int:
@@ -130,8 +138,16 @@ class Explanation:
     target_time: pd.Timestamp | None
     prediction: float
     base_value: float
-    contributions: pd.DataFrame  # feature, value, contribution (load units), sorted by |contribution|
+    # feature, value, contribution (load units), sorted by |contribution|: a DataFrame, or a function
+    # that builds it on first use (an explanation read for its prediction or summary never pays pandas)
+    _contributions: pd.DataFrame | Callable[[], pd.DataFrame] = field(repr=False)
     summary: str
+
+    @property
+    def contributions(self) -> pd.DataFrame:
+        if callable(self._contributions):
+            self._contributions = self._contributions()
+        return self._contributions
 
     def waterfall(self) -> list[dict]:
         """Steps from the base value to the prediction, largest effect first."""

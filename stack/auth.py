@@ -93,18 +93,9 @@ def server_env(settings: Settings) -> dict[str, str]:
 
 def ensure_database(settings: Settings) -> None:
     """Create the auth app's database beside MLflow's when it is missing (idempotent)."""
-    import psycopg
-    from psycopg import sql
+    from warehouse.db import ensure_databases
 
-    addr, name = settings.postgres, settings.mlflow_auth_database
-    try:
-        with psycopg.connect(addr.conninfo("postgres"), autocommit=True, connect_timeout=5) as conn:
-            if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
-                logger.info("creating database %s", name)
-                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    except psycopg.Error as e:
-        raise ServiceError(f"postgres at {addr.host}:{addr.port}: cannot create database {name!r} for "
-                           f"MLflow's users as {addr.user!r} ({str(e).strip()}); create it or grant CREATEDB") from e
+    ensure_databases(settings.postgres, [settings.mlflow_auth_database], ServiceError, connect_timeout=5)
 
 
 def probe(tracking_uri: str) -> bool | None:

@@ -211,22 +211,10 @@ class Postgres(Service):
             return False
 
     def after_start(self) -> None:
-        import psycopg
-        from psycopg import sql
+        from warehouse.db import ensure_databases
 
-        try:
-            with psycopg.connect(self.addr.conninfo("postgres"), autocommit=True, connect_timeout=5) as conn:
-                existing = {r[0] for r in conn.execute("SELECT datname FROM pg_database")}
-                for db in (self.addr.database, self.settings.mlflow_database):
-                    if db not in existing:
-                        logger.info("creating database %s", db)
-                        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db)))
-        except psycopg.Error as e:
-            raise ServiceError(
-                f"postgres at {self.host}:{self.port}: cannot check or create databases "
-                f"{self.addr.database!r} and {self.settings.mlflow_database!r} as {self.addr.user!r} "
-                f"({str(e).strip()}); create them or grant CREATEDB"
-            ) from e
+        ensure_databases(self.addr, [self.addr.database, self.settings.mlflow_database], ServiceError,
+                         connect_timeout=5)
 
 
 class Redis(Service):

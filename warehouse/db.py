@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -9,6 +10,8 @@ import psycopg
 
 from inference.errors import EmsError
 from stack.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 
 class DatabaseUnavailableError(EmsError, RuntimeError):
@@ -32,3 +35,25 @@ def open_connection(settings: Settings, autocommit: bool = False) -> psycopg.Con
 def connect(settings: Settings, autocommit: bool = False) -> Iterator[psycopg.Connection]:
     with open_connection(settings, autocommit) as conn:
         yield conn
+
+
+def ensure_databases(addr, names: list[str], error: type[Exception], connect_timeout: int = 10) -> None:
+    """Create each database in `names` that the server at `addr` (stack.settings.PostgresAddress) lacks,
+    through its maintenance database `postgres`; idempotent. A failure raises `error` naming the server,
+    the user and the cause."""
+    from psycopg import sql
+
+    try:
+        with psycopg.connect(host=addr.host, port=addr.port, dbname="postgres", user=addr.user,
+                             password=addr.password, sslmode=addr.sslmode, connect_timeout=connect_timeout,
+                             autocommit=True) as conn:
+            existing = {row[0] for row in conn.execute("SELECT datname FROM pg_database")}
+            for name in dict.fromkeys(names):
+                if name not in existing:
+                    logger.info("creating database %s", name)
+                    conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    except psycopg.Error as e:
+        raise error(f"postgres at {addr.host}:{addr.port}: cannot check or create databases "
+                    f"{', '.join(map(repr, dict.fromkeys(names)))} as {addr.user!r} ({str(e).strip()}); "
+                    "create them or grant CREATEDB") from e
+
