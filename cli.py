@@ -49,8 +49,9 @@ class _App(typer.Typer):
 
 app = _App(cls=_Group, no_args_is_help=True, help="EMS AI Hub: features, models, forecasts.",
            pretty_exceptions_show_locals=False)
-console = Console()
-err_console = Console(stderr=True)
+# No emoji codes: ids such as `t:m:1` hold `:m:` (rich would print Ⓜ in their place).
+console = Console(emoji=False)
+err_console = Console(stderr=True, emoji=False)
 
 Tenant = Annotated[str, typer.Option("--tenant", "-t", envvar="EMS_TENANT", help="Tenant id.")]
 # Default: registry.naming.DEFAULT_FORECAST_SERVICE (a literal here keeps `ems --help` free of imports).

@@ -86,3 +86,11 @@ def test_an_unreachable_registry_is_one_error_line(monkeypatch):
     assert result.exit_code == 1
     assert "model registry at http://127.0.0.1:9 did not answer" in " ".join(result.output.split())
     assert "Traceback" not in result.output
+
+
+def test_ids_are_printed_as_they_are():
+    import cli
+
+    with cli.console.capture() as captured:
+        cli.console.print("ta:m:1 :smile:")
+    assert captured.get().strip() == "ta:m:1 :smile:"
