@@ -74,7 +74,8 @@ def test_feature_services_have_the_seed_names_and_sizes(loaded, store, env):
     for name in ("forecast_basic", "forecast_advanced", "anomaly_detection"):
         assert name in listed
     sizes = {fs.name: sum(len(p.features) for p in fs.feature_view_projections) for fs in store.list_feature_services()}
-    assert sizes == {"forecast_basic": 6, "forecast_advanced": 13, "anomaly_detection": 7}
+    assert sizes == {"forecast_basic": 6, "forecast_advanced": 13, "anomaly_detection": 7,  # the seeds
+                     "forecast_load": 16, "forecast_weather": 20}
     feast("plan", env=env)
 
 
