@@ -735,12 +735,10 @@ def _quiet_mlflow() -> None:
 
 def _mlflow():
     """The registry client of the `ems models` commands: a registry that cannot answer (its database
-    down, it keeps retrying) fails the command in seconds, not after MLflow's minutes of retries;
-    explicit environment settings win."""
-    from registry.lifecycle import client
+    down, it keeps retrying) fails the command in seconds."""
+    from registry.lifecycle import client, fail_fast
 
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "15")
+    fail_fast(15)
     return client(settings().mlflow_tracking_uri)
 
 

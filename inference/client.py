@@ -35,6 +35,7 @@ from inference.errors import (
 from inference.history import hourly
 from inference.models import ModelCache, Served
 from inference.results import AnomalyResult, Explanation, ForecastResult, GlobalExplanation
+from registry import lifecycle
 from registry.design import HORIZON, HOUR, MAX_HORIZON
 from registry.naming import (
     ANOMALY_METHODS,
@@ -112,10 +113,7 @@ class Client:
 
         self.settings = settings or Settings()
         self._store = store
-        # A down registry should fail over to the cached model in seconds, not after MLflow's default
-        # minutes of retries; explicit environment settings win.
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+        lifecycle.fail_fast(10)  # a down registry fails over to the cached model in seconds
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         self.models = ModelCache(self.settings.mlflow_tracking_uri, model_ttl_seconds, max_models,
                                  settings=self.settings)
@@ -221,7 +219,7 @@ class Client:
         """p10-p90 widening per horizon bucket from the model's forecasts of the last RECENT_DAYS days at
         this hour (registry/forecaster.py), computed once per model, asset and issue hour. Without them
         (a model without horizon_h, too little history, a failed read) the trained widening applies."""
-        from registry.forecaster import level_matrix, recent_origins, recent_widths
+        from registry.forecaster import recent_origins, recent_widths
 
         model = served.python_model
         if "horizon_h" not in getattr(model, "features", ()):
@@ -232,9 +230,7 @@ class Client:
                 X, horizon, y = feats.recent_forecast_rows(self.settings, self.store, self._conn(), tenant, asset,
                                                            served.feature_service, model.features, t,
                                                            recent_origins(t))
-                raw = model.predict_matrix(X, calibrated=False)
-                widths = recent_widths(horizon, y, raw["p10"], raw["p90"], level_matrix(X, model.features))
-                self._recent[key] = (widths, [])
+                self._recent[key] = (recent_widths(horizon, model.nonconformity(X, y)), [])
             except (EmsError, psycopg.Error, ValueError, KeyError) as e:
                 logger.warning("recent-residual calibration of %s for %s failed: %s", served.info.id, asset, e)
                 self._recent[key] = (None, [f"interval calibrated at training time (recent residuals unavailable: "

@@ -114,22 +114,27 @@ def _aligned_inputs(settings, conn, tenant: str, asset: str, t: pd.Timestamp, ho
     key = (tenant, asset, t)
     hit = _ALIGNED_CACHE.get(key)
     if hit is None:
-        query = ("SELECT bucket + INTERVAL '1 hour', avg_value FROM readings_hourly WHERE tenant_id = %s "
-                 "AND asset_id = %s AND bucket >= %s AND bucket < %s")
-        args = (tenant, asset, t - MAX_HORIZON * HOUR, t)
-        if conn is not None:
-            rows = conn.execute(query, args).fetchall()
-        else:
-            from warehouse.db import connect
-
-            with connect(settings) as c:
-                rows = c.execute(query, args).fetchall()
-        hit = aligned_from(pd.Series([r[1] for r in rows], index=pd.to_datetime([r[0] for r in rows], utc=True),
-                                     dtype=float), t)
+        hit = aligned_from(_hourly_by_end(settings, conn, tenant, asset, t - MAX_HORIZON * HOUR, t), t)
         _ALIGNED_CACHE[key] = hit
         while len(_ALIGNED_CACHE) > _ALIGNED_CACHE_SIZE:
             _ALIGNED_CACHE.popitem(last=False)
     return {k: v[:horizon] for k, v in hit.items()}
+
+
+def _hourly_by_end(settings, conn, tenant: str, asset: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.Series:
+    """The asset's hourly means of the hours starting in [start, end), indexed by hour end (the values
+    the feature views' lag_1h had at those hours); `conn` or a new connection."""
+    query = ("SELECT bucket + INTERVAL '1 hour', avg_value FROM readings_hourly WHERE tenant_id = %s "
+             "AND asset_id = %s AND bucket >= %s AND bucket < %s")
+    args = (tenant, asset, start, end)
+    if conn is not None:
+        rows = conn.execute(query, args).fetchall()
+    else:
+        from warehouse.db import connect
+
+        with connect(settings) as c:
+            rows = c.execute(query, args).fetchall()
+    return pd.Series([r[1] for r in rows], index=pd.to_datetime([r[0] for r in rows], utc=True), dtype=float)
 
 
 def aligned_from(series_by_hour_end: pd.Series, t: pd.Timestamp) -> dict[str, np.ndarray]:
@@ -181,10 +186,7 @@ def recent_forecast_rows(settings, store, conn, tenant: str, asset: str, service
     recent-residual calibration)."""
     issue_cols, calendar_cols = service_columns(store, service)
     first = min(o for o, _ in origins)
-    rows = conn.execute(
-        "SELECT bucket + INTERVAL '1 hour', avg_value FROM readings_hourly WHERE tenant_id = %s AND asset_id = %s "
-        "AND bucket >= %s AND bucket < %s", (tenant, asset, first - MAX_HORIZON * HOUR, t)).fetchall()
-    series = pd.Series([r[1] for r in rows], index=pd.to_datetime([r[0] for r in rows], utc=True), dtype=float)
+    series = _hourly_by_end(settings, conn, tenant, asset, first - MAX_HORIZON * HOUR, t)
     issue = pd.Series([o for o, h in origins for _ in range(h)])
     horizon = pd.Series([k for _, h in origins for k in range(1, h + 1)])
     target = issue + horizon * HOUR

@@ -35,7 +35,7 @@ import pandas as pd
 from inference.errors import EmsError, InvalidHorizonError
 from registry import metrics, train_forecast, training_data
 from registry.design import HORIZON, MAX_HORIZON, META
-from registry.forecaster import ALPHAS, OUTPUTS, RECENT_DAYS, level_matrix, recent_widths
+from registry.forecaster import ALPHAS, OUTPUTS, RECENT_DAYS, recent_widths
 from registry.naming import DEFAULT_FORECAST_SERVICE
 from stack.settings import Settings
 
@@ -173,11 +173,9 @@ def predict_recalibrated(model, rows: pd.DataFrame) -> pd.DataFrame:
     hours ended by then (registry/forecaster.py, recent_widths). Only earlier test origins count: the
     days before the first origin were training data, so the first origins keep the trained widening."""
     X = rows[model.features].to_numpy(dtype=float)
-    raw = model.predict_matrix(X, calibrated=False)
-    lvl = level_matrix(X, model.features)
-    assets = rows["asset_id"].to_numpy()
+    e = model.nonconformity(X, rows["y"].to_numpy(dtype=float))
+    assets, horizon = rows["asset_id"].to_numpy(), rows[HORIZON].to_numpy()
     issue, target = pd.DatetimeIndex(rows["issue_time"]).asi8, pd.DatetimeIndex(rows["target_time"]).asi8
-    y, horizon = rows["y"].to_numpy(dtype=float), rows[HORIZON].to_numpy()
     window = pd.Timedelta(days=RECENT_DAYS).value
     out = {name: np.full(len(rows), np.nan) for name in OUTPUTS}
     for asset in np.unique(assets):
@@ -185,7 +183,7 @@ def predict_recalibrated(model, rows: pd.DataFrame) -> pd.DataFrame:
         for origin in np.unique(issue[mine]):
             now = mine[issue[mine] == origin]
             past = mine[(issue[mine] < origin) & (issue[mine] >= origin - window) & (target[mine] <= origin)]
-            recent = recent_widths(horizon[past], y[past], raw["p10"][past], raw["p90"][past], lvl[past])
+            recent = recent_widths(horizon[past], e[past])
             pred = model.predict_matrix(X[now], asset, recent=recent)
             for name in OUTPUTS:
                 out[name][now] = pred[name]

@@ -33,9 +33,8 @@ def _same_hour(series: pd.Series, target: pd.Series, days_back: np.ndarray) -> n
 def naive_forecasts(series: pd.Series, issue: pd.Series, horizon: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """Seasonal-naive forecasts for target t+h made at t: the last observed same hour of day
     (t+h-24*ceil(h/24)) and the same hour one week before (t+h-168h). `series` is indexed by hour end."""
-    target = issue + horizon * HOUR
-    back = np.ceil(horizon.to_numpy() / 24).astype(int)
-    return _same_hour(series, target, back), _same_hour(series, target, np.full(len(target), 7))
+    lags = aligned(series, issue, horizon)
+    return lags["same_hour_1d"], lags["same_hour_7d"]
 
 
 def aligned(series: pd.Series, issue: pd.Series, horizon: pd.Series) -> dict[str, np.ndarray]:

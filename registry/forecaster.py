@@ -105,11 +105,10 @@ def recent_origins(t: pd.Timestamp, days: int = RECENT_DAYS) -> list[tuple[pd.Ti
     return [(t - pd.Timedelta(hours=24 * k), min(24 * k, HORIZON_BUCKETS[-1])) for k in range(1, days + 1)]
 
 
-def recent_widths(horizon: np.ndarray, y: np.ndarray, p10: np.ndarray, p90: np.ndarray, level: np.ndarray,
-                  coverage: float = 0.8, min_rows: int = MIN_RECENT_ROWS) -> list[float | None]:
-    """Widening per horizon bucket (level units) from recent uncalibrated intervals and their actuals;
-    None for a bucket with fewer than `min_rows` scored rows."""
-    e = np.maximum(p10 - y, y - p90) / level
+def recent_widths(horizon: np.ndarray, e: np.ndarray, coverage: float = 0.8,
+                  min_rows: int = MIN_RECENT_ROWS) -> list[float | None]:
+    """Widening per horizon bucket (level units) from the nonconformity scores `e` of recent forecasts
+    (QuantileForecaster.nonconformity); None for a bucket with fewer than `min_rows` scored rows."""
     known = np.isfinite(e)
     bucket = horizon_bucket(np.asarray(horizon))
     out: list[float | None] = []
@@ -180,6 +179,12 @@ class QuantileForecaster(PythonModel):
         out = {q: quantiles[:, i] for i, q in enumerate(QUANTILE_OUTPUTS)}
         out["point"] = raw["point"]
         return out
+
+    def nonconformity(self, X: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """max(p10 - y, y - p90) of the boosters' own interval, in level units, per row of X (NaN where
+        y is unknown): what recent_widths calibrates on."""
+        raw = self.predict_matrix(X, calibrated=False)
+        return np.maximum(raw["p10"] - y, y - raw["p90"]) / level_matrix(X, self.features)
 
     def widths(self, horizon: np.ndarray, asset=None, recent: list[float | None] | None = None) -> np.ndarray:
         """Calibrated widening (level units) per row: recent residuals where given, else trained."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -70,6 +71,13 @@ def _access(what: Callable[..., str]):
         return guarded
 
     return wrap
+
+
+def fail_fast(timeout_s: int) -> None:
+    """A registry that does not answer fails a call in about `timeout_s` seconds, not after MLflow's
+    default minutes of retries; explicit environment settings win."""
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(timeout_s))
 
 
 def client(tracking_uri: str):

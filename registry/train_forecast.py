@@ -16,7 +16,7 @@ import pandas as pd
 
 from registry import evaluation, plots, tracking, training_data
 from registry.design import HORIZON
-from registry.forecaster import ALPHAS, HORIZON_BUCKETS, OUTPUTS, QuantileForecaster, prepare, widening
+from registry.forecaster import ALPHAS, HORIZON_BUCKETS, OUTPUTS, QuantileForecaster, horizon_bucket, prepare, widening
 from registry.naming import (
     DEFAULT_FORECAST_NAME,
     DEFAULT_FORECAST_SERVICE,
@@ -44,9 +44,6 @@ class BoosterConfig:
     # calibration_days before each asset's split, scored on those days (0 = no calibration).
     calibration_days: int = 28
     min_calibration_rows: int = 100  # per asset and horizon bucket; below it the global widening applies
-    # Weigh training rows so that every asset counts the same in total (else assets with long histories
-    # teach the global model their dynamics only).
-    balance_assets: bool = False
 
     def params(self, output: str) -> dict:
         base = {"learning_rate": self.learning_rate, "num_leaves": self.num_leaves, "verbose": -1,
@@ -74,24 +71,16 @@ def fit(ts: training_data.TrainingSet, cfg: BoosterConfig, progress: Progress | 
 
     X, lvl = prepare(ts.train, ts.features)
     target = ts.train["y"].to_numpy() / lvl
-    weight = asset_weights(ts.train["asset_id"]) if cfg.balance_assets else None
     boosters = {}
     for i, name in enumerate(OUTPUTS):
         if progress:
             progress(name, 1 + i, len(STEPS))
-        data = lgb.Dataset(X, label=target, weight=weight, free_raw_data=False)
+        data = lgb.Dataset(X, label=target, free_raw_data=False)
         boosters[name] = lgb.train(cfg.params(name), data, num_boost_round=cfg.num_boost_round)
-    return QuantileForecaster(ts.features, boosters, calibrate(ts, cfg, X, target, weight))
+    return QuantileForecaster(ts.features, boosters, calibrate(ts, cfg, X, target))
 
 
-def asset_weights(assets: pd.Series) -> np.ndarray:
-    """Row weights with the same total per asset and a mean of 1."""
-    counts = assets.map(assets.value_counts()).to_numpy(dtype=float)
-    return len(assets) / (assets.nunique() * counts)
-
-
-def calibrate(ts: training_data.TrainingSet, cfg: BoosterConfig, X: pd.DataFrame, target: np.ndarray,
-              weight: np.ndarray | None = None) -> dict:
+def calibrate(ts: training_data.TrainingSet, cfg: BoosterConfig, X: pd.DataFrame, target: np.ndarray) -> dict:
     """Split-conformal widths for the p10-p90 interval (CQR): p10/p90 boosters fitted on training rows
     whose labels end before each asset's calibration window, scored on the rows issued inside it; one
     width per horizon bucket, globally and per asset (level units)."""
@@ -108,12 +97,11 @@ def calibrate(ts: training_data.TrainingSet, cfg: BoosterConfig, X: pd.DataFrame
         return {}
     bounds = {}
     for name in ("p10", "p90"):
-        data = lgb.Dataset(X[fit_rows], label=target[fit_rows], free_raw_data=False,
-                           weight=None if weight is None else weight[fit_rows])
+        data = lgb.Dataset(X[fit_rows], label=target[fit_rows], free_raw_data=False)
         bounds[name] = lgb.train(cfg.params(name), data, num_boost_round=cfg.num_boost_round).predict(X[calib])
     lo, hi = np.minimum(bounds["p10"], bounds["p90"]), np.maximum(bounds["p10"], bounds["p90"])
     e = np.maximum(lo - target[calib], target[calib] - hi)
-    bucket = np.searchsorted(HORIZON_BUCKETS, ts.train[HORIZON].to_numpy()[calib], side="left")
+    bucket = horizon_bucket(ts.train[HORIZON].to_numpy()[calib])
     assets = ts.train["asset_id"].to_numpy()[calib]
     glob = [widening(e[bucket == b]) for b in range(len(HORIZON_BUCKETS))]
     per_asset = {}
