@@ -230,7 +230,7 @@ class Client:
                 X, horizon, y = feats.recent_forecast_rows(self.settings, self.store, self._conn(), tenant, asset,
                                                            served.feature_service, model.features, t,
                                                            recent_origins(t))
-                self._recent[key] = (recent_widths(horizon, model.nonconformity(X, y)), [])
+                self._recent[key] = (recent_widths(horizon, model.nonconformity(X, y, asset)), [])
             except (EmsError, psycopg.Error, ValueError, KeyError) as e:
                 logger.warning("recent-residual calibration of %s for %s failed: %s", served.info.id, asset, e)
                 self._recent[key] = (None, [f"interval calibrated at training time (recent residuals unavailable: "
@@ -355,21 +355,20 @@ class Client:
             inputs = self._forecast_inputs(served, tenant, asset, horizon, as_of, None, "UTC", t)
             row = inputs.matrix(names)[horizon - 1:horizon]
             target = inputs.issue_time + (horizon - 1) * HOUR
-        return self._explain_row(served, row, target)
+        return self._explain_row(served, row, target, asset)
 
-    def _explain_row(self, served: Served, row: np.ndarray, target) -> Explanation:
+    def _explain_row(self, served: Served, row: np.ndarray, target, asset: str | None) -> Explanation:
         """TreeSHAP of the point booster: LightGBM's own implementation (what shap.TreeExplainer calls
         for LightGBM models), single-threaded: one row does not pay OpenMP's start-up and contention."""
-        from registry.forecaster import LEVEL, prepare_matrix
-
         model = served.python_model
-        X, level = prepare_matrix(row, model.features)
-        contributions = model.boosters["point"].predict(X, pred_contrib=True, num_threads=1)[0]
+        X, level = model.matrix(row, asset)
+        contributions = model.point_booster.predict(X, pred_contrib=True, num_threads=1)[0]
         values = contributions[:-1] * level[0]  # back to load units
         base = float(contributions[-1]) * level[0]
-        raw = [*(None if np.isnan(v) else float(v) for v in row[0]), float(X[0, -1])]
+        names = model.inputs
+        raw = [*(None if np.isnan(v) else float(v) for v in row[0]), float(X[0, len(model.features)]),
+               *([asset] if len(names) > len(model.features) + 1 else [])]  # asset_code shows the asset id
         order = np.argsort(-np.abs(values), kind="stable")
-        names = [*model.features, LEVEL]
         feature, value = [names[i] for i in order], [raw[i] for i in order]
         contributions = values[order]
 

@@ -35,14 +35,14 @@ import pandas as pd
 from inference.errors import EmsError, InvalidHorizonError
 from registry import metrics, train_forecast, training_data
 from registry.design import HORIZON, MAX_HORIZON, META
-from registry.forecaster import ALPHAS, OUTPUTS, RECENT_DAYS, recent_widths
+from registry.forecaster import ALPHAS, BOOSTERS, OUTPUTS, RECENT_DAYS, recent_widths
 from registry.naming import DEFAULT_FORECAST_SERVICE
 from stack.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, int], None]
-STEPS = ("training set", "p10", "p50", "p90", "point", "predict", "score")
+STEPS = ("training set", *BOOSTERS, "predict", "score")
 ALL = "(all)"  # the pooled row; not a valid asset id (registry/naming.py), so it cannot collide
 MIN_TRAIN_DAYS = 21  # training days every asset keeps before its first origin
 MAX_ORIGINS = 365
@@ -148,13 +148,13 @@ def run(settings: Settings, store, tenant: str, assets: list[str] | None = None,
     t1 = time.perf_counter()
     model = train_forecast.fit(ts, boosting, fit_step)
     timings["fit_s"] = time.perf_counter() - t1
-    tick(STEPS[5], 5, len(STEPS))
+    tick(STEPS[-2], len(STEPS) - 2, len(STEPS))
     t2 = time.perf_counter()
     rows = ts.holdout[ts.holdout[HORIZON] <= hs[-1]]
     pred = predict_recalibrated(model, rows)
     forecasts = pd.concat([rows[ROW_KEYS], pred[list(OUTPUTS)]], axis=1).reset_index(drop=True)
     timings["predict_s"] = time.perf_counter() - t2
-    tick(STEPS[6], 6, len(STEPS))
+    tick(STEPS[-1], len(STEPS) - 1, len(STEPS))
     scales = {a: s.get("naive_168", math.nan) for a, s in ts.scales.items()}
     result = BacktestResult(tenant, service, hs, origins, history_days, boosting, ts.windows, ts.features,
                             len(ts.train), scales, aggregate(forecasts, scales, hs), by_horizon(forecasts, scales),
@@ -173,7 +173,7 @@ def predict_recalibrated(model, rows: pd.DataFrame) -> pd.DataFrame:
     hours ended by then (registry/forecaster.py, recent_widths). Only earlier test origins count: the
     days before the first origin were training data, so the first origins keep the trained widening."""
     X = rows[model.features].to_numpy(dtype=float)
-    e = model.nonconformity(X, rows["y"].to_numpy(dtype=float))
+    e = model.nonconformity(X, rows["y"].to_numpy(dtype=float), rows["asset_id"].to_numpy())
     assets, horizon = rows["asset_id"].to_numpy(), rows[HORIZON].to_numpy()
     issue, target = pd.DatetimeIndex(rows["issue_time"]).asi8, pd.DatetimeIndex(rows["target_time"]).asi8
     window = pd.Timedelta(days=RECENT_DAYS).value

@@ -1,10 +1,15 @@
-"""The forecaster as an MLflow pyfunc: four LightGBM boosters (p10, p50, p90 and a point forecast)
-over the direct multi-horizon design (registry/design.py), in load units.
+"""The forecaster as an MLflow pyfunc: three quantile LightGBM boosters (p10, p50, p90) over the direct
+multi-horizon design (registry/design.py), in load units. The point forecast is the median (p50): the
+forecast with the least expected absolute error, which is what MAE, MAPE and the skill scores judge.
 
 Loads differ by orders of magnitude between assets (a building vs a utility zone), so the model
 works on scaled values: every load-valued input and the label are divided by the row's level (the
 mean absolute value of its load inputs), and `log_level` tells the trees how large the asset is.
-Predictions are scaled back and the three quantiles sorted per row, so they never cross."""
+A model trained on several assets also gets the asset as a categorical input (`asset_code`, the
+asset's index among the training assets; an asset it was not trained on is "missing" and takes the
+shared branches), so it can learn how each asset's load behaves (one holds yesterday's level, another
+returns to its weekly profile) without one model per asset. Predictions are scaled back and the three
+quantiles sorted per row, so they never cross."""
 
 from __future__ import annotations
 
@@ -20,12 +25,14 @@ except ImportError:  # pragma: no cover
     PythonModel = object
 
 QUANTILE_OUTPUTS = ("p10", "p50", "p90")
-OUTPUTS = (*QUANTILE_OUTPUTS, "point")
+OUTPUTS = (*QUANTILE_OUTPUTS, "point")  # output columns; point = p50
+BOOSTERS = QUANTILE_OUTPUTS  # fitted boosters (versions registered before this kept a 4th, "point" (L2), booster)
 ALPHAS = {"p10": 0.1, "p50": 0.5, "p90": 0.9}
 # Inputs measured in load units (lags and rolling statistics of the hourly mean load).
 LOAD_FEATURE = re.compile(r"^(lag_\d+h|historical_(avg|std)_\d+h|min_\d+h|max_\d+h|range_\d+h"
                           r"|same_hour_\d+d|same_hour_mean_\d+d)$")
 LEVEL = "log_level"
+ASSET = "asset_code"
 
 
 def load_columns(features: list[str]) -> list[str]:
@@ -55,21 +62,40 @@ def level(frame: pd.DataFrame, features: list[str]) -> np.ndarray:
     return level_matrix(frame[features].to_numpy(dtype=float), features)
 
 
-def prepare_matrix(X: np.ndarray, features: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Model matrix (load inputs scaled by level, plus a last column log_level) and the level per row."""
+def prepare_matrix(X: np.ndarray, features: list[str], codes: np.ndarray | None = None
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Model matrix (load inputs scaled by level, then a column log_level and, where `codes` is given,
+    a column asset_code) and the level per row."""
     lvl = level_matrix(X, features)
-    out = np.empty((X.shape[0], X.shape[1] + 1))
-    out[:, :-1] = X
+    extra = 1 if codes is None else 2
+    out = np.empty((X.shape[0], X.shape[1] + extra))
+    out[:, :X.shape[1]] = X
     load = [i for i, f in enumerate(features) if LOAD_FEATURE.match(f)]
     out[:, load] /= lvl[:, None]
-    out[:, -1] = np.log(lvl)
+    out[:, X.shape[1]] = np.log(lvl)
+    if codes is not None:
+        out[:, -1] = codes
     return out, lvl
 
 
-def prepare(frame: pd.DataFrame, features: list[str]) -> tuple[pd.DataFrame, np.ndarray]:
-    """prepare_matrix as a frame with named columns (training, SHAP plots)."""
-    X, lvl = prepare_matrix(frame[features].to_numpy(dtype=float), features)
-    return pd.DataFrame(X, columns=[*features, LEVEL], index=frame.index), lvl
+def asset_codes(assets: list[str], asset, n: int) -> np.ndarray | None:
+    """asset_code per row: the index of `asset` (one id or one per row) in the model's training assets,
+    NaN for an asset it was not trained on; None for a model without the input."""
+    if not assets:
+        return None
+    index = {a: float(i) for i, a in enumerate(assets)}
+    if asset is None or isinstance(asset, str):
+        return np.full(n, index.get(asset, np.nan))
+    return np.array([index.get(a, np.nan) for a in np.asarray(asset, dtype=object)], dtype=float)
+
+
+def prepare(frame: pd.DataFrame, features: list[str], assets: list[str] | None = None
+            ) -> tuple[pd.DataFrame, np.ndarray]:
+    """prepare_matrix of a design frame (training, SHAP plots) as a frame with named columns; `assets`:
+    the model's training assets (adds asset_code from the frame's asset_id)."""
+    codes = asset_codes(assets, frame["asset_id"].to_numpy(), len(frame)) if assets else None
+    X, lvl = prepare_matrix(frame[features].to_numpy(dtype=float), features, codes)
+    return pd.DataFrame(X, columns=[*features, LEVEL, *([ASSET] if assets else [])], index=frame.index), lvl
 
 
 def no_crossing(pred: np.ndarray) -> np.ndarray:
@@ -121,16 +147,17 @@ def recent_widths(horizon: np.ndarray, e: np.ndarray, coverage: float = 0.8,
 class QuantileForecaster(PythonModel):
     """pyfunc: input = the design columns (feature service at issue time, target-aligned lags,
     calendar of the target hour, horizon_h; optionally asset_id for per-asset interval calibration);
-    output = p10, p50, p90, point in the asset's load units.
+    output = p10, p50, p90, point (= p50) in the asset's load units.
 
     calibration: {"global": [w per bucket], "assets": {asset: [w per bucket]}} widens p10/p90 by
     w x level (HORIZON_BUCKETS); fitted on days the boosters did not train on (train_forecast.fit)."""
 
     def __init__(self, features: list[str] | None = None, boosters: dict | None = None,
-                 calibration: dict | None = None):
+                 calibration: dict | None = None, assets: list[str] | None = None):
         self.features = list(features or [])
         self.boosters = boosters or {}
         self.calibration = calibration or {}
+        self.assets = list(assets or [])  # training assets (asset_code = index); empty: no asset input
 
     # MLflow: boosters are artifacts (LightGBM text files), not pickled.
     def load_context(self, context) -> None:
@@ -139,9 +166,15 @@ class QuantileForecaster(PythonModel):
 
         import lightgbm as lgb
 
-        with ThreadPoolExecutor(len(OUTPUTS)) as pool:
-            boosters = pool.map(lambda name: lgb.Booster(model_file=context.artifacts[name]), OUTPUTS)
-            self.boosters = dict(zip(OUTPUTS, boosters, strict=True))
+        names = [name for name in OUTPUTS if name in context.artifacts]
+        with ThreadPoolExecutor(len(names)) as pool:
+            boosters = pool.map(lambda name: lgb.Booster(model_file=context.artifacts[name]), names)
+            self.boosters = dict(zip(names, boosters, strict=True))
+
+    @property
+    def point_booster(self):
+        """The booster behind the point forecast (what explanations attribute)."""
+        return self.boosters.get("point") or self.boosters["p50"]
 
     def save_boosters(self, folder: Path) -> dict[str, str]:
         paths = {}
@@ -151,10 +184,19 @@ class QuantileForecaster(PythonModel):
         return paths
 
     def __getstate__(self):  # pickle the definition only; boosters come back through load_context
-        return {"features": self.features, "boosters": {}, "calibration": self.calibration}
+        return {"features": self.features, "boosters": {}, "calibration": self.calibration, "assets": self.assets}
 
     def __setstate__(self, state):
-        self.__dict__.update({"calibration": {}, **state})
+        self.__dict__.update({"calibration": {}, "assets": [], **state})
+
+    @property
+    def inputs(self) -> list[str]:
+        """Columns of the boosters' matrix (matrix()): the features, log_level[, asset_code]."""
+        return [*self.features, LEVEL, *([ASSET] if self.assets else [])]
+
+    def matrix(self, X: np.ndarray, asset=None) -> tuple[np.ndarray, np.ndarray]:
+        """The boosters' matrix for rows of `features` of one asset id or one per row, and the level."""
+        return prepare_matrix(X, self.features, asset_codes(self.assets, asset, len(X)))
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         missing = [f for f in self.features if f not in model_input.columns]
@@ -170,20 +212,20 @@ class QuantileForecaster(PythonModel):
         one asset id or one per row (per-asset interval calibration where known); `recent`: widening
         per horizon bucket from recent residuals (recent_widths), None entries keep the trained ones;
         calibrated=False: the boosters' own quantiles (what recent residuals are measured on)."""
-        Xs, lvl = prepare_matrix(X, self.features)
-        raw = {name: self.boosters[name].predict(Xs, num_threads=1) * lvl for name in OUTPUTS}
+        Xs, lvl = self.matrix(X, asset)
+        raw = {name: booster.predict(Xs, num_threads=1) * lvl for name, booster in self.boosters.items()}
         if calibrated and (self.calibration or recent) and "horizon_h" in self.features:
             w = self.widths(X[:, self.features.index("horizon_h")], asset, recent) * lvl
             raw["p10"], raw["p90"] = raw["p10"] - w, raw["p90"] + w
         quantiles = no_crossing(np.column_stack([raw[q] for q in QUANTILE_OUTPUTS]))
         out = {q: quantiles[:, i] for i, q in enumerate(QUANTILE_OUTPUTS)}
-        out["point"] = raw["point"]
+        out["point"] = raw["point"] if "point" in raw else out["p50"]
         return out
 
-    def nonconformity(self, X: np.ndarray, y: np.ndarray) -> np.ndarray:
+    def nonconformity(self, X: np.ndarray, y: np.ndarray, asset=None) -> np.ndarray:
         """max(p10 - y, y - p90) of the boosters' own interval, in level units, per row of X (NaN where
         y is unknown): what recent_widths calibrates on."""
-        raw = self.predict_matrix(X, calibrated=False)
+        raw = self.predict_matrix(X, asset, calibrated=False)
         return np.maximum(raw["p10"] - y, y - raw["p90"]) / level_matrix(X, self.features)
 
     def widths(self, horizon: np.ndarray, asset=None, recent: list[float | None] | None = None) -> np.ndarray:

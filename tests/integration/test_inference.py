@@ -157,15 +157,15 @@ def test_explain_equals_shap_tree_explainer(client, served):
     import shap
 
     from inference.features import forecast_inputs
-    from registry.forecaster import LEVEL, prepare_matrix
-
     model = client.models.version(served)
     names = model.python_model.features
     inputs = forecast_inputs(client.settings, client.store, TENANT, "zone1", model.feature_service, 5)
-    X, level = prepare_matrix(inputs.matrix(names)[4:5], names)
-    expected = shap.TreeExplainer(model.python_model.boosters["point"]).shap_values(X)[0] * level[0]
-    got = client.explain(TENANT, "zone1", horizon=5).contributions.set_index("feature")["contribution"]
-    np.testing.assert_allclose(got[[*names, LEVEL]].to_numpy(), expected, rtol=1e-9, atol=1e-9)
+    X, level = model.python_model.matrix(inputs.matrix(names)[4:5], "zone1")
+    expected = shap.TreeExplainer(model.python_model.point_booster).shap_values(X)[0] * level[0]
+    got = client.explain(TENANT, "zone1", horizon=5).contributions.set_index("feature")
+    assert "asset_code" in got.index and got.loc["asset_code", "value"] == "zone1"
+    np.testing.assert_allclose(got.loc[model.python_model.inputs, "contribution"].to_numpy(), expected,
+                               rtol=1e-9, atol=1e-9)
 
 
 def test_forecast_from_a_caller_history_for_an_unknown_asset(client):

@@ -11,7 +11,7 @@ import pytest
 from inference.errors import ModelNotFoundError, ModelUnavailableError
 from inference.models import ModelCache
 from registry import lifecycle, tracking
-from registry.forecaster import OUTPUTS, QuantileForecaster, prepare
+from registry.forecaster import BOOSTERS, QuantileForecaster, prepare
 from registry.naming import registered_name
 from registry.train_forecast import BoosterConfig
 
@@ -31,7 +31,7 @@ def _frame(n: int = 600, seed: int = 0) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def model_id(stack, tmp_path_factory):
-    """A small QuantileForecaster (four boosters as artifacts + python_model.pkl), logged and registered
+    """A small QuantileForecaster (three boosters as artifacts + python_model.pkl), logged and registered
     the way registry/train_forecast.py does it."""
     import lightgbm as lgb
     from mlflow.models import infer_signature
@@ -40,7 +40,7 @@ def model_id(stack, tmp_path_factory):
     X, lvl = prepare(train, FEATURES)
     cfg = BoosterConfig(num_boost_round=20, min_data_in_leaf=20, num_threads=1)
     boosters = {name: lgb.train(cfg.params(name), lgb.Dataset(X, label=train["y"].to_numpy() / lvl), 20)
-                for name in OUTPUTS}
+                for name in BOOSTERS}
     model = QuantileForecaster(FEATURES, boosters)
     example = train[FEATURES].head(5)
     mlflow.set_tracking_uri(stack.mlflow_tracking_uri)
@@ -81,7 +81,7 @@ def test_direct_s3_load_gives_the_model_mlflow_loads(stack, model_id, reference,
     served = ModelCache(stack.mlflow_tracking_uri, settings=stack, cache_dir=tmp_path).version(model_id)
     _assert_same_model(served, reference, stack, model_id)
     [mlmodel] = tmp_path.rglob("MLmodel")  # the files came straight from S3 into the cache
-    assert {"python_model.pkl", *(f"{o}.txt" for o in OUTPUTS)} <= {p.name for p in mlmodel.parent.rglob("*")}
+    assert {"python_model.pkl", *(f"{o}.txt" for o in BOOSTERS)} <= {p.name for p in mlmodel.parent.rglob("*")}
     assert not list(tmp_path.rglob(".partial-*"))
 
 

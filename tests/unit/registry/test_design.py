@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from registry.design import HORIZON, expand, naive_forecasts, sample_pairs
-from registry.forecaster import level, no_crossing, prepare
+from registry.forecaster import QuantileForecaster, asset_codes, level, no_crossing, prepare
 from registry.training_data import SplitConfig
 
 T0 = pd.Timestamp("2024-01-01", tz="UTC")
@@ -121,3 +121,41 @@ def test_conformal_widths_per_horizon_bucket_and_asset():
     restored = QuantileForecaster.__new__(QuantileForecaster)
     restored.__setstate__({"features": ["horizon_h"], "boosters": {}})  # pickled before calibration existed
     assert restored.calibration == {} and restored.widths(horizons[:1]) == pytest.approx([0.0])
+
+
+def test_asset_code_is_the_training_index_and_missing_for_other_assets():
+    assert asset_codes([], "a", 2) is None  # a model without the input
+    np.testing.assert_array_equal(asset_codes(["a", "b"], "b", 2), [1.0, 1.0])
+    np.testing.assert_array_equal(asset_codes(["a", "b"], np.array(["b", "a", "zzz"]), 3), [1.0, 0.0, np.nan])
+    assert np.isnan(asset_codes(["a", "b"], None, 1)).all()  # a caller's series: shared branches
+    frame = pd.DataFrame({"asset_id": ["b", "a"], "lag_1h": [100.0, 10.0], HORIZON: [1, 2]})
+    X, _ = prepare(frame, ["lag_1h", HORIZON], ["a", "b"])
+    assert list(X.columns) == ["lag_1h", HORIZON, "log_level", "asset_code"] and X["asset_code"].tolist() == [1, 0]
+    model = QuantileForecaster(["lag_1h", HORIZON], {}, assets=["a", "b"])
+    Xm, lvl = model.matrix(frame[["lag_1h", HORIZON]].to_numpy(dtype=float), frame["asset_id"].to_numpy())
+    np.testing.assert_array_equal(Xm, X.to_numpy())
+    np.testing.assert_array_equal(lvl, [100.0, 10.0])
+    assert model.inputs == [*X.columns]
+    restored = QuantileForecaster.__new__(QuantileForecaster)
+    restored.__setstate__(model.__getstate__())
+    assert restored.assets == ["a", "b"]
+    old = QuantileForecaster.__new__(QuantileForecaster)
+    old.__setstate__({"features": ["lag_1h"], "boosters": {}})  # pickled before the asset input existed
+    assert old.assets == [] and old.inputs == ["lag_1h", "log_level"]
+
+
+def test_the_point_forecast_is_the_median_and_older_point_boosters_still_serve():
+    class Constant:
+        def __init__(self, v):
+            self.v = v
+
+        def predict(self, X, num_threads=1):
+            return np.full(len(X), self.v)
+
+    X = np.array([[2.0, 1.0]])
+    median = QuantileForecaster(["lag_1h", HORIZON], {"p10": Constant(0.5), "p50": Constant(1.0), "p90": Constant(2.0)})
+    out = median.predict_matrix(X)
+    assert out["point"] == pytest.approx([2.0]) and out["p50"] == pytest.approx([2.0])  # x level 2
+    assert median.point_booster is median.boosters["p50"]
+    older = QuantileForecaster(["lag_1h", HORIZON], {**median.boosters, "point": Constant(1.1)})
+    assert older.predict_matrix(X)["point"] == pytest.approx([2.2]) and older.point_booster is older.boosters["point"]
