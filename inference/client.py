@@ -367,7 +367,7 @@ class Client:
         base = float(contributions[-1]) * level[0]
         names = model.inputs
         raw = [*(None if np.isnan(v) else float(v) for v in row[0]), float(X[0, len(model.features)]),
-               *([asset] if len(names) > len(model.features) + 1 else [])]  # asset_code shows the asset id
+               *([asset] if model.assets else [])]  # asset_code shows the asset id
         order = np.argsort(-np.abs(values), kind="stable")
         feature, value = [names[i] for i in order], [raw[i] for i in order]
         contributions = values[order]
@@ -440,7 +440,10 @@ def _explain_sentence(prediction: float, base: float, top, target) -> str:
     parts = []
     for feature, value, contribution in top:
         verb = "raises" if contribution >= 0 else "lowers"
-        shown = "—" if value is None or not np.isfinite(value) else f"{value:,.4g}"
+        if isinstance(value, str):  # asset_code: the asset id
+            shown = value
+        else:
+            shown = "—" if value is None or not np.isfinite(value) else f"{value:,.4g}"
         parts.append(f"{feature} ({shown}) {verb} it by {_fmt(abs(contribution))}")
     when = f" for the hour starting {target:%Y-%m-%d %H:%M} UTC" if target is not None else ""
     return f"Forecast {_fmt(prediction)}{when} (base {_fmt(base)}): " + "; ".join(parts) + "."
