@@ -78,15 +78,25 @@ def prepare_matrix(X: np.ndarray, features: list[str], codes: np.ndarray | None 
     return out, lvl
 
 
-def asset_codes(assets: list[str], asset, n: int) -> np.ndarray | None:
-    """asset_code per row: the index of `asset` (one id or one per row) in the model's training assets,
-    NaN for an asset it was not trained on; None for a model without the input."""
+def asset_index(assets: list[str]) -> dict[str, float]:
+    """asset id -> asset_code (its index among the training assets)."""
+    return {a: float(i) for i, a in enumerate(assets)}
+
+
+def asset_codes(assets: list[str] | dict[str, float], asset, n: int) -> np.ndarray | None:
+    """asset_code per row: the index of `asset` (one id or one per row) in the model's training assets
+    (a list, or its asset_index), NaN for an asset it was not trained on; None for a model without the input."""
     if not assets:
         return None
-    index = {a: float(i) for i, a in enumerate(assets)}
+    index = assets if isinstance(assets, dict) else asset_index(assets)
     if asset is None or isinstance(asset, str):
         return np.full(n, index.get(asset, np.nan))
     return np.array([index.get(a, np.nan) for a in np.asarray(asset, dtype=object)], dtype=float)
+
+
+def input_columns(features: list[str], assets: list[str] | None = None) -> list[str]:
+    """Columns of prepare_matrix's output: the features, log_level[, asset_code when `assets`]."""
+    return [*features, LEVEL, *([ASSET] if assets else [])]
 
 
 def prepare(frame: pd.DataFrame, features: list[str], assets: list[str] | None = None
@@ -95,7 +105,7 @@ def prepare(frame: pd.DataFrame, features: list[str], assets: list[str] | None =
     the model's training assets (adds asset_code from the frame's asset_id)."""
     codes = asset_codes(assets, frame["asset_id"].to_numpy(), len(frame)) if assets else None
     X, lvl = prepare_matrix(frame[features].to_numpy(dtype=float), features, codes)
-    return pd.DataFrame(X, columns=[*features, LEVEL, *([ASSET] if assets else [])], index=frame.index), lvl
+    return pd.DataFrame(X, columns=input_columns(features, assets), index=frame.index), lvl
 
 
 def no_crossing(pred: np.ndarray) -> np.ndarray:
@@ -192,11 +202,14 @@ class QuantileForecaster(PythonModel):
     @property
     def inputs(self) -> list[str]:
         """Columns of the boosters' matrix (matrix()): the features, log_level[, asset_code]."""
-        return [*self.features, LEVEL, *([ASSET] if self.assets else [])]
+        return input_columns(self.features, self.assets)
 
     def matrix(self, X: np.ndarray, asset=None) -> tuple[np.ndarray, np.ndarray]:
         """The boosters' matrix for rows of `features` of one asset id or one per row, and the level."""
-        return prepare_matrix(X, self.features, asset_codes(self.assets, asset, len(X)))
+        index = self.__dict__.get("_asset_index")
+        if index is None or len(index) != len(self.assets):  # built once per loaded model (hot path)
+            index = self.__dict__["_asset_index"] = asset_index(self.assets)
+        return prepare_matrix(X, self.features, asset_codes(index, asset, len(X)))
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         missing = [f for f in self.features if f not in model_input.columns]
