@@ -52,9 +52,9 @@ demo: up ## the whole foundation on real data (tenant `demo`)
 	  --columns zone1=zone1_power_consumption,zone2=zone2_power_consumption,zone3=zone3_power_consumption
 	$(EMS) ingest-weather data/tetouan_power_10min.csv.gz --site tetouan \
 	  --columns temperature,humidity,wind_speed,solar_irradiance=general_diffuse_flows
-	$(EMS) ingest data/pjm_aep_hourly.csv.gz --tenant $(TENANT) --wide --columns pjm_aep=load_mw \
+	$(EMS) ingest data/pjm_aep_hourly.csv.gz --tenant $(TENANT) --wide --columns pjm_aep=load_mw --site pjm \
 	  --tz America/New_York --period-ending 1h
-	$(EMS) ingest data/pjm_pjme_hourly.csv.gz --tenant $(TENANT) --wide --columns pjm_pjme=load_mw \
+	$(EMS) ingest data/pjm_pjme_hourly.csv.gz --tenant $(TENANT) --wide --columns pjm_pjme=load_mw --site pjm \
 	  --tz America/New_York --period-ending 1h
 	$(EMS) refresh
 	$(FEAST) apply

@@ -61,3 +61,11 @@ forecast_weather = FeatureService(
                 "wind speed (NULL without a site).",
     tags={"model_type": "forecast"},
 )
+
+forecast_regional = FeatureService(
+    name="forecast_regional",
+    features=[*_LOAD_STATE, weather_hourly[["temperature", "humidity", "solar_irradiance", "wind_speed"]]],
+    description="20 features: forecast_weather; a forecaster trained on it also reads how the asset's site peers "
+                "(the tenant's other assets at its site) load relative to their last week (4 peer inputs).",
+    tags={"model_type": "forecast", "peer_inputs": "site"},
+)

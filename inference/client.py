@@ -36,7 +36,7 @@ from inference.history import hourly
 from inference.models import ModelCache, Served
 from inference.results import AnomalyResult, Explanation, ForecastResult, GlobalExplanation
 from registry import lifecycle
-from registry.design import HORIZON, HOUR, MAX_HORIZON
+from registry.design import HORIZON, HOUR, MAX_HORIZON, PEER
 from registry.naming import (
     ANOMALY_METHODS,
     DEFAULT_FORECAST_NAME,
@@ -240,10 +240,14 @@ class Client:
         return self._recent[key]
 
     def _forecast_inputs(self, served, tenant, asset, horizon, as_of, history, timezone, t=None) -> feats.Inputs:
+        peers = PEER[0] in getattr(served.python_model, "features", ())
         if history is not None:
-            return feats.history_forecast_inputs(self.store, served.feature_service, history, horizon, timezone)
+            inputs = feats.history_forecast_inputs(self.store, served.feature_service, history, horizon, timezone)
+            if peers:
+                inputs.warnings.append("a supplied history has no site peers: the model's peer inputs are missing")
+            return inputs
         return feats.forecast_inputs(self.settings, self.store, tenant, asset, served.feature_service, horizon, as_of,
-                                     self._conn(), t)
+                                     self._conn(), t, peers=peers)
 
     # ------------------------------------------------------------------ anomalies
     def detect_anomalies(self, tenant: str, asset: str, start=None, end=None, series: pd.Series | None = None,

@@ -19,7 +19,7 @@ import pandas as pd
 from inference import history as hist
 from inference.errors import FeaturesUnavailableError, InvalidRangeError
 from inference.store import feature_service, latest_feature_time, service_columns
-from registry.design import HORIZON, HOUR, MAX_HORIZON, aligned
+from registry.design import HORIZON, HOUR, MAX_HORIZON, PEER, aligned, peer_inputs
 
 logger = logging.getLogger(__name__)
 MAX_RANGE_HOURS = 24 * 92
@@ -84,11 +84,15 @@ def resolve_issue_time(latest, tenant: str, asset: str, as_of: datetime | None) 
 
 
 def forecast_inputs(settings, store, tenant: str, asset: str, service: str, horizon: int,
-                    as_of: datetime | None = None, conn=None, t: pd.Timestamp | None = None) -> Inputs:
-    """`t`: the issue time when the caller has already looked it up (issue_time)."""
+                    as_of: datetime | None = None, conn=None, t: pd.Timestamp | None = None,
+                    peers: bool = False) -> Inputs:
+    """`t`: the issue time when the caller has already looked it up (issue_time); `peers`: add the
+    peer inputs (a model trained on a service tagged peer_inputs=site has them among its features)."""
     issue_cols, calendar_cols = service_columns(store, service)
     t = t if t is not None else issue_time(settings, tenant, asset, as_of, conn)
     extra = _aligned_inputs(settings, conn, tenant, asset, t, horizon)
+    if peers:
+        extra |= _peer_inputs(settings, conn, tenant, asset, t, horizon)
     targets = [t + (h - 1) * HOUR for h in range(1, horizon + 1)]  # calendar of the hour starting here
     warnings: list[str] = []
     frame = None
@@ -121,20 +125,59 @@ def _aligned_inputs(settings, conn, tenant: str, asset: str, t: pd.Timestamp, ho
     return {k: v[:horizon] for k, v in hit.items()}
 
 
-def _hourly_by_end(settings, conn, tenant: str, asset: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.Series:
-    """The asset's hourly means of the hours starting in [start, end), indexed by hour end (the values
-    the feature views' lag_1h had at those hours); `conn` or a new connection."""
-    query = ("SELECT bucket + INTERVAL '1 hour', avg_value FROM readings_hourly WHERE tenant_id = %s "
-             "AND asset_id = %s AND bucket >= %s AND bucket < %s")
-    args = (tenant, asset, start, end)
-    if conn is not None:
-        rows = conn.execute(query, args).fetchall()
-    else:
-        from warehouse.db import connect
+_PEER_CACHE: OrderedDict[tuple[str, str, pd.Timestamp], dict[str, np.ndarray]] = OrderedDict()
 
-        with connect(settings) as c:
-            rows = c.execute(query, args).fetchall()
-    return pd.Series([r[1] for r in rows], index=pd.to_datetime([r[0] for r in rows], utc=True), dtype=float)
+
+def _peer_inputs(settings, conn, tenant: str, asset: str, t: pd.Timestamp, horizon: int) -> dict[str, np.ndarray]:
+    """PEER columns (registry/design.py) for horizons 1..horizon issued at t: one read of the site
+    peers' hourly means of the week before t per asset and new hour, then cached."""
+    key = (tenant, asset, t)
+    hit = _PEER_CACHE.get(key)
+    if hit is None:
+        peers = site_peers(conn, tenant, [asset], settings)[asset]
+        series = _hourly_by_end(settings, conn, tenant, peers, t - MAX_HORIZON * HOUR, t) if peers else {}
+        hit = peer_inputs(list(series.values()), pd.Series([t] * MAX_HORIZON), pd.Series(np.arange(1, MAX_HORIZON + 1)))
+        _PEER_CACHE[key] = hit
+        while len(_PEER_CACHE) > _ALIGNED_CACHE_SIZE:
+            _PEER_CACHE.popitem(last=False)
+    return {k: v[:horizon] for k, v in hit.items()}
+
+
+def site_peers(conn, tenant: str, assets: list[str], settings=None) -> dict[str, list[str]]:
+    """Per asset: the tenant's other assets at the same site (sorted; none without a site)."""
+    query = ("SELECT a.asset_id, coalesce(array_agg(p.asset_id ORDER BY p.asset_id) FILTER (WHERE p.asset_id "
+             "IS NOT NULL), '{}') FROM assets a LEFT JOIN assets p ON p.tenant_id = a.tenant_id AND "
+             "p.site_id = a.site_id AND p.asset_id <> a.asset_id WHERE a.tenant_id = %s AND a.asset_id = ANY(%s) "
+             "GROUP BY a.asset_id")
+    rows = _fetch(settings, conn, query, (tenant, list(assets)))
+    found = {r[0]: list(r[1]) for r in rows}
+    return {a: found.get(a, []) for a in assets}
+
+
+def _fetch(settings, conn, query: str, args: tuple) -> list[tuple]:
+    """Rows of a warehouse query on `conn` or a new connection."""
+    if conn is not None:
+        return conn.execute(query, args).fetchall()
+    from warehouse.db import connect
+
+    with connect(settings) as c:
+        return c.execute(query, args).fetchall()
+
+
+def _hourly_by_end(settings, conn, tenant: str, asset: str | list[str], start: pd.Timestamp, end: pd.Timestamp):
+    """The asset's hourly means of the hours starting in [start, end), indexed by hour end (the values
+    the feature views' lag_1h had at those hours); for a list of assets, a dict asset -> series."""
+    many = not isinstance(asset, str)
+    query = ("SELECT bucket + INTERVAL '1 hour', avg_value, asset_id FROM readings_hourly WHERE tenant_id = %s "
+             "AND asset_id = ANY(%s) AND bucket >= %s AND bucket < %s ORDER BY asset_id, bucket")
+    rows = _fetch(settings, conn, query, (tenant, list(asset) if many else [asset], start, end))
+
+    def series(part: list[tuple]) -> pd.Series:
+        return pd.Series([r[1] for r in part], index=pd.to_datetime([r[0] for r in part], utc=True), dtype=float)
+
+    if not many:
+        return series(rows)
+    return {a: series([r for r in rows if r[2] == a]) for a in asset}
 
 
 def aligned_from(series_by_hour_end: pd.Series, t: pd.Timestamp) -> dict[str, np.ndarray]:
@@ -196,6 +239,10 @@ def recent_forecast_rows(settings, store, conn, tenant: str, asset: str, service
     frame = frame.sort_values("row").reset_index(drop=True)
     columns = {c: frame[c].to_numpy(dtype=float) for c in [*issue_cols, *calendar_cols]}
     columns |= aligned(series, issue, horizon)
+    if PEER[0] in features:
+        peers = site_peers(conn, tenant, [asset], settings)[asset]
+        peer_series = _hourly_by_end(settings, conn, tenant, peers, first - MAX_HORIZON * HOUR, t) if peers else {}
+        columns |= peer_inputs(list(peer_series.values()), issue, horizon)
     columns[HORIZON] = horizon.to_numpy(dtype=float)
     y = series.reindex(target).to_numpy()
     keep = np.isfinite(y)
@@ -214,6 +261,7 @@ def history_forecast_inputs(store, service: str, series: pd.Series, horizon: int
         frame[c] = load[c].iloc[0] if c in load.columns else np.nan
     extra = {k: v[:horizon] for k, v in aligned_from(pd.Series(buckets.to_numpy(), index=buckets.index + HOUR),
                                                      t).items()}
+    extra |= {name: np.full(horizon, np.nan) for name in PEER}  # a supplied series has no site peers
     return _inputs(frame, issue_cols, calendar_cols, t, horizon, "history", [], extra)
 
 

@@ -79,6 +79,15 @@ def _cached_service(store, name: str):
     return hit
 
 
+PEER_TAG = "peer_inputs"  # feature service tag: "site" = models trained on it also read their site peers' load
+
+
+def service_uses_peers(store, service: str) -> bool:
+    """Whether models trained on `service` get the peer inputs (registry/design.py PEER): its tag
+    peer_inputs=site."""
+    return (feature_service(store, service).tags or {}).get(PEER_TAG) == "site"
+
+
 def feature_service(store, name: str):
     """A registered FeatureService by name (one clear error listing the known ones otherwise)."""
     return _cached_service(store, name)[1]

@@ -100,3 +100,44 @@ def sample_pairs(
 
 def days(delta: pd.Timedelta) -> float:
     return math.floor(delta / pd.Timedelta(hours=1)) / 24
+
+
+# Peer inputs: how the asset's site peers (the tenant's other assets at the same site, which share its
+# weather) are loading right now relative to their own last week, averaged over the peers. A weather
+# change shows in every load of a region, and not always at the same time (a front crosses the west of
+# a grid hours before its east), so the peers' recent deviation tells a forecaster what is coming. Ratios
+# (unitless), read from the peers' hourly means before the issue time only; NaN without peers.
+PEER = ("peer_lag_1h_ratio", "peer_avg_24h_ratio", "peer_max_24h_ratio", "peer_same_hour_1d_ratio")
+
+
+def peer_state(series: pd.Series, issue: pd.Series) -> np.ndarray:
+    """(rows x 3): last hour, mean of the last 24 h and max of the last 24 h of `series` (hourly means
+    indexed by hour end), each over the mean of its last 168 h, at each issue time."""
+    s = series.sort_index()
+    s = s[~s.index.duplicated()].asfreq("h") if len(s) else s
+    week = s.rolling(MAX_HORIZON, min_periods=24).mean()
+    day = s.rolling(24, min_periods=6)
+    state = pd.DataFrame({"lag": s / week, "avg": day.mean() / week, "max": day.max() / week})
+    return state.reindex(pd.DatetimeIndex(issue)).to_numpy(dtype=float)
+
+
+def peer_inputs(peers: list[pd.Series], issue: pd.Series, horizon: pd.Series) -> dict[str, np.ndarray]:
+    """PEER columns for (issue time, horizon) rows: the mean over `peers` (hourly means indexed by hour
+    end) of their state at the issue time and of their same-hour-yesterday over same-hour-7-day-mean
+    ratio at the target hour; NaN where no peer is known."""
+    n = len(issue)
+    if not peers:
+        return {name: np.full(n, np.nan) for name in PEER}
+    stacked = []
+    for s in peers:
+        lags = aligned(s, issue, horizon)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            same_hour = lags["same_hour_1d"] / lags["same_hour_mean_7d"]
+        stacked.append(np.column_stack([peer_state(s, issue), same_hour]))
+    values = np.stack(stacked)  # peers x rows x 4
+    values[~np.isfinite(values)] = np.nan
+    known = np.isfinite(values)
+    count = known.sum(axis=0)
+    mean = np.divide(np.where(known, values, 0.0).sum(axis=0), count, out=np.full(values.shape[1:], np.nan),
+                     where=count > 0)
+    return dict(zip(PEER, mean.T, strict=True))

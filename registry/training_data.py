@@ -11,8 +11,9 @@ import numpy as np
 import pandas as pd
 
 from inference.errors import EmsError, UnknownAssetError
-from inference.store import feature_service, service_columns
-from registry.design import ALIGNED, HORIZON, HOUR, MAX_HORIZON, aligned, days, expand, sample_pairs
+from inference.features import site_peers
+from inference.store import feature_service, service_columns, service_uses_peers
+from registry.design import ALIGNED, HORIZON, HOUR, MAX_HORIZON, PEER, aligned, days, expand, peer_inputs, sample_pairs
 from registry.naming import check_asset_id, check_tenant_id
 from stack.settings import Settings
 from warehouse.db import connect
@@ -72,10 +73,11 @@ class TrainingSet:
     windows: list[AssetWindow]
     scales: dict[str, dict[str, float]]  # per asset: in-sample MAE of seasonal naive 24 h / 168 h
     series: dict[str, pd.Series] = field(repr=False)
+    peers: dict[str, list[str]] = field(default_factory=dict)  # asset -> its site peers (peer inputs)
 
     @property
     def features(self) -> list[str]:
-        return [*self.issue_features, *ALIGNED, *self.calendar_features, HORIZON]
+        return [*self.issue_features, *ALIGNED, *(PEER if self.peers else ()), *self.calendar_features, HORIZON]
 
     @property
     def window(self) -> tuple[pd.Timestamp, pd.Timestamp]:
@@ -174,6 +176,8 @@ class Plan:
     calendar_cols: list[str]
     series: dict[str, pd.Series]
     windows: list[AssetWindow]
+    peers: dict[str, list[str]] = field(default_factory=dict)  # asset -> site peers, when the service asks
+    peer_series: dict[str, pd.Series] = field(default_factory=dict, repr=False)  # peers not trained on
 
     @property
     def features(self) -> list[str]:
@@ -188,7 +192,16 @@ def plan(settings: Settings, store, tenant: str, assets: list[str] | None = None
     assets = tenant_assets(settings, tenant, assets)
     issue_cols, calendar_cols = service_columns(store, service)
     series = hourly_series(settings, tenant, assets, until, cfg.history_days)
-    return Plan(settings, tenant, service, cfg, issue_cols, calendar_cols, series, asset_windows(series, assets, cfg))
+    windows = asset_windows(series, assets, cfg)
+    peers, peer_series = {}, {}
+    if service_uses_peers(store, service):
+        with connect(settings) as conn:
+            peers = {a: p for a, p in site_peers(conn, tenant, [w.asset_id for w in windows]).items() if p}
+        others = sorted({p for ps in peers.values() for p in ps} - set(series))
+        peer_series = hourly_series(settings, tenant, others, until, cfg.history_days) if others else {}
+        logger.info("peer inputs (%s): %s", service, ", ".join(f"{a} <- {'+'.join(p)}" for a, p in peers.items())
+                    or "no asset has a site peer")
+    return Plan(settings, tenant, service, cfg, issue_cols, calendar_cols, series, windows, peers, peer_series)
 
 
 def build(store, p: Plan) -> TrainingSet:
@@ -218,6 +231,15 @@ def build(store, p: Plan) -> TrainingSet:
         for asset, part in rows.groupby("asset_id", sort=False):
             for name, values in aligned(series[asset], part["issue_time"], part[HORIZON]).items():
                 rows.loc[part.index, name] = values
+    if p.peers:
+        known = {**p.peer_series, **series}
+        for rows in (train, holdout):
+            for name in PEER:
+                rows[name] = np.nan
+            for asset, part in rows.groupby("asset_id", sort=False):
+                peer = [known[a] for a in p.peers.get(asset, []) if a in known]
+                for name, values in peer_inputs(peer, part["issue_time"], part[HORIZON]).items():
+                    rows.loc[part.index, name] = values
     holdout["naive_24"], holdout["naive_168"] = holdout["same_hour_1d"], holdout["same_hour_7d"]
     scales = {w.asset_id: _naive_scales(series[w.asset_id], w) for w in windows}
     if train.empty or holdout.empty:
@@ -226,7 +248,7 @@ def build(store, p: Plan) -> TrainingSet:
     logger.info("training set %s/%s: %d training rows, %d held-out rows, %d assets", tenant, service,
                 len(train), len(holdout), len(windows))
     return TrainingSet(tenant, service, issue_cols, calendar_cols, train.reset_index(drop=True),
-                       holdout.reset_index(drop=True), windows, scales, series)
+                       holdout.reset_index(drop=True), windows, scales, series, p.peers)
 
 
 def labels(series: dict[str, pd.Series]) -> pd.Series:

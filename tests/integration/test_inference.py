@@ -179,6 +179,33 @@ def test_forecast_from_a_caller_history_for_an_unknown_asset(client):
         assert f.features[name] == pytest.approx(stored.features[name], rel=1e-9), name
 
 
+def test_peer_inputs_are_served_as_they_were_trained(client, stack, store):
+    """A forecaster trained on the regional service reads its site peer (zone1 <-> zone2, site tet-inf):
+    the served inputs at an issue time equal the backtest's held-out row for it, and the SDK serves it."""
+    from inference.features import forecast_inputs
+    from registry import training_data
+    from registry.design import PEER
+
+    split = SplitConfig(history_days=28, holdout_days=3, min_history_days=10, issue_every_h=12,
+                        horizons_per_issue=12)
+    plan = training_data.plan(stack, store, TENANT, ["zone1"], "forecast_regional", split)
+    assert plan.peers == {"zone1": ["zone2"]}  # zone2 is read as a peer without being trained on
+    ts = training_data.build(store, plan)
+    assert set(PEER) <= set(ts.features) and ts.train[list(PEER)].notna().all().all()
+    t = ts.holdout["issue_time"].min()
+    row = ts.holdout[(ts.holdout["issue_time"] == t) & (ts.holdout["horizon_h"] <= 24)].sort_values("horizon_h")
+    served = forecast_inputs(stack, store, TENANT, "zone1", "forecast_regional", 24, as_of=t, peers=True)
+    at = row["horizon_h"].to_numpy() - 1
+    for name in PEER:
+        np.testing.assert_allclose(served.columns[name][at], row[name].to_numpy(), rtol=1e-12, err_msg=name)
+    model = train_forecast.train(stack, store, TENANT, ["zone1"], service="forecast_regional", split=split,
+                                 boosting=FAST, name="regional")
+    f = client.forecast(TENANT, "zone1", horizon=24, model=model.model_id)
+    assert f.feature_service == "forecast_regional" and np.isfinite(f.frame["p50"]).all()
+    g = client.forecast(TENANT, "zone1", horizon=6, model=model.model_id, history=_zone1(end="2017-04-22"))
+    assert any("no site peers" in w for w in g.warnings)
+
+
 @pytest.mark.parametrize(("call", "error", "message"), [
     (lambda c: c.forecast(TENANT, "ghost"), UnknownAssetError, "has no asset"),
     (lambda c: c.forecast(TENANT, "zone1", horizon=0), InvalidHorizonError, "horizon=0 is out of range 1..168"),

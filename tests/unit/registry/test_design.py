@@ -159,3 +159,32 @@ def test_the_point_forecast_is_the_median_and_older_point_boosters_still_serve()
     assert median.point_booster is median.boosters["p50"]
     older = QuantileForecaster(["lag_1h", HORIZON], {**median.boosters, "point": Constant(1.1)})
     assert older.predict_matrix(X)["point"] == pytest.approx([2.2]) and older.point_booster is older.boosters["point"]
+
+
+def test_peer_inputs_are_the_peers_mean_deviation_from_their_last_week_before_the_issue_time():
+    from registry.design import PEER, peer_inputs
+
+    ends = pd.date_range("2024-01-01 01:00", periods=400, freq="h", tz="UTC")
+    t = ends[300]
+    flat = pd.Series(100.0, index=ends)
+    hot = flat.copy()
+    hot[t] = 200.0  # the last hour before the issue time doubles
+    hot[ends[301:]] = 1e6  # hours after the issue time must not matter
+    issue, horizon = pd.Series([t, t]), pd.Series([1, 24])
+    week = (167 * 100 + 200) / 168
+    out = peer_inputs([hot], issue, horizon)
+    np.testing.assert_allclose(out["peer_lag_1h_ratio"], [200 / week] * 2)
+    np.testing.assert_allclose(out["peer_avg_24h_ratio"], [(23 * 100 + 200) / 24 / week] * 2)
+    np.testing.assert_allclose(out["peer_max_24h_ratio"], [200 / week] * 2)
+    # target-hour ratio: same hour yesterday over that hour's 7-day mean; the target hour t+24h's last
+    # observed same hour is t itself (200 against six days of 100)
+    np.testing.assert_allclose(out["peer_same_hour_1d_ratio"], [1.0, 200 / ((200 + 6 * 100) / 7)])
+    # the mean over peers; a peer without data drops out; no peer at all: unknown
+    both = peer_inputs([hot, flat, pd.Series(dtype=float)], issue, horizon)
+    np.testing.assert_allclose(both["peer_lag_1h_ratio"], [(200 / week + 1) / 2] * 2)
+    none = peer_inputs([], issue, horizon)
+    assert set(none) == set(PEER) and all(np.isnan(v).all() for v in none.values())
+    # the week before t is all that is read: a series cut to it gives the same values
+    cut = peer_inputs([hot[(hot.index <= t) & (hot.index > t - pd.Timedelta(hours=168))]], issue, horizon)
+    for name in PEER:
+        np.testing.assert_allclose(cut[name], out[name], err_msg=name)
