@@ -199,8 +199,11 @@ def plan(settings: Settings, store, tenant: str, assets: list[str] | None = None
             peers = {a: p for a, p in site_peers(conn, tenant, [w.asset_id for w in windows]).items() if p}
         others = sorted({p for ps in peers.values() for p in ps} - set(series))
         peer_series = hourly_series(settings, tenant, others, until, cfg.history_days) if others else {}
-        logger.info("peer inputs (%s): %s", service, ", ".join(f"{a} <- {'+'.join(p)}" for a, p in peers.items())
-                    or "no asset has a site peer")
+        if peers:
+            logger.info("peer inputs (%s): %s", service, ", ".join(f"{a} <- {'+'.join(p)}" for a, p in peers.items()))
+        else:
+            logger.warning("%s asks for peer inputs but no asset of %s has a site peer (the tenant's other assets "
+                           "at its site; `ems ingest --site`): trained without them", service, tenant)
     return Plan(settings, tenant, service, cfg, issue_cols, calendar_cols, series, windows, peers, peer_series)
 
 

@@ -202,6 +202,8 @@ def test_peer_inputs_are_served_as_they_were_trained(client, stack, store):
                                  boosting=FAST, name="regional")
     f = client.forecast(TENANT, "zone1", horizon=24, model=model.model_id)
     assert f.feature_service == "forecast_regional" and np.isfinite(f.frame["p50"]).all()
+    e = client.explain(TENANT, "zone1", horizon=1, model=model.model_id)
+    assert set(PEER) <= set(e.contributions["feature"]) and e.summary
     g = client.forecast(TENANT, "zone1", horizon=6, model=model.model_id, history=_zone1(end="2017-04-22"))
     assert any("no site peers" in w for w in g.warnings)
 
