@@ -5,6 +5,7 @@ alternation (project, floor, project, ...) after a warm-up, so machine noise hit
 
 from __future__ import annotations
 
+import gc
 import json
 import platform
 import resource
@@ -68,7 +69,10 @@ def absolute_row(name: str, unit: str, project: float, max_abs: float, floor: fl
 # ---------------------------------------------------------------------------------------- timing
 def paired(project: Callable[[], object], floor: Callable[[], object], reps: int,
            warmup: int) -> tuple[list[float], list[float]]:
-    """Time both in alternation; returns (project ms, floor ms) samples after the warm-up."""
+    """Time both in alternation; returns (project ms, floor ms) samples after the warm-up. Starts from a
+    collected heap, so garbage the earlier rows left behind (ingest frames, materialize batches) is not
+    swept inside these calls."""
+    gc.collect()
     ours, raw = [], []
     for i in range(warmup + reps):
         t0 = time.perf_counter()
