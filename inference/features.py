@@ -115,14 +115,19 @@ _ALIGNED_CACHE_SIZE = 4096
 def _aligned_inputs(settings, conn, tenant: str, asset: str, t: pd.Timestamp, horizon: int) -> dict[str, np.ndarray]:
     """ALIGNED columns (registry/design.py) for horizons 1..horizon issued at t, from the hourly means of
     the week before t (the values the feature views' lag_1h had at those hours)."""
-    key = (tenant, asset, t)
-    hit = _ALIGNED_CACHE.get(key)
-    if hit is None:
-        hit = aligned_from(_hourly_by_end(settings, conn, tenant, asset, t - MAX_HORIZON * HOUR, t), t)
-        _ALIGNED_CACHE[key] = hit
-        while len(_ALIGNED_CACHE) > _ALIGNED_CACHE_SIZE:
-            _ALIGNED_CACHE.popitem(last=False)
+    hit = _cached(_ALIGNED_CACHE, (tenant, asset, t), lambda: aligned_from(
+        _hourly_by_end(settings, conn, tenant, asset, t - MAX_HORIZON * HOUR, t), t))
     return {k: v[:horizon] for k, v in hit.items()}
+
+
+def _cached(cache: OrderedDict, key, build):
+    """cache[key], built on a miss; the oldest entries go beyond _ALIGNED_CACHE_SIZE."""
+    hit = cache.get(key)
+    if hit is None:
+        hit = cache[key] = build()
+        while len(cache) > _ALIGNED_CACHE_SIZE:
+            cache.popitem(last=False)
+    return hit
 
 
 _PEER_CACHE: OrderedDict[tuple[str, str, pd.Timestamp], dict[str, np.ndarray]] = OrderedDict()
@@ -131,16 +136,19 @@ _PEER_CACHE: OrderedDict[tuple[str, str, pd.Timestamp], dict[str, np.ndarray]] =
 def _peer_inputs(settings, conn, tenant: str, asset: str, t: pd.Timestamp, horizon: int) -> dict[str, np.ndarray]:
     """PEER columns (registry/design.py) for horizons 1..horizon issued at t: one read of the site
     peers' hourly means of the week before t per asset and new hour, then cached."""
-    key = (tenant, asset, t)
-    hit = _PEER_CACHE.get(key)
-    if hit is None:
-        peers = site_peers(conn, tenant, [asset], settings)[asset]
-        series = _hourly_by_end(settings, conn, tenant, peers, t - MAX_HORIZON * HOUR, t) if peers else {}
-        hit = peer_inputs(list(series.values()), pd.Series([t] * MAX_HORIZON), pd.Series(np.arange(1, MAX_HORIZON + 1)))
-        _PEER_CACHE[key] = hit
-        while len(_PEER_CACHE) > _ALIGNED_CACHE_SIZE:
-            _PEER_CACHE.popitem(last=False)
+    hit = _cached(_PEER_CACHE, (tenant, asset, t), lambda: peer_columns(
+        settings, conn, tenant, asset, pd.Series([t] * MAX_HORIZON), pd.Series(np.arange(1, MAX_HORIZON + 1))))
     return {k: v[:horizon] for k, v in hit.items()}
+
+
+def peer_columns(settings, conn, tenant: str, asset: str, issue: pd.Series, horizon: pd.Series
+                 ) -> dict[str, np.ndarray]:
+    """PEER columns for (issue time, horizon) rows of `asset`: its site peers' hourly means of the week
+    before the first issue time up to the last, one read."""
+    peers = site_peers(conn, tenant, [asset], settings)[asset]
+    series = _hourly_by_end(settings, conn, tenant, peers, issue.min() - MAX_HORIZON * HOUR, issue.max()) \
+        if peers else {}
+    return peer_inputs(list(series.values()), issue, horizon)
 
 
 def site_peers(conn, tenant: str, assets: list[str], settings=None) -> dict[str, list[str]]:
@@ -240,9 +248,7 @@ def recent_forecast_rows(settings, store, conn, tenant: str, asset: str, service
     columns = {c: frame[c].to_numpy(dtype=float) for c in [*issue_cols, *calendar_cols]}
     columns |= aligned(series, issue, horizon)
     if PEER[0] in features:
-        peers = site_peers(conn, tenant, [asset], settings)[asset]
-        peer_series = _hourly_by_end(settings, conn, tenant, peers, first - MAX_HORIZON * HOUR, t) if peers else {}
-        columns |= peer_inputs(list(peer_series.values()), issue, horizon)
+        columns |= peer_columns(settings, conn, tenant, asset, issue, horizon)
     columns[HORIZON] = horizon.to_numpy(dtype=float)
     y = series.reindex(target).to_numpy()
     keep = np.isfinite(y)
