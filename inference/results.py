@@ -176,13 +176,18 @@ class Explanation:
             colour = "tab:red" if step["contribution"] >= 0 else "tab:blue"
             ax.barh(i, step["end"] - step["start"], left=step["start"], color=colour)
             ax.text(max(step["start"], step["end"]), i, f" {step['contribution']:+,.1f}", va="center", fontsize=8)
-        labels = [s["feature"] if s["value"] is None else f"{s['feature']} = {s['value']:,.4g}" for s in shown]
+        labels = [s["feature"] if s["value"] is None else f"{s['feature']} = {_shown(s['value'])}" for s in shown]
         ax.set_yticks(range(len(shown)), list(reversed(labels)), fontsize=8)
         ax.axvline(self.base_value, color="grey", ls=":", lw=0.8)
         ax.axvline(self.prediction, color="black", ls="--", lw=0.8)
         ax.set_title(f"{self.model_id}: base {self.base_value:,.1f} → prediction {self.prediction:,.1f}", fontsize=10)
         fig.tight_layout()
         return fig
+
+
+def _shown(value) -> str:
+    """An input's value on a plot label: numbers to 4 significant digits, the asset input as its id."""
+    return value if isinstance(value, str) else f"{value:,.4g}"
 
 
 @dataclass

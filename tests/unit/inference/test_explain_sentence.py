@@ -1,4 +1,4 @@
-"""The explanation sentence names each top input with its value, the asset input with the asset id."""
+"""Explanations name each top input with its value, the asset input with the asset id (sentence and plot)."""
 
 import numpy as np
 
@@ -10,3 +10,15 @@ def test_sentence_shows_numbers_missing_values_and_the_asset_id():
     text = _explain_sentence(15_000.0, 14_000.0, top, None)
     assert "asset_code (zone3) raises it by" in text
     assert "lag_1h (1.425e+04) lowers it by" in text and "temperature (—) raises it by" in text
+
+
+def test_waterfall_plot_labels_numbers_and_the_asset_id():
+    import pandas as pd
+
+    from inference.results import Explanation
+
+    contributions = pd.DataFrame({"feature": ["lag_1h", "asset_code", "temperature"],
+                                  "value": [14_250.5, "zone3", None], "contribution": [-80.0, 120.0, 5.0]})
+    fig = Explanation("t:load_forecaster:1", None, 1045.0, 1000.0, contributions, "").plot()
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert "asset_code = zone3" in labels and "lag_1h = 1.425e+04" in labels and "temperature" in labels
