@@ -36,7 +36,7 @@ from inference.history import hourly
 from inference.models import ModelCache, Served
 from inference.results import AnomalyResult, Explanation, ForecastResult, GlobalExplanation
 from registry import lifecycle
-from registry.design import HORIZON, HOUR, MAX_HORIZON, PEER
+from registry.design import HORIZON, HOUR, MAX_HORIZON, uses_peers
 from registry.naming import (
     ANOMALY_METHODS,
     DEFAULT_FORECAST_NAME,
@@ -240,7 +240,7 @@ class Client:
         return self._recent[key]
 
     def _forecast_inputs(self, served, tenant, asset, horizon, as_of, history, timezone, t=None) -> feats.Inputs:
-        peers = PEER[0] in getattr(served.python_model, "features", ())
+        peers = uses_peers(getattr(served.python_model, "features", ()))
         if history is not None:
             inputs = feats.history_forecast_inputs(self.store, served.feature_service, history, horizon, timezone)
             if peers:

@@ -19,7 +19,7 @@ import pandas as pd
 from inference import history as hist
 from inference.errors import FeaturesUnavailableError, InvalidRangeError
 from inference.store import feature_service, latest_feature_time, service_columns
-from registry.design import HORIZON, HOUR, MAX_HORIZON, PEER, aligned, peer_inputs
+from registry.design import HORIZON, HOUR, MAX_HORIZON, PEER, aligned, peer_inputs, uses_peers
 
 logger = logging.getLogger(__name__)
 MAX_RANGE_HOURS = 24 * 92
@@ -146,7 +146,7 @@ def peer_columns(settings, conn, tenant: str, asset: str, issue: pd.Series, hori
     """PEER columns for (issue time, horizon) rows of `asset`: its site peers' hourly means of the week
     before the first issue time up to the last, one read."""
     peers = site_peers(conn, tenant, [asset], settings)[asset]
-    series = _hourly_by_end(settings, conn, tenant, peers, issue.min() - MAX_HORIZON * HOUR, issue.max()) \
+    series = _hourly_series(settings, conn, tenant, peers, issue.min() - MAX_HORIZON * HOUR, issue.max()) \
         if peers else {}
     return peer_inputs(list(series.values()), issue, horizon)
 
@@ -172,20 +172,22 @@ def _fetch(settings, conn, query: str, args: tuple) -> list[tuple]:
         return c.execute(query, args).fetchall()
 
 
-def _hourly_by_end(settings, conn, tenant: str, asset: str | list[str], start: pd.Timestamp, end: pd.Timestamp):
+def _hourly_by_end(settings, conn, tenant: str, asset: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.Series:
     """The asset's hourly means of the hours starting in [start, end), indexed by hour end (the values
-    the feature views' lag_1h had at those hours); for a list of assets, a dict asset -> series."""
-    many = not isinstance(asset, str)
-    query = ("SELECT bucket + INTERVAL '1 hour', avg_value, asset_id FROM readings_hourly WHERE tenant_id = %s "
+    the feature views' lag_1h had at those hours); `conn` or a new connection."""
+    return _hourly_series(settings, conn, tenant, [asset], start, end)[asset]
+
+
+def _hourly_series(settings, conn, tenant: str, assets: list[str], start: pd.Timestamp, end: pd.Timestamp
+                   ) -> dict[str, pd.Series]:
+    """_hourly_by_end of several assets in one read: asset -> series (empty without rows)."""
+    query = ("SELECT asset_id, bucket + INTERVAL '1 hour', avg_value FROM readings_hourly WHERE tenant_id = %s "
              "AND asset_id = ANY(%s) AND bucket >= %s AND bucket < %s ORDER BY asset_id, bucket")
-    rows = _fetch(settings, conn, query, (tenant, list(asset) if many else [asset], start, end))
-
-    def series(part: list[tuple]) -> pd.Series:
-        return pd.Series([r[1] for r in part], index=pd.to_datetime([r[0] for r in part], utc=True), dtype=float)
-
-    if not many:
-        return series(rows)
-    return {a: series([r for r in rows if r[2] == a]) for a in asset}
+    parts: dict[str, list[tuple]] = {a: [] for a in assets}
+    for asset, end_time, value in _fetch(settings, conn, query, (tenant, list(assets), start, end)):
+        parts[asset].append((end_time, value))
+    return {a: pd.Series([v for _, v in rows], index=pd.to_datetime([e for e, _ in rows], utc=True), dtype=float)
+            for a, rows in parts.items()}
 
 
 def aligned_from(series_by_hour_end: pd.Series, t: pd.Timestamp) -> dict[str, np.ndarray]:
@@ -247,7 +249,7 @@ def recent_forecast_rows(settings, store, conn, tenant: str, asset: str, service
     frame = frame.sort_values("row").reset_index(drop=True)
     columns = {c: frame[c].to_numpy(dtype=float) for c in [*issue_cols, *calendar_cols]}
     columns |= aligned(series, issue, horizon)
-    if PEER[0] in features:
+    if uses_peers(features):
         columns |= peer_columns(settings, conn, tenant, asset, issue, horizon)
     columns[HORIZON] = horizon.to_numpy(dtype=float)
     y = series.reindex(target).to_numpy()

@@ -43,11 +43,16 @@ def aligned(series: pd.Series, issue: pd.Series, horizon: pd.Series) -> dict[str
     target = issue + horizon * HOUR
     back = np.ceil(horizon.to_numpy() / 24).astype(int)
     days = np.column_stack([_same_hour(series, target, back + k) for k in range(PROFILE_DAYS)])
-    known = np.isfinite(days)
-    count = known.sum(axis=1)
-    mean = np.divide(np.where(known, days, 0.0).sum(axis=1), count, out=np.full(len(days), np.nan), where=count > 0)
     week = _same_hour(series, target, np.full(len(target), 7))
-    return dict(zip(ALIGNED, (days[:, 0], days[:, 1], mean, week), strict=True))
+    return dict(zip(ALIGNED, (days[:, 0], days[:, 1], known_mean(days, axis=1), week), strict=True))
+
+
+def known_mean(values: np.ndarray, axis: int) -> np.ndarray:
+    """Mean of the finite values along `axis`; NaN where none is (no warning for empty slices)."""
+    known = np.isfinite(values)
+    count = known.sum(axis=axis)
+    total = np.where(known, values, 0.0).sum(axis=axis)
+    return np.divide(total, count, out=np.full(count.shape, np.nan), where=count > 0)
 
 
 def expand(
@@ -134,10 +139,9 @@ def peer_inputs(peers: list[pd.Series], issue: pd.Series, horizon: pd.Series) ->
         with np.errstate(divide="ignore", invalid="ignore"):
             same_hour = lags["same_hour_1d"] / lags["same_hour_mean_7d"]
         stacked.append(np.column_stack([peer_state(s, issue), same_hour]))
-    values = np.stack(stacked)  # peers x rows x 4
-    values[~np.isfinite(values)] = np.nan
-    known = np.isfinite(values)
-    count = known.sum(axis=0)
-    mean = np.divide(np.where(known, values, 0.0).sum(axis=0), count, out=np.full(values.shape[1:], np.nan),
-                     where=count > 0)
-    return dict(zip(PEER, mean.T, strict=True))
+    return dict(zip(PEER, known_mean(np.stack(stacked), axis=0).T, strict=True))  # peers x rows x 4 -> rows x 4
+
+
+def uses_peers(features) -> bool:
+    """Whether a model with these inputs reads peer inputs (trained on a peer_inputs=site service)."""
+    return PEER[0] in features

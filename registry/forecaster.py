@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from registry.design import known_mean
+
 try:  # the pyfunc base class; keep this module importable for pure unit tests without MLflow loaded
     from mlflow.pyfunc import PythonModel
 except ImportError:  # pragma: no cover
@@ -50,12 +52,8 @@ def level_matrix(X: np.ndarray, features: list[str]) -> np.ndarray:
     cols = _level_columns(features)
     if not cols:
         return np.ones(len(X))
-    values = np.abs(X[:, cols])
-    known = np.isfinite(values)
-    count = known.sum(axis=1)
-    total = np.where(known, values, 0.0).sum(axis=1)
-    out = np.divide(total, count, out=np.ones(len(X)), where=count > 0)
-    return np.where(out > 0, out, 1.0)
+    out = known_mean(np.abs(X[:, cols]), axis=1)
+    return np.where(out > 0, out, 1.0)  # NaN (nothing known) compares False: 1.0
 
 
 def level(frame: pd.DataFrame, features: list[str]) -> np.ndarray:
