@@ -368,7 +368,8 @@ class Client:
         X, level = model.matrix(row, asset)
         contributions = model.point_booster.predict(X, pred_contrib=True, num_threads=1)[0]
         values = contributions[:-1] * level[0]  # back to load units
-        base = float(contributions[-1]) * level[0]
+        # the base: the trees' expected output, from the anchor (same hour, last observed day) if anchored
+        base = float(model.anchor(row, level)[0] + contributions[-1] * level[0])
         names = model.inputs
         raw = [*(None if np.isnan(v) else float(v) for v in row[0]), float(X[0, len(model.features)]),
                *([asset] if model.assets else [])]  # asset_code shows the asset id

@@ -6,9 +6,11 @@ Design: trained once, not refitted per origin.
 - Each asset's last `origins` days are its test window. The origins are the daily issue times
   split, split + 24 h, ..., end - 24 h, where `end` is the asset's last complete hour and
   split = end - `origins` days (the holdout issue grid of training_data with holdout_days=origins).
-- The model is fitted once, on training rows whose label hour ends at or before the split (the
-  first origin), so no test label is seen in training. Features at an issue time only use
-  readings before it, so each forecast uses what was known at its origin.
+- The model is fitted once, on training rows whose label hour ends at or before the earliest
+  asset's split (the first origin of all), so no test label is seen in training, and an asset whose
+  readings end later than another's (PJM in 2018, Tetouan in 2017) does not train on hours after the
+  other's test window starts. Features at an issue time only use readings before it, so each
+  forecast uses what was known at its origin.
 - Intervals at each origin are calibrated as the SDK serves them: on the residuals of the forecasts
   issued in the 14 days before it whose targets have ended (predict_recalibrated).
 - At every origin one forecast is made for every horizon 1..max(horizons). A horizon set H scores
@@ -135,7 +137,7 @@ def run(settings: Settings, store, tenant: str, assets: list[str] | None = None,
     boosting = boosting or train_forecast.BoosterConfig()
     tick = progress or (lambda *_: None)
     split = training_data.SplitConfig(history_days=history_days, holdout_days=origins,
-                                      min_history_days=origins + MIN_TRAIN_DAYS)
+                                      min_history_days=origins + MIN_TRAIN_DAYS, shared_cutoff=True)
     timings, t0 = {}, time.perf_counter()
     tick(STEPS[0], 0, len(STEPS))
     p = training_data.plan(settings, store, tenant, assets, service, split)

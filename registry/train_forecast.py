@@ -18,10 +18,12 @@ from registry import evaluation, plots, tracking, training_data
 from registry.design import HORIZON
 from registry.forecaster import (
     ALPHAS,
+    ANCHOR,
     ASSET,
     BOOSTERS,
     HORIZON_BUCKETS,
     QuantileForecaster,
+    anchor_matrix,
     horizon_bucket,
     prepare,
     widening,
@@ -53,7 +55,7 @@ class BoosterConfig:
     feature_fraction: float = 0.9
     num_threads: int = 0  # LightGBM default: all cores
     # Conformal calibration of the p10-p90 interval: p10/p90 boosters fitted once more without the last
-    # calibration_days before each asset's split, scored on those days (0 = no calibration).
+    # calibration_days before each asset's training end, scored on those days (0 = no calibration).
     calibration_days: int = 28
     min_calibration_rows: int = 100  # per asset and horizon bucket; below it the global widening applies
     asset_input: bool = True  # the asset as a categorical input (registry/forecaster.py)
@@ -83,13 +85,15 @@ def fit(ts: training_data.TrainingSet, cfg: BoosterConfig, progress: Progress | 
     assets = sorted(ts.train["asset_id"].unique())
     assets = assets if cfg.asset_input and len(assets) > 1 else []
     X, lvl = prepare(ts.train, ts.features, assets)
-    target = ts.train["y"].to_numpy() / lvl
+    anchored = ANCHOR[0] in ts.features
+    origin = anchor_matrix(ts.train[ts.features].to_numpy(dtype=float), ts.features, lvl) if anchored else 0.0
+    target = (ts.train["y"].to_numpy() - origin) / lvl  # registry/forecaster.py: change from the anchor
     boosters = {}
     for i, name in enumerate(BOOSTERS):
         if progress:
             progress(name, 1 + i, len(STEPS))
         boosters[name] = lgb.train(cfg.params(name), _dataset(X, target), num_boost_round=cfg.num_boost_round)
-    return QuantileForecaster(ts.features, boosters, calibrate(ts, cfg, X, target), assets)
+    return QuantileForecaster(ts.features, boosters, calibrate(ts, cfg, X, target), assets, anchored)
 
 
 def _dataset(X: pd.DataFrame, target: np.ndarray):
@@ -107,7 +111,7 @@ def calibrate(ts: training_data.TrainingSet, cfg: BoosterConfig, X: pd.DataFrame
 
     if not cfg.calibration_days:
         return {}
-    cut = ts.train["asset_id"].map({w.asset_id: w.split - pd.Timedelta(days=cfg.calibration_days)
+    cut = ts.train["asset_id"].map({w.asset_id: w.fit_end - pd.Timedelta(days=cfg.calibration_days)
                                     for w in ts.windows})
     fit_rows = (ts.train["target_time"] <= cut).to_numpy()
     calib = (ts.train["issue_time"] >= cut).to_numpy()

@@ -37,6 +37,11 @@ class SplitConfig:
     dense_horizons: int = 24
     eval_every_h: int = 24  # held-out issue times: one forecast a day, every horizon
     seed: int = 0
+    # Training labels of every asset end at the earliest asset's split (backtests): a model trained on
+    # assets whose readings end at different times then never learns from hours after any asset's test
+    # window starts (another asset's later data would tell it about the weather, holidays and shocks of
+    # that window). Off: each asset trains up to its own split (training for deployment).
+    shared_cutoff: bool = False
 
     def check(self) -> SplitConfig:
         rules = {
@@ -60,6 +65,12 @@ class AssetWindow:
     start: pd.Timestamp  # first hour boundary used (window start)
     split: pd.Timestamp  # labels at or after this time are held out
     end: pd.Timestamp  # end of the last complete hour
+    train_end: pd.Timestamp | None = None  # last training label hour end, if before the split (shared cutoff)
+
+    @property
+    def fit_end(self) -> pd.Timestamp:
+        """End of the last label hour the asset's training rows may hold."""
+        return self.split if self.train_end is None else min(self.train_end, self.split)
 
 
 @dataclass
@@ -146,6 +157,16 @@ def asset_windows(series: dict[str, pd.Series], assets: list[str], cfg: SplitCon
                 f"asset {a!r} has {have:g} days of hourly readings ({first:%Y-%m-%d %H:%M} → {end:%Y-%m-%d %H:%M} "
                 f"UTC); training needs at least {cfg.min_history_days} days ({cfg.holdout_days} of them held out)")
         windows.append(AssetWindow(a, start, end - pd.Timedelta(days=cfg.holdout_days), end))
+    if cfg.shared_cutoff and windows:
+        cutoff = min(w.split for w in windows)
+        for w in windows:
+            w.train_end = cutoff
+            if days(cutoff - w.start) < cfg.min_history_days - cfg.holdout_days:
+                raise InsufficientHistoryError(
+                    f"asset {w.asset_id!r} has {max(days(cutoff - w.start), 0):g} days of readings before "
+                    f"{cutoff:%Y-%m-%d %H:%M} UTC, where the first test window starts (asset "
+                    f"{min(windows, key=lambda x: x.split).asset_id!r}); training needs at least "
+                    f"{cfg.min_history_days - cfg.holdout_days}: evaluate it separately")
     return windows
 
 
@@ -217,15 +238,15 @@ def build(store, p: Plan) -> TrainingSet:
     train_issues, eval_issues = [], []
     for w in windows:
         train_issues.append(pd.DataFrame({"asset_id": w.asset_id, "issue_time": pd.date_range(
-            w.start + pd.Timedelta(days=1), w.split - HOUR, freq=f"{cfg.issue_every_h}h")}))
+            w.start + pd.Timedelta(days=1), w.fit_end - HOUR, freq=f"{cfg.issue_every_h}h")}))
         eval_issues.append(pd.DataFrame({"asset_id": w.asset_id, "issue_time": pd.date_range(
             w.split, w.end - HOUR, freq=f"{cfg.eval_every_h}h")}))
-    split = {w.asset_id: w.split for w in windows}
+    fit_end = {w.asset_id: w.fit_end for w in windows}
     by_hour = labels(series)
     train = _labelled(hourly, issue_cols, calendar_cols, by_hour,
                       sample_pairs(pd.concat(train_issues, ignore_index=True), cfg.horizons_per_issue, rng,
                                    dense=cfg.dense_horizons))
-    train = train[train["target_time"] <= train["asset_id"].map(split)]  # no held-out label in training
+    train = train[train["target_time"] <= train["asset_id"].map(fit_end)]  # no held-out label in training
     holdout = _labelled(hourly, issue_cols, calendar_cols, by_hour,
                         sample_pairs(pd.concat(eval_issues, ignore_index=True), MAX_HORIZON, rng))
     known = {**p.peer_series, **series}

@@ -166,6 +166,13 @@ def test_explain_equals_shap_tree_explainer(client, served):
     assert "asset_code" in got.index and got.loc["asset_code", "value"] == "zone1"
     np.testing.assert_allclose(got.loc[model.python_model.inputs, "contribution"].to_numpy(), expected,
                                rtol=1e-9, atol=1e-9)
+    # the trees start from the anchor (same hour, last observed day): it is in the base, not a contribution
+    assert model.python_model.anchored
+    anchor = model.python_model.anchor(inputs.matrix(names)[4:5], level)[0]
+    e = client.explain(TENANT, "zone1", horizon=5)
+    assert anchor == inputs.matrix(["same_hour_1d"])[4, 0]
+    assert e.base_value == pytest.approx(anchor + shap.TreeExplainer(
+        model.python_model.point_booster).expected_value * level[0], rel=1e-6)
 
 
 def test_forecast_from_a_caller_history_for_an_unknown_asset(client):

@@ -1,5 +1,7 @@
 """Direct multi-horizon rows: issue-time features, target-hour calendar, labels and baselines."""
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -75,6 +77,26 @@ def test_split_config_names_bad_values():
         SplitConfig(min_history_days=14).check()
 
 
+def test_shared_cutoff_ends_every_assets_training_where_the_first_test_window_starts():
+    from registry.training_data import AssetWindow, InsufficientHistoryError, asset_windows
+
+    hours = lambda start, days: pd.Series(1.0, index=pd.date_range(start, periods=24 * days, freq="h", tz="UTC"))
+    series = {"early": hours("2017-01-01 01:00", 365), "late": hours("2017-06-01 01:00", 400)}
+    own = asset_windows(series, ["early", "late"], SplitConfig(history_days=1000, holdout_days=14, min_history_days=35))
+    assert [w.fit_end for w in own] == [w.split for w in own]  # each asset up to its own split
+    shared = asset_windows(series, ["early", "late"], SplitConfig(history_days=1000, holdout_days=14,
+                                                                  min_history_days=35, shared_cutoff=True))
+    early, late = shared
+    assert early.split < late.split and early.fit_end == late.fit_end == early.split
+    assert (late.split, late.end) == (own[1].split, own[1].end)  # the test windows stay each asset's own
+    assert AssetWindow("a", T0, T0, T0).fit_end == T0
+    # an asset with too little history before the shared cutoff is named
+    series["new"] = hours("2017-12-20 01:00", 60)
+    with pytest.raises(InsufficientHistoryError, match="'new' has 0 days of readings before 2017-12-18 00:00 UTC"):
+        asset_windows(series, ["early", "late", "new"], SplitConfig(history_days=1000, holdout_days=14,
+                                                                    min_history_days=35, shared_cutoff=True))
+
+
 def test_target_aligned_lags_follow_the_target_hour_and_never_read_past_the_issue_time():
     from registry.design import aligned
 
@@ -88,21 +110,50 @@ def test_target_aligned_lags_follow_the_target_hour_and_never_read_past_the_issu
     np.testing.assert_array_equal(out["same_hour_1d"], 300 + h - back)  # same hour, last observed day
     np.testing.assert_array_equal(out["same_hour_7d"], 300 + h - 168)  # same hour, a week before the target
     np.testing.assert_array_equal(out["same_hour_2d"], 300 + h - back - 24)  # the observed day before that
-    # mean of the same hour over the last seven observed days: positions p, p-24, ..., p-144 average to p-72
+    # median (and mean, for models trained on it) of the same hour over the last seven observed days:
+    # positions p, p-24, ..., p-144 have both at p-72
+    np.testing.assert_array_equal(out["same_hour_median_7d"], 300 + h - back - 72)
     np.testing.assert_array_equal(out["same_hour_mean_7d"], 300 + h - back - 72)
-    for name in ("same_hour_1d", "same_hour_2d", "same_hour_mean_7d", "same_hour_7d"):
+    for name in ("same_hour_1d", "same_hour_2d", "same_hour_median_7d", "same_hour_mean_7d", "same_hour_7d"):
         assert (out[name] <= 300).all(), name
     # every value reads only the week before the issue time: a series cut to it gives the same columns
     week = aligned(series[(series.index <= t) & (series.index > t - pd.Timedelta(hours=168))],
                    pd.Series([t] * 168), horizons)
     for name, values in out.items():
         np.testing.assert_array_equal(week[name], values, err_msg=name)
-    # a missing day drops out of the mean instead of making it unknown
+    # a missing day drops out of the profile instead of making it unknown
     missing = t + pd.Timedelta(hours=1) - pd.Timedelta(hours=48)
     gappy = aligned(series[(series.index <= t) & (series.index != missing)],
                     pd.Series([t]), pd.Series([1]))
     assert np.isnan(gappy["same_hour_2d"][0])
+    assert gappy["same_hour_median_7d"][0] == (205 + 181) / 2  # of 277, 229, 205, 181, 157, 133
     assert gappy["same_hour_mean_7d"][0] == np.mean([277, 229, 205, 181, 157, 133])
+    # nothing known in the week: NaN, without a warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        empty = aligned(series[series.index <= t - pd.Timedelta(hours=200)], pd.Series([t]), pd.Series([1]))
+    assert np.isnan(empty["same_hour_median_7d"][0]) and np.isnan(empty["same_hour_mean_7d"][0])
+
+
+def test_daily_profile_is_the_median_so_a_few_atypical_days_do_not_move_it():
+    from registry.design import aligned
+
+    # a flat 100 load with an extra 60 from 10:00 to 16:00 on three of the last seven days (a load that
+    # ran for three days and stopped): the median profile stays at 100, the mean carries 3/7 of the excess
+    ends = pd.date_range("2024-03-01 01:00", periods=24 * 10, freq="h", tz="UTC")
+    values = np.full(len(ends), 100.0)
+    start = ends[0] - pd.Timedelta(hours=1)
+    hour = (ends - pd.Timedelta(hours=1)).hour
+    day = (ends - pd.Timedelta(hours=1) - start).days
+    values[(day >= 5) & (day <= 7) & (hour >= 10) & (hour < 16)] += 60
+    series = pd.Series(values, index=ends)
+    t = ends[-1]  # midnight after day 9: days 3..9 are the last seven observed
+    horizons = pd.Series(np.arange(1, 25))
+    out = aligned(series, pd.Series([t] * 24), horizons)
+    daytime = (horizons >= 11) & (horizons <= 16)  # target hours 10:00-15:00
+    np.testing.assert_array_equal(out["same_hour_median_7d"], 100.0)
+    np.testing.assert_allclose(out["same_hour_mean_7d"][daytime], 100 + 60 * 3 / 7)
+    np.testing.assert_array_equal(out["same_hour_1d"], 100.0)  # the atypical days ended before yesterday
 
 
 def test_conformal_widths_per_horizon_bucket_and_asset():
@@ -159,6 +210,38 @@ def test_the_point_forecast_is_the_median_and_older_point_boosters_still_serve()
     assert median.point_booster is median.boosters["p50"]
     older = QuantileForecaster(["lag_1h", HORIZON], {**median.boosters, "point": Constant(1.1)})
     assert older.predict_matrix(X)["point"] == pytest.approx([2.2]) and older.point_booster is older.boosters["point"]
+
+
+def test_an_anchored_forecast_is_the_last_observed_same_hour_plus_the_predicted_change():
+    from registry.forecaster import anchor_matrix
+
+    class Constant:
+        def __init__(self, v):
+            self.v = v
+
+        def predict(self, X, num_threads=1):
+            return np.full(len(X), self.v)
+
+    features = ["lag_1h", "same_hour_1d", "same_hour_median_7d", HORIZON]
+    # rows: yesterday's same hour known; only the profile known; neither (the level: mean of the others)
+    X = np.array([[100.0, 80.0, 90.0, 1.0], [100.0, np.nan, 90.0, 2.0], [100.0, np.nan, np.nan, 3.0]])
+    lvl = np.array([90.0, 95.0, 100.0])  # mean |load input| per row
+    np.testing.assert_array_equal(anchor_matrix(X, features, lvl), [80.0, 90.0, 100.0])
+    boosters = {"p10": Constant(-0.1), "p50": Constant(0.05), "p90": Constant(0.2)}
+    anchored = QuantileForecaster(features, boosters, anchored=True)
+    out = anchored.predict_matrix(X)
+    np.testing.assert_allclose(out["point"], [80 + 0.05 * 90, 90 + 0.05 * 95, 100 + 0.05 * 100])
+    np.testing.assert_allclose(out["p10"], [80 - 9.0, 90 - 9.5, 100 - 10.0])
+    # the interval scores are the same in level units whatever the anchor: max(p10 - y, y - p90) / level
+    np.testing.assert_allclose(anchored.nonconformity(X, np.array([80.0, 90.0, 100.0])), [-0.1, -0.1, -0.1])
+    # a model pickled before the anchor existed keeps the plain label (load over level)
+    old = QuantileForecaster.__new__(QuantileForecaster)
+    old.__setstate__({"features": features, "boosters": boosters})
+    assert old.anchored is False
+    np.testing.assert_allclose(old.predict_matrix(X)["point"], 0.05 * lvl)
+    restored = QuantileForecaster.__new__(QuantileForecaster)
+    restored.__setstate__(anchored.__getstate__())
+    assert restored.anchored is True
 
 
 def test_peer_inputs_are_the_peers_mean_deviation_from_their_last_week_before_the_issue_time():
