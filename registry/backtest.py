@@ -92,7 +92,7 @@ class BacktestResult:
         last_label = self.training.train.groupby("asset_id")["target_time"].max() if self.training else {}
         return {
             "tenant": self.tenant, "service": self.service, "horizons": list(self.horizons),
-            "origins": self.origins, "history_days": self.history_days, "design": "trained once before the test "
+            "origins": self.origins, "history_days": self.history_days, "design": "trained once before the first test "
             "window; one forecast per daily origin for every horizon 1..max(horizons)",
             "boosting": vars(self.boosting), "features": self.features, "train_rows": self.train_rows,
             "windows": [{"asset_id": w.asset_id, "train_start": w.start.isoformat(),

@@ -84,7 +84,8 @@ def log_to_mlflow(settings: Settings, store, result: BacktestResult, report: Rep
             "feature_service": result.service, "assets": _clip(",".join(result.assets)),
             "horizons": ",".join(map(str, result.horizons)), "origins": result.origins,
             "history_days": result.history_days, "train_rows": result.train_rows,
-            "features": _clip(",".join(result.features)), "design": "train once before the test window",
+            "features": _clip(",".join(result.features)),
+            "design": "train once before the first test window (all assets)",
             **{f"lgb.{k}": v for k, v in vars(result.boosting).items()},
         })
         mlflow.log_metrics(metric_dict(result) | {f"time.{k}": v for k, v in result.timings.items()})

@@ -80,7 +80,9 @@ def test_split_config_names_bad_values():
 def test_shared_cutoff_ends_every_assets_training_where_the_first_test_window_starts():
     from registry.training_data import AssetWindow, InsufficientHistoryError, asset_windows
 
-    hours = lambda start, days: pd.Series(1.0, index=pd.date_range(start, periods=24 * days, freq="h", tz="UTC"))
+    def hours(start, days):
+        return pd.Series(1.0, index=pd.date_range(start, periods=24 * days, freq="h", tz="UTC"))
+
     series = {"early": hours("2017-01-01 01:00", 365), "late": hours("2017-06-01 01:00", 400)}
     own = asset_windows(series, ["early", "late"], SplitConfig(history_days=1000, holdout_days=14, min_history_days=35))
     assert [w.fit_end for w in own] == [w.split for w in own]  # each asset up to its own split
