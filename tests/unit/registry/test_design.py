@@ -197,14 +197,17 @@ def test_asset_code_is_the_training_index_and_missing_for_other_assets():
     assert old.assets == [] and old.inputs == ["lag_1h", "log_level"]
 
 
+class Constant:
+    """A booster stand-in predicting one value for every row."""
+
+    def __init__(self, v):
+        self.v = v
+
+    def predict(self, X, num_threads=1):
+        return np.full(len(X), self.v)
+
+
 def test_the_point_forecast_is_the_median_and_older_point_boosters_still_serve():
-    class Constant:
-        def __init__(self, v):
-            self.v = v
-
-        def predict(self, X, num_threads=1):
-            return np.full(len(X), self.v)
-
     X = np.array([[2.0, 1.0]])
     median = QuantileForecaster(["lag_1h", HORIZON], {"p10": Constant(0.5), "p50": Constant(1.0), "p90": Constant(2.0)})
     out = median.predict_matrix(X)
@@ -216,13 +219,6 @@ def test_the_point_forecast_is_the_median_and_older_point_boosters_still_serve()
 
 def test_an_anchored_forecast_is_the_last_observed_same_hour_plus_the_predicted_change():
     from registry.forecaster import anchor_matrix
-
-    class Constant:
-        def __init__(self, v):
-            self.v = v
-
-        def predict(self, X, num_threads=1):
-            return np.full(len(X), self.v)
 
     features = ["lag_1h", "same_hour_1d", "same_hour_median_7d", HORIZON]
     # rows: yesterday's same hour known; only the profile known; neither (the level: mean of the others)
