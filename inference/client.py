@@ -369,7 +369,8 @@ class Client:
         contributions = model.point_booster.predict(X, pred_contrib=True, num_threads=1)[0]
         values = contributions[:-1] * level[0]  # back to load units
         # the base: the trees' expected output, from the anchor (same hour, last observed day) if anchored
-        base = float(model.anchor(row, level)[0] + contributions[-1] * level[0])
+        anchor = float(model.anchor(row, level)[0]) if model.anchored else None
+        base = (anchor or 0.0) + float(contributions[-1] * level[0])
         names = model.inputs
         raw = [*(None if np.isnan(v) else float(v) for v in row[0]), float(X[0, len(model.features)]),
                *([asset] if model.assets else [])]  # asset_code shows the asset id
@@ -382,7 +383,7 @@ class Client:
 
         prediction = base + float(values.sum())
         sentence = _explain_sentence(prediction, base, zip(feature[:3], value[:3], contributions[:3], strict=True),
-                                     target)
+                                     target, anchor)
         return Explanation(served.info.id, target, prediction, base, contrib, sentence)
 
     def explain_global(self, model: str) -> GlobalExplanation:
@@ -440,8 +441,9 @@ def _sentence(r) -> str:
     return f"{_fmt(r.value)} is within the expected range ({r.score:.1f}σ from {_fmt(r.expected_mean)})"
 
 
-def _explain_sentence(prediction: float, base: float, top, target) -> str:
-    """`top`: (feature, value, contribution) of the largest contributions, largest first."""
+def _explain_sentence(prediction: float, base: float, top, target, anchor: float | None = None) -> str:
+    """`top`: (feature, value, contribution) of the largest contributions, largest first; `anchor`: what
+    an anchored model's base starts from (registry/forecaster.py)."""
     parts = []
     for feature, value, contribution in top:
         verb = "raises" if contribution >= 0 else "lowers"
@@ -451,4 +453,8 @@ def _explain_sentence(prediction: float, base: float, top, target) -> str:
             shown = "—" if value is None or not np.isfinite(value) else f"{value:,.4g}"
         parts.append(f"{feature} ({shown}) {verb} it by {_fmt(abs(contribution))}")
     when = f" for the hour starting {target:%Y-%m-%d %H:%M} UTC" if target is not None else ""
-    return f"Forecast {_fmt(prediction)}{when} (base {_fmt(base)}): " + "; ".join(parts) + "."
+    start = f"base {_fmt(base)}"
+    if anchor is not None:
+        start += (f" = same hour on the last observed day {_fmt(anchor)} {'+' if base >= anchor else '-'} "
+                  f"average change {_fmt(abs(base - anchor))}")
+    return f"Forecast {_fmt(prediction)}{when} ({start}): " + "; ".join(parts) + "."
