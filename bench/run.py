@@ -48,12 +48,7 @@ def run(settings, quick: bool = False, out: Path | None = None, only: list[str] 
         ("model_load", model_load),
         ("pit", lambda: pit_rows(ctx, data)),
     ]
-    if only:
-        unknown = sorted(set(only) - {g for g, _ in groups})
-        if unknown:
-            raise ValueError(f"unknown bench group(s) {', '.join(unknown)}; choose from "
-                             f"{', '.join(g for g, _ in groups)}")
-        groups = [g for g in groups if g[0] in only or g[0] == "materialize" and "online" in only]
+    groups = select(groups, only)
     rows: list[core.Row] = []
     for i, (name, fn) in enumerate(groups):
         if step:
@@ -63,3 +58,15 @@ def run(settings, quick: bool = False, out: Path | None = None, only: list[str] 
         step("done", len(groups), len(groups))
     js, md = core.write_report(rows, core.meta(quick, data.describe()), out or ctx.work / "reports")
     return rows, js, md
+
+
+def select(groups: list[tuple[str, Callable]], only: list[str] | None) -> list[tuple[str, Callable]]:
+    """The groups named in `only` (all without it), in run order, with `materialize` ahead of `online` and
+    `serving`: both read the bench assets from the online store, which materialize loads."""
+    if not only:
+        return groups
+    unknown = sorted(set(only) - {g for g, _ in groups})
+    if unknown:
+        raise ValueError(f"unknown bench group(s) {', '.join(unknown)}; choose from {', '.join(g for g, _ in groups)}")
+    needs_online = {"online", "serving"} & set(only)
+    return [g for g in groups if g[0] in only or g[0] == "materialize" and needs_online]
