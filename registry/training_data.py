@@ -251,15 +251,16 @@ def build(store, p: Plan) -> TrainingSet:
                         sample_pairs(pd.concat(eval_issues, ignore_index=True), MAX_HORIZON, rng))
     known = {**p.peer_series, **series}
     for rows in (train, holdout):
-        for name in (*ALIGNED, *(PEER if p.peers else ())):
+        names = (*ALIGNED, *(PEER if p.peers else ()))
+        for name in names:
             rows[name] = np.nan
         for asset, part in rows.groupby("asset_id", sort=False):
             columns = aligned(series[asset], part["issue_time"], part[HORIZON])
             if p.peers:
                 peer = [known[a] for a in p.peers.get(asset, []) if a in known]
                 columns |= peer_inputs(peer, part["issue_time"], part[HORIZON])
-            for name, values in columns.items():
-                rows.loc[part.index, name] = values
+            for name in names:
+                rows.loc[part.index, name] = columns[name]
     holdout["naive_24"], holdout["naive_168"] = holdout["same_hour_1d"], holdout["same_hour_7d"]
     scales = {w.asset_id: _naive_scales(series[w.asset_id], w) for w in windows}
     if train.empty or holdout.empty:
