@@ -22,10 +22,12 @@ def ensure_model(ctx, data: DataSet, store) -> str:
 
     client = lifecycle.client(ctx.settings.mlflow_tracking_uri)
     current = {k: str(v) for k, v in train_forecast.prefixed("lgb", train_forecast.BoosterConfig()).items()}
+    current["label"] = train_forecast.LABELS[True]
     try:
         info = lifecycle.resolve_production(client, data.tenant, MODEL_NAME)
         params = client.get_run(info.run_id).data.params if info.run_id else {}
-        # reused while it has its files' location and today's booster settings (else the rows measure an old model)
+        # reused while it has its files' location, today's booster settings and label (else the rows measure an
+        # old model)
         if TAG_ARTIFACT_LOCATION in info.tags and all(params.get(k) == v for k, v in current.items()):
             return info.id
     except ModelNotFoundError:

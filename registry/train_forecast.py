@@ -39,6 +39,9 @@ from stack.settings import Settings
 logger = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, int], None]
+# What the boosters learned (run parameter `label`; registry/forecaster.py): the change from the anchor, or
+# (versions trained before it) the load over the level.
+LABELS = {True: "change_from_anchor", False: "load_over_level"}
 GLOBAL_SHAP = "shap_global.json"  # mean |SHAP| per model input on held-out rows (scaled units)
 STEPS = ("training set", *BOOSTERS, "evaluate", "log to MLflow")
 
@@ -162,7 +165,8 @@ def train(settings: Settings, store, tenant: str, assets: list[str] | None = Non
         mlflow.log_params({
             "feature_service": service, "features": ",".join(ts.features), "assets": ",".join(w.asset_id for w in
                                                                                             ts.windows),
-            "train_rows": len(ts.train), "holdout_rows": len(ts.holdout), **prefixed("split", split),
+            "train_rows": len(ts.train), "holdout_rows": len(ts.holdout), "label": LABELS[model.anchored],
+            **prefixed("split", split),
             **prefixed("lgb", boosting),
         })
         with tempfile.TemporaryDirectory() as tmp:

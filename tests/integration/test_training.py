@@ -73,6 +73,8 @@ def test_forecaster_is_logged_with_metrics_plots_tags_and_starts_in_staging(fore
     assert tags["training_window_start"] < tags["training_window_end"]
     run = mlc.get_run(forecaster.run_id)
     assert run.data.tags["feast.feature_service"] == DEFAULT_FORECAST_SERVICE  # Feast's own auto-log
+    assert run.data.params["label"] == "change_from_anchor"  # registry/forecaster.py: anchored
+    assert "same_hour_median_7d" in run.data.params["features"].split(",")
     for key in ("mae", "rmse", "mape", "smape", "mase_24", "mase_168", "pinball_p10", "pinball_p90",
                 "coverage_p10_p90", "dayahead_mase_168", "dayahead_naive_168_mase"):
         assert np.isfinite(run.data.metrics[key]), key
