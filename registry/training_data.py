@@ -158,15 +158,15 @@ def asset_windows(series: dict[str, pd.Series], assets: list[str], cfg: SplitCon
                 f"UTC); training needs at least {cfg.min_history_days} days ({cfg.holdout_days} of them held out)")
         windows.append(AssetWindow(a, start, end - pd.Timedelta(days=cfg.holdout_days), end))
     if cfg.shared_cutoff and windows:
-        cutoff = min(w.split for w in windows)
+        first = min(windows, key=lambda w: w.split)  # the asset whose test window starts first
+        need = cfg.min_history_days - cfg.holdout_days
         for w in windows:
-            w.train_end = cutoff
-            if days(cutoff - w.start) < cfg.min_history_days - cfg.holdout_days:
+            w.train_end = first.split
+            if days(first.split - w.start) < need:
                 raise InsufficientHistoryError(
-                    f"asset {w.asset_id!r} has {max(days(cutoff - w.start), 0):g} days of readings before "
-                    f"{cutoff:%Y-%m-%d %H:%M} UTC, where the first test window starts (asset "
-                    f"{min(windows, key=lambda x: x.split).asset_id!r}); training needs at least "
-                    f"{cfg.min_history_days - cfg.holdout_days}: evaluate it separately")
+                    f"asset {w.asset_id!r} has {max(days(first.split - w.start), 0):g} days of readings before "
+                    f"{first.split:%Y-%m-%d %H:%M} UTC, where the first test window starts (asset "
+                    f"{first.asset_id!r}); training needs at least {need}: evaluate it separately")
     return windows
 
 
