@@ -34,7 +34,7 @@ from inference.errors import (
 )
 from inference.history import hourly
 from inference.models import ModelCache, Served
-from inference.results import AnomalyResult, Explanation, ForecastResult, GlobalExplanation
+from inference.results import AnomalyResult, Explanation, ForecastResult, GlobalExplanation, shown_value
 from registry import lifecycle
 from registry.design import HORIZON, HOUR, MAX_HORIZON, uses_peers
 from registry.naming import (
@@ -447,11 +447,7 @@ def _explain_sentence(prediction: float, base: float, top, target, anchor: float
     parts = []
     for feature, value, contribution in top:
         verb = "raises" if contribution >= 0 else "lowers"
-        if isinstance(value, str):  # asset_code: the asset id
-            shown = value
-        else:
-            shown = "—" if value is None or not np.isfinite(value) else f"{value:,.4g}"
-        parts.append(f"{feature} ({shown}) {verb} it by {_fmt(abs(contribution))}")
+        parts.append(f"{feature} ({shown_value(value)}) {verb} it by {_fmt(abs(contribution))}")
     when = f" for the hour starting {target:%Y-%m-%d %H:%M} UTC" if target is not None else ""
     start = f"base {_fmt(base)}"
     if anchor is not None:

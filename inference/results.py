@@ -176,7 +176,7 @@ class Explanation:
             colour = "tab:red" if step["contribution"] >= 0 else "tab:blue"
             ax.barh(i, step["end"] - step["start"], left=step["start"], color=colour)
             ax.text(max(step["start"], step["end"]), i, f" {step['contribution']:+,.1f}", va="center", fontsize=8)
-        labels = [s["feature"] if s["value"] is None else f"{s['feature']} = {_shown(s['value'])}" for s in shown]
+        labels = [s["feature"] if s["value"] is None else f"{s['feature']} = {shown_value(s['value'])}" for s in shown]
         ax.set_yticks(range(len(shown)), list(reversed(labels)), fontsize=8)
         ax.axvline(self.base_value, color="grey", ls=":", lw=0.8)
         ax.axvline(self.prediction, color="black", ls="--", lw=0.8)
@@ -185,9 +185,12 @@ class Explanation:
         return fig
 
 
-def _shown(value) -> str:
-    """An input's value on a plot label: numbers to 4 significant digits, the asset input as its id."""
-    return value if isinstance(value, str) else f"{value:,.4g}"
+def shown_value(value) -> str:
+    """An input's value as explanations show it: numbers to 4 significant digits, the asset input as its
+    id, a missing value as a dash."""
+    if isinstance(value, str):
+        return value
+    return "—" if value is None or not np.isfinite(value) else f"{value:,.4g}"
 
 
 @dataclass

@@ -89,7 +89,8 @@ def fit(ts: training_data.TrainingSet, cfg: BoosterConfig, progress: Progress | 
     assets = assets if cfg.asset_input and len(assets) > 1 else []
     X, lvl = prepare(ts.train, ts.features, assets)
     anchored = ANCHOR[0] in ts.features
-    origin = anchor_matrix(ts.train[ts.features].to_numpy(dtype=float), ts.features, lvl) if anchored else 0.0
+    cols = [f for f in ANCHOR if f in ts.features]  # the anchor's columns only, not a copy of the whole design
+    origin = anchor_matrix(ts.train[cols].to_numpy(dtype=float), cols, lvl) if anchored else 0.0
     target = (ts.train["y"].to_numpy() - origin) / lvl  # registry/forecaster.py: change from the anchor
     boosters = {}
     for i, name in enumerate(BOOSTERS):

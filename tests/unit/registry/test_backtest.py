@@ -169,13 +169,7 @@ def test_intervals_are_recalibrated_on_earlier_origins_only():
     (none here), later origins widen from the residuals of forecasts whose targets ended before them."""
     from registry.backtest import predict_recalibrated
     from registry.forecaster import QuantileForecaster
-
-    class Constant:
-        def __init__(self, value):
-            self.value = value
-
-        def predict(self, X, num_threads=1):
-            return np.full(len(X), self.value)
+    from tests.helpers.boosters import Constant
 
     model = QuantileForecaster(["lag_1h", "horizon_h"], {"p10": Constant(0.99), "p50": Constant(1.0),
                                                           "p90": Constant(1.01), "point": Constant(1.0)})

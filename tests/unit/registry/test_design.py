@@ -9,6 +9,7 @@ import pytest
 from registry.design import HORIZON, expand, naive_forecasts, sample_pairs
 from registry.forecaster import QuantileForecaster, asset_codes, level, no_crossing, prepare
 from registry.training_data import SplitConfig
+from tests.helpers.boosters import Constant
 
 T0 = pd.Timestamp("2024-01-01", tz="UTC")
 
@@ -195,16 +196,6 @@ def test_asset_code_is_the_training_index_and_missing_for_other_assets():
     old = QuantileForecaster.__new__(QuantileForecaster)
     old.__setstate__({"features": ["lag_1h"], "boosters": {}})  # pickled before the asset input existed
     assert old.assets == [] and old.inputs == ["lag_1h", "log_level"]
-
-
-class Constant:
-    """A booster stand-in predicting one value for every row."""
-
-    def __init__(self, v):
-        self.v = v
-
-    def predict(self, X, num_threads=1):
-        return np.full(len(X), self.v)
 
 
 def test_the_point_forecast_is_the_median_and_older_point_boosters_still_serve():
