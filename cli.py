@@ -162,16 +162,54 @@ def down() -> None:
 
 @app.command()
 def status(as_json: AsJson = False) -> None:
-    """Show each service, its URL (with the MLflow UI) and health."""
+    """Show each service, its URL (with the MLflow UI) and health, and how far the online store lags."""
     from stack.services import status as stack_status
 
     statuses = _run(stack_status, settings())
+    healthy = {s.name: s.healthy for s in statuses}
+    lag = _materialization_lag() if healthy.get("postgres") and healthy.get("redis") else None
     if as_json:
-        _print_json([s.as_dict() for s in statuses])
+        _print_json({"services": [s.as_dict() for s in statuses], "materialization": lag})
     else:
         _services_table(statuses)
-    if not all(s.healthy for s in statuses):
+        _lag_table(lag)
+    if not all(healthy.values()):
         raise typer.Exit(code=1)
+
+
+def _materialization_lag() -> dict | None:
+    """Materialization lag over every asset, or None (logged) when the schema or Feast is not set up."""
+    from inference.errors import EmsError
+    from inference.freshness import materialization_lag
+
+    try:
+        return materialization_lag(settings())
+    except (EmsError, OSError) as e:
+        _error(f"materialization lag unknown: {e}", "[yellow]warning:[/]")
+        return None
+
+
+def _lag_table(lag: dict | None) -> None:
+    if lag is None:
+        return
+    console.print(f"online store: {lag['assets'] - lag['stale']:,} of {lag['assets']:,} assets current"
+                  + (f"; {lag['stale']:,} behind their readings (worst {_lag_text(lag['max_lag_hours'])})"
+                     if lag["stale"] else ""))
+    if lag["stale"]:
+        table = Table("tenant", "asset", "online features end", "hourly features end", "readings end", "lag",
+                      title="most behind (`ems refresh` then `ems materialize`)")
+        for w in lag["worst"]:
+            table.add_row(w["tenant_id"], w["asset_id"], _hour(w["online_end"]) or "never",
+                          _hour(w["features_end"]) or "none", _hour(w["readings_end"]), _lag_text(w["lag_hours"]))
+        console.print(table)
+
+
+def _hour(iso: str | None) -> str | None:
+    return iso and f"{datetime.fromisoformat(iso):%Y-%m-%d %H:%M}"
+
+
+def _lag_text(hours: float | None) -> str:
+    return "never materialized" if hours is None else f"{hours:,.0f} h"
 
 
 def _services_table(statuses) -> None:
@@ -285,38 +323,60 @@ def ingest_weather(
 
 
 @app.command()
-def refresh() -> None:
-    """Bring the hourly aggregates up to date with the ingested data (incremental)."""
+def refresh(as_json: AsJson = False) -> None:
+    """Recompute the hourly aggregates and feature tables for what was ingested since the last run."""
+    from dataclasses import asdict
+
     from warehouse.refresh import refresh as run_refresh
 
-    with console.status("refreshing hourly aggregates…"):
-        out = _run(run_refresh, settings())
-    for relation, n in out.items():
-        console.print(f"{relation}: {n:,} rows refreshed")
+    with console.status("refreshing hourly aggregates and feature tables…"):
+        report = _run(run_refresh, settings())
+    if as_json:
+        _print_json(asdict(report))
+        return
+    for relation, n in report.rows.items():
+        console.print(f"{relation}: {n:,} rows recomputed")
+    if not report.rows:
+        console.print("nothing queued: every hourly aggregate and feature table is current")
+    console.print("next: `ems materialize` to bring the changed assets to the online store")
 
 
 # ---------------------------------------------------------------- features
 @app.command()
 def materialize(
-    end: Annotated[datetime | None, typer.Option(help="Materialize up to this time (UTC); default now.")] = None,
-    start: Annotated[datetime | None, typer.Option(help="Re-materialize every view from this time (UTC), e.g. "
-                                                   "after backfilling history older than the last run.")] = None,
+    end: Annotated[datetime | None, typer.Option(help="Latest event time to load (UTC); default now.")] = None,
+    full: Annotated[bool, typer.Option("--full", help="Reload every asset's latest row of every view.")] = False,
+    start: Annotated[datetime | None, typer.Option(help="Run Feast's window materialization of every view from "
+                                                   "this time (UTC) instead (a deliberate reload).")] = None,
+    as_json: AsJson = False,
 ) -> None:
-    """Load the latest feature values into Redis (full on first run, incremental afterwards)."""
+    """Write the latest features of every asset that `ems refresh` changed to the online store (Redis)."""
     from rich.progress import Progress
 
     from inference.store import materialize as run_materialize
 
-    with Progress(console=err_console) as progress:
+    with Progress(console=err_console, transient=True) as progress:
         task = progress.add_task("materializing", total=None)
 
         def step(view: str, done: int, total: int) -> None:
             progress.update(task, description=f"materializing {view}", completed=done, total=total)
 
-        out = _run(run_materialize, settings(), end=end, on_view=step, start=start)
-    table = Table("feature view", "from", "to")
-    for view, (start, stop) in out.items():
-        table.add_row(view, str(start), str(stop))
+        out = _run(run_materialize, settings(), end=end, on_view=step, start=start, full=full)
+    if isinstance(out, dict):  # Feast's window materialization (--start)
+        if as_json:
+            _print_json({view: [str(a), str(b)] for view, (a, b) in out.items()})
+            return
+        table = Table("feature view", "from", "to")
+        for view, (a, b) in out.items():
+            table.add_row(view, str(a), str(b))
+        console.print(table)
+        return
+    if as_json:
+        _print_json({"written": out.written, "full": out.full, "queued": out.queued, "end": str(out.end)})
+        return
+    table = Table("feature view", "assets written", "how", title=f"online store up to {out.end:%Y-%m-%d %H:%M} UTC")
+    for view, n in out.written.items():
+        table.add_row(view, f"{n:,}", "whole view" if view in out.full else f"changed ({out.queued:,} queued)")
     console.print(table)
 
 
@@ -332,9 +392,12 @@ def features(
     as_json: AsJson = False,
 ) -> None:
     """Print the online features of assets for a feature service (from Redis)."""
+    from inference.freshness import stale_warnings
     from inference.store import online_features
 
     frame = _run(online_features, settings(), service, tenant, asset, target_time=at)
+    for warning in _run(stale_warnings, settings(), tenant, asset):
+        _error(warning, "[yellow]warning:[/]")
     if as_json:
         _print_json(frame.to_dict(orient="records"))
         return
@@ -448,6 +511,7 @@ def explain_cmd(
 ) -> None:
     """Explain one forecast hour: SHAP contribution of each feature (waterfall)."""
     result = _run(_client().explain, tenant, asset, horizon, model=model)
+    _warnings(result)
     if as_json:
         _print_json(result.to_dict())
     else:

@@ -136,21 +136,29 @@ class Client:
         key = (tenant, asset)
         hit = self._latest.get(key)
         if hit is None or time.monotonic() - hit[0] >= self.latest_ttl_seconds:
-            from inference.store import latest_feature_time
+            from inference.store import latest_times
 
             try:
-                latest = latest_feature_time(self.settings, tenant, [asset], self._conn())[asset]
+                latest, readings_end = latest_times(self.settings, tenant, [asset], self._conn())[asset]
             except psycopg.OperationalError:
                 if not self._db.broken:
                     raise
                 # Postgres restarted or stopped since the connection was last used: one new connection
                 # (DatabaseUnavailableError, naming the address, if it is down).
-                latest = latest_feature_time(self.settings, tenant, [asset], self._conn())[asset]
-            hit = (time.monotonic(), latest)
+                latest, readings_end = latest_times(self.settings, tenant, [asset], self._conn())[asset]
+            hit = (time.monotonic(), latest, readings_end)
             if len(self._latest) > 10_000:
                 self._latest.clear()
             self._latest[key] = hit
         return feats.resolve_issue_time(hit[1], tenant, asset, as_of)
+
+    def _behind(self, tenant: str, asset: str) -> list[str]:
+        """[warning] when the asset's readings reach past its newest features (see _issue_time's cache)."""
+        from inference.store import behind_readings
+
+        hit = self._latest.get((tenant, asset))
+        warning = behind_readings(asset, hit[1], hit[2]) if hit else None
+        return [warning] if warning else []
 
     @property
     def store(self):
@@ -209,7 +217,8 @@ class Client:
             feature_age_seconds=(now - inputs.issue_time).total_seconds(), source=inputs.source,
             training_metrics={k: served.metrics[k] for k in ("mae", "rmse", "mape", "dayahead_mase_168",
                                                               "coverage_p10_p90") if k in served.metrics},
-            generated_at=now, warnings=[*served.warnings, *inputs.warnings, *warnings],
+            generated_at=now, warnings=[*served.warnings, *inputs.warnings, *warnings,
+                                        *([] if as_of or history is not None else self._behind(tenant, asset))],
             history=hourly(history) if history is not None else None,
             history_loader=None if history is not None else _history_loader(self.settings, tenant, asset,
                                                                               inputs.issue_time),
@@ -302,7 +311,8 @@ class Client:
             "method": method, "sensitivity": sensitivity, "threshold_sigma": limit,
             "start": result["timestamp"].min(), "end": result["timestamp"].max() + HOUR,
         }
-        return AnomalyResult(tenant, asset, result, summary, served.info.id, source, list(served.warnings))
+        return AnomalyResult(tenant, asset, result, summary, served.info.id, source,
+                             [*served.warnings, *([] if series is not None else self._behind(tenant, asset))])
 
     def _anomaly_frame(self, served, tenant, asset, start, end, series, lookback_hours, timezone):
         """Rows for each hour start E: the model's feature service at E (calendar of the hour [E, E+1h),
@@ -359,6 +369,9 @@ class Client:
             inputs = self._forecast_inputs(served, tenant, asset, horizon, as_of, None, "UTC", t)
             row = inputs.matrix(names)[horizon - 1:horizon]
             target = inputs.issue_time + (horizon - 1) * HOUR
+            explanation = self._explain_row(served, row, target, asset)
+            explanation.warnings = [*inputs.warnings, *([] if as_of else self._behind(tenant, asset))]
+            return explanation
         return self._explain_row(served, row, target, asset)
 
     def _explain_row(self, served: Served, row: np.ndarray, target, asset: str | None) -> Explanation:

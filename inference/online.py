@@ -211,6 +211,15 @@ class OnlineReader:
             out.append((values, stamps))
         return out
 
+    def event_times(self, pairs: list[tuple[str, str]], view: str) -> list[int]:
+        """Epoch seconds of `view`'s online row per (tenant, asset) (0 when absent): one pipelined HMGET."""
+        if not pairs:
+            return []
+        with self.redis.pipeline(transaction=False) as pipe:
+            for tenant, asset in pairs:
+                pipe.hmget(self._key(tenant, asset), [f"_ts:{view}"])
+            return [_decode_ts(reply[0]) for reply in pipe.execute()]
+
     def read(self, service: str, tenant: str, assets: list[str], request: dict[str, list] | None = None,
              event_timestamps: bool = False) -> dict[str, list]:
         """Columns like `get_online_features(features=service, entity_rows=rows).to_dict()` for rows

@@ -142,6 +142,7 @@ class Explanation:
     # that builds it on first use (an explanation read for its prediction or summary never pays pandas)
     _contributions: pd.DataFrame | Callable[[], pd.DataFrame] = field(repr=False)
     summary: str
+    warnings: list[str] = field(default_factory=list)  # stale features and the like, one sentence each
 
     @property
     def contributions(self) -> pd.DataFrame:
@@ -161,7 +162,8 @@ class Explanation:
     def to_dict(self) -> dict:
         return {"model_id": self.model_id, "target_time": _jsonable(self.target_time),
                 "prediction": _jsonable(self.prediction), "base_value": _jsonable(self.base_value),
-                "summary": self.summary, "contributions": _records(self.contributions), "waterfall": self.waterfall()}
+                "summary": self.summary, "contributions": _records(self.contributions), "waterfall": self.waterfall(),
+                "warnings": self.warnings}
 
     def plot(self, max_display: int = 12):
         """Waterfall: from the base value, each feature's push (largest first) to the prediction."""

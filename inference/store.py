@@ -105,34 +105,31 @@ def materialize(
     on_view: Callable[[str, int, int], None] | None = None,
     store=None,
     start: datetime | None = None,
-) -> dict[str, tuple[datetime, datetime]]:
-    """Materialize every online batch view up to `end` (default now). A view never materialized
-    starts at its earliest row (Feast's incremental start would be now - ttl, which skips history);
-    after that Feast's own incremental bookkeeping continues, so `feast materialize-incremental`
-    and this command can be mixed. `start` re-materializes every view from that time: incremental runs
-    only see event times after the last run, so history ingested later (a backfill) needs it. Static
-    views (ttl 0) are reloaded whole on every run."""
+    full: bool = False,
+):
+    """Bring the online store up to date with the feature tables (warehouse/materialize.py): the latest
+    row of every entity `ems refresh` changed since the last run, whatever its event time (new assets,
+    late data, corrections, backfills); views never loaded or redefined since are loaded whole, and
+    `full` reloads every view whole. `start` instead runs Feast's own window materialization from
+    that time to `end` for every view (`feast materialize START END`; it skips rows not newer than
+    what Redis holds). Returns a MaterializeReport, or {view: (start, end)} with `start`."""
+    from warehouse.materialize import materialize_changes
+
     store = store or get_store(settings)
     end = (end or datetime.now(UTC)).astimezone(UTC)
     with registry_reachable(store):
         views = [fv for fv in store.list_batch_feature_views() if fv.online]
     if not views:
         raise FeaturesUnavailableError("no feature views are registered: run `feast apply` first")
+    if start is None:
+        return materialize_changes(settings, store, views, end=end, full=full, progress=on_view)
     done: dict[str, tuple[datetime, datetime]] = {}
     for i, fv in enumerate(views):
         if on_view:
             on_view(fv.name, i, len(views))
-        # Static views (ttl 0: asset attributes stamped at the epoch) are reloaded whole every run, or
-        # assets added later would never reach Redis; they hold one row per asset.
-        begin = None if not fv.ttl else start if start is not None else fv.most_recent_end_time
-        if begin is None or start is not None:  # first run, static view, or a backfill asked for
-            begin = begin or _earliest_event(settings, fv.batch_source.get_table_query_string()) or end
-            store.materialize(start_date=begin, end_date=end, feature_views=[fv.name])
-        else:
-            store.materialize_incremental(end_date=end, feature_views=[fv.name])
+        begin = start if fv.ttl else _earliest_event(settings, fv.batch_source.get_table_query_string()) or end
+        store.materialize(start_date=begin, end_date=end, feature_views=[fv.name])
         done[fv.name] = (begin, end)
-    if on_view:
-        on_view("done", len(views), len(views))
     return done
 
 
@@ -145,25 +142,45 @@ def _earliest_event(settings: Settings, source_query: str) -> datetime | None:
 
 
 LATEST_HOUR_SQL = """
-    SELECT a.asset_id, (SELECT max(bucket) + INTERVAL '1 hour' FROM readings_hourly h
-                         WHERE h.tenant_id = a.tenant_id AND h.asset_id = a.asset_id)
+    SELECT a.asset_id,
+           (SELECT max(bucket) + INTERVAL '1 hour' FROM readings_hourly h
+             WHERE h.tenant_id = a.tenant_id AND h.asset_id = a.asset_id),
+           (SELECT date_bin(INTERVAL '1 hour', max(r.ts), TIMESTAMPTZ '2000-01-01 00:00:00+00') + INTERVAL '1 hour'
+              FROM readings r WHERE r.tenant_id = a.tenant_id AND r.asset_id = a.asset_id)
     FROM assets a WHERE a.tenant_id = %s AND a.asset_id = ANY(%s)
 """
 
 
-def latest_feature_time(settings: Settings, tenant: str, assets: list[str], conn=None) -> dict[str, datetime | None]:
-    """End of each asset's latest complete hour (the issue time of its newest features).
-    Raises UnknownAssetError for an asset the tenant does not have. `conn`: an open connection to
-    reuse (the SDK keeps one), else a new one."""
+def latest_times(settings: Settings, tenant: str, assets: list[str], conn=None
+                 ) -> dict[str, tuple[datetime | None, datetime | None]]:
+    """Per asset: (end of its latest complete hour in the hourly aggregate = the issue time of its newest
+    features, end of the hour of its latest reading). Raises UnknownAssetError for an asset the tenant
+    does not have. `conn`: an open connection to reuse (the SDK keeps one), else a new one."""
     if conn is not None:
-        known = dict(conn.execute(LATEST_HOUR_SQL, (tenant, assets)).fetchall())
+        rows = conn.execute(LATEST_HOUR_SQL, (tenant, assets)).fetchall()
     else:
         with connect(settings) as c:
-            known = dict(c.execute(LATEST_HOUR_SQL, (tenant, assets)).fetchall())
+            rows = c.execute(LATEST_HOUR_SQL, (tenant, assets)).fetchall()
+    known = {asset: (features_end, readings_end) for asset, features_end, readings_end in rows}
     missing = [a for a in assets if a not in known]
     if missing:
         raise UnknownAssetError(f"tenant {tenant!r} has no asset(s) {', '.join(map(repr, missing))}")
     return known
+
+
+def latest_feature_time(settings: Settings, tenant: str, assets: list[str], conn=None) -> dict[str, datetime | None]:
+    """End of each asset's latest complete hour (the issue time of its newest features); see latest_times."""
+    return {a: times[0] for a, times in latest_times(settings, tenant, assets, conn).items()}
+
+
+def behind_readings(asset: str, features_end: datetime | None, readings_end: datetime | None) -> str | None:
+    """A warning when the asset's readings reach past its newest feature hour (`ems refresh` has not run
+    since they arrived), with both times and the fix; None when the features are current."""
+    if readings_end is None or (features_end is not None and features_end >= readings_end):
+        return None
+    have = features_end.isoformat() if features_end else "none"
+    return (f"features of {asset!r} end at {have} but its readings reach {readings_end.isoformat()}: "
+            "run `ems refresh` then `ems materialize`")
 
 
 def online_features(

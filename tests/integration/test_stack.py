@@ -20,9 +20,11 @@ pytestmark = pytest.mark.integration
 
 def test_status_json_lists_every_service_healthy_with_its_url(stack, env):
     doc = json.loads(ems("status", "--json", env=env).stdout)
-    by_name = {s["name"]: s for s in doc}
+    services_ = doc["services"]
+    by_name = {s["name"]: s for s in services_}
     assert set(by_name) == {"postgres", "redis", "s3", "mlflow"}
-    assert all(s["healthy"] and s["managed"] and s["pid"] for s in doc)
+    assert all(s["healthy"] and s["managed"] and s["pid"] for s in services_)
+    assert {"assets", "stale", "max_lag_hours", "worst"} <= set(doc["materialization"])
     assert by_name["mlflow"]["url"] == env["MLFLOW_TRACKING_URI"]
     assert by_name["s3"]["url"].endswith("/ems-artifacts")
 
