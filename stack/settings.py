@@ -13,10 +13,11 @@ import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 from urllib.parse import quote, urlsplit
 
 import yaml
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from inference.errors import EmsError
@@ -137,6 +138,12 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("EMS_S3_SECRET_KEY", "AWS_SECRET_ACCESS_KEY"),
     )
     pg_user_os: str = Field(default="nobody", description="OS user that runs the local Postgres when root")
+    # TimescaleDB retention of raw readings, weather and feature rows (a Postgres interval, applied by
+    # `ems migrate`); the demo data reaches back to 2002, so the local default is long.
+    raw_retention: str = Field(default="30 years", description="drop raw and feature rows older than this")
+    # Preload TimescaleDB in the local Postgres (stack/timescale.py, `make timescaledb`): auto = when its
+    # library is installed in that Postgres, on = required (error if absent), off = never (plain schema).
+    pg_timescaledb: Literal["auto", "on", "off"] = "auto"
     # MLflow's basic-auth app (`ems up --auth`, stack/auth.py); None keeps what the local stack ran last.
     mlflow_auth: bool | None = None
     mlflow_auth_database: str = Field(default="mlflow_auth", description="users and permissions of the auth app")
@@ -147,6 +154,11 @@ class Settings(BaseSettings):
         default=LOCAL_MLFLOW_ADMIN_PASSWORD,
         validation_alias=AliasChoices("EMS_MLFLOW_ADMIN_PASSWORD", "MLFLOW_AUTH_ADMIN_PASSWORD"),
     )
+
+    @field_validator("pg_timescaledb", mode="before")
+    @classmethod
+    def _lower(cls, value):
+        return value.strip().lower() if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _mlflow_address(self) -> Settings:

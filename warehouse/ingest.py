@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -193,24 +194,51 @@ def _upsert(conn: psycopg.Connection, tenant: str, rows: pd.DataFrame, progress:
         "CREATE TEMP TABLE ingest_readings (asset_id text, ts timestamptz, value float8, unit text) ON COMMIT DROP"
     )
     _copy(conn, "ingest_readings", rows[["asset_id", "ts", "value", "unit"]], progress, done=done, total=total)
-    return conn.execute(
+    # Rows already stored as they are go no further: a re-ingest then writes nothing, and on
+    # TimescaleDB the upsert never decompresses a chunk for a row it would not change.
+    conn.execute(
         """
-        WITH up AS (
-            INSERT INTO readings (tenant_id, asset_id, ts, value, unit)
-            SELECT %(tenant)s, asset_id, ts, value, unit FROM ingest_readings
-            ON CONFLICT (tenant_id, asset_id, ts) DO UPDATE
-               SET value = EXCLUDED.value, unit = coalesce(EXCLUDED.unit, readings.unit), ingested_at = now()
-             WHERE (readings.value, readings.unit) IS DISTINCT FROM
-                   (EXCLUDED.value, coalesce(EXCLUDED.unit, readings.unit))
-            RETURNING asset_id, ts, (xmax = 0) AS inserted
-        ), queued AS (
-            INSERT INTO readings_refresh_queue (tenant_id, asset_id, from_ts, to_ts)
-            SELECT %(tenant)s, asset_id, min(ts), max(ts) FROM up GROUP BY asset_id
-        )
-        SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up
+        DELETE FROM ingest_readings i USING readings r
+         WHERE r.tenant_id = %(tenant)s AND r.asset_id = i.asset_id AND r.ts = i.ts
+           AND (r.value, r.unit) IS NOT DISTINCT FROM (i.value, coalesce(i.unit, r.unit))
         """,
         {"tenant": tenant},
-    ).fetchone()
+    )
+    with _decompression_limit(f"{len(rows):,} readings"):
+        return conn.execute(
+            """
+            WITH up AS (
+                INSERT INTO readings (tenant_id, asset_id, ts, value, unit)
+                SELECT %(tenant)s, asset_id, ts, value, unit FROM ingest_readings
+                ON CONFLICT (tenant_id, asset_id, ts) DO UPDATE
+                   SET value = EXCLUDED.value, unit = coalesce(EXCLUDED.unit, readings.unit), ingested_at = now()
+                 WHERE (readings.value, readings.unit) IS DISTINCT FROM
+                       (EXCLUDED.value, coalesce(EXCLUDED.unit, readings.unit))
+                RETURNING asset_id, ts, (xmax = 0) AS inserted
+            ), queued AS (
+                INSERT INTO readings_refresh_queue (tenant_id, asset_id, from_ts, to_ts)
+                SELECT %(tenant)s, asset_id, min(ts), max(ts) FROM up  -- one entry per asset and week touched,
+                GROUP BY asset_id, date_bin(INTERVAL '7 days', ts, TIMESTAMPTZ '2000-01-03')  -- not the years between
+            )
+            SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up
+            """,
+            {"tenant": tenant},
+        ).fetchone()
+
+
+@contextmanager
+def _decompression_limit(what: str) -> Iterator[None]:
+    """TimescaleDB caps the rows one DML transaction may decompress; a correction of more stored rows
+    than that under compression is refused in one message that says what to do (nothing is written)."""
+    try:
+        yield
+    except psycopg.errors.ConfigurationLimitExceeded as e:
+        raise v.IngestError(
+            f"correcting {what} touches more compressed TimescaleDB rows than "
+            "timescaledb.max_tuples_decompressed_per_dml_transaction allows "
+            f"({' '.join(str(e).split())}); nothing was written. Split the file into shorter time ranges, "
+            "or raise the setting for the database role (0 = no limit) and ingest again"
+        ) from e
 
 
 def ingest_weather(
@@ -247,29 +275,39 @@ def ingest_weather(
             )
         )
         _copy(conn, "ingest_weather", checked.rows[["ts", *variables]], progress)
-        report.inserted, report.updated = conn.execute(
-            sql.SQL(
-                """
-                WITH up AS (
-                    INSERT INTO weather (site_id, ts, {cols})
-                    SELECT %(site)s, ts, {cols} FROM ingest_weather
-                    ON CONFLICT (site_id, ts) DO UPDATE SET {sets}, ingested_at = now()
-                     WHERE ({old}) IS DISTINCT FROM ({new})
-                    RETURNING ts, (xmax = 0) AS inserted
-                ), queued AS (
-                    INSERT INTO weather_refresh_queue (site_id, from_ts, to_ts)
-                    SELECT %(site)s, min(ts), max(ts) FROM up HAVING count(*) > 0
-                )
-                SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up
-                """
-            ).format(
-                cols=cols,
-                sets=sql.SQL(", ").join(sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c)) for c in variables),
-                old=sql.SQL(", ").join(sql.SQL("weather.{}").format(sql.Identifier(c)) for c in variables),
-                new=sql.SQL(", ").join(sql.SQL("EXCLUDED.{}").format(sql.Identifier(c)) for c in variables),
-            ),
+        conn.execute(  # unchanged rows go no further (see _upsert)
+            sql.SQL("DELETE FROM ingest_weather i USING weather w WHERE w.site_id = %(site)s AND w.ts = i.ts"
+                    " AND ({old}) IS NOT DISTINCT FROM ({new})").format(
+                old=sql.SQL(", ").join(sql.SQL("w.{}").format(sql.Identifier(c)) for c in variables),
+                new=sql.SQL(", ").join(sql.SQL("i.{}").format(sql.Identifier(c)) for c in variables)),
             {"site": site},
-        ).fetchone()
+        )
+        with _decompression_limit(f"{len(checked.rows):,} weather rows"):
+            report.inserted, report.updated = conn.execute(
+                sql.SQL(
+                    """
+                    WITH up AS (
+                        INSERT INTO weather (site_id, ts, {cols})
+                        SELECT %(site)s, ts, {cols} FROM ingest_weather
+                        ON CONFLICT (site_id, ts) DO UPDATE SET {sets}, ingested_at = now()
+                         WHERE ({old}) IS DISTINCT FROM ({new})
+                        RETURNING ts, (xmax = 0) AS inserted
+                    ), queued AS (
+                        INSERT INTO weather_refresh_queue (site_id, from_ts, to_ts)
+                        SELECT %(site)s, min(ts), max(ts) FROM up  -- one entry per week touched
+                        GROUP BY date_bin(INTERVAL '7 days', ts, TIMESTAMPTZ '2000-01-03')
+                    )
+                    SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up
+                    """
+                ).format(
+                    cols=cols,
+                    sets=sql.SQL(", ").join(sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c))
+                                            for c in variables),
+                    old=sql.SQL(", ").join(sql.SQL("weather.{}").format(sql.Identifier(c)) for c in variables),
+                    new=sql.SQL(", ").join(sql.SQL("EXCLUDED.{}").format(sql.Identifier(c)) for c in variables),
+                ),
+                {"site": site},
+            ).fetchone()
     report.unchanged = len(checked.rows) - report.inserted - report.updated
     report.seconds = time.perf_counter() - started
     return report

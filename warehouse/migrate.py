@@ -58,15 +58,26 @@ def discover(flavour: str, sql_dir: Path = SQL_DIR) -> list[Migration]:
 
 
 def detect_flavour(conn: psycopg.Connection) -> str:
-    """`timescale` when the extension exists or can be created, else `plain`."""
+    """`timescale` when the extension exists or can be created, else `plain`. An extension that is
+    installed but not preloaded (its CREATE would end the session with FATAL) falls back to the plain
+    path with a warning that says how to enable it."""
     if conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'").fetchone():
         return "timescale"
+    if not conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'").fetchone():
+        logger.info("TimescaleDB is not installed in this Postgres; using the plain PostgreSQL schema")
+        return "plain"
+    preload = conn.execute("SELECT current_setting('shared_preload_libraries')").fetchone()[0]
+    if "timescaledb" not in [lib.strip() for lib in preload.split(",")]:
+        logger.warning("TimescaleDB is installed but not in shared_preload_libraries (%r); using the plain "
+                       "PostgreSQL schema. To use TimescaleDB, add timescaledb to shared_preload_libraries, "
+                       "restart Postgres and migrate a new database", preload)
+        return "plain"
     try:
         with conn.transaction():
             conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
         return "timescale"
     except psycopg.Error as e:
-        logger.info("TimescaleDB not available (%s); using the plain PostgreSQL schema", str(e).strip())
+        logger.warning("TimescaleDB could not be created (%s); using the plain PostgreSQL schema", str(e).strip())
         return "plain"
 
 
@@ -79,8 +90,11 @@ def flavour(settings: Settings) -> str:
     return row[0] if row else "plain"
 
 
-def migrate(settings: Settings, raw_retention: str = "30 years") -> list[str]:
-    """Apply pending migrations; returns the files applied. Safe to run concurrently and repeatedly."""
+def migrate(settings: Settings, raw_retention: str | None = None) -> list[str]:
+    """Apply pending migrations; returns the files applied. Safe to run concurrently and repeatedly.
+    `raw_retention` (default: settings.raw_retention, EMS_RAW_RETENTION) is the TimescaleDB retention
+    of raw and feature rows; a changed value updates the existing policies."""
+    raw_retention = _check_retention(settings, raw_retention or settings.raw_retention)
     applied_now = []
     with connect(settings, autocommit=True) as conn:
         conn.execute(
@@ -113,4 +127,34 @@ def migrate(settings: Settings, raw_retention: str = "30 years") -> list[str]:
                 except psycopg.Error as e:
                     raise MigrationError(f"{mig.key} failed: {str(e).strip()}") from e
                 applied_now.append(mig.key)
+            if kind == "timescale":
+                _apply_retention(conn, raw_retention)
     return applied_now
+
+
+# Hypertables whose rows the retention policy drops (raw data and the features computed from it).
+RETAINED = ("readings", "weather", "load_lag_features", "load_rolling_features", "asset_weather_features")
+
+
+def _check_retention(settings: Settings, value: str) -> str:
+    with connect(settings) as conn:
+        try:
+            if conn.execute("SELECT %s::interval <= INTERVAL '0'", (value,)).fetchone()[0]:
+                raise MigrationError(f"EMS_RAW_RETENTION={value!r} must be a positive interval, e.g. '3 years'")
+        except psycopg.errors.DataError as e:
+            raise MigrationError(f"EMS_RAW_RETENTION={value!r} is not a Postgres interval; use e.g. '3 years' "
+                                 "or '400 days'") from e
+    return value
+
+
+def _apply_retention(conn: psycopg.Connection, value: str) -> None:
+    """Make each retained hypertable's retention policy drop rows older than `value` (TimescaleDB)."""
+    current = dict(conn.execute(
+        "SELECT hypertable_name, (config->>'drop_after')::interval FROM timescaledb_information.jobs"
+        " WHERE proc_name = 'policy_retention' AND hypertable_schema = current_schema()").fetchall())
+    wanted = conn.execute("SELECT %s::interval", (value,)).fetchone()[0]
+    for table in RETAINED:
+        if table in current and current[table] != wanted:
+            logger.info("retention of %s: %s -> %s", table, current[table], value)
+            conn.execute("SELECT remove_retention_policy(%s::regclass)", (table,))
+            conn.execute("SELECT add_retention_policy(%s::regclass, drop_after => %s::interval)", (table, value))

@@ -17,7 +17,7 @@ from warehouse.db import connect
 from warehouse.ingest import ingest_readings, ingest_weather
 from warehouse.refresh import refresh
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.warehouse]
 TENANT = "feat"
 ZONES = "zone1=zone1_power_consumption,zone2=zone2_power_consumption"
 WEATHER = "temperature,humidity,wind_speed,solar_irradiance=general_diffuse_flows"
@@ -165,8 +165,11 @@ def test_refresh_recomputes_only_the_touched_hours(loaded, tmp_path):
     path = tmp_path / "late.csv"
     path.write_text("asset_id,timestamp,value\nzone1,2017-01-10T10:05:00Z,1\nzone1,2017-01-10T10:15:00Z,2\n")
     ingest_readings(loaded, path, TENANT)
-    assert refresh(loaded)["readings_hourly"] == 1
-    assert refresh(loaded) == {"readings_hourly": 0, "weather_hourly": 0}
+    report = refresh(loaded)
+    # one hourly bucket; its own row, the rows it is lag_24h / lag_168h of, the windows covering it
+    assert report.rows["readings_hourly"] == 1 and report.rows["load_lag_features"] == 3
+    assert report.rows["load_rolling_features"] == 168
+    assert refresh(loaded).rows == {}
 
 
 def test_an_asset_added_after_materialization_gets_its_time_zone_online(loaded, store, env, tmp_path):
