@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 import psycopg
@@ -94,7 +94,7 @@ def refresh(settings: Settings, progress: Callable[[int, int], None] | None = No
             conn.execute(_LOCK)
         snap = _snapshot(conn)
         if kind == "timescale":
-            _refresh_aggregates(conn, snap, report)
+            snap = _refresh_aggregates(conn, snap, report)
         batches = _batches(snap.readings)
         total = max(len(batches), 1)
         for i, batch in enumerate(batches or [[]]):
@@ -119,18 +119,59 @@ def _snapshot(conn: psycopg.Connection) -> _Snapshot:
     return _Snapshot(readings_ids, weather_ids, assets_ids, readings, weather, changed)
 
 
-def _refresh_aggregates(conn: psycopg.Connection, snap: _Snapshot, report: RefreshReport) -> None:
+# Per continuous aggregate: its key columns, the queue feeding it and the snapshot field of its ranges.
+_CAGGS = (("readings_hourly", ("tenant_id", "asset_id"), "readings_refresh_queue", "readings_ids"),
+          ("weather_hourly", ("site_id",), "weather_refresh_queue", "weather_ids"))
+
+
+def _refresh_aggregates(conn: psycopg.Connection, snap: _Snapshot, report: RefreshReport) -> _Snapshot:
     """TimescaleDB: refresh the continuous aggregates over the queued windows (outside a transaction;
-    idempotent, so a refresh killed after this step redoes it harmlessly)."""
+    idempotent, so a refresh killed after this step redoes it harmlessly). A window's refresh
+    rematerializes every key's buckets in it, and a bucket recomputed from the same readings can come
+    out one ulp apart (summation order); so the buckets whose stored values changed are diffed and
+    added to the ranges whose features are recomputed, keeping the feature tables exactly equal to
+    what the hourly relation holds. Returns the snapshot with those ranges merged in."""
     from psycopg import sql
 
-    for relation, queue, ids in (("readings_hourly", "readings_refresh_queue", snap.readings_ids),
-                                 ("weather_hourly", "weather_refresh_queue", snap.weather_ids)):
+    extra: dict[str, list[tuple]] = {"readings_hourly": [], "weather_hourly": []}
+    for relation, keys, queue, ids_field in _CAGGS:
+        ids = getattr(snap, ids_field)
         if not ids:
             continue
         for lo, hi in conn.execute(sql.SQL(WINDOWS_SQL.format(queue="{}")).format(sql.Identifier(queue)),
                                    (ids,)).fetchall():
+            window = sql.SQL("SELECT * FROM {} WHERE bucket >= %(lo)s AND bucket < %(hi)s").format(
+                sql.Identifier(relation))
+            conn.execute("DROP TABLE IF EXISTS _ems_before")
+            conn.execute(sql.SQL("CREATE TEMP TABLE _ems_before AS {}").format(window), {"lo": lo, "hi": hi})
             conn.execute("CALL refresh_continuous_aggregate(%s, %s, %s)", (relation, lo, hi))
+            key = sql.SQL(", ").join(map(sql.Identifier, keys))
+            changed = conn.execute(sql.SQL(
+                "SELECT {key}, lower(r), upper(r) FROM (SELECT {key}, unnest(range_agg(tstzrange(bucket, bucket"
+                " + INTERVAL '1 hour'))) AS r FROM (({window} EXCEPT SELECT * FROM _ems_before) UNION"
+                " (SELECT * FROM _ems_before EXCEPT {window})) AS d GROUP BY {key}) AS m").format(
+                    key=key, window=window), {"lo": lo, "hi": hi}).fetchall()
+            conn.execute("DROP TABLE _ems_before")
+            extra[relation].extend(changed)
+    readings = _merge([(*row[:4], tuple(row[4])) for row in snap.readings]
+                      + [(*row, ()) for row in extra["readings_hourly"]], key=2)
+    weather = _merge([(*row, ()) for row in snap.weather] + [(*row, ()) for row in extra["weather_hourly"]], key=1)
+    return replace(snap, readings=[(*r[:4], list(r[4])) for r in readings],
+                   weather=[r[:3] for r in weather])
+
+
+def _merge(rows: list[tuple], key: int) -> list[tuple]:
+    """Rows (key..., lo, hi, ids) with overlapping or adjacent [lo, hi) of one key merged (ids joined),
+    sorted by key and lo."""
+    out: list[tuple] = []
+    for row in sorted(rows, key=lambda r: (r[:key], r[key])):
+        k, lo, hi, ids = row[:key], row[key], row[key + 1], row[key + 2]
+        if out and out[-1][:key] == k and lo <= out[-1][key + 1]:
+            last = out[-1]
+            out[-1] = (*k, last[key], max(hi, last[key + 1]), tuple(sorted(set(last[key + 2]) | set(ids))))
+        else:
+            out.append((*k, lo, hi, tuple(ids)))
+    return out
 
 
 def _batches(ranges: list[tuple[str, str, datetime, datetime]]) -> list[list[tuple]]:
@@ -190,7 +231,8 @@ def _refresh_batch(conn: psycopg.Connection, kind: str, snap: _Snapshot, batch: 
     changed_a = [a for _, a in snap.changed_assets]
     if sites or changed_t:
         report.add("asset_weather_features", conn.execute(
-            "SELECT ems_refresh_asset_weather(%s::text[], %s::timestamptz[], %s::timestamptz[], %s::text[], %s::text[])",
+            "SELECT ems_refresh_asset_weather(%s::text[], %s::timestamptz[], %s::timestamptz[],"
+            " %s::text[], %s::text[])",
             (sites, slo, shi, changed_t, changed_a)).fetchone()[0])
         report.sites = len(set(sites))
     if snap.weather_ids:
