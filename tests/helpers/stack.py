@@ -17,6 +17,11 @@ _OFFSET = int(os.environ.get("EMS_TEST_PORT_OFFSET", "0"))
 TEST_PORTS = {name: port + _OFFSET for name, port in
               {"postgres": 25432, "redis": 26379, "s3": 19333, "mlflow": 25050, "redis_cluster": 27001}.items()}
 
+# EMS_TEST_PG_FLAVOUR picks the schema path the session's Postgres runs: `plain` (default: TimescaleDB
+# never preloaded, even where `make timescaledb` installed it) or `timescale` (preloaded, required).
+PG_FLAVOURS = ("plain", "timescale")
+PG_FLAVOUR = os.environ.get("EMS_TEST_PG_FLAVOUR", "").strip().lower() or "plain"
+
 
 def write_feast_yaml(target: Path, pg_port: int, redis_port: int, mlflow_port: int) -> Path:
     """The repo's feature_store.yaml with the test ports (same project, credentials and layout)."""
@@ -39,6 +44,7 @@ def stack_env(home: Path) -> dict[str, str]:
         "FEAST_FS_YAML_FILE_PATH": str(yaml_path),
         "EMS_S3_ENDPOINT_URL": f"http://127.0.0.1:{TEST_PORTS['s3']}",
         "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{TEST_PORTS['mlflow']}",
+        "EMS_PG_TIMESCALEDB": "on" if PG_FLAVOUR == "timescale" else "off",
     }
 
 

@@ -1,5 +1,7 @@
 """The session's real services: Postgres, Redis, S3 and MLflow started by the suite on private
-loopback ports (the Feast test-suite fixture shape, without Docker), then the schema and `feast apply`."""
+loopback ports (the Feast test-suite fixture shape, without Docker), then the schema and `feast apply`.
+EMS_TEST_PG_FLAVOUR=plain (default) | timescale chooses the schema path (tests/helpers/stack.py); the
+session stops at once when migrate took another path than the one asked for."""
 
 from __future__ import annotations
 
@@ -8,9 +10,15 @@ import os
 import pytest
 
 from stack import services
+from stack.process import ServiceError
 from stack.settings import Settings
-from tests.helpers.stack import feast, stack_env
-from warehouse.migrate import migrate
+from tests.helpers.stack import PG_FLAVOUR, PG_FLAVOURS, feast, stack_env
+from warehouse import migrate as migrations
+
+
+def pytest_configure(config):
+    if PG_FLAVOUR not in PG_FLAVOURS:
+        raise pytest.UsageError(f"EMS_TEST_PG_FLAVOUR={PG_FLAVOUR!r}: use one of {', '.join(PG_FLAVOURS)}")
 
 
 @pytest.fixture(scope="session")
@@ -36,8 +44,18 @@ def env(stack_home):
 def stack(env):
     settings = Settings()
     try:
-        services.up(settings)
-        migrate(settings)
+        try:
+            services.up(settings)
+        except ServiceError as e:
+            if PG_FLAVOUR == "timescale":
+                pytest.exit(f"EMS_TEST_PG_FLAVOUR=timescale: {e}", returncode=1)
+            raise
+        migrations.migrate(settings)
+        chosen = migrations.flavour(settings)
+        if chosen != PG_FLAVOUR:
+            pytest.exit(f"EMS_TEST_PG_FLAVOUR={PG_FLAVOUR} but migrate created the {chosen} schema "
+                        f"(EMS_PG_TIMESCALEDB={env['EMS_PG_TIMESCALEDB']}); see {settings.home}/logs/postgres.log",
+                        returncode=1)
         feast("apply", env=env)
         yield settings
     finally:

@@ -16,7 +16,7 @@ from warehouse import ingest as ingest_module
 from warehouse.db import connect
 from warehouse.validate import IngestError
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.warehouse]
 
 
 def _counts(settings, tenant: str) -> dict[str, int]:

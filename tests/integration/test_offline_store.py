@@ -15,7 +15,7 @@ from tests.helpers.data import tetouan_slice
 from warehouse.ingest import ingest_readings, ingest_weather
 from warehouse.refresh import refresh
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.warehouse]
 TENANT = "pit"
 
 

@@ -14,7 +14,7 @@ from tests.helpers.stack import ems
 from warehouse.ingest import ingest_readings, ingest_weather
 from warehouse.refresh import refresh
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.warehouse]
 TENANT = "onl"
 SERVICES = ("forecast_basic", "forecast_advanced", "anomaly_detection")
 

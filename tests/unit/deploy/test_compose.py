@@ -24,7 +24,8 @@ SECRET = re.compile(r"PASSWORD|SECRET|ACCESS_KEY")
 # Optional secrets: only used with EMS_MLFLOW_AUTH=true, and then checked by deploy/mlflow_server.py.
 OPTIONAL_SECRETS = {"EMS_MLFLOW_ADMIN_PASSWORD", "EMS_MLFLOW_SECRET_KEY", "EMS_MLFLOW_PASSWORD"}
 # Where each stateful service keeps its data (must be a named volume).
-DATA_PATHS = {"timescaledb": "/var/lib/postgresql/data", "redis": "/data", "minio": "/data"}
+# PostgreSQL 18+ images keep PGDATA in /var/lib/postgresql/<major>/docker: the volume holds their parent.
+DATA_PATHS = {"timescaledb": "/var/lib/postgresql", "redis": "/data", "minio": "/data"}
 
 
 def _variables(doc) -> dict[str, set[str]]:
@@ -190,6 +191,18 @@ def test_bucket_job_and_services_agree_on_names(compose, stack_env):
 
 def test_timescaledb_image_is_the_timescale_one(compose):
     assert compose["services"]["timescaledb"]["image"].startswith("timescale/timescaledb:")
+
+
+def test_timescaledb_image_runs_the_versions_ci_tests(compose):
+    """The production image's TimescaleDB is the vendored release CI builds (stack/timescale.py), on the
+    PostgreSQL major of the embedded server the suite runs."""
+    from stack import timescale
+
+    tag = compose["services"]["timescaledb"]["image"].rpartition(":")[2]
+    m = re.fullmatch(r"(\d+\.\d+\.\d+)-pg(\d+)", tag)
+    assert m, f"timescale/timescaledb tag {tag!r} is not <version>-pg<major>"
+    assert m[1] == timescale.VERSION
+    assert int(m[2]) == timescale.pg_install().major
 
 
 def test_dotenv_is_ignored_by_git_and_by_docker_builds():
