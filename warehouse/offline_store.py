@@ -4,12 +4,12 @@ Named in feature_store.yaml (`offline_store.type: warehouse.offline_store.EmsPos
 so `feast apply`, `feast materialize` and `get_historical_features` keep working unchanged.
 
 Stock Feast 0.67 uploads the entity frame row by row and joins every entity row to every feature
-row inside the TTL window, then sorts that on disk; with our window-function views it did not finish
-26k entity rows in 10 minutes. Here, for a pandas entity frame:
+row inside the TTL window, then sorts that on disk (with the window-function views the feature tables
+replaced, it did not finish 26k entity rows in 10 minutes). Here, for a pandas entity frame:
 1. the entity frame goes in with one COPY (Arrow -> CSV) into a temporary table;
-2. each feature view's source is read once, restricted to the frame's entity keys (a qual on the
-   views' PARTITION BY columns, which Postgres pushes below the window functions) and to the
-   frame's time range minus the TTL, into an indexed temporary table;
+2. each feature view's source (a feature table keyed by tenant, asset and event time) is read once,
+   restricted to the frame's entity keys and to the frame's time range minus the TTL, into an
+   indexed temporary table;
 3. each entity row takes the latest feature row at or before its timestamp (and inside the TTL)
    with a LATERAL ... ORDER BY event_timestamp DESC, created DESC LIMIT 1: stock Feast's semantics;
 4. the result streams back with COPY ... TO STDOUT and is parsed by Arrow.
