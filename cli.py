@@ -667,8 +667,8 @@ def evaluate_forecast(
     as_json: AsJson = False,
 ) -> None:
     """Rolling-origin backtest: train once before the last N days, forecast each day, score vs seasonal-naive."""
+    from evaluation import backtest, backtest_report
     from inference.store import get_store
-    from registry import backtest, backtest_report
 
     hours = _run(backtest.check, _hours_list(horizons), origins, history_days)  # before any I/O
     store = get_store(settings())
@@ -687,8 +687,8 @@ def evaluate_forecast(
 
 def _backtest_tables(result) -> None:
     """Per horizon set: each asset's MAE, MAPE, skill vs both seasonal-naive forecasts, coverage."""
-    from registry.backtest import ALL, horizon_label
-    from registry.backtest_report import fmt
+    from evaluation.backtest import ALL, horizon_label
+    from evaluation.backtest_report import fmt
 
     columns = {"mae": "MAE", "mape": "MAPE %", "skill_naive_24": "skill vs naive-24",
                "skill_naive_168": "skill vs naive-168", "coverage_p10_p90": "p10–p90 cov."}
@@ -712,8 +712,8 @@ def evaluate_anomaly(
     as_json: AsJson = False,
 ) -> None:
     """NAB benchmark: ingest the corpus as a tenant, run each method streaming, score with NAB's rules."""
-    from registry import evaluate_anomaly as nab_eval
-    from registry import evaluate_anomaly_report as nab_report
+    from evaluation import anomaly as nab_eval
+    from evaluation import anomaly_report as nab_report
 
     methods = _run(nab_eval.check_methods, method)  # before any I/O
     out = out or nab_report.default_out(settings(), tenant)
@@ -731,8 +731,8 @@ def evaluate_anomaly(
 
 def _nab_tables(result) -> None:
     """Normalised score per method and profile, then each profile's threshold and TP/FP/FN."""
-    from registry.evaluate_anomaly import NULL
-    from registry.evaluate_anomaly_report import PROFILE_TITLES
+    from evaluation.anomaly import NULL
+    from evaluation.anomaly_report import PROFILE_TITLES
 
     profiles = result.profiles
     title = f"NAB · {len(result.files)} files" + ("" if result.complete else " (partial: not comparable)")

@@ -11,9 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from evaluation import backtest, backtest_report
+from evaluation.backtest import ALL
 from inference.errors import UnknownAssetError, UnknownFeatureServiceError
-from registry import backtest, backtest_report, evaluation, train_forecast
-from registry.backtest import ALL
+from registry import evaluation, train_forecast
 from registry.naming import DEFAULT_FORECAST_SERVICE, experiment_name
 from registry.training_data import InsufficientHistoryError
 from stack.settings import Settings

@@ -11,9 +11,9 @@ import pytest
 from typer.testing import CliRunner
 
 from cli import app
+from evaluation import backtest, backtest_report
+from evaluation.backtest import ALL, BacktestResult, InvalidBacktestError
 from inference.errors import InvalidHorizonError
-from registry import backtest, backtest_report
-from registry.backtest import ALL, BacktestResult, InvalidBacktestError
 from registry.train_forecast import BoosterConfig
 from registry.training_data import AssetWindow
 
@@ -167,7 +167,7 @@ def test_cli_checks_settings_before_any_io(args, code, message):
 def test_intervals_are_recalibrated_on_earlier_origins_only():
     """A model whose raw p10-p90 band is far too narrow: the first origin keeps the trained widening
     (none here), later origins widen from the residuals of forecasts whose targets ended before them."""
-    from registry.backtest import predict_recalibrated
+    from evaluation.backtest import predict_recalibrated
     from registry.forecaster import QuantileForecaster
     from tests.helpers.boosters import Constant
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from evaluation import nab
 from inference.errors import EmsError
-from registry import nab
 from registry.naming import check_asset_id
 
 WINDOWS_FILE = Path("labels") / "combined_windows.json"

@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from registry import evaluate_anomaly
+from evaluation import anomaly as evaluate_anomaly
 
 
 def test_methods_default_to_all_and_unknown_ones_are_refused():

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from registry import nab, nab_corpus
+from evaluation import nab, nab_corpus
 
 STANDARD = nab.Profile("standard", tp_weight=1.0, fp_weight=0.11, fn_weight=1.0)
 LOW_FP = nab.Profile("reward_low_FP_rate", tp_weight=1.0, fp_weight=0.22, fn_weight=1.0)

@@ -10,8 +10,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from evaluation.anomaly import NULL, SCOREBOARD, Evaluation
 from registry import tracking
-from registry.evaluate_anomaly import NULL, SCOREBOARD, Evaluation
 from registry.naming import TAG_MODEL_TYPE, TAG_TENANT, experiment_name
 from stack.settings import Settings
 

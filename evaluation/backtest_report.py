@@ -14,8 +14,8 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
+from evaluation.backtest import ALL, NOMINAL_COVERAGE, BacktestResult, horizon_label
 from registry import tracking
-from registry.backtest import ALL, NOMINAL_COVERAGE, BacktestResult, horizon_label
 from registry.design import HORIZON
 from registry.naming import TAG_MODEL_TYPE
 from registry.plots import MAX_PANELS

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from evaluation import nab, nab_corpus, streaming
 from inference.errors import EmsError
-from registry import nab, nab_corpus, streaming
 from registry.naming import check_tenant_id
 from stack.settings import Settings
 from warehouse.db import connect

@@ -4,7 +4,7 @@ reported once, a calm series is not."""
 import numpy as np
 import pytest
 
-from registry import streaming
+from evaluation import streaming
 
 FAST = streaming.Settings(window=500, refit=100, fit_rows=300)
 N = 1500
