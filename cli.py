@@ -54,7 +54,7 @@ console = Console(emoji=False)
 err_console = Console(stderr=True, emoji=False)
 
 Tenant = Annotated[str, typer.Option("--tenant", "-t", envvar="EMS_TENANT", help="Tenant id.")]
-# Default: registry.naming.DEFAULT_FORECAST_SERVICE (a literal here keeps `ems --help` free of imports).
+# Default: core.names.DEFAULT_FORECAST_SERVICE (a literal here keeps `ems --help` free of imports).
 ForecastService = Annotated[str, typer.Option("--features", help="Feature service to train on.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of tables.")]
 
@@ -103,7 +103,7 @@ def _error(message: str, label: str = "[bold red]error:[/]") -> None:
 
 
 def _run(fn, *args, **kwargs):
-    from inference.errors import EmsError
+    from core.errors import EmsError
 
     try:
         return fn(*args, **kwargs)
@@ -179,7 +179,7 @@ def status(as_json: AsJson = False) -> None:
 
 def _materialization_lag() -> dict | None:
     """Materialization lag over every asset, or None (logged) when the schema or Feast is not set up."""
-    from inference.errors import EmsError
+    from core.errors import EmsError
     from inference.freshness import materialization_lag
 
     try:
@@ -601,9 +601,9 @@ def train_anomaly(
     as_json: AsJson = False,
 ) -> None:
     """Fit an anomaly detector (scores in sigma units, severity bands) and register a staging version."""
+    from core.names import check_anomaly_method
     from inference.store import get_store
     from registry import train_anomaly as ta
-    from registry.naming import check_anomaly_method
 
     _run(check_anomaly_method, method)
     result = _train_progress(ta.train, settings(), get_store(settings()), tenant, method, asset, features, name,

@@ -10,10 +10,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from bench.core import Context, Row, ratio_row, summary, timed
+from core.names import parse_model_id, registered_name
 from inference import artifacts
 from inference.models import ModelCache
 from registry import lifecycle
-from registry.naming import parse_model_id, registered_name
 
 PICKLE = "python_model.pkl"
 LIGHTGBM_TEXT = b"tree\n"  # how a LightGBM model file starts

@@ -15,9 +15,9 @@ MODEL_NAME = "load_forecaster"
 
 def ensure_model(ctx, data: DataSet, store) -> str:
     """The bench tenant's production forecaster (trained once on five bench assets, then reused)."""
-    from inference.errors import ModelNotFoundError
+    from core.errors import ModelNotFoundError
+    from core.names import TAG_ARTIFACT_LOCATION
     from registry import lifecycle, train_forecast
-    from registry.naming import TAG_ARTIFACT_LOCATION
     from registry.training_data import SplitConfig
 
     client = lifecycle.client(ctx.settings.mlflow_tracking_uri)

@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from core.errors import EmsError
+from core.names import check_tenant_id
 from evaluation import nab, nab_corpus, streaming
-from inference.errors import EmsError
-from registry.naming import check_tenant_id
 from stack.settings import Settings
 from warehouse.db import connect
 from warehouse.ingest import ingest_readings

@@ -10,9 +10,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from core.names import TAG_MODEL_TYPE, TAG_TENANT, experiment_name
 from evaluation.anomaly import NULL, SCOREBOARD, Evaluation
 from registry import tracking
-from registry.naming import TAG_MODEL_TYPE, TAG_TENANT, experiment_name
 from stack.settings import Settings
 
 logger = logging.getLogger(__name__)

@@ -34,18 +34,18 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from inference.errors import EmsError, InvalidHorizonError
+from core.errors import EmsError, InvalidHorizonError
+from core.names import DEFAULT_FORECAST_SERVICE
 from registry import metrics, train_forecast, training_data
 from registry.design import HORIZON, MAX_HORIZON, META
 from registry.forecaster import ALPHAS, BOOSTERS, OUTPUTS, RECENT_DAYS, recent_widths
-from registry.naming import DEFAULT_FORECAST_SERVICE
 from stack.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, int], None]
 STEPS = ("training set", *BOOSTERS, "predict", "score")
-ALL = "(all)"  # the pooled row; not a valid asset id (registry/naming.py), so it cannot collide
+ALL = "(all)"  # the pooled row; not a valid asset id (core/names.py), so it cannot collide
 MIN_TRAIN_DAYS = 21  # training days every asset keeps before its first origin
 MAX_ORIGINS = 365
 MAX_HISTORY_DAYS = 20_000

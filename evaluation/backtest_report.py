@@ -14,10 +14,10 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
+from core.names import TAG_MODEL_TYPE
 from evaluation.backtest import ALL, NOMINAL_COVERAGE, BacktestResult, horizon_label
 from registry import tracking
 from registry.design import HORIZON
-from registry.naming import TAG_MODEL_TYPE
 from registry.plots import MAX_PANELS
 from stack.settings import Settings
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from core.errors import EmsError
+from core.names import check_asset_id
 from evaluation import nab
-from inference.errors import EmsError
-from registry.naming import check_asset_id
 
 WINDOWS_FILE = Path("labels") / "combined_windows.json"
 PROFILES_FILE = Path("config") / "profiles.json"

@@ -14,7 +14,7 @@ stacks. Importing this package is light: Feast, MLflow and LightGBM load on the 
 
 from __future__ import annotations
 
-from inference.errors import (
+from core.errors import (
     EmsError,
     FeaturesUnavailableError,
     InvalidArgumentError,

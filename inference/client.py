@@ -23,8 +23,7 @@ import numpy as np
 import pandas as pd
 import psycopg
 
-from inference import features as feats
-from inference.errors import (
+from core.errors import (
     EmsError,
     InvalidArgumentError,
     InvalidHorizonError,
@@ -32,12 +31,7 @@ from inference.errors import (
     InvalidSeriesError,
     ModelNotFoundError,
 )
-from inference.history import hourly
-from inference.models import ModelCache, Served
-from inference.results import AnomalyResult, Explanation, ForecastResult, GlobalExplanation, shown_value
-from registry import lifecycle
-from registry.design import HORIZON, HOUR, MAX_HORIZON, uses_peers
-from registry.naming import (
+from core.names import (
     ANOMALY_METHODS,
     DEFAULT_FORECAST_NAME,
     InvalidMethodError,
@@ -46,6 +40,12 @@ from registry.naming import (
     check_tenant_id,
     parse_model_id,
 )
+from inference import features as feats
+from inference.history import hourly
+from inference.models import ModelCache, Served
+from inference.results import AnomalyResult, Explanation, ForecastResult, GlobalExplanation, shown_value
+from registry import lifecycle
+from registry.design import HORIZON, HOUR, MAX_HORIZON, uses_peers
 from registry.severity import check_sensitivity, severities, threshold
 
 logger = logging.getLogger(__name__)

@@ -16,8 +16,8 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
+from core.errors import FeaturesUnavailableError, InvalidRangeError
 from inference import history as hist
-from inference.errors import FeaturesUnavailableError, InvalidRangeError
 from inference.store import feature_service, latest_feature_time, service_columns
 from registry.design import HORIZON, HOUR, MAX_HORIZON, PEER, aligned, peer_inputs, uses_peers
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from inference.errors import InvalidSeriesError
+from core.errors import InvalidSeriesError
 
 HOUR = pd.Timedelta(hours=1)
 MIN_HOURS = 24

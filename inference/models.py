@@ -17,16 +17,16 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from inference import artifacts
-from inference.errors import ModelNotFoundError, ModelUnavailableError
-from registry import lifecycle
-from registry.naming import (
+from core.errors import ModelNotFoundError, ModelUnavailableError
+from core.names import (
     TAG_ARTIFACT_LOCATION,
     check_model_name,
     check_tenant_id,
     parse_model_id,
     registered_name,
 )
+from inference import artifacts
+from registry import lifecycle
 
 logger = logging.getLogger(__name__)
 

@@ -239,11 +239,11 @@ class OnlineReader:
             for f in odfv.request:
                 given = (request or {}).get(f)
                 if given is None:
-                    from inference.errors import FeaturesUnavailableError
+                    from core.errors import FeaturesUnavailableError
 
                     raise FeaturesUnavailableError(f"on-demand view {odfv.name!r} needs request data {f!r}")
                 if len(given) != len(assets):
-                    from inference.errors import FeaturesUnavailableError
+                    from core.errors import FeaturesUnavailableError
 
                     raise FeaturesUnavailableError(f"request data {f!r} has {len(given)} values for {len(assets)} rows")
                 inputs[f] = list(given)

@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 import pandas as pd
 from psycopg import sql
 
-from inference.errors import FeaturesUnavailableError, UnknownAssetError, UnknownFeatureServiceError
-from registry.naming import check_asset_id, check_tenant_id
+from core.errors import FeaturesUnavailableError, UnknownAssetError, UnknownFeatureServiceError
+from core.names import check_asset_id, check_tenant_id
 from stack.settings import ROOT, Settings
 from warehouse.db import DatabaseUnavailableError, connect
 

@@ -15,8 +15,8 @@ import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
-from inference.errors import InvalidTransitionError, ModelNotFoundError
-from registry.naming import (
+from core.errors import InvalidTransitionError, ModelNotFoundError
+from core.names import (
     ALIAS_PRODUCTION,
     STAGES,
     TAG_ARTIFACT_LOCATION,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from inference.errors import EmsError
+from core.errors import EmsError
 
 BANDS = (("low", 2.0), ("medium", 2.5), ("high", 3.5), ("critical", 4.5))  # (name, lower bound)
 SENSITIVITY_THRESHOLDS = {1: 4.5, 2: 3.5, 3: 3.0, 4: 2.5, 5: 2.0}

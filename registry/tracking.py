@@ -10,8 +10,7 @@ from collections.abc import Callable, Iterator
 
 import pandas as pd
 
-from registry import lifecycle
-from registry.naming import (
+from core.names import (
     TAG_FEAST_PROJECT,
     TAG_FEATURE_SERVICE,
     TAG_FINGERPRINT,
@@ -22,6 +21,7 @@ from registry.naming import (
     TAG_WINDOW_START,
     experiment_name,
 )
+from registry import lifecycle
 from stack.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -96,7 +96,7 @@ def publish_report(settings: Settings, tenant: str, report, log_run: Callable[[]
     `default`: json.dumps' fallback for values JSON lacks."""
     from mlflow.exceptions import MlflowException
 
-    from registry.naming import experiment_name
+    from core.names import experiment_name
     from stack.services import MLflow
 
     uri = settings.mlflow_tracking_uri

@@ -14,6 +14,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from core.names import (
+    DEFAULT_FORECAST_NAME,
+    DEFAULT_FORECAST_SERVICE,
+    TAG_VALIDATION,
+    check_model_name,
+)
 from registry import evaluation, plots, tracking, training_data
 from registry.design import HORIZON
 from registry.forecaster import (
@@ -27,12 +33,6 @@ from registry.forecaster import (
     horizon_bucket,
     prepare,
     widening,
-)
-from registry.naming import (
-    DEFAULT_FORECAST_NAME,
-    DEFAULT_FORECAST_SERVICE,
-    TAG_VALIDATION,
-    check_model_name,
 )
 from stack.settings import Settings
 

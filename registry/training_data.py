@@ -10,11 +10,11 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
-from inference.errors import EmsError, UnknownAssetError
+from core.errors import EmsError, UnknownAssetError
+from core.names import check_asset_id, check_tenant_id
 from inference.features import site_peers
 from inference.store import feature_service, service_columns, service_uses_peers
 from registry.design import ALIGNED, HORIZON, HOUR, MAX_HORIZON, PEER, aligned, days, expand, peer_inputs, sample_pairs
-from registry.naming import check_asset_id, check_tenant_id
 from stack.settings import Settings
 from warehouse.db import connect
 

@@ -28,8 +28,8 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from inference.errors import EmsError
-from registry.naming import TAG_TENANT, check_tenant_id, experiment_name
+from core.errors import EmsError
+from core.names import TAG_TENANT, check_tenant_id, experiment_name
 from stack.process import ServiceError
 from stack.settings import Settings
 

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from inference.errors import EmsError
+from core.errors import EmsError
 
 logger = logging.getLogger(__name__)
 

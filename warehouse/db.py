@@ -8,7 +8,7 @@ from contextlib import contextmanager
 
 import psycopg
 
-from inference.errors import EmsError
+from core.errors import EmsError
 from stack.settings import Settings
 
 logger = logging.getLogger(__name__)

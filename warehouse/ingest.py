@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 from psycopg import sql
 
-from registry.naming import check_asset_id, check_tenant_id
+from core.names import check_asset_id, check_tenant_id
 from stack.settings import Settings
 from warehouse import validate as v
 from warehouse.db import connect

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import psycopg
 
-from inference.errors import EmsError
+from core.errors import EmsError
 from stack.settings import ROOT, Settings
 from warehouse.db import connect
 

@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from inference.errors import EmsError
-from registry.naming import ASSET_ID_PATTERN
+from core.errors import EmsError
+from core.names import ASSET_ID_PATTERN
 
 TIDY_REQUIRED = ("asset_id", "timestamp", "value")
 TIDY_OPTIONAL = ("unit",)

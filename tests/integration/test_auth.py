@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import mlflow
 import pytest
 
+from core.names import experiment_name
 from registry import lifecycle
-from registry.naming import experiment_name
 from stack import services
 from stack.auth import RegistryAccessError, create_tenant_user
 from tests.helpers.stack import TEST_PORTS, ems

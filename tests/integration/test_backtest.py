@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from core.errors import UnknownAssetError, UnknownFeatureServiceError
+from core.names import DEFAULT_FORECAST_SERVICE, experiment_name
 from evaluation import backtest, backtest_report
 from evaluation.backtest import ALL
-from inference.errors import UnknownAssetError, UnknownFeatureServiceError
 from registry import evaluation, train_forecast
-from registry.naming import DEFAULT_FORECAST_SERVICE, experiment_name
 from registry.training_data import InsufficientHistoryError
 from stack.settings import Settings
 from tests.helpers.data import tetouan_slice

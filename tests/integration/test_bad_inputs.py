@@ -16,17 +16,17 @@ from typer.testing import CliRunner
 
 import cli
 import inference
-from inference.client import Client
-from inference.errors import (
+from core.errors import (
     InvalidRangeError,
     InvalidTransitionError,
     ModelNotFoundError,
     UnknownAssetError,
     UnknownFeatureServiceError,
 )
+from core.names import InvalidIdError
+from inference.client import Client
 from inference.store import online_features
 from registry import lifecycle
-from registry.naming import InvalidIdError
 from tests.helpers.data import tetouan_slice
 from tests.helpers.stack import ems
 from warehouse.db import connect

@@ -28,13 +28,15 @@ from inference.freshness import materialization_lag, stale_warnings
 from inference.store import materialize
 from stack.settings import ROOT
 from tests.helpers.stack import ems
-from tests.integration.test_faults import kill_group, poll, query, spawn, wait_backend_gone  # noqa: F401
+from tests.integration import test_faults as faults
+from tests.integration.test_faults import kill_group, poll, query, wait_backend_gone
 from warehouse.db import connect
 from warehouse.ingest import ingest_readings, ingest_weather
 from warehouse.migrate import flavour
 from warehouse.refresh import refresh
 
 pytestmark = [pytest.mark.integration, pytest.mark.warehouse]
+spawn = faults.spawn  # the real `ems` CLI in its own process group (fixture)
 TENANT = "fresh"
 ZONES = {"utc1": "UTC", "ny1": "America/New_York", "ber1": "Europe/Berlin", "syd1": "Australia/Sydney"}
 START, DAYS = "2021-03-05", 30  # US DST starts 14 March, EU 28 March; Sydney's ends 4 April
@@ -60,7 +62,8 @@ def mismatches(settings, tenant: str) -> dict[str, tuple[int, int, int]]:
             old = sql.SQL("SELECT * FROM ({}) AS v WHERE tenant_id = %(t)s").format(sql.SQL(_view_select(migration)))
             new = sql.SQL("SELECT * FROM {} WHERE tenant_id = %(t)s").format(sql.Identifier(table))
             count = sql.SQL("SELECT count(*) FROM ({} EXCEPT ALL {}) AS d")
-            out[table] = (conn.execute(sql.SQL("SELECT count(*) FROM ({}) AS n").format(new), {"t": tenant}).fetchone()[0],
+            rows = conn.execute(sql.SQL("SELECT count(*) FROM ({}) AS n").format(new), {"t": tenant}).fetchone()[0]
+            out[table] = (rows,
                           conn.execute(count.format(new, old), {"t": tenant}).fetchone()[0],
                           conn.execute(count.format(old, new), {"t": tenant}).fetchone()[0])
     return out

@@ -9,8 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from inference.client import Client
-from inference.errors import (
+from core.errors import (
     InvalidHorizonError,
     InvalidRangeError,
     InvalidSeriesError,
@@ -18,8 +17,9 @@ from inference.errors import (
     ModelUnavailableError,
     UnknownAssetError,
 )
+from core.names import DEFAULT_FORECAST_SERVICE, InvalidMethodError
+from inference.client import Client
 from registry import lifecycle, train_anomaly, train_forecast
-from registry.naming import DEFAULT_FORECAST_SERVICE, InvalidMethodError
 from registry.severity import InvalidSensitivityError
 from registry.training_data import SplitConfig
 from stack.settings import Settings

@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import LinearRegression
 
-from inference.errors import InvalidTransitionError, ModelNotFoundError
+from core.errors import InvalidTransitionError, ModelNotFoundError
+from core.names import InvalidModelIdError
 from registry import lifecycle
-from registry.naming import InvalidModelIdError
 from tests.helpers.data import tetouan_slice
 
 pytestmark = pytest.mark.integration

@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from inference.errors import ModelNotFoundError, ModelUnavailableError
+from core.errors import ModelNotFoundError, ModelUnavailableError
+from core.names import registered_name
 from inference.models import ModelCache
 from registry import lifecycle, tracking
 from registry.forecaster import BOOSTERS, QuantileForecaster, prepare
-from registry.naming import registered_name
 from registry.train_forecast import BoosterConfig
 
 pytestmark = pytest.mark.integration

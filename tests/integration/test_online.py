@@ -62,7 +62,7 @@ def test_reader_reads_each_asset_once_and_keeps_values_typed(reader):
 
 
 def test_reader_requires_the_request_data_of_on_demand_views(reader):
-    from inference.errors import FeaturesUnavailableError
+    from core.errors import FeaturesUnavailableError
 
     with pytest.raises(FeaturesUnavailableError, match="target_time"):
         reader.read("forecast_basic", TENANT, ["zone1"])

@@ -17,8 +17,8 @@ import redis
 import yaml
 from redis.cluster import RedisCluster
 
+from core.errors import FeaturesUnavailableError
 from inference.client import Client
-from inference.errors import FeaturesUnavailableError
 from inference.features import forecast_inputs
 from inference.online import OnlineReader
 from inference.store import feature_service, get_store, online_features, service_columns

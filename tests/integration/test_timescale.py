@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from psycopg import sql
 
-from inference.errors import EmsError
+from core.errors import EmsError
 from tests.integration.test_freshness import assert_equal_to_replaced_views, meter_file
 from warehouse.db import connect
 from warehouse.ingest import ingest_readings

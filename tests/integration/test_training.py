@@ -10,8 +10,8 @@ import mlflow
 import numpy as np
 import pytest
 
+from core.names import DEFAULT_FORECAST_SERVICE
 from registry import lifecycle, train_anomaly, train_forecast, training_data
-from registry.naming import DEFAULT_FORECAST_SERVICE
 from registry.training_data import InsufficientHistoryError, SplitConfig
 from tests.helpers.data import tetouan_slice
 from tests.helpers.stack import ems
@@ -163,8 +163,8 @@ def test_anomaly_models_score_in_sigma_units_with_severity(data, store, mlc, met
 
 
 def test_unknown_feature_service_and_bad_model_name(data, store):
-    from inference.errors import UnknownFeatureServiceError
-    from registry.naming import InvalidModelIdError
+    from core.errors import UnknownFeatureServiceError
+    from core.names import InvalidModelIdError
 
     with pytest.raises(UnknownFeatureServiceError, match="'forecast_x' is not registered"):
         train_forecast.train(data, store, TENANT, service="forecast_x", split=SPLIT)

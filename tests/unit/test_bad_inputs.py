@@ -17,8 +17,7 @@ from typer.testing import CliRunner
 
 import cli
 import inference
-from inference.client import Client
-from inference.errors import (
+from core.errors import (
     InvalidArgumentError,
     InvalidHorizonError,
     InvalidRangeError,
@@ -26,8 +25,9 @@ from inference.errors import (
     InvalidTransitionError,
     ModelNotFoundError,
 )
+from core.names import InvalidIdError, InvalidMethodError, InvalidModelIdError
+from inference.client import Client
 from registry import lifecycle
-from registry.naming import InvalidIdError, InvalidMethodError, InvalidModelIdError
 from registry.severity import InvalidSensitivityError
 from stack.settings import ROOT, Settings
 from tests.helpers.stack import write_feast_yaml

@@ -69,7 +69,7 @@ def test_forecast_commands_default_to_the_registry_default_feature_service():
     import inspect
 
     import cli
-    from registry.naming import DEFAULT_FORECAST_SERVICE, FEATURE_SERVICES
+    from core.names import DEFAULT_FORECAST_SERVICE, FEATURE_SERVICES
 
     for command in (cli.train_forecast, cli.evaluate_forecast):
         assert inspect.signature(command).parameters["features"].default == DEFAULT_FORECAST_SERVICE

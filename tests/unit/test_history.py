@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from inference.errors import InvalidSeriesError
+from core.errors import InvalidSeriesError
 from inference.history import hourly, load_features
 from inference.results import _jsonable
 

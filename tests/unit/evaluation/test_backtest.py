@@ -11,9 +11,9 @@ import pytest
 from typer.testing import CliRunner
 
 from cli import app
+from core.errors import InvalidHorizonError
 from evaluation import backtest, backtest_report
 from evaluation.backtest import ALL, BacktestResult, InvalidBacktestError
-from inference.errors import InvalidHorizonError
 from registry.train_forecast import BoosterConfig
 from registry.training_data import AssetWindow
 

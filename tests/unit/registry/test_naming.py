@@ -2,7 +2,7 @@
 
 import pytest
 
-from registry.naming import InvalidIdError, check_asset_id, check_tenant_id
+from core.names import InvalidIdError, check_asset_id, check_tenant_id
 
 
 @pytest.mark.parametrize("tenant", ["demo", "acme-grid", "t_1", "a" * 63])
@@ -23,7 +23,7 @@ def test_asset_ids_allow_meter_style_names_and_refuse_quotes():
 
 
 def test_model_ids_parse_and_malformed_ones_name_the_value():
-    from registry.naming import InvalidModelIdError, parse_model_id, registered_name
+    from core.names import InvalidModelIdError, parse_model_id, registered_name
 
     ref = parse_model_id("demo:load_forecaster:12")
     assert (ref.tenant, ref.name, ref.version, ref.id) == ("demo", "load_forecaster", 12, "demo:load_forecaster:12")
@@ -34,7 +34,7 @@ def test_model_ids_parse_and_malformed_ones_name_the_value():
 
 
 def test_model_names_follow_the_tenant_rule():
-    from registry.naming import InvalidModelIdError, check_model_name
+    from core.names import InvalidModelIdError, check_model_name
 
     assert check_model_name("load_forecaster") == "load_forecaster"
     with pytest.raises(InvalidModelIdError, match="model name 'Load.Model' is invalid"):

@@ -14,7 +14,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import PERMISSION_DENIED, RESOURCE_DOES_NOT_EXIST, UNAUTHENTICATED
 from typer.testing import CliRunner
 
-from registry.naming import InvalidIdError
+from core.names import InvalidIdError
 from stack import auth
 from stack.auth import AuthSetupError, RegistryAccessError, create_tenant_user, registry_access
 from stack.services import MLflow

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from inference.errors import EmsError
+from core.errors import EmsError
 
 # Tenants become part of MLflow model names (`{tenant}.{name}`) and Redis keys: lowercase, no dots.
 TENANT_ID_PATTERN = r"[a-z0-9][a-z0-9_-]{0,62}"
