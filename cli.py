@@ -353,7 +353,7 @@ def materialize(
     """Write the latest features of every asset that `ems refresh` changed to the online store (Redis)."""
     from rich.progress import Progress
 
-    from inference.store import materialize as run_materialize
+    from warehouse.store import materialize as run_materialize
 
     with Progress(console=err_console, transient=True) as progress:
         task = progress.add_task("materializing", total=None)
@@ -393,7 +393,7 @@ def features(
 ) -> None:
     """Print the online features of assets for a feature service (from Redis)."""
     from inference.freshness import stale_warnings
-    from inference.store import online_features
+    from warehouse.store import online_features
 
     frame = _run(online_features, settings(), service, tenant, asset, target_time=at)
     for warning in _run(stale_warnings, settings(), tenant, asset):
@@ -568,8 +568,8 @@ def train_forecast(
     as_json: AsJson = False,
 ) -> None:
     """Train the LightGBM p10/p50/p90 forecaster (1-168 h) and register a new staging version."""
-    from inference.store import get_store
     from registry import train_forecast as tf
+    from warehouse.store import get_store
 
     result = _train_progress(tf.train, settings(), get_store(settings()), tenant, asset, features, name,
                              _split(history_days, holdout_days))
@@ -602,8 +602,8 @@ def train_anomaly(
 ) -> None:
     """Fit an anomaly detector (scores in sigma units, severity bands) and register a staging version."""
     from core.names import check_anomaly_method
-    from inference.store import get_store
     from registry import train_anomaly as ta
+    from warehouse.store import get_store
 
     _run(check_anomaly_method, method)
     result = _train_progress(ta.train, settings(), get_store(settings()), tenant, method, asset, features, name,
@@ -668,7 +668,7 @@ def evaluate_forecast(
 ) -> None:
     """Rolling-origin backtest: train once before the last N days, forecast each day, score vs seasonal-naive."""
     from evaluation import backtest, backtest_report
-    from inference.store import get_store
+    from warehouse.store import get_store
 
     hours = _run(backtest.check, _hours_list(horizons), origins, history_days)  # before any I/O
     store = get_store(settings())

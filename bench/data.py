@@ -167,10 +167,10 @@ def ensure_history(ctx, history: History, store) -> History:
     of a cycle tenant that are not stored yet, refresh after each file, and materialize at the end, so the
     timed cycles start from a settled tenant. Idempotent: an asset counts as stored when its first and last
     generated hour are (one file is one transaction)."""
-    from inference.store import materialize
     from warehouse.db import connect
     from warehouse.ingest import ingest_readings
     from warehouse.refresh import refresh
+    from warehouse.store import materialize
 
     last = history.start + pd.Timedelta(hours=history.hours - 1)
     with connect(ctx.settings) as conn:

@@ -27,7 +27,7 @@ from stack.settings import Settings
 
 
 def _feast(store, entities: pd.DataFrame, out: Path) -> int:
-    from inference.store import feature_service
+    from warehouse.store import feature_service
 
     fs = feature_service(store, SERVICE)
     table = store.get_historical_features(entity_df=entities, features=fs).to_arrow()
@@ -37,7 +37,7 @@ def _feast(store, entities: pd.DataFrame, out: Path) -> int:
 
 def _views(store):
     """(source query, features, ttl seconds) of the service's batch views."""
-    from inference.store import feature_service
+    from warehouse.store import feature_service
 
     fs = feature_service(store, SERVICE)
     batch = {v.name: v for v in store.list_batch_feature_views()}
@@ -91,7 +91,7 @@ def _floor(settings, views, entities: pd.DataFrame, out: Path) -> int:
 
 
 def main(mode: str, entities_path: str, out_path: str) -> None:
-    from inference.store import get_store
+    from warehouse.store import get_store
 
     settings = Settings()
     entities = pd.read_parquet(entities_path)

@@ -97,7 +97,7 @@ def _floor_materialize(ctx, store, data: DataSet) -> int:
 
 
 def materialize_rows(ctx, data: DataSet, store) -> list[core.Row]:
-    from inference.store import materialize
+    from warehouse.store import materialize
 
     reps = 1 if ctx.quick else 3
     ours, floor, written = [], [], 0
@@ -128,7 +128,7 @@ def materialize_rows(ctx, data: DataSet, store) -> list[core.Row]:
 # ------------------------------------------------------------------------------------ online
 def online_rows(ctx, data: DataSet, store) -> list[core.Row]:
     from inference.online import OnlineReader
-    from inference.store import feature_service
+    from warehouse.store import feature_service
 
     reader = OnlineReader(store)
     fs = feature_service(store, SERVICE)

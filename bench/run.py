@@ -16,7 +16,7 @@ def run(settings, quick: bool = False, out: Path | None = None, only: list[str] 
     from bench import data as bench_data
     from bench.rows_features import materialize_rows, online_rows, pit_rows
     from bench.rows_serving import ensure_model, serving_rows, startup_rows
-    from inference.store import get_store
+    from warehouse.store import get_store
 
     ctx = core.Context(settings, quick, settings.home / "bench", log)
     ctx.work.mkdir(parents=True, exist_ok=True)

@@ -136,7 +136,7 @@ class Client:
         key = (tenant, asset)
         hit = self._latest.get(key)
         if hit is None or time.monotonic() - hit[0] >= self.latest_ttl_seconds:
-            from inference.store import latest_times
+            from warehouse.store import latest_times
 
             try:
                 latest, readings_end = latest_times(self.settings, tenant, [asset], self._conn())[asset]
@@ -154,7 +154,7 @@ class Client:
 
     def _behind(self, tenant: str, asset: str) -> list[str]:
         """[warning] when the asset's readings reach past its newest features (see _issue_time's cache)."""
-        from inference.store import behind_readings
+        from warehouse.store import behind_readings
 
         hit = self._latest.get((tenant, asset))
         warning = behind_readings(asset, hit[1], hit[2]) if hit else None
@@ -163,7 +163,7 @@ class Client:
     @property
     def store(self):
         if self._store is None:
-            from inference.store import get_store
+            from warehouse.store import get_store
 
             self._store = get_store(self.settings)
         return self._store
@@ -432,9 +432,9 @@ def _feature_value(features: Mapping, name: str) -> float:
 def _history_loader(settings, tenant: str, asset: str, until: pd.Timestamp):
     """The asset's last week of hourly means (by hour start), read only when a plot needs it."""
     def load() -> pd.Series:
-        from registry.training_data import hourly_series
+        from warehouse import hourly
 
-        s = hourly_series(settings, tenant, [asset], until=until.to_pydatetime(), history_days=7).get(asset)
+        s = hourly.history(settings, tenant, [asset], until=until.to_pydatetime(), history_days=7).get(asset)
         return pd.Series(dtype=float) if s is None else pd.Series(s.to_numpy(), index=s.index - HOUR)
 
     return load

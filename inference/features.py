@@ -18,8 +18,9 @@ import pandas as pd
 
 from core.errors import FeaturesUnavailableError, InvalidRangeError
 from inference import history as hist
-from inference.store import feature_service, latest_feature_time, service_columns
 from registry.design import HORIZON, HOUR, MAX_HORIZON, PEER, aligned, peer_inputs, uses_peers
+from warehouse import hourly
+from warehouse.store import feature_service, latest_feature_time, service_columns
 
 logger = logging.getLogger(__name__)
 MAX_RANGE_HOURS = 24 * 92
@@ -116,7 +117,7 @@ def _aligned_inputs(settings, conn, tenant: str, asset: str, t: pd.Timestamp, ho
     """ALIGNED columns (registry/design.py) for horizons 1..horizon issued at t, from the hourly means of
     the week before t (the values the feature views' lag_1h had at those hours)."""
     hit = _cached(_ALIGNED_CACHE, (tenant, asset, t), lambda: aligned_from(
-        _hourly_by_end(settings, conn, tenant, asset, t - MAX_HORIZON * HOUR, t), t))
+        hourly.series_by_end(settings, conn, tenant, asset, t - MAX_HORIZON * HOUR, t), t))
     return {k: v[:horizon] for k, v in hit.items()}
 
 
@@ -145,49 +146,10 @@ def peer_columns(settings, conn, tenant: str, asset: str, issue: pd.Series, hori
                  ) -> dict[str, np.ndarray]:
     """PEER columns for (issue time, horizon) rows of `asset`: its site peers' hourly means of the week
     before the first issue time up to the last, one read."""
-    peers = site_peers(conn, tenant, [asset], settings)[asset]
-    series = _hourly_series(settings, conn, tenant, peers, issue.min() - MAX_HORIZON * HOUR, issue.max()) \
+    peers = hourly.site_peers(conn, tenant, [asset], settings)[asset]
+    series = hourly.series(settings, conn, tenant, peers, issue.min() - MAX_HORIZON * HOUR, issue.max()) \
         if peers else {}
     return peer_inputs(list(series.values()), issue, horizon)
-
-
-def site_peers(conn, tenant: str, assets: list[str], settings=None) -> dict[str, list[str]]:
-    """Per asset: the tenant's other assets at the same site (sorted; none without a site)."""
-    query = ("SELECT a.asset_id, coalesce(array_agg(p.asset_id ORDER BY p.asset_id) FILTER (WHERE p.asset_id "
-             "IS NOT NULL), '{}') FROM assets a LEFT JOIN assets p ON p.tenant_id = a.tenant_id AND "
-             "p.site_id = a.site_id AND p.asset_id <> a.asset_id WHERE a.tenant_id = %s AND a.asset_id = ANY(%s) "
-             "GROUP BY a.asset_id")
-    rows = _fetch(settings, conn, query, (tenant, list(assets)))
-    found = {r[0]: list(r[1]) for r in rows}
-    return {a: found.get(a, []) for a in assets}
-
-
-def _fetch(settings, conn, query: str, args: tuple) -> list[tuple]:
-    """Rows of a warehouse query on `conn` or a new connection."""
-    if conn is not None:
-        return conn.execute(query, args).fetchall()
-    from warehouse.db import connect
-
-    with connect(settings) as c:
-        return c.execute(query, args).fetchall()
-
-
-def _hourly_by_end(settings, conn, tenant: str, asset: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.Series:
-    """The asset's hourly means of the hours starting in [start, end), indexed by hour end (the values
-    the feature views' lag_1h had at those hours); `conn` or a new connection."""
-    return _hourly_series(settings, conn, tenant, [asset], start, end)[asset]
-
-
-def _hourly_series(settings, conn, tenant: str, assets: list[str], start: pd.Timestamp, end: pd.Timestamp
-                   ) -> dict[str, pd.Series]:
-    """_hourly_by_end of several assets in one read: asset -> series (empty without rows)."""
-    query = ("SELECT asset_id, bucket + INTERVAL '1 hour', avg_value FROM readings_hourly WHERE tenant_id = %s "
-             "AND asset_id = ANY(%s) AND bucket >= %s AND bucket < %s ORDER BY asset_id, bucket")
-    parts: dict[str, list[tuple]] = {a: [] for a in assets}
-    for asset, end_time, value in _fetch(settings, conn, query, (tenant, list(assets), start, end)):
-        parts[asset].append((end_time, value))
-    return {a: pd.Series([v for _, v in rows], index=pd.to_datetime([e for e, _ in rows], utc=True), dtype=float)
-            for a, rows in parts.items()}
 
 
 def aligned_from(series_by_hour_end: pd.Series, t: pd.Timestamp) -> dict[str, np.ndarray]:
@@ -239,7 +201,7 @@ def recent_forecast_rows(settings, store, conn, tenant: str, asset: str, service
     recent-residual calibration)."""
     issue_cols, calendar_cols = service_columns(store, service)
     first = min(o for o, _ in origins)
-    series = _hourly_by_end(settings, conn, tenant, asset, first - MAX_HORIZON * HOUR, t)
+    series = hourly.series_by_end(settings, conn, tenant, asset, first - MAX_HORIZON * HOUR, t)
     issue = pd.Series([o for o, h in origins for _ in range(h)])
     horizon = pd.Series([k for _, h in origins for k in range(1, h + 1)])
     target = issue + horizon * HOUR

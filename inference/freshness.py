@@ -63,8 +63,8 @@ def check(conn, store, tenant: str | None = None, assets: list[str] | None = Non
 
 def stale_warnings(settings, tenant: str, assets: list[str], store=None) -> list[str]:
     """One warning per asset whose online features trail its latest reading (see Freshness.warning)."""
-    from inference.store import get_store
     from warehouse.db import connect
+    from warehouse.store import get_store
 
     store = store or get_store(settings)
     with connect(settings) as conn:
@@ -74,8 +74,8 @@ def stale_warnings(settings, tenant: str, assets: list[str], store=None) -> list
 def materialization_lag(settings, store=None, worst: int = 5) -> dict:
     """Over every asset: how many have online features older than their latest reading, the largest
     lag, and the `worst` assets (for `ems status`)."""
-    from inference.store import get_store
     from warehouse.db import connect
+    from warehouse.store import get_store
 
     store = store or get_store(settings)
     with connect(settings) as conn:

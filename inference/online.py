@@ -22,7 +22,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 
-from inference.store import feature_service
+from warehouse.store import feature_service
 
 _DOUBLE = 0x29  # Value.double_val: field 5, wire type 1 (8 bytes little endian)
 _STRING = 0x12  # Value.string_val: field 2, wire type 2 (length-delimited)

@@ -12,11 +12,11 @@ import pandas as pd
 
 from core.errors import EmsError, UnknownAssetError
 from core.names import check_asset_id, check_tenant_id
-from inference.features import site_peers
-from inference.store import feature_service, service_columns, service_uses_peers
 from registry.design import ALIGNED, HORIZON, HOUR, MAX_HORIZON, PEER, aligned, days, expand, peer_inputs, sample_pairs
 from stack.settings import Settings
+from warehouse import hourly
 from warehouse.db import connect
+from warehouse.store import feature_service, service_columns, service_uses_peers
 
 logger = logging.getLogger(__name__)
 
@@ -119,28 +119,6 @@ def tenant_assets(settings: Settings, tenant: str, assets: list[str] | None) -> 
     return list(dict.fromkeys(assets))
 
 
-def hourly_series(settings: Settings, tenant: str, assets: list[str], until: datetime | None = None,
-                  history_days: int | None = None) -> dict[str, pd.Series]:
-    """Hourly mean load per asset, indexed by the END of each hour (the label convention)."""
-    query = """
-        SELECT asset_id, bucket + INTERVAL '1 hour' AS hour_end, avg_value FROM readings_hourly
-        WHERE tenant_id = %(tenant)s AND asset_id = ANY(%(assets)s)
-          AND (%(until)s::timestamptz IS NULL OR bucket + INTERVAL '1 hour' <= %(until)s::timestamptz)
-        ORDER BY asset_id, bucket
-    """
-    with connect(settings) as conn:
-        rows = conn.execute(query, {"tenant": tenant, "assets": assets, "until": until}).fetchall()
-    frame = pd.DataFrame(rows, columns=["asset_id", "hour_end", "value"])
-    frame["hour_end"] = pd.to_datetime(frame["hour_end"], utc=True)
-    out = {}
-    for asset, part in frame.groupby("asset_id", sort=False):
-        s = part.set_index("hour_end")["value"].astype(float)
-        if history_days is not None and len(s):
-            s = s[s.index > s.index[-1] - pd.Timedelta(days=history_days + 7)]  # +7: lags of the first week
-        out[asset] = s
-    return out
-
-
 def asset_windows(series: dict[str, pd.Series], assets: list[str], cfg: SplitConfig) -> list[AssetWindow]:
     windows = []
     for a in assets:
@@ -212,14 +190,14 @@ def plan(settings: Settings, store, tenant: str, assets: list[str] | None = None
     cfg = (cfg or SplitConfig()).check()
     assets = tenant_assets(settings, tenant, assets)
     issue_cols, calendar_cols = service_columns(store, service)
-    series = hourly_series(settings, tenant, assets, until, cfg.history_days)
+    series = hourly.history(settings, tenant, assets, until, cfg.history_days)
     windows = asset_windows(series, assets, cfg)
     peers, peer_series = {}, {}
     if service_uses_peers(store, service):
         with connect(settings) as conn:
-            peers = {a: p for a, p in site_peers(conn, tenant, [w.asset_id for w in windows]).items() if p}
+            peers = {a: p for a, p in hourly.site_peers(conn, tenant, [w.asset_id for w in windows]).items() if p}
         others = sorted({p for ps in peers.values() for p in ps} - set(series))
-        peer_series = hourly_series(settings, tenant, others, until, cfg.history_days) if others else {}
+        peer_series = hourly.history(settings, tenant, others, until, cfg.history_days) if others else {}
         if peers:
             logger.info("peer inputs (%s): %s", service, ", ".join(f"{a} <- {'+'.join(p)}" for a, p in peers.items()))
         else:

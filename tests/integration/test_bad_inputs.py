@@ -25,13 +25,13 @@ from core.errors import (
 )
 from core.names import InvalidIdError
 from inference.client import Client
-from inference.store import online_features
 from registry import lifecycle
 from tests.helpers.data import tetouan_slice
 from tests.helpers.stack import ems
 from warehouse.db import connect
 from warehouse.ingest import ingest_readings, ingest_weather
 from warehouse.refresh import refresh
+from warehouse.store import online_features
 from warehouse.validate import IngestError
 
 pytestmark = pytest.mark.integration

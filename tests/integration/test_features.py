@@ -10,13 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from inference.store import online_features
 from tests.helpers.data import pjm_slice, tetouan_slice
 from tests.helpers.stack import ems, feast
 from warehouse.db import connect
 from warehouse.ingest import ingest_readings, ingest_weather
 from warehouse.migrate import flavour
 from warehouse.refresh import refresh
+from warehouse.store import online_features
 
 pytestmark = [pytest.mark.integration, pytest.mark.warehouse]
 TENANT = "feat"

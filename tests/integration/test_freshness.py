@@ -25,7 +25,6 @@ import pytest
 from psycopg import sql
 
 from inference.freshness import materialization_lag, stale_warnings
-from inference.store import materialize
 from stack.settings import ROOT
 from tests.helpers.stack import ems
 from tests.integration import test_faults as faults
@@ -34,6 +33,7 @@ from warehouse.db import connect
 from warehouse.ingest import ingest_readings, ingest_weather
 from warehouse.migrate import flavour
 from warehouse.refresh import refresh
+from warehouse.store import materialize
 
 pytestmark = [pytest.mark.integration, pytest.mark.warehouse]
 spawn = faults.spawn  # the real `ems` CLI in its own process group (fixture)

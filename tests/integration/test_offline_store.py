@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from inference.store import get_store
 from stack.settings import ROOT
 from tests.helpers.data import tetouan_slice
 from warehouse.ingest import ingest_readings, ingest_weather
 from warehouse.refresh import refresh
+from warehouse.store import get_store
 
 pytestmark = [pytest.mark.integration, pytest.mark.warehouse]
 TENANT = "pit"

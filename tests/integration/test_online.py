@@ -8,11 +8,11 @@ from datetime import UTC, datetime
 import pytest
 
 from inference.online import OnlineReader
-from inference.store import feature_service
 from tests.helpers.data import tetouan_slice
 from tests.helpers.stack import ems
 from warehouse.ingest import ingest_readings, ingest_weather
 from warehouse.refresh import refresh
+from warehouse.store import feature_service
 
 pytestmark = [pytest.mark.integration, pytest.mark.warehouse]
 TENANT = "onl"

@@ -21,7 +21,6 @@ from core.errors import FeaturesUnavailableError
 from inference.client import Client
 from inference.features import forecast_inputs
 from inference.online import OnlineReader
-from inference.store import feature_service, get_store, online_features, service_columns
 from registry import lifecycle, train_forecast
 from registry.training_data import SplitConfig
 from stack.redis_cluster import LocalRedisCluster
@@ -30,6 +29,7 @@ from tests.helpers.data import tetouan_slice
 from tests.helpers.stack import TEST_PORTS, ems, feast
 from warehouse.ingest import ingest_readings, ingest_weather
 from warehouse.refresh import refresh
+from warehouse.store import feature_service, get_store, online_features, service_columns
 
 pytestmark = pytest.mark.integration
 TENANT = "rcl"
@@ -52,7 +52,7 @@ def cluster(tmp_path_factory):
 @pytest.fixture(scope="module")
 def single(stack, store, tmp_path_factory):
     """A real slice ingested once and materialized into the session's single-node Redis."""
-    from inference.store import materialize
+    from warehouse.store import materialize
 
     tet = tetouan_slice(tmp_path_factory.mktemp("redis-cluster-data") / "t.csv", START[:10], "2017-06-12")
     for group, options in GROUPS.items():
