@@ -408,9 +408,9 @@ def features(
 
 
 def _cell(value) -> str:
-    if isinstance(value, float):
-        return "—" if value != value else f"{value:,.2f}"
-    return str(value)
+    from core.formats import number
+
+    return number(value, ",.2f")
 
 
 # ---------------------------------------------------------------- inference

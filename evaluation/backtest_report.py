@@ -14,6 +14,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
+from core.formats import MISSING, magnitude, number
 from core.names import TAG_MODEL_TYPE
 from evaluation.backtest import ALL, NOMINAL_COVERAGE, BacktestResult, horizon_label
 from registry import tracking
@@ -114,16 +115,16 @@ BASELINES = (("mae", "MAE model"), ("naive_24_mae", "MAE naive-24"), ("naive_168
 def fmt(metric: str, value: float) -> str:
     """One table cell: skills signed, percentages and ratios to fixed decimals, loads by size."""
     if value is None or not math.isfinite(value):
-        return "—"
+        return MISSING
     if metric.startswith("skill"):
-        return f"{value:+.3f}"
+        return number(value, "+.3f")
     if metric in ("rows", "origins"):
-        return f"{value:,.0f}"
+        return number(value, ",.0f")
     if "mape" in metric or metric == "coverage_p10_p90":
-        return f"{value:.2f}"
+        return number(value, ".2f")
     if metric == "mase":
-        return f"{value:.3f}"
-    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.2f}" if abs(value) >= 1 else f"{value:.3g}"
+        return number(value, ".3f")
+    return magnitude(value)
 
 
 def _table(frame, columns) -> list[str]:

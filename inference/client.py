@@ -31,6 +31,7 @@ from core.errors import (
     InvalidSeriesError,
     ModelNotFoundError,
 )
+from core.formats import number
 from core.names import (
     ANOMALY_METHODS,
     DEFAULT_FORECAST_NAME,
@@ -441,7 +442,7 @@ def _history_loader(settings, tenant: str, asset: str, until: pd.Timestamp):
 
 
 def _fmt(x: float) -> str:
-    return f"{x:,.1f}"
+    return number(x, ",.1f")
 
 
 def _sentence(r) -> str:

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from core.formats import number
+
 
 def _jsonable(value):
     if isinstance(value, pd.Timestamp):
@@ -190,9 +192,7 @@ class Explanation:
 def shown_value(value) -> str:
     """An input's value as explanations show it: numbers to 4 significant digits, the asset input as its
     id, a missing value as a dash."""
-    if isinstance(value, str):
-        return value
-    return "—" if value is None or not np.isfinite(value) else f"{value:,.4g}"
+    return number(value, ",.4g")
 
 
 @dataclass
