@@ -13,7 +13,8 @@ TENANT_ID_PATTERN = r"[a-z0-9][a-z0-9_-]{0,62}"
 ASSET_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}"
 
 # The seed services, then the richer forecasting sets (feature_repo/services.py).
-FEATURE_SERVICES = ("forecast_basic", "forecast_advanced", "anomaly_detection", "forecast_load", "forecast_weather")
+FEATURE_SERVICES = ("forecast_basic", "forecast_advanced", "anomaly_detection", "forecast_load", "forecast_weather",
+                    "forecast_regional")
 
 # Model registry: public id `{tenant}:{name}:{version}`, registered model `{tenant}.{name}`.
 MODEL_NAME_PATTERN = r"[a-z0-9][a-z0-9_-]{0,62}"
@@ -31,7 +32,10 @@ TAG_VALIDATION = "validation_status"
 TAG_ARTIFACT_LOCATION = "artifact_location"  # where the version's files are (its logged model's artifacts)
 MODEL_TYPES = ("forecast", "anomaly")
 DEFAULT_FORECAST_NAME = "load_forecaster"
-ANOMALY_METHODS = ("z_score", "iqr", "isolation_forest", "local_outlier_factor")
+ANOMALY_METHODS = ("z_score", "iqr", "isolation_forest", "local_outlier_factor")  # trained detectors
+STATISTICAL_METHODS = ("z_score", "iqr")  # scored against the 24 h rolling statistics, no fitted model
+FORECAST_RESIDUAL = "forecast_residual"  # scored on the production forecaster's residuals
+DETECT_METHODS = (*ANOMALY_METHODS, FORECAST_RESIDUAL)  # what detect_anomalies and the evaluations accept
 DEFAULT_ANOMALY_SERVICE = "anomaly_detection"
 
 

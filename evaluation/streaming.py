@@ -32,11 +32,12 @@ import numpy as np
 import pandas as pd
 from scipy.special import erfc
 
+from core.names import DETECT_METHODS
 from registry import severity
 
 logger = logging.getLogger(__name__)
 
-METHODS = ("z_score", "iqr", "isolation_forest", "local_outlier_factor", "forecast_residual")
+METHODS = DETECT_METHODS
 DETECTION_LEVEL = 0.5  # score of a tail probability of 1e-5; the level the rest period is keyed to
 DAY = np.timedelta64(1, "D")
 CAP = 10.0  # surprises are capped at 10 sigma (a zero-variance past gives CAP, not inf)

@@ -33,8 +33,9 @@ from core.errors import (
 )
 from core.formats import number
 from core.names import (
-    ANOMALY_METHODS,
     DEFAULT_FORECAST_NAME,
+    DETECT_METHODS,
+    FORECAST_RESIDUAL,
     InvalidMethodError,
     check_asset_id,
     check_model_name,
@@ -51,8 +52,6 @@ from registry.severity import check_sensitivity, severities, threshold
 
 logger = logging.getLogger(__name__)
 
-FORECAST_RESIDUAL = "forecast_residual"
-DETECT_METHODS = (*ANOMALY_METHODS, FORECAST_RESIDUAL)
 P10_P90_SIGMAS = 2.563  # width of a normal's p10-p90 interval in sigmas
 MAX_LOOKBACK_HOURS = feats.MAX_RANGE_HOURS
 RECENT_CACHE_SIZE = 4096  # (model, asset, issue hour) recent-residual calibrations kept

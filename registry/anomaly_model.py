@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from core.names import STATISTICAL_METHODS
 from registry import severity
 
 try:
@@ -77,7 +78,7 @@ class AnomalyDetector(PythonModel):
 
     def scores(self, frame: pd.DataFrame) -> np.ndarray:
         derived = derive(frame)
-        if self.method in ("z_score", "iqr"):
+        if self.method in STATISTICAL_METHODS:
             cells = self._cells(frame)
             center = np.array([c["center"] for c in cells])
             sigma = np.array([c["sigma"] for c in cells])
@@ -91,7 +92,7 @@ class AnomalyDetector(PythonModel):
         outside which it is flagged (z-score/IQR: the fitted ratio statistics times the 24 h level;
         isolation forest/LOF: the 24 h context itself)."""
         level = np.abs(frame["historical_avg_24h"].to_numpy(dtype=float))
-        if self.method in ("z_score", "iqr"):
+        if self.method in STATISTICAL_METHODS:
             cells = self._cells(frame)
             mean = np.array([c["center"] for c in cells]) * level
             std = np.array([c["sigma"] for c in cells]) * level
@@ -123,7 +124,7 @@ class AnomalyDetector(PythonModel):
 
 
 def fit(method: str, frame: pd.DataFrame, features: list[str], seed: int = 0) -> AnomalyDetector:
-    if method in ("z_score", "iqr"):
+    if method in STATISTICAL_METHODS:
         return AnomalyDetector(method, features, statistics=group_statistics(frame, method))
     from sklearn.ensemble import IsolationForest
     from sklearn.neighbors import LocalOutlierFactor

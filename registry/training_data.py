@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from core.errors import EmsError, UnknownAssetError
-from core.names import check_asset_id, check_tenant_id
+from core.names import DEFAULT_FORECAST_SERVICE, check_asset_id, check_tenant_id
 from registry.design import ALIGNED, HORIZON, HOUR, MAX_HORIZON, PEER, aligned, days, expand, peer_inputs, sample_pairs
 from stack.settings import Settings
 from warehouse import hourly
@@ -183,8 +183,9 @@ class Plan:
         return [*self.issue_cols, *self.calendar_cols]
 
 
-def plan(settings: Settings, store, tenant: str, assets: list[str] | None = None, service: str = "forecast_advanced",
-         cfg: SplitConfig | None = None, until: datetime | None = None) -> Plan:
+def plan(settings: Settings, store, tenant: str, assets: list[str] | None = None,
+         service: str = DEFAULT_FORECAST_SERVICE, cfg: SplitConfig | None = None,
+         until: datetime | None = None) -> Plan:
     """Check everything a training run needs (tenant, assets, feature service, history) up front, so
     bad input fails before an MLflow run exists."""
     cfg = (cfg or SplitConfig()).check()

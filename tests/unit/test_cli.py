@@ -94,3 +94,11 @@ def test_ids_are_printed_as_they_are():
     with cli.console.capture() as captured:
         cli.console.print("ta:m:1 :smile:")
     assert captured.get().strip() == "ta:m:1 :smile:"
+
+
+def test_the_feature_service_names_are_the_registered_ones():
+    from core.names import FEATURE_SERVICES
+    from feature_repo import services
+
+    registered = {v.name for v in vars(services).values() if type(v).__name__ == "FeatureService"}
+    assert set(FEATURE_SERVICES) == registered
