@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections import OrderedDict
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -22,6 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import numpy as np
 import pandas as pd
 import psycopg
+from cachetools import LRUCache, TTLCache
 
 from core.errors import (
     EmsError,
@@ -121,8 +121,8 @@ class Client:
         # Each asset's latest complete hour (the issue time) is looked up at most every
         # latest_ttl_seconds: a new hour is served that much later, and the hot path needs no query.
         self.latest_ttl_seconds = latest_ttl_seconds
-        self._latest: dict[tuple[str, str], tuple[float, object]] = {}
-        self._recent: OrderedDict[tuple, tuple[list | None, list[str]]] = OrderedDict()  # _recent_widths
+        self._latest: TTLCache = TTLCache(maxsize=10_000, ttl=latest_ttl_seconds, timer=time.monotonic)
+        self._recent: LRUCache = LRUCache(maxsize=RECENT_CACHE_SIZE)  # _recent_widths
 
     def _conn(self):
         """The client's autocommit connection, reopened if it broke."""
@@ -132,32 +132,33 @@ class Client:
             self._db = open_connection(self.settings, autocommit=True)
         return self._db
 
-    def _issue_time(self, tenant: str, asset: str, as_of: datetime | None) -> pd.Timestamp:
+    def _latest_times(self, tenant: str, asset: str) -> tuple:
+        """(end of the asset's latest complete hour, end of its latest reading's hour), cached for
+        latest_ttl_seconds."""
         key = (tenant, asset)
         hit = self._latest.get(key)
-        if hit is None or time.monotonic() - hit[0] >= self.latest_ttl_seconds:
+        if hit is None:
             from warehouse.store import latest_times
 
             try:
-                latest, readings_end = latest_times(self.settings, tenant, [asset], self._conn())[asset]
+                hit = latest_times(self.settings, tenant, [asset], self._conn())[asset]
             except psycopg.OperationalError:
                 if not self._db.broken:
                     raise
                 # Postgres restarted or stopped since the connection was last used: one new connection
                 # (DatabaseUnavailableError, naming the address, if it is down).
-                latest, readings_end = latest_times(self.settings, tenant, [asset], self._conn())[asset]
-            hit = (time.monotonic(), latest, readings_end)
-            if len(self._latest) > 10_000:
-                self._latest.clear()
+                hit = latest_times(self.settings, tenant, [asset], self._conn())[asset]
             self._latest[key] = hit
-        return feats.resolve_issue_time(hit[1], tenant, asset, as_of)
+        return hit
+
+    def _issue_time(self, tenant: str, asset: str, as_of: datetime | None) -> pd.Timestamp:
+        return feats.resolve_issue_time(self._latest_times(tenant, asset)[0], tenant, asset, as_of)
 
     def _behind(self, tenant: str, asset: str) -> list[str]:
-        """[warning] when the asset's readings reach past its newest features (see _issue_time's cache)."""
+        """[warning] when the asset's readings reach past its newest features."""
         from warehouse.store import behind_readings
 
-        hit = self._latest.get((tenant, asset))
-        warning = behind_readings(asset, hit[1], hit[2]) if hit else None
+        warning = behind_readings(asset, *self._latest_times(tenant, asset))
         return [warning] if warning else []
 
     @property
@@ -244,8 +245,6 @@ class Client:
                 logger.warning("recent-residual calibration of %s for %s failed: %s", served.info.id, asset, e)
                 self._recent[key] = (None, [f"interval calibrated at training time (recent residuals unavailable: "
                                             f"{type(e).__name__})"])
-            while len(self._recent) > RECENT_CACHE_SIZE:
-                self._recent.popitem(last=False)
         return self._recent[key]
 
     def _forecast_inputs(self, served, tenant, asset, horizon, as_of, history, timezone, t=None) -> feats.Inputs:

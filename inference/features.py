@@ -9,12 +9,12 @@ in pandas (inference/history.py)."""
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
 import pandas as pd
+from cachetools import LRUCache
 
 from core.errors import FeaturesUnavailableError, InvalidRangeError
 from inference import history as hist
@@ -109,8 +109,8 @@ def forecast_inputs(settings, store, tenant: str, asset: str, service: str, hori
 
 # Target-aligned lags per (tenant, asset, issue time) for all 168 horizons: one warehouse read per asset
 # and new hour, then served from here (the values of past hours do not change until a backfill).
-_ALIGNED_CACHE: OrderedDict[tuple[str, str, pd.Timestamp], dict[str, np.ndarray]] = OrderedDict()
 _ALIGNED_CACHE_SIZE = 4096
+_ALIGNED_CACHE: LRUCache = LRUCache(maxsize=_ALIGNED_CACHE_SIZE)
 
 
 def _aligned_inputs(settings, conn, tenant: str, asset: str, t: pd.Timestamp, horizon: int) -> dict[str, np.ndarray]:
@@ -121,17 +121,15 @@ def _aligned_inputs(settings, conn, tenant: str, asset: str, t: pd.Timestamp, ho
     return {k: v[:horizon] for k, v in hit.items()}
 
 
-def _cached(cache: OrderedDict, key, build):
-    """cache[key], built on a miss; the oldest entries go beyond _ALIGNED_CACHE_SIZE."""
+def _cached(cache: LRUCache, key, build):
+    """cache[key], built on a miss (the least recently used entries go beyond the cache's size)."""
     hit = cache.get(key)
     if hit is None:
         hit = cache[key] = build()
-        while len(cache) > _ALIGNED_CACHE_SIZE:
-            cache.popitem(last=False)
     return hit
 
 
-_PEER_CACHE: OrderedDict[tuple[str, str, pd.Timestamp], dict[str, np.ndarray]] = OrderedDict()
+_PEER_CACHE: LRUCache = LRUCache(maxsize=_ALIGNED_CACHE_SIZE)
 
 
 def _peer_inputs(settings, conn, tenant: str, asset: str, t: pd.Timestamp, horizon: int) -> dict[str, np.ndarray]:

@@ -13,9 +13,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from cachetools import LRUCache
 
 from core.errors import ModelNotFoundError, ModelUnavailableError
 from core.names import (
@@ -121,6 +122,15 @@ def _python_model(folder: Path) -> tuple[object, object]:
     return python_model, None
 
 
+class _ModelLRU(LRUCache):
+    """The loaded versions, least recently used evicted first (logged)."""
+
+    def popitem(self):
+        evicted, served = super().popitem()
+        logger.info("evicted %s from the model cache", evicted)
+        return evicted, served
+
+
 class ModelCache:
     """`settings` (stack.settings.Settings) lets loads read model files from S3 directly into
     `cache_dir` (default `settings.home / "models"`); without it every load goes through MLflow."""
@@ -133,7 +143,7 @@ class ModelCache:
         self._direct = settings is not None  # off after S3 failed with these settings
         self.ttl_seconds = ttl_seconds
         self.max_models = max_models
-        self._models: OrderedDict[str, Served] = OrderedDict()  # by model id, LRU order
+        self._models = _ModelLRU(maxsize=max_models)  # by model id, least recently used evicted
         self._production: dict[tuple[str, str], tuple[str, float]] = {}  # (tenant, name) -> (id, resolved at)
         self._lock = threading.RLock()
 
@@ -178,14 +188,10 @@ class ModelCache:
                 return self._touch(ref.id)
             served = self._load(ref.id, registered_name(ref.tenant, ref.name), ref.version, info)
             self._models[ref.id] = served
-            while len(self._models) > self.max_models:
-                evicted, _ = self._models.popitem(last=False)
-                logger.info("evicted %s from the model cache", evicted)
             return served
 
     def _touch(self, model_id: str) -> Served:
-        self._models.move_to_end(model_id)
-        served = self._models[model_id]
+        served = self._models[model_id]  # a read marks it most recently used
         served.warnings = []
         return served
 
