@@ -9,6 +9,7 @@ import logging
 import os
 import sys
 import warnings
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated
@@ -102,11 +103,29 @@ def _error(message: str, label: str = "[bold red]error:[/]") -> None:
     err_console.print(f"{label} {escape(message)}", soft_wrap=True, emoji=False)
 
 
+@contextlib.contextmanager
+def _library_output_to_stderr() -> Iterator[None]:
+    """What libraries print while an SDK call runs (Feast's "Materializing …", MLflow's run links, a
+    child process's output) goes to stderr, at the Python and the file-descriptor level, so stdout holds
+    only what `ems` renders: exactly one document with --json."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def _run(fn, *args, **kwargs):
     from core.errors import EmsError
 
     try:
-        return fn(*args, **kwargs)
+        with _library_output_to_stderr():
+            return fn(*args, **kwargs)
     except EmsError as e:
         raise _fail(e) from None
     except Exception as e:

@@ -351,3 +351,11 @@ def test_stale_online_rows_are_reported_with_both_times(stack, store, env, tmp_p
     assert "`ems materialize`" in stale_warnings(stack, tenant, ["s1"], store=store)[0]
     materialize(stack, store=store)
     assert stale_warnings(stack, tenant, ["s1"], store=store) == []
+
+
+def test_json_output_is_one_document_while_feast_prints_its_progress(stack, env):
+    """Feast prints "Materializing …" to stdout during a window materialization; with --json, stdout
+    holds only the document (library output goes to stderr)."""
+    proc = ems("materialize", "--start", "2021-03-01T00:00:00", "--end", "2021-03-02T00:00:00", "--json", env=env)
+    doc = json.loads(proc.stdout)
+    assert set(doc) >= {"load_lags", "load_rolling"} and "Materializing" in proc.stderr
