@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from core.formats import number
+
 
 @dataclass
 class Row:
@@ -115,9 +117,8 @@ def peak_rss_mb() -> float:
 def fmt(value: float | None, unit: str) -> str:
     if value is None:
         return "-"
-    if unit == "rows/s":
-        return f"{value:,.0f} {unit}"
-    return f"{value:.3g} {unit}" if value < 100 else f"{value:,.0f} {unit}"
+    spec = ",.0f" if unit == "rows/s" or value >= 100 else ".3g"
+    return f"{number(value, spec, missing='-')} {unit}"
 
 
 def markdown(rows: list[Row], meta: dict) -> str:

@@ -26,10 +26,8 @@ META = ["asset_id", "issue_time", "target_time"]
 # The profile is a median, not a mean: a few atypical days (a load that ran for three days and stopped,
 # a holiday) move a mean by a third of their excess for a whole week after they end, and the forecaster
 # leans on the profile more than on any other input; the median ignores them while they are a minority.
-# (Day-ahead MAE with the anchored forecaster, offline: Tetouan zone 3's last 8 weeks, after a daytime load
-# that ran for 12 days and stopped, 717 -> 682; zones 1-3 on four 8-week windows of 2017 together -0.7 %,
-# single cells -5 % to +3 %; PJM unchanged.) Models trained before this read the mean, which `aligned`
-# still returns.
+# (Measurements: README, Evaluation.) Models trained before this read the mean, which `aligned` still
+# returns.
 ALIGNED = ("same_hour_1d", "same_hour_2d", "same_hour_median_7d", "same_hour_7d")
 PROFILE_MEAN = "same_hour_mean_7d"
 PROFILE_DAYS = 7

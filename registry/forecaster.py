@@ -10,9 +10,8 @@ profile where that is unknown), in the same level units: a forecast starts from 
 and the trees learn how the target hour will differ from it. A tree model cannot extrapolate, so with
 the load itself (over the level) as its label it carries a trend or a level shift into the forecast
 days late (its leaves hold the ratios it saw in training); from the anchor it follows them within a
-day. (Day-ahead MAE, Tetouan zones 1-3 on four 8-week windows of 2017, offline: lower on every window and
-zone, by 0.7-19 %, most where the load trends (zone 3 in July-August); PJM unchanged.) Models trained
-before the anchor (`anchored` False) keep the plain label.
+day (README, Evaluation, has the measurements). Models trained before the anchor (`anchored` False) keep
+the plain label.
 A model trained on several assets also gets the asset as a categorical input (`asset_code`, the
 asset's index among the training assets; an asset it was not trained on is "missing" and takes the
 shared branches), so it can learn how each asset's load behaves (one holds yesterday's level, another

@@ -260,9 +260,11 @@ class Postgres(Service):
         ensure_databases(self.addr, [self.addr.database, self.settings.mlflow_database], ServiceError,
                          connect_timeout=5)
         if self.preloaded() is False and self._has_extension():
+            fix = ("set EMS_PG_TIMESCALEDB=auto" if self.settings.pg_timescaledb == "off"
+                   else "run `make timescaledb`")
             raise ServiceError(
                 f"database {self.addr.database} at {self.host}:{self.port} uses TimescaleDB but the server does "
-                f"not preload it: run `make timescaledb`, then restart Postgres (`ems down` and `ems up`)")
+                f"not preload it: {fix}, then restart Postgres (`ems down` and `ems up`)")
 
     def _has_extension(self) -> bool:
         import psycopg

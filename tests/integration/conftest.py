@@ -64,6 +64,6 @@ def stack(env):
 
 @pytest.fixture(scope="session")
 def store(stack):
-    from inference.store import get_store
+    from warehouse.store import get_store
 
     return get_store(stack)
