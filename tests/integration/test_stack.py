@@ -40,7 +40,9 @@ def test_crashed_service_is_restarted_by_up(stack):
     s3 = services.S3(stack)
     old = s3.status().pid
     os.killpg(old, signal.SIGKILL)
+    deadline = time.monotonic() + 30
     while pid_alive(old):
+        assert time.monotonic() < deadline, f"s3 pid {old} still alive 30 s after SIGKILL"
         time.sleep(0.05)
     assert not s3.status().healthy
     new = s3.up()
