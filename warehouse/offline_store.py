@@ -59,6 +59,9 @@ class EmsPostgresOfflineStoreConfig(PostgreSQLOfflineStoreConfig):
     type: Literal["warehouse.offline_store.EmsPostgresOfflineStore"] = (  # type: ignore[assignment]
         "warehouse.offline_store.EmsPostgresOfflineStore"
     )
+    # Join a view whose rows are one per key and whole hour on the entity hour first (an equi-join), the
+    # LATERAL "latest row at or before" only for the rest; false: LATERAL for every row (same result).
+    hour_join: bool = True
 
 
 class EmsPostgresOfflineStore(PostgreSQLOfflineStore):
@@ -259,7 +262,8 @@ class LateralRetrievalJob(PostgreSQLRetrievalJob):
             for i, ctx in enumerate(self._contexts):
                 stmt, params = self._feature_table(i, ctx)
                 cur.execute(stmt, params)
-                aligned.append(self._index(conn, cur, sql.Identifier(f"_ems_fv_{i}"), ctx))
+                hourly = self._index(conn, cur, sql.Identifier(f"_ems_fv_{i}"), ctx)
+                aligned.append(hourly and getattr(self.config.offline_store, "hour_join", True))
             cur.execute("ANALYZE _ems_entity")
             return _copy_out(cur, self._final_select(aligned))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from datetime import UTC, datetime
 
 import pandas as pd
@@ -176,25 +177,6 @@ def _counts_of(report) -> tuple[int, int, int, int]:
     return report.inserted, report.updated, report.unchanged, report.rejected
 
 
-def _spy_into(calls: list[set[str]]):
-    """Wrap the COPY path so a test sees which assets each ingest copied (the real COPY still runs)."""
-    real = ingest_module._copy_new
-
-    def spy(conn, tenant, rows, *args, **kwargs):
-        calls.append(set(rows["asset_id"]))
-        return real(conn, tenant, rows, *args, **kwargs)
-
-    return spy
-
-
-@pytest.fixture
-def fast_assets(monkeypatch):
-    """The assets whose rows each ingest COPYs straight into readings."""
-    calls: list[set[str]] = []
-    monkeypatch.setattr(ingest_module, "_copy_new", _spy_into(calls))
-    return calls
-
-
 @pytest.fixture
 def dup_file(tidy_file, tmp_path):
     """The tidy file plus an identical copy of row 0 and two copies of row 1, one with another value."""
@@ -207,13 +189,11 @@ def dup_file(tidy_file, tmp_path):
     return out, len(frame)
 
 
-def test_fast_and_upsert_paths_store_the_same_rows_and_counts(stack, dup_file, fast_assets, monkeypatch):
+def test_fast_and_upsert_paths_store_the_same_rows_and_counts(stack, dup_file):
     path, n = dup_file
     fast = ingest_module.ingest_readings(stack, path, "ing-fast")
-    with monkeypatch.context() as m:  # every asset looks as if it had stored rows in the file's span
-        m.setattr(ingest_module, "_assets_with_stored_rows", lambda conn, tenant, spans: list(spans["asset_id"]))
-        slow = ingest_module.ingest_readings(stack, path, "ing-slow")
-    assert fast_assets == [{"zone1", "zone2"}]  # the first ingest only
+    slow = ingest_module.ingest_readings(stack, path, "ing-slow", direct_copy=False)
+    assert (fast.copied, slow.copied) == (["zone1", "zone2"], [])
     assert "upsert" not in fast.phases and "upsert" in slow.phases
     # row 0: the identical copy is rejected, the first kept; row 1: all three disagreeing copies rejected
     assert _counts_of(fast) == _counts_of(slow) == (n - 1, 0, 0, 4)
@@ -226,29 +206,29 @@ def test_fast_and_upsert_paths_store_the_same_rows_and_counts(stack, dup_file, f
     assert assets == [("zone1", None, "UTC", "kW")] * 2 + [("zone2", None, "UTC", "kW")] * 2
 
 
-def test_reingesting_the_same_file_reports_everything_unchanged(stack, tidy_file, fast_assets):
+def test_reingesting_the_same_file_reports_everything_unchanged(stack, tidy_file):
     path, n = tidy_file
     first = ingest_module.ingest_readings(stack, path, "ing-again")
     before = _stored(stack, "ing-again")
     again = ingest_module.ingest_readings(stack, path, "ing-again")
     assert _counts_of(first) == (n, 0, 0, 0) and _counts_of(again) == (0, 0, n, 0)
-    assert fast_assets == [{"zone1", "zone2"}]  # only the first load took the COPY path
+    assert (first.copied, again.copied, again.copy_conflict) == (["zone1", "zone2"], [], False)
     assert _stored(stack, "ing-again") == before  # nothing rewritten, nothing more queued
 
 
-def test_new_asset_is_copied_and_overlapping_asset_upserted_in_one_file(stack, tidy_file, fast_assets, tmp_path):
+def test_new_asset_is_copied_and_overlapping_asset_upserted_in_one_file(stack, tidy_file, tmp_path):
     path, n = tidy_file
     frame = pd.read_csv(path)
     zone1 = frame[frame["asset_id"] == "zone1"]
     first = tmp_path / "zone1.csv"
     zone1.to_csv(first, index=False)
-    ingest_module.ingest_readings(stack, first, "ing-mixed")
+    assert ingest_module.ingest_readings(stack, first, "ing-mixed").copied == ["zone1"]
     changed = frame.copy()
     changed.loc[:4, "value"] += 1.0  # five zone1 readings corrected
     second = tmp_path / "both.csv"
     changed.to_csv(second, index=False)
     report = ingest_module.ingest_readings(stack, second, "ing-mixed")
-    assert fast_assets == [{"zone1"}, {"zone2"}]
+    assert report.copied == ["zone2"]
     assert _counts_of(report) == (n - len(zone1), 5, len(zone1) - 5, 0)
     rows, _ = _stored(stack, "ing-mixed")
     assert len(rows) == n
@@ -264,33 +244,51 @@ def test_new_asset_is_copied_and_overlapping_asset_upserted_in_one_file(stack, t
     assert (spans[2][1], spans[2][2]) == (ts[:5].min(), ts[:5].max())  # only the corrected readings
 
 
-def test_later_readings_of_a_known_asset_take_the_copy_path(stack, tidy_file, fast_assets, tmp_path):
+def test_later_readings_of_a_known_asset_take_the_copy_path(stack, tidy_file, tmp_path):
     path, n = tidy_file
     frame = pd.read_csv(path)
     ts = pd.to_datetime(frame["timestamp"])
     early, late = tmp_path / "early.csv", tmp_path / "late.csv"
     frame[ts < "2017-03-05"].to_csv(early, index=False)
     frame[ts >= "2017-03-05"].to_csv(late, index=False)
-    ingest_module.ingest_readings(stack, early, "ing-append")
+    first = ingest_module.ingest_readings(stack, early, "ing-append")
     report = ingest_module.ingest_readings(stack, late, "ing-append")
-    assert fast_assets == [{"zone1", "zone2"}] * 2
+    assert first.copied == report.copied == ["zone1", "zone2"]
     assert _counts_of(report) == ((ts >= "2017-03-05").sum(), 0, 0, 0)
     assert _counts(stack, "ing-append")["readings"] == n
 
 
-def test_a_conflict_the_check_missed_falls_back_to_the_upsert(stack, tidy_file, monkeypatch):
-    """A writer that does not take the ingest lock can add rows after the check: the COPY then
-    hits the primary key, is undone, and the rows are upserted instead."""
+def test_a_conflict_the_check_missed_falls_back_to_the_upsert(stack, tidy_file):
+    """A writer that does not take the ingest lock adds the same rows in a transaction still open at
+    the check (so the check cannot see them): the COPY waits on them, hits the primary key when they
+    commit, is undone, and the rows are upserted instead."""
     path, n = tidy_file
-    ingest_module.ingest_readings(stack, path, "ing-race")
-    before = _stored(stack, "ing-race")
-    monkeypatch.setattr(ingest_module, "_assets_with_stored_rows", lambda conn, tenant, spans: [])
-    report = ingest_module.ingest_readings(stack, path, "ing-race")
-    assert _counts_of(report) == (0, 0, n, 0) and "upsert" in report.phases
-    assert _stored(stack, "ing-race") == before
+    ingest_module.ingest_readings(stack, path, "ing-race-ref")
+    with connect(stack) as conn:
+        reference = conn.execute("SELECT asset_id, ts, value, unit FROM readings WHERE tenant_id = 'ing-race-ref'"
+                                 " ORDER BY 1, 2").fetchall()
+    reports = []
+    with connect(stack) as writer, connect(stack, autocommit=True) as watcher:
+        writer.execute("INSERT INTO readings (tenant_id, asset_id, ts, value, unit) SELECT 'ing-race', asset_id, ts,"
+                       " value, unit FROM readings WHERE tenant_id = 'ing-race-ref'")
+        loader = threading.Thread(target=lambda: reports.append(ingest_module.ingest_readings(stack, path, "ing-race")))
+        loader.start()
+        deadline = time.monotonic() + 60
+        while not watcher.execute("SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                                  " AND query LIKE 'COPY%readings%'").fetchone():
+            assert loader.is_alive() and time.monotonic() < deadline, "the ingest's COPY never waited on the writer"
+            time.sleep(0.02)
+        writer.commit()
+    loader.join(60)
+    (report,) = reports
+    assert report.copy_conflict and report.copied == [] and "upsert" in report.phases
+    assert _counts_of(report) == (0, 0, n, 0)
+    with connect(stack) as conn:
+        assert conn.execute("SELECT asset_id, ts, value, unit FROM readings WHERE tenant_id = 'ing-race'"
+                            " ORDER BY 1, 2").fetchall() == reference
 
 
-def test_concurrent_ingests_of_one_file_store_each_row_once(stack, tidy_file, fast_assets):
+def test_concurrent_ingests_of_one_file_store_each_row_once(stack, tidy_file):
     """The tenant lock makes the second ingest wait and then see the first one's rows."""
     path, n = tidy_file
     start = threading.Barrier(2)
@@ -306,7 +304,8 @@ def test_concurrent_ingests_of_one_file_store_each_row_once(stack, tidy_file, fa
     for t in threads:
         t.join()
     assert sorted(_counts_of(r) for r in reports) == [(0, 0, n, 0), (n, 0, 0, 0)]
-    assert fast_assets == [{"zone1", "zone2"}]  # one COPY: the second never tried (and never fell back)
+    # one COPY: the second never tried (and never fell back)
+    assert sorted((r.copied, r.copy_conflict) for r in reports) == [([], False), (["zone1", "zone2"], False)]
     rows, queued = _stored(stack, "ing-twice")
     assert len(rows) == len({(a, ts) for a, ts, *_ in rows}) == n
     assert set(queued) == {"zone1", "zone2"}

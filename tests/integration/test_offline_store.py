@@ -36,7 +36,13 @@ def stores(stack, tmp_path_factory):
     stock_yaml.write_text(yaml.safe_dump(cfg))
     from feast import FeatureStore
 
-    return get_store(stack), FeatureStore(repo_path=str(ROOT), fs_yaml_file=stock_yaml)
+    cfg = yaml.safe_load(stack.feast_yaml.read_text())
+    cfg["offline_store"]["hour_join"] = False
+    lateral_yaml = tmp / "lateral.yaml"
+    lateral_yaml.write_text(yaml.safe_dump(cfg))
+    return {"hour-aligned": get_store(stack),
+            "lateral-only": FeatureStore(repo_path=str(ROOT), fs_yaml_file=lateral_yaml),
+            "stock": FeatureStore(repo_path=str(ROOT), fs_yaml_file=stock_yaml)}
 
 
 def _entities() -> pd.DataFrame:
@@ -50,15 +56,11 @@ def _entities() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-@pytest.mark.parametrize("hour_join", [True, False], ids=["hour-aligned", "lateral-only"])
+@pytest.mark.parametrize("hour_join", ["hour-aligned", "lateral-only"])
 @pytest.mark.parametrize("service", ["forecast_advanced", "anomaly_detection", "forecast_basic"])
-def test_lateral_join_equals_stock_feast_row_for_row(stores, service, hour_join, monkeypatch):
-    from warehouse.offline_store import LateralRetrievalJob
-
-    if not hour_join:  # as for views whose rows are not one per key and whole hour
-        index = LateralRetrievalJob._index
-        monkeypatch.setattr(LateralRetrievalJob, "_index", lambda self, *a: index(self, *a) and False)
-    ours, stock = stores
+def test_lateral_join_equals_stock_feast_row_for_row(stores, service, hour_join):
+    # lateral-only: as for views whose rows are not one per key and whole hour
+    ours, stock = stores[hour_join], stores["stock"]
     entities = _entities()
     fast = ours.get_historical_features(entity_df=entities, features=ours.get_feature_service(service)).to_df()
     slow = stock.get_historical_features(entity_df=entities, features=stock.get_feature_service(service)).to_df()
@@ -73,7 +75,7 @@ def test_lateral_join_equals_stock_feast_row_for_row(stores, service, hour_join,
 
 
 def test_entity_rows_keep_their_order(stores):
-    ours, _ = stores
+    ours = stores["hour-aligned"]
     entities = _entities().sample(frac=1.0, random_state=1).reset_index(drop=True)
     out = ours.get_historical_features(entity_df=entities, features=["load_lags:lag_1h"]).to_df()
     assert out["asset_id"].tolist() == entities["asset_id"].tolist()
@@ -86,7 +88,7 @@ def test_latest_rows_for_materialize_equal_stock_feast(stores, view):
 
     from warehouse.offline_store import EmsPostgresOfflineStore
 
-    ours, stock = stores
+    ours, stock = stores["hour-aligned"], stores["stock"]
     fv = ours.get_feature_view(view)
     args = (fv.batch_source, [e.name for e in fv.entity_columns], [f.name for f in fv.features],
             fv.batch_source.timestamp_field, fv.batch_source.created_timestamp_column,
