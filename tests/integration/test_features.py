@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from inference import history
 from tests.helpers.data import pjm_slice, tetouan_slice
 from tests.helpers.stack import ems, feast
 from warehouse.db import connect
@@ -39,25 +40,14 @@ def loaded(stack, env, tmp_path_factory):
 
 
 def _hourly_reference(settings, tenant: str, asset: str) -> pd.DataFrame:
-    """Lags and rolling stats recomputed in pandas from the raw readings."""
+    """Lags and rolling stats from the raw readings by the production pandas path (inference/history.py,
+    what the SDK computes for a caller-supplied series): the SQL feature tables must agree with it."""
     with connect(settings) as conn:
         raw = pd.DataFrame(conn.execute("SELECT ts, value FROM readings WHERE tenant_id = %s AND asset_id = %s",
                                         (tenant, asset)).fetchall(), columns=["ts", "value"])
-    raw["ts"] = pd.to_datetime(raw["ts"], utc=True)
-    hourly = raw.groupby(raw["ts"].dt.floor("h"))["value"].mean().sort_index()
-    ref = pd.DataFrame(index=hourly.index)
-    ref["lag_1h"] = hourly
-    ref["lag_24h"] = hourly.reindex(hourly.index - pd.Timedelta("23h")).to_numpy()
-    ref["lag_168h"] = hourly.reindex(hourly.index - pd.Timedelta("167h")).to_numpy()
-    for w in (24, 168):
-        roll = hourly.rolling(f"{w}h")
-        ref[f"historical_avg_{w}h"] = roll.mean()
-        ref[f"historical_std_{w}h"] = roll.std()
-        ref[f"min_{w}h"] = roll.min()
-        ref[f"max_{w}h"] = roll.max()
-        ref[f"range_{w}h"] = ref[f"max_{w}h"] - ref[f"min_{w}h"]
-    ref.index = ref.index + pd.Timedelta("1h")  # event_timestamp = end of the hour
-    return ref
+    buckets = history.hourly(pd.Series(raw["value"].to_numpy(), index=pd.DatetimeIndex(raw["ts"])))
+    ref = history.load_features(buckets, buckets.index + pd.Timedelta("1h"))  # event time = end of the hour
+    return ref.drop(columns=["temperature", "humidity", "solar_irradiance", "wind_speed"])
 
 
 def _view(settings, view: str, tenant: str, asset: str) -> pd.DataFrame:
