@@ -76,7 +76,7 @@ demo: up ## the whole foundation on real data (tenant `demo`)
 	$(EMS) explain --tenant $(TENANT) --asset zone1 --plot $(PLOTS)/explain_zone1.png
 	$(EMS) status
 	@echo "Plots: $(PLOTS)/  ·  notebook: notebooks/quickstart.ipynb"
-	@echo "MLflow UI (runs, plots, stages): $$($(BIN)/python -c 'from stack.settings import Settings; print(Settings().mlflow_tracking_uri)')"
+	@echo "MLflow UI (runs, plots, stages): $$($(BIN)/python -c 'from core.settings import Settings; print(Settings().mlflow_tracking_uri)')"
 
 bench: up ## benchmarks against raw floors on the local stack (report in .ems/bench/reports/)
 	$(EMS) bench

@@ -69,7 +69,7 @@ class _State:
 def settings():
     """The project settings, built once per invocation."""
     if _State.settings is None:
-        from stack.settings import Settings
+        from core.settings import Settings
 
         _State.settings = Settings()
     return _State.settings

@@ -164,7 +164,7 @@ def write_report(rows: list[Row], info: dict, out: Path) -> tuple[Path, Path]:
 class Context:
     """What every row function gets: the local stack's settings, the mode and a scratch folder."""
 
-    settings: object  # stack.settings.Settings
+    settings: object  # core.settings.Settings
     quick: bool
     work: Path  # caches and scratch files (settings.home / "bench")
     log: Callable[[str], None] = print

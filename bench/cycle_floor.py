@@ -19,10 +19,10 @@ PG_TYPES = {"Float64": "float8", "Float32": "float4", "Int64": "int8", "Int32": 
 
 def select_features(fv, where: str, created: bool = False) -> sql.Composed:
     """SELECT tenant_id, asset_id, <fv's features>, event_timestamp [, created] FROM fv's relation WHERE ..."""
-    return sql.SQL("SELECT tenant_id, asset_id, {f}, event_timestamp" + (", created" if created else "")
-                   + " FROM {src} AS a WHERE " + where).format(
+    return sql.SQL("SELECT tenant_id, asset_id, {f}, event_timestamp{c} FROM {src} AS a WHERE {w}").format(
         f=sql.SQL(", ").join(sql.Identifier(f.name) for f in fv.features),
-        src=sql.SQL(fv.batch_source.get_table_query_string()))
+        c=sql.SQL(", created" if created else ""), src=sql.SQL(fv.batch_source.get_table_query_string()),
+        w=sql.SQL(where))
 
 
 def flat(rows: dict[tuple, tuple]) -> list[tuple]:
@@ -41,7 +41,7 @@ def insert(fv, rows: list[tuple]) -> tuple[sql.Composed, list[list]]:
     cols = ["tenant_id", "asset_id", *(f.name for f in fv.features), "event_timestamp"]
     statement = sql.SQL("INSERT INTO {t} ({c}, created) SELECT *, now() FROM unnest({a})").format(
         t=sql.Identifier(scratch_table(fv)), c=sql.SQL(", ").join(map(sql.Identifier, cols)),
-        a=sql.SQL(", ").join(sql.SQL("%s::" + t + "[]") for t in types))
+        a=sql.SQL(", ").join(sql.SQL("%s::{}[]").format(sql.SQL(t)) for t in types))
     return statement, [list(column) for column in zip(*rows, strict=True)]
 
 

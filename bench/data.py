@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from stack.settings import ROOT
+from core.settings import ROOT
 
 TENANT = "bench"
 START = pd.Timestamp("2019-01-07", tz="UTC")  # a Monday after the last demo reading

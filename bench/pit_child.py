@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 
 from bench.core import Context, peak_rss_mb
 from bench.rows_features import SERVICE, stock_store
-from stack.settings import Settings
+from core.settings import Settings
 
 
 def _feast(store, entities: pd.DataFrame, out: Path) -> int:

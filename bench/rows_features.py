@@ -14,7 +14,7 @@ import yaml
 
 from bench import core
 from bench.data import DataSet
-from stack.settings import ROOT
+from core.settings import ROOT
 
 SERVICE = "forecast_advanced"
 SCRATCH_DB = 15  # the floor's writes go to a Redis database nobody reads

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.core import Context, Row, ratio_row, timed
-from stack.settings import ROOT
+from core.settings import ROOT
 from warehouse.db import connect
 from warehouse.ingest import ingest_readings
 

@@ -1,4 +1,4 @@
-"""The compose stack's MLflow server, configured from the same settings as `ems` (stack/settings.py).
+"""The compose stack's MLflow server, configured from the same settings as `ems` (core/settings.py).
 
 Backend store: database `mlflow` on the stack's Postgres through psycopg2 (psycopg 3 breaks stage
 transitions with archiving); artifacts proxied by the server to the S3 bucket, so clients need no
@@ -21,7 +21,7 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from stack.settings import Settings, SettingsError
+from core.settings import Settings, SettingsError
 
 logger = logging.getLogger(__name__)
 

@@ -24,8 +24,8 @@ import pandas as pd
 
 from core.errors import EmsError
 from core.names import check_tenant_id
+from core.settings import Settings
 from evaluation import nab, nab_corpus, streaming
-from stack.settings import Settings
 from warehouse.db import connect
 from warehouse.ingest import ingest_readings
 

@@ -11,9 +11,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from core.names import TAG_MODEL_TYPE, TAG_TENANT, experiment_name
+from core.settings import Settings
 from evaluation.anomaly import NULL, SCOREBOARD, Evaluation
 from registry import tracking
-from stack.settings import Settings
 
 logger = logging.getLogger(__name__)
 

@@ -36,10 +36,10 @@ import pandas as pd
 
 from core.errors import EmsError, InvalidHorizonError
 from core.names import DEFAULT_FORECAST_SERVICE
+from core.settings import Settings
 from registry import metrics, train_forecast, training_data
 from registry.design import HORIZON, MAX_HORIZON, META
 from registry.forecaster import ALPHAS, BOOSTERS, OUTPUTS, RECENT_DAYS, recent_widths
-from stack.settings import Settings
 
 logger = logging.getLogger(__name__)
 

@@ -16,11 +16,11 @@ import numpy as np
 
 from core.formats import MISSING, magnitude, number
 from core.names import TAG_MODEL_TYPE
+from core.settings import Settings
 from evaluation.backtest import ALL, NOMINAL_COVERAGE, BacktestResult, horizon_label
 from registry import tracking
 from registry.design import HORIZON
 from registry.plots import MAX_PANELS
-from stack.settings import Settings
 
 logger = logging.getLogger(__name__)
 

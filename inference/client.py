@@ -109,7 +109,7 @@ def check_series(series, name: str) -> None:
 class Client:
     def __init__(self, settings=None, store=None, model_ttl_seconds: float = 30.0, max_models: int = 8,
                  latest_ttl_seconds: float = 5.0):
-        from stack.settings import Settings
+        from core.settings import Settings
 
         self.settings = settings or Settings()
         self._store = store

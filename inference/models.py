@@ -132,7 +132,7 @@ class _ModelLRU(LRUCache):
 
 
 class ModelCache:
-    """`settings` (stack.settings.Settings) lets loads read model files from S3 directly into
+    """`settings` (core.settings.Settings) lets loads read model files from S3 directly into
     `cache_dir` (default `settings.home / "models"`); without it every load goes through MLflow."""
 
     def __init__(self, tracking_uri: str, ttl_seconds: float = 30.0, max_models: int = 8, settings=None,

@@ -84,7 +84,7 @@ def _decode_ts(raw: bytes | None) -> int:
 
 
 def redis_client(address):
-    """A redis-py client for a `stack.settings.RedisAddress`: `RedisCluster` for a cluster (it learns the
+    """A redis-py client for a `core.settings.RedisAddress`: `RedisCluster` for a cluster (it learns the
     slot map from the listed nodes and routes each key, and its pipelines, to the master owning the
     key's slot), else `Redis`. A cluster that cannot be reached raises redis.ConnectionError, like a
     single node, so callers handle one error family."""
@@ -110,7 +110,7 @@ class OnlineReader:
     def __init__(self, store, max_keys: int = 4096):
         from feast.infra.online_stores.helpers import _mmh3
 
-        from stack.settings import parse_redis_connection_string
+        from core.settings import parse_redis_connection_string
 
         cfg = store.config
         redis_type = getattr(cfg.online_store, "redis_type", "redis")

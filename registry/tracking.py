@@ -21,8 +21,8 @@ from core.names import (
     TAG_WINDOW_START,
     experiment_name,
 )
+from core.settings import Settings
 from registry import lifecycle
-from stack.settings import Settings
 
 logger = logging.getLogger(__name__)
 

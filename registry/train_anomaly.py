@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 
 from core.names import DEFAULT_ANOMALY_SERVICE, check_anomaly_method, check_model_name
+from core.settings import Settings
 from registry import anomaly_model, plots, severity, tracking, training_data
 from registry.design import HOUR
-from stack.settings import Settings
 
 logger = logging.getLogger(__name__)
 

@@ -20,6 +20,7 @@ from core.names import (
     TAG_VALIDATION,
     check_model_name,
 )
+from core.settings import Settings
 from registry import evaluation, plots, tracking, training_data
 from registry.design import HORIZON
 from registry.forecaster import (
@@ -34,7 +35,6 @@ from registry.forecaster import (
     prepare,
     widening,
 )
-from stack.settings import Settings
 
 logger = logging.getLogger(__name__)
 

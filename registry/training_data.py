@@ -12,8 +12,8 @@ import pandas as pd
 
 from core.errors import EmsError, UnknownAssetError
 from core.names import DEFAULT_FORECAST_SERVICE, check_asset_id, check_tenant_id
+from core.settings import Settings
 from registry.design import ALIGNED, HORIZON, HOUR, MAX_HORIZON, PEER, aligned, days, expand, peer_inputs, sample_pairs
-from stack.settings import Settings
 from warehouse import hourly
 from warehouse.db import connect
 from warehouse.store import feature_service, service_columns, service_uses_peers

@@ -30,8 +30,8 @@ from pathlib import Path
 
 from core.errors import EmsError
 from core.names import TAG_TENANT, check_tenant_id, experiment_name
+from core.settings import Settings
 from stack.process import ServiceError
-from stack.settings import Settings
 
 logger = logging.getLogger(__name__)
 

@@ -18,9 +18,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from core.settings import Settings, is_loopback
 from stack import auth, timescale
 from stack.process import PidFile, ServiceError, as_user, cmdline, port_open, spawn, terminate, wait_until
-from stack.settings import Settings, is_loopback
 
 logger = logging.getLogger(__name__)
 VENV_BIN = Path(sys.executable).parent
@@ -214,8 +214,7 @@ class Postgres(Service):
             str(self.bin / "postgres"), "-D", str(self.dir / "data"), "-h", self.host, "-p", str(self.port),
             "-k", str(self.dir), "-c", "max_connections=200", "-c", "shared_buffers=256MB",
             "-c", "fsync=off" if os.environ.get("CI") else "fsync=on", "-c", "timezone=UTC",
-            *(["-c", f"shared_preload_libraries={timescale.LIBRARY}", "-c", "timescaledb.telemetry_level=off"]
-              if self.timescaledb else []),
+            *(timescale.PRELOAD_OPTIONS if self.timescaledb else []),
         ]
 
     def healthy(self) -> bool:

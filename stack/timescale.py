@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from stack.settings import ROOT, Settings
+from core.settings import ROOT, Settings
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 import psycopg
 
 from core.errors import EmsError
-from stack.settings import Settings
+from core.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ def connect(settings: Settings, autocommit: bool = False) -> Iterator[psycopg.Co
 
 
 def ensure_databases(addr, names: list[str], error: type[Exception], connect_timeout: int = 10) -> None:
-    """Create each database in `names` that the server at `addr` (stack.settings.PostgresAddress) lacks,
+    """Create each database in `names` that the server at `addr` (core.settings.PostgresAddress) lacks,
     through its maintenance database `postgres`; idempotent. A failure raises `error` naming the server,
     the user and the cause."""
     from psycopg import sql

@@ -8,7 +8,7 @@ from datetime import datetime
 
 import pandas as pd
 
-from stack.settings import Settings
+from core.settings import Settings
 from warehouse.db import connect
 
 

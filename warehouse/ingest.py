@@ -24,7 +24,7 @@ import pyarrow.csv as pa_csv
 from psycopg import sql
 
 from core.names import check_asset_id, check_tenant_id
-from stack.settings import Settings
+from core.settings import Settings
 from warehouse import validate as v
 from warehouse.db import connect
 

@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 import pyarrow as pa
 from psycopg import sql
 
-from stack.settings import Settings
+from core.settings import Settings
 from warehouse.db import connect
 
 logger = logging.getLogger(__name__)

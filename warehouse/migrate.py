@@ -16,7 +16,7 @@ from pathlib import Path
 import psycopg
 
 from core.errors import EmsError
-from stack.settings import ROOT, Settings
+from core.settings import ROOT, Settings
 from warehouse.db import connect
 
 logger = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ from datetime import datetime
 
 import psycopg
 
-from stack.settings import Settings
+from core.settings import Settings
 from warehouse.db import connect
 from warehouse.migrate import flavour
 

@@ -13,7 +13,7 @@ from psycopg import sql
 
 from core.errors import FeaturesUnavailableError, UnknownAssetError, UnknownFeatureServiceError
 from core.names import check_asset_id, check_tenant_id
-from stack.settings import ROOT, Settings
+from core.settings import ROOT, Settings
 from warehouse.db import DatabaseUnavailableError, connect
 
 logger = logging.getLogger(__name__)

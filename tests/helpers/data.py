@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from stack.settings import ROOT
+from core.settings import ROOT
 
 DATA = ROOT / "data"
 TETOUAN = DATA / "tetouan_power_10min.csv.gz"

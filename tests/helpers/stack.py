@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from stack.settings import ROOT
+from core.settings import ROOT
 
 # EMS_TEST_PORT_OFFSET moves the whole test stack (to run two suites side by side).
 # redis_cluster: the first of three cluster nodes (each also binds its bus on port + 10000).

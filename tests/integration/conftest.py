@@ -9,9 +9,9 @@ import os
 
 import pytest
 
+from core.settings import Settings
 from stack import services
 from stack.process import ServiceError
-from stack.settings import Settings
 from tests.helpers.stack import PG_FLAVOUR, PG_FLAVOURS, feast, stack_env
 from warehouse import migrate as migrations
 

@@ -13,11 +13,11 @@ import pytest
 
 from core.errors import UnknownAssetError, UnknownFeatureServiceError
 from core.names import DEFAULT_FORECAST_SERVICE, experiment_name
+from core.settings import Settings
 from evaluation import backtest, backtest_report
 from evaluation.backtest import ALL
 from registry import evaluation, train_forecast
 from registry.training_data import InsufficientHistoryError
-from stack.settings import Settings
 from tests.helpers.data import tetouan_slice
 from tests.helpers.stack import ems
 from warehouse.ingest import ingest_readings, ingest_weather

@@ -11,7 +11,7 @@ import mlflow
 import pandas as pd
 import pytest
 
-from stack.settings import ROOT
+from core.settings import ROOT
 from tests.helpers.stack import ems
 from warehouse.db import connect
 

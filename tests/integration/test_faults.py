@@ -24,12 +24,12 @@ import pytest
 from psycopg import sql
 
 from core.errors import EmsError, ModelUnavailableError
+from core.settings import ROOT
 from inference.client import Client
 from registry import lifecycle, train_forecast
 from registry.training_data import SplitConfig
 from stack import services
 from stack.process import terminate
-from stack.settings import ROOT
 from tests.helpers.data import TETOUAN, tetouan_slice
 from tests.helpers.stack import ems
 from warehouse.db import DatabaseUnavailableError, connect

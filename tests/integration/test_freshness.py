@@ -24,8 +24,8 @@ import pandas as pd
 import pytest
 from psycopg import sql
 
+from core.settings import ROOT
 from inference.freshness import materialization_lag, stale_warnings
-from stack.settings import ROOT
 from tests.helpers.stack import ems
 from tests.integration import test_faults as faults
 from tests.integration.test_faults import kill_group, poll, query, wait_backend_gone

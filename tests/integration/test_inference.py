@@ -18,11 +18,11 @@ from core.errors import (
     UnknownAssetError,
 )
 from core.names import DEFAULT_FORECAST_SERVICE, InvalidMethodError
+from core.settings import Settings
 from inference.client import Client
 from registry import lifecycle, train_anomaly, train_forecast
 from registry.severity import InvalidSensitivityError
 from registry.training_data import SplitConfig
-from stack.settings import Settings
 from tests.helpers.data import TETOUAN, tetouan_slice
 from tests.helpers.stack import TEST_PORTS, ems, write_feast_yaml
 from warehouse.ingest import ingest_readings, ingest_weather

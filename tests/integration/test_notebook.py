@@ -6,9 +6,9 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from core.settings import ROOT
 from registry import lifecycle, train_forecast
 from registry.training_data import SplitConfig
-from stack.settings import ROOT
 from tests.helpers.data import tetouan_slice
 from tests.helpers.stack import feast
 from warehouse.ingest import ingest_readings

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from stack.settings import ROOT
+from core.settings import ROOT
 from tests.helpers.data import tetouan_slice
 from warehouse.ingest import ingest_readings, ingest_weather
 from warehouse.refresh import refresh

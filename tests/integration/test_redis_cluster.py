@@ -18,13 +18,13 @@ import yaml
 from redis.cluster import RedisCluster
 
 from core.errors import FeaturesUnavailableError
+from core.settings import Settings
 from inference.client import Client
 from inference.features import forecast_inputs
 from inference.online import OnlineReader
 from registry import lifecycle, train_forecast
 from registry.training_data import SplitConfig
 from stack.redis_cluster import LocalRedisCluster
-from stack.settings import Settings
 from tests.helpers.data import tetouan_slice
 from tests.helpers.stack import TEST_PORTS, ems, feast
 from warehouse.ingest import ingest_readings, ingest_weather

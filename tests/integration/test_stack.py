@@ -10,9 +10,9 @@ import time
 
 import pytest
 
+from core.settings import Settings
 from stack import services
 from stack.process import pid_alive
-from stack.settings import Settings
 from tests.helpers.stack import ems, write_feast_yaml
 
 pytestmark = pytest.mark.integration

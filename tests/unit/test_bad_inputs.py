@@ -26,10 +26,10 @@ from core.errors import (
     ModelNotFoundError,
 )
 from core.names import InvalidIdError, InvalidMethodError, InvalidModelIdError
+from core.settings import ROOT, Settings
 from inference.client import Client
 from registry import lifecycle
 from registry.severity import InvalidSensitivityError
-from stack.settings import ROOT, Settings
 from tests.helpers.stack import write_feast_yaml
 from warehouse.ingest import ingest_readings, ingest_weather
 from warehouse.validate import IngestError

@@ -15,18 +15,18 @@ from pathlib import Path
 import pytest
 import yaml
 
-import stack.settings
-from stack.settings import LOCAL_S3_ACCESS_KEY, LOCAL_S3_SECRET_KEY, ROOT, Settings, SettingsError
+import core.settings
+from core.settings import LOCAL_S3_ACCESS_KEY, LOCAL_S3_SECRET_KEY, ROOT, Settings, SettingsError
 
 SECRET_NAME = re.compile(r"(?i)password|secret|access_key|token")
 _LOCAL_FEAST = yaml.safe_load((ROOT / "feature_store.yaml").read_text())
 
 # The documented throwaway values (README, "Secrets"), for loopback-only services that `ems up` and the
 # test suite start: the local Postgres password in feature_store.yaml and the LOCAL_* credentials of
-# stack/settings.py. Anything else that looks like a credential fails this test.
+# core/settings.py. Anything else that looks like a credential fails this test.
 THROWAWAY = {
     _LOCAL_FEAST["offline_store"]["password"]: "feature_store.yaml offline_store.password",
-    **{value: f"stack/settings.py {name}" for name, value in vars(stack.settings).items()
+    **{value: f"core/settings.py {name}" for name, value in vars(core.settings).items()
        if name.startswith("LOCAL_") and SECRET_NAME.search(name) and isinstance(value, str)},
 }
 # Values that name no credential: a one-letter password in a parser's unit test and the like.

@@ -7,7 +7,7 @@ import secrets
 
 import pytest
 
-from stack.settings import ROOT
+from core.settings import ROOT
 from tests.unit.deploy.interpolation import interpolate, load, read_env_file
 
 COMPOSE = ROOT / "mlflow-compose.yml"

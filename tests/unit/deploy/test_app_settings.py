@@ -9,7 +9,7 @@ import pytest
 import yaml
 from feast.repo_config import load_repo_config
 
-from stack.settings import LOCAL_S3_ACCESS_KEY, LOCAL_S3_SECRET_KEY, ROOT, Settings, SettingsError, is_loopback
+from core.settings import LOCAL_S3_ACCESS_KEY, LOCAL_S3_SECRET_KEY, ROOT, Settings, SettingsError, is_loopback
 from tests.unit.deploy.conftest import FEAST_ENV_YAML, IMAGE_WORKDIR
 
 FEAST_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")  # Feast: os.path.expandvars, no defaults

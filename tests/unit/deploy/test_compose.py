@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 from jsonschema import Draft202012Validator
 
-from stack.settings import ROOT
+from core.settings import ROOT
 from tests.unit.deploy.conftest import COMPOSE, ENV_EXAMPLE
 from tests.unit.deploy.interpolation import MissingVariable, interpolate, references, strings
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from packaging.specifiers import SpecifierSet
 
-from stack.settings import ROOT
+from core.settings import ROOT
 from tests.unit.deploy.conftest import DOCKERFILE, IMAGE_WORKDIR
 
 # Libraries python:3.11-slim-bookworm already has (libc6, libgcc-s1, libstdc++6, zlib1g).

@@ -8,7 +8,7 @@ import secrets
 
 import pytest
 
-from stack.settings import LOCAL_S3_ACCESS_KEY, LOCAL_S3_SECRET_KEY, Settings, SettingsError
+from core.settings import LOCAL_S3_ACCESS_KEY, LOCAL_S3_SECRET_KEY, Settings, SettingsError
 
 
 @pytest.fixture

@@ -15,10 +15,10 @@ from mlflow.protos.databricks_pb2 import PERMISSION_DENIED, RESOURCE_DOES_NOT_EX
 from typer.testing import CliRunner
 
 from core.names import InvalidIdError
+from core.settings import LOCAL_MLFLOW_ADMIN_PASSWORD, Settings, SettingsError
 from stack import auth
 from stack.auth import AuthSetupError, RegistryAccessError, create_tenant_user, registry_access
 from stack.services import MLflow
-from stack.settings import LOCAL_MLFLOW_ADMIN_PASSWORD, Settings, SettingsError
 
 URI = "http://127.0.0.1:9"  # nothing listens: every test here fails before a request
 PG_PASSWORD = f"{secrets.token_hex(4)}%w"  # a % to escape in the ini file

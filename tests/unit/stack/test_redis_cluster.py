@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from core.settings import parse_redis_connection_string
 from stack.redis_cluster import CLUSTER_SLOTS, LocalRedisCluster, slot_ranges
-from stack.settings import parse_redis_connection_string
 
 
 def test_three_masters_get_redis_clis_split():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from stack.settings import (
+from core.settings import (
     LOCAL_S3_ACCESS_KEY,
     ROOT,
     Settings,
