@@ -357,7 +357,8 @@ def refresh(as_json: AsJson = False) -> None:
         console.print(f"{relation}: {n:,} rows recomputed")
     if not report.rows:
         console.print("nothing queued: every hourly aggregate and feature table is current")
-    console.print("next: `ems materialize` to bring the changed assets to the online store")
+    else:
+        console.print("next: `ems materialize` to bring the changed assets to the online store")
 
 
 # ---------------------------------------------------------------- features
@@ -776,7 +777,7 @@ def bench(
     out: Annotated[Path | None, typer.Option(help="Folder for the JSON + markdown report "
                                                   "(default .ems/bench/reports).")] = None,
     only: Annotated[list[str] | None, typer.Option(help="Run only these row groups: startup, ingest, "
-                                                        "materialize, online, serving, model_load, pit.")] = None,
+                                                        "materialize, online, serving, model_load, pit, cycle.")] = None,
     as_json: AsJson = False,
 ) -> None:
     """Measure every hot path against a raw floor in the same run (needs `ems up`; adds tenant `bench`)."""
