@@ -776,8 +776,9 @@ def bench(
                                                         "no stock-Feast contrast (a few minutes).")] = False,
     out: Annotated[Path | None, typer.Option(help="Folder for the JSON + markdown report "
                                                   "(default .ems/bench/reports).")] = None,
-    only: Annotated[list[str] | None, typer.Option(help="Run only these row groups: startup, ingest, "
-                                                        "materialize, online, serving, model_load, pit, cycle.")] = None,
+    only: Annotated[list[str] | None, typer.Option(
+        help="Run only these row groups: startup, ingest, materialize, online, serving, model_load, pit, "
+             "cycle.")] = None,
     as_json: AsJson = False,
 ) -> None:
     """Measure every hot path against a raw floor in the same run (needs `ems up`; adds tenant `bench`)."""
