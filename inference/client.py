@@ -400,16 +400,23 @@ class Client:
 
     def explain_global(self, model: str) -> GlobalExplanation:
         """Mean |SHAP| per model input on the model's held-out rows (computed at training)."""
-        import mlflow
+        import json
+        import tempfile
+
+        from mlflow.artifacts import download_artifacts
+        from mlflow.exceptions import MlflowException
 
         from registry.train_forecast import GLOBAL_SHAP
 
         parse_model_id(model)
         served = self.models.version(model)
-        mlflow.set_tracking_uri(self.settings.mlflow_tracking_uri)
         try:
-            values = mlflow.artifacts.load_dict(f"runs:/{served.info.run_id}/{GLOBAL_SHAP}")
-        except Exception as e:  # MlflowException / OSError: the artifact is absent for this version
+            with tempfile.TemporaryDirectory() as tmp:  # this client's server, not MLflow's global URI
+                path = download_artifacts(run_id=served.info.run_id, artifact_path=GLOBAL_SHAP, dst_path=tmp,
+                                          tracking_uri=self.settings.mlflow_tracking_uri)
+                with open(path) as f:
+                    values = json.load(f)
+        except (MlflowException, OSError) as e:  # the artifact is absent for this version
             raise ModelNotFoundError(f"{model} has no {GLOBAL_SHAP} (trained before global SHAP was recorded); "
                                      "retrain it with `ems train forecast`") from e
         frame = pd.DataFrame({"feature": list(values), "mean_abs_shap": list(values.values())})
