@@ -12,12 +12,15 @@ from datetime import datetime
 
 import psycopg
 
-LATEST_SQL = """
-    SELECT a.tenant_id, a.asset_id,
+# Per asset `a`: (features_end, readings_end). One definition for staleness reports and the SDK's
+# issue-time lookup (warehouse/store.py latest_times, which filters by tenant and assets).
+LATEST_COLUMNS = """
            (SELECT max(h.bucket) + INTERVAL '1 hour' FROM readings_hourly h
              WHERE h.tenant_id = a.tenant_id AND h.asset_id = a.asset_id),
            (SELECT date_bin(INTERVAL '1 hour', max(r.ts), TIMESTAMPTZ '2000-01-01 00:00:00+00') + INTERVAL '1 hour'
-              FROM readings r WHERE r.tenant_id = a.tenant_id AND r.asset_id = a.asset_id)
+              FROM readings r WHERE r.tenant_id = a.tenant_id AND r.asset_id = a.asset_id)"""
+LATEST_SQL = f"""
+    SELECT a.tenant_id, a.asset_id, {LATEST_COLUMNS}
     FROM assets a
     WHERE (%(tenant)s::text IS NULL OR a.tenant_id = %(tenant)s)
       AND (%(assets)s::text[] IS NULL OR a.asset_id = ANY(%(assets)s))

@@ -95,14 +95,12 @@ def refresh(settings: Settings, progress: Callable[[int, int], None] | None = No
         snap = _snapshot(conn)
         if kind == "timescale":
             snap = _refresh_aggregates(conn, snap, report)
-        batches = _batches(snap.readings)
-        total = max(len(batches), 1)
-        for i, batch in enumerate(batches or [[]]):
+        batches = _batches(snap.readings) or [[]]  # one (empty) batch still handles weather and assets
+        for i, batch in enumerate(batches):
             with conn.transaction():
-                last = i == len(batches or [[]]) - 1
-                _refresh_batch(conn, kind, snap, batch, report, weather=last)
+                _refresh_batch(conn, kind, snap, batch, report, weather=i == len(batches) - 1)
             if progress:
-                progress(i + 1, total)
+                progress(i + 1, len(batches))
     logger.info("refresh: %s", report)
     return report
 

@@ -15,6 +15,7 @@ from core.errors import FeaturesUnavailableError, UnknownAssetError, UnknownFeat
 from core.names import check_asset_id, check_tenant_id
 from core.settings import ROOT, Settings
 from warehouse.db import DatabaseUnavailableError, connect
+from warehouse.freshness import LATEST_COLUMNS
 
 logger = logging.getLogger(__name__)
 
@@ -141,14 +142,10 @@ def _earliest_event(settings: Settings, source_query: str) -> datetime | None:
     return row[0] if row and row[0] else None
 
 
-LATEST_HOUR_SQL = """
-    SELECT a.asset_id,
-           (SELECT max(bucket) + INTERVAL '1 hour' FROM readings_hourly h
-             WHERE h.tenant_id = a.tenant_id AND h.asset_id = a.asset_id),
-           (SELECT date_bin(INTERVAL '1 hour', max(r.ts), TIMESTAMPTZ '2000-01-01 00:00:00+00') + INTERVAL '1 hour'
-              FROM readings r WHERE r.tenant_id = a.tenant_id AND r.asset_id = a.asset_id)
+LATEST_HOUR_SQL = f"""
+    SELECT a.asset_id, {LATEST_COLUMNS}
     FROM assets a WHERE a.tenant_id = %s AND a.asset_id = ANY(%s)
-"""
+"""  # the tenant filter as a plain equality: this runs on every forecast call
 
 
 def latest_times(settings: Settings, tenant: str, assets: list[str], conn=None
