@@ -41,7 +41,7 @@ def ensure_model(ctx, data: DataSet, store) -> str:
 
 def serving_rows(ctx, data: DataSet, store, model_id: str) -> list[core.Row]:
     from inference.client import Client
-    from inference.features import forecast_inputs
+    from inference.features import AssetSource, forecast_inputs
     from inference.online import online_reader
 
     client = Client(ctx.settings, store)
@@ -51,7 +51,7 @@ def serving_rows(ctx, data: DataSet, store, model_id: str) -> list[core.Row]:
         raise AssertionError(f"bench forecast came from {f.source} / {f.model_id}, expected online / {model_id}")
     served = client.models.version(model_id)
     model = served.python_model
-    inputs = forecast_inputs(ctx.settings, store, data.tenant, asset, served.feature_service, 24)
+    inputs = forecast_inputs(AssetSource(ctx.settings, store, data.tenant, asset), served.feature_service, 24)
     X, level = model.matrix(inputs.matrix(model.features), asset)
     reader = online_reader(store)
     key = reader._key(data.tenant, asset)

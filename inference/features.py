@@ -18,12 +18,24 @@ from cachetools import LRUCache
 
 from core.errors import FeaturesUnavailableError, InvalidRangeError
 from inference import history as hist
+from inference.checks import time_range, utc_hour
 from registry.design import HORIZON, HOUR, MAX_HORIZON, PEER, aligned, peer_inputs, uses_peers
 from warehouse import hourly
 from warehouse.store import feature_service, latest_feature_time, service_columns
 
 logger = logging.getLogger(__name__)
-MAX_RANGE_HOURS = 24 * 92
+
+
+@dataclass(frozen=True)
+class AssetSource:
+    """One stored asset and where its inputs are read: the settings, the Feast store and (optionally) an
+    open warehouse connection to reuse; without one, each read opens its own."""
+
+    settings: object  # core.settings.Settings
+    store: object  # feast.FeatureStore
+    tenant: str
+    asset: str
+    conn: object = None  # psycopg.Connection
 
 
 @dataclass
@@ -59,51 +71,44 @@ class Inputs:
         return out
 
 
-def _utc_hour(value) -> pd.Timestamp:
-    ts = pd.Timestamp(value)
-    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-    return ts.floor("h")
-
-
-def issue_time(settings, tenant: str, asset: str, as_of: datetime | None, conn=None) -> pd.Timestamp:
-    latest = latest_feature_time(settings, tenant, [asset], conn)[asset]  # UnknownAssetError for unknown assets
-    return resolve_issue_time(latest, tenant, asset, as_of)
+def issue_time(src: AssetSource, as_of: datetime | None) -> pd.Timestamp:
+    latest = latest_feature_time(src.settings, src.tenant, [src.asset], src.conn)[src.asset]  # UnknownAssetError
+    return resolve_issue_time(latest, src.tenant, src.asset, as_of)
 
 
 def resolve_issue_time(latest, tenant: str, asset: str, as_of: datetime | None) -> pd.Timestamp:
     """The issue time: the asset's latest complete hour, or `as_of` (floored to the hour, not after it)."""
     if latest is None:
         raise FeaturesUnavailableError(f"asset {asset!r} of tenant {tenant!r} has no hourly readings yet")
-    latest = _utc_hour(latest)
+    latest = utc_hour(latest)
     if as_of is None:
         return latest
-    t = _utc_hour(as_of)
+    t = utc_hour(as_of)
     if t > latest:
         raise InvalidRangeError(f"as_of={pd.Timestamp(as_of).isoformat()} is after the latest complete hour of "
                                 f"{asset!r} ({latest.isoformat()}); use a time up to it or leave as_of out")
     return t
 
 
-def forecast_inputs(settings, store, tenant: str, asset: str, service: str, horizon: int,
-                    as_of: datetime | None = None, conn=None, t: pd.Timestamp | None = None,
-                    peers: bool = False) -> Inputs:
+def forecast_inputs(src: AssetSource, service: str, horizon: int, as_of: datetime | None = None,
+                    t: pd.Timestamp | None = None, peers: bool = False) -> Inputs:
     """`t`: the issue time when the caller has already looked it up (issue_time); `peers`: add the
     peer inputs (a model trained on a service tagged peer_inputs=site has them among its features)."""
-    issue_cols, calendar_cols = service_columns(store, service)
-    t = t if t is not None else issue_time(settings, tenant, asset, as_of, conn)
-    extra = _aligned_inputs(settings, conn, tenant, asset, t, horizon)
+    issue_cols, calendar_cols = service_columns(src.store, service)
+    t = t if t is not None else issue_time(src, as_of)
+    extra = _aligned_inputs(src, t, horizon)
     if peers:
-        extra |= _peer_inputs(settings, conn, tenant, asset, t, horizon)
+        extra |= _peer_inputs(src, t, horizon)
     targets = [t + (h - 1) * HOUR for h in range(1, horizon + 1)]  # calendar of the hour starting here
     warnings: list[str] = []
     frame = None
     if as_of is None:
-        frame, warning = _online(store, service, tenant, asset, targets, issue_cols, t)
+        frame, warning = _online(src, service, targets, issue_cols, t)
         if warning:
             warnings.append(warning)
     source = "online" if frame is not None else "offline"
     if frame is None:
-        frame = _offline(store, service, tenant, asset, t, targets)
+        frame = _offline(src, service, t, targets)
     return _inputs(frame, issue_cols, calendar_cols, t, horizon, source, warnings, extra)
 
 
@@ -113,11 +118,11 @@ _ALIGNED_CACHE_SIZE = 4096
 _ALIGNED_CACHE: LRUCache = LRUCache(maxsize=_ALIGNED_CACHE_SIZE)
 
 
-def _aligned_inputs(settings, conn, tenant: str, asset: str, t: pd.Timestamp, horizon: int) -> dict[str, np.ndarray]:
+def _aligned_inputs(src: AssetSource, t: pd.Timestamp, horizon: int) -> dict[str, np.ndarray]:
     """ALIGNED columns (registry/design.py) for horizons 1..horizon issued at t, from the hourly means of
     the week before t (the values the feature views' lag_1h had at those hours)."""
-    hit = _cached(_ALIGNED_CACHE, (tenant, asset, t), lambda: aligned_from(
-        hourly.series_by_end(settings, conn, tenant, asset, t - MAX_HORIZON * HOUR, t), t))
+    hit = _cached(_ALIGNED_CACHE, (src.tenant, src.asset, t), lambda: aligned_from(
+        hourly.series_by_end(src.settings, src.conn, src.tenant, src.asset, t - MAX_HORIZON * HOUR, t), t))
     return {k: v[:horizon] for k, v in hit.items()}
 
 
@@ -132,21 +137,20 @@ def _cached(cache: LRUCache, key, build):
 _PEER_CACHE: LRUCache = LRUCache(maxsize=_ALIGNED_CACHE_SIZE)
 
 
-def _peer_inputs(settings, conn, tenant: str, asset: str, t: pd.Timestamp, horizon: int) -> dict[str, np.ndarray]:
+def _peer_inputs(src: AssetSource, t: pd.Timestamp, horizon: int) -> dict[str, np.ndarray]:
     """PEER columns (registry/design.py) for horizons 1..horizon issued at t: one read of the site
     peers' hourly means of the week before t per asset and new hour, then cached."""
-    hit = _cached(_PEER_CACHE, (tenant, asset, t), lambda: peer_columns(
-        settings, conn, tenant, asset, pd.Series([t] * MAX_HORIZON), pd.Series(np.arange(1, MAX_HORIZON + 1))))
+    hit = _cached(_PEER_CACHE, (src.tenant, src.asset, t), lambda: peer_columns(
+        src, pd.Series([t] * MAX_HORIZON), pd.Series(np.arange(1, MAX_HORIZON + 1))))
     return {k: v[:horizon] for k, v in hit.items()}
 
 
-def peer_columns(settings, conn, tenant: str, asset: str, issue: pd.Series, horizon: pd.Series
-                 ) -> dict[str, np.ndarray]:
+def peer_columns(src: AssetSource, issue: pd.Series, horizon: pd.Series) -> dict[str, np.ndarray]:
     """PEER columns for (issue time, horizon) rows of `asset`: its site peers' hourly means of the week
     before the first issue time up to the last, one read."""
-    peers = hourly.site_peers(conn, tenant, [asset], settings)[asset]
-    series = hourly.series(settings, conn, tenant, peers, issue.min() - MAX_HORIZON * HOUR, issue.max()) \
-        if peers else {}
+    peers = hourly.site_peers(src.conn, src.tenant, [src.asset], src.settings)[src.asset]
+    series = hourly.series(src.settings, src.conn, src.tenant, peers, issue.min() - MAX_HORIZON * HOUR,
+                           issue.max()) if peers else {}
     return peer_inputs(list(series.values()), issue, horizon)
 
 
@@ -165,52 +169,53 @@ def _inputs(frame, issue_cols, calendar_cols, t, horizon, source, warnings, extr
     return Inputs(data, t, values, source, warnings)
 
 
-def _online(store, service, tenant, asset, targets, issue_cols, t) -> tuple[dict | None, str | None]:
+def _online(src: AssetSource, service: str, targets, issue_cols, t) -> tuple[dict | None, str | None]:
     import redis
 
     from inference.online import online_reader
 
     try:
-        data = online_reader(store).read(service, tenant, [asset] * len(targets),
+        data = online_reader(src.store).read(service, src.tenant, [src.asset] * len(targets),
                                          {"target_time": [x.to_pydatetime() for x in targets]}, event_timestamps=True)
     except (redis.RedisError, ConnectionError, OSError) as e:
         return None, f"online store unreachable ({type(e).__name__}); features computed from the offline store"
     online_time = max((data[f"{c}__ts"][0] for c in issue_cols), default=0)
     if online_time < t.timestamp():
         seen = pd.Timestamp(online_time, unit="s", tz="UTC").isoformat() if online_time else "never"
-        return None, (f"online features of {asset!r} are from {seen}, the warehouse has {t.isoformat()} "
+        return None, (f"online features of {src.asset!r} are from {seen}, the warehouse has {t.isoformat()} "
                       "(materialize is behind); features computed from the offline store")
     return {k: v for k, v in data.items() if not k.endswith("__ts")}, None
 
 
-def _offline(store, service, tenant, asset, t, targets) -> pd.DataFrame:
-    fs = feature_service(store, service)
-    entity_df = pd.DataFrame({"tenant_id": tenant, "asset_id": asset, "event_timestamp": [t] * len(targets),
+def _offline(src: AssetSource, service: str, t, targets) -> pd.DataFrame:
+    fs = feature_service(src.store, service)
+    entity_df = pd.DataFrame({"tenant_id": src.tenant, "asset_id": src.asset, "event_timestamp": [t] * len(targets),
                               "target_time": targets})
-    return store.get_historical_features(entity_df=entity_df, features=fs).to_df()
+    return src.store.get_historical_features(entity_df=entity_df, features=fs).to_df()
 
 
-def recent_forecast_rows(settings, store, conn, tenant: str, asset: str, service: str, features: list[str],
-                         t: pd.Timestamp, origins: list[tuple[pd.Timestamp, int]]) -> tuple[np.ndarray, ...]:
+def recent_forecast_rows(src: AssetSource, service: str, features: list[str], t: pd.Timestamp,
+                         origins: list[tuple[pd.Timestamp, int]]) -> tuple[np.ndarray, ...]:
     """(model matrix, horizons, actuals) of the forecasts issued at each (issue time, horizons 1..H) of
     `origins` whose target hours have ended by t, built as the backtest builds held-out rows: the
     service's point-in-time features at the issue time (one offline read for all of them), the calendar
     of the target hour, target-aligned lags and the hourly mean as the actual (registry/forecaster.py,
     recent-residual calibration)."""
-    issue_cols, calendar_cols = service_columns(store, service)
+    issue_cols, calendar_cols = service_columns(src.store, service)
     first = min(o for o, _ in origins)
-    series = hourly.series_by_end(settings, conn, tenant, asset, first - MAX_HORIZON * HOUR, t)
+    series = hourly.series_by_end(src.settings, src.conn, src.tenant, src.asset, first - MAX_HORIZON * HOUR, t)
     issue = pd.Series([o for o, h in origins for _ in range(h)])
     horizon = pd.Series([k for _, h in origins for k in range(1, h + 1)])
     target = issue + horizon * HOUR
-    entity_df = pd.DataFrame({"tenant_id": tenant, "asset_id": asset, "event_timestamp": issue,
+    entity_df = pd.DataFrame({"tenant_id": src.tenant, "asset_id": src.asset, "event_timestamp": issue,
                               "target_time": target - HOUR, "row": np.arange(len(issue))})
-    frame = store.get_historical_features(entity_df=entity_df, features=feature_service(store, service)).to_df()
+    frame = src.store.get_historical_features(entity_df=entity_df,
+                                              features=feature_service(src.store, service)).to_df()
     frame = frame.sort_values("row").reset_index(drop=True)
     columns = {c: frame[c].to_numpy(dtype=float) for c in [*issue_cols, *calendar_cols]}
     columns |= aligned(series, issue, horizon)
     if uses_peers(features):
-        columns |= peer_columns(settings, conn, tenant, asset, issue, horizon)
+        columns |= peer_columns(src, issue, horizon)
     columns[HORIZON] = horizon.to_numpy(dtype=float)
     y = series.reindex(target).to_numpy()
     keep = np.isfinite(y)
@@ -233,20 +238,19 @@ def history_forecast_inputs(store, service: str, series: pd.Series, horizon: int
     return _inputs(frame, issue_cols, calendar_cols, t, horizon, "history", [], extra)
 
 
-def anomaly_frame(store, conn, tenant: str, asset: str, service: str, start, end) -> pd.DataFrame:
+def anomaly_frame(src: AssetSource, service: str, start, end) -> pd.DataFrame:
     """Features at each hour start E in [start, end) and the hourly mean `value` of [E, E+1h) of a
     known asset (the caller has checked it with issue_time)."""
-    start, end = check_range(start, end)
-    rows = conn.execute(
-        "SELECT bucket, avg_value FROM readings_hourly WHERE tenant_id = %s AND asset_id = %s "
-        "AND bucket >= %s AND bucket < %s ORDER BY bucket", (tenant, asset, start, end)).fetchall()
-    if not rows:
-        raise FeaturesUnavailableError(f"asset {asset!r} has no hourly readings in [{start.isoformat()}, "
+    start, end = time_range(start, end)
+    by_end = hourly.series_by_end(src.settings, src.conn, src.tenant, src.asset, start, end)
+    values = pd.Series(by_end.to_numpy(), index=by_end.index - HOUR)  # by hour start
+    if values.empty:
+        raise FeaturesUnavailableError(f"asset {src.asset!r} has no hourly readings in [{start.isoformat()}, "
                                        f"{end.isoformat()})")
-    values = pd.Series([r[1] for r in rows], index=pd.to_datetime([r[0] for r in rows], utc=True))
-    entity_df = pd.DataFrame({"tenant_id": tenant, "asset_id": asset, "event_timestamp": values.index,
+    entity_df = pd.DataFrame({"tenant_id": src.tenant, "asset_id": src.asset, "event_timestamp": values.index,
                               "target_time": values.index})
-    frame = store.get_historical_features(entity_df=entity_df, features=feature_service(store, service)).to_df()
+    frame = src.store.get_historical_features(entity_df=entity_df,
+                                              features=feature_service(src.store, service)).to_df()
     frame = frame.sort_values("event_timestamp").reset_index(drop=True)
     frame["value"] = values.reindex(pd.to_datetime(frame["event_timestamp"], utc=True)).to_numpy()
     return frame
@@ -256,7 +260,7 @@ def history_anomaly_frame(store, series: pd.Series, timezone: str, start=None, e
     buckets = hist.hourly(series)
     times = buckets.index
     if start is not None or end is not None:
-        s, e = check_range(start or times[0], end or times[-1] + HOUR)
+        s, e = time_range(start or times[0], end or times[-1] + HOUR)
         times = times[(times >= s) & (times < e)]
     load = hist.load_features(buckets, times)
     frame = pd.concat([load.reset_index(drop=True), hist.calendar(store, times, timezone)], axis=1)
@@ -264,13 +268,3 @@ def history_anomaly_frame(store, series: pd.Series, timezone: str, start=None, e
     frame["value"] = buckets.reindex(times).to_numpy()
     return frame
 
-
-def check_range(start, end) -> tuple[pd.Timestamp, pd.Timestamp]:
-    s, e = _utc_hour(start), pd.Timestamp(end)
-    e = e.tz_localize("UTC") if e.tzinfo is None else e.tz_convert("UTC")
-    if e <= s:
-        raise InvalidRangeError(f"start {s.isoformat()} is not before end {e.isoformat()}")
-    if (e - s) > MAX_RANGE_HOURS * HOUR:
-        raise InvalidRangeError(f"range {s.isoformat()} .. {e.isoformat()} spans {(e - s) / HOUR:.0f} h; "
-                                f"the limit is {MAX_RANGE_HOURS} h (92 days)")
-    return s, e

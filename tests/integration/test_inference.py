@@ -156,10 +156,10 @@ def test_explain_contributions_add_up_to_the_forecast(client, served):
 def test_explain_equals_shap_tree_explainer(client, served):
     import shap
 
-    from inference.features import forecast_inputs
+    from inference.features import AssetSource, forecast_inputs
     model = client.models.version(served)
     names = model.python_model.features
-    inputs = forecast_inputs(client.settings, client.store, TENANT, "zone1", model.feature_service, 5)
+    inputs = forecast_inputs(AssetSource(client.settings, client.store, TENANT, "zone1"), model.feature_service, 5)
     X, level = model.python_model.matrix(inputs.matrix(names)[4:5], "zone1")
     expected = shap.TreeExplainer(model.python_model.point_booster).shap_values(X)[0] * level[0]
     got = client.explain(TENANT, "zone1", horizon=5).contributions.set_index("feature")
@@ -189,7 +189,7 @@ def test_forecast_from_a_caller_history_for_an_unknown_asset(client):
 def test_peer_inputs_are_served_as_they_were_trained(client, stack, store):
     """A forecaster trained on the regional service reads its site peer (zone1 <-> zone2, site tet-inf):
     the served inputs at an issue time equal the backtest's held-out row for it, and the SDK serves it."""
-    from inference.features import forecast_inputs
+    from inference.features import AssetSource, forecast_inputs
     from registry import training_data
     from registry.design import PEER
 
@@ -201,7 +201,8 @@ def test_peer_inputs_are_served_as_they_were_trained(client, stack, store):
     assert set(PEER) <= set(ts.features) and ts.train[list(PEER)].notna().all().all()
     t = ts.holdout["issue_time"].min()
     row = ts.holdout[(ts.holdout["issue_time"] == t) & (ts.holdout["horizon_h"] <= 24)].sort_values("horizon_h")
-    served = forecast_inputs(stack, store, TENANT, "zone1", "forecast_regional", 24, as_of=t, peers=True)
+    served = forecast_inputs(AssetSource(stack, store, TENANT, "zone1"), "forecast_regional", 24, as_of=t,
+                             peers=True)
     at = row["horizon_h"].to_numpy() - 1
     for name in PEER:
         np.testing.assert_allclose(served.columns[name][at], row[name].to_numpy(), rtol=1e-12, err_msg=name)

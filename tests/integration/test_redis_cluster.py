@@ -20,7 +20,7 @@ from redis.cluster import RedisCluster
 from core.errors import FeaturesUnavailableError
 from core.settings import Settings
 from inference.client import Client
-from inference.features import forecast_inputs
+from inference.features import AssetSource, forecast_inputs
 from inference.online import OnlineReader
 from registry import lifecycle, train_forecast
 from registry.training_data import SplitConfig
@@ -150,8 +150,9 @@ def test_forecast_from_the_cluster_equals_forecast_from_single_redis(stack, sing
     assert on_cluster.features == on_single.features
     pd.testing.assert_frame_equal(on_cluster.frame, on_single.frame)
     for asset in ("nyc-zone2", "par-zone3"):  # every service input, not only the model's
-        a = forecast_inputs(stack, single, TENANT, asset, "forecast_advanced", 24)
-        b = forecast_inputs(cluster_settings, cluster_store, TENANT, asset, "forecast_advanced", 24)
+        a = forecast_inputs(AssetSource(stack, single, TENANT, asset), "forecast_advanced", 24)
+        b = forecast_inputs(AssetSource(cluster_settings, cluster_store, TENANT, asset), "forecast_advanced",
+                            24)
         assert a.source == b.source == "online" and a.values == b.values
         for column in a.columns:
             np.testing.assert_array_equal(a.columns[column], b.columns[column])

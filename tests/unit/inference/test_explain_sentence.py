@@ -2,17 +2,17 @@
 
 import numpy as np
 
-from inference.client import _explain_sentence
+from inference.explaining import sentence
 
 
 def test_sentence_shows_numbers_missing_values_and_the_asset_id():
     top = [("asset_code", "zone3", 120.0), ("lag_1h", 14_250.5, -80.0), ("temperature", np.nan, 5.0)]
-    text = _explain_sentence(15_000.0, 14_000.0, top, None)
+    text = sentence(15_000.0, 14_000.0, top, None)
     assert "asset_code (zone3) raises it by" in text
     assert "lag_1h (1.425e+04) lowers it by" in text and "temperature (—) raises it by" in text
     assert "(base 14,000.0):" in text
     # an anchored model's base starts from the same hour on the last observed day
-    anchored = _explain_sentence(15_000.0, 14_000.0, top, None, anchor=14_100.0)
+    anchored = sentence(15_000.0, 14_000.0, top, None, anchor=14_100.0)
     assert "(base 14,000.0 = same hour on the last observed day 14,100.0 - average change 100.0):" in anchored
 
 

@@ -1,0 +1,124 @@
+"""Argument checks at the SDK boundary: each bad value gets one error naming it and the allowed range,
+before anything is read or loaded."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import date
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import numpy as np
+import pandas as pd
+
+from core.errors import (
+    InvalidArgumentError,
+    InvalidHorizonError,
+    InvalidRangeError,
+    InvalidSeriesError,
+    ModelNotFoundError,
+)
+from core.names import check_model_name, parse_model_id
+from registry.design import HOUR, MAX_HORIZON
+
+MAX_RANGE_HOURS = 24 * 92  # longest [start, end) an anomaly call reads
+
+
+def horizon(value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise InvalidHorizonError(f"horizon={value!r} is not a whole number of hours; use 1..{MAX_HORIZON}")
+    if not 1 <= value <= MAX_HORIZON:
+        raise InvalidHorizonError(f"horizon={value!r} is out of range 1..{MAX_HORIZON} (hours)")
+    return int(value)
+
+
+def model(value, tenant: str) -> str | None:
+    """None (the production default), a model name (its production version) or an id tenant:name:version
+    of one of the tenant's models (another tenant's is refused before anything of it is loaded)."""
+    if isinstance(value, str) and ":" in value:
+        owner = parse_model_id(value).tenant
+        if owner != tenant:
+            raise ModelNotFoundError(f"model {value} belongs to tenant {owner!r}, not {tenant!r}")
+    elif value is not None:
+        check_model_name(value)
+    return value
+
+
+def time(value, name: str):
+    """A time argument: None, a datetime/Timestamp or ISO 8601 text (naive means UTC)."""
+    if value is None:
+        return None
+    try:
+        ok = isinstance(value, str | date | np.datetime64) and not pd.isna(pd.Timestamp(value))
+    except ValueError:  # unparseable text, or outside pandas' time range
+        ok = False
+    if not ok:
+        raise InvalidArgumentError(f"{name}={value!r} is not a time; use a datetime or ISO 8601 text, "
+                                   "e.g. 2024-01-31T12:00:00Z")
+    return value
+
+
+def timezone(value) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError, TypeError) as e:
+        raise InvalidArgumentError(f"timezone={value!r} is not an IANA time zone (e.g. UTC, Europe/Paris)") from e
+    return value
+
+
+def series(value, name: str) -> None:
+    """None or a pandas Series on a DatetimeIndex (its values are checked where they are used)."""
+    if value is not None and not (isinstance(value, pd.Series) and isinstance(value.index, pd.DatetimeIndex)):
+        raise InvalidSeriesError(f"{name} must be a pandas Series indexed by timestamps (DatetimeIndex), "
+                                 f"not {type(value).__name__}")
+
+
+def lookback_hours(value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_RANGE_HOURS:
+        raise InvalidRangeError(f"lookback_hours={value!r} is out of range 1..{MAX_RANGE_HOURS}")
+    return value
+
+
+def flag(value, name: str, meaning: str) -> bool:
+    if not isinstance(value, bool | np.bool_):
+        raise InvalidArgumentError(f"{name}={value!r} must be True or False ({meaning})")
+    return bool(value)
+
+
+def feature_values(features, names: list[str]) -> np.ndarray:
+    """A one-row model matrix from caller-supplied `features` (name -> number or None), in `names` order."""
+    from core.errors import FeaturesUnavailableError
+
+    if not isinstance(features, Mapping):
+        raise InvalidArgumentError(f"features must be a dict of feature name -> value, not {type(features).__name__}")
+    missing = [f for f in names if f not in features]
+    if missing:
+        raise FeaturesUnavailableError(f"features lack {', '.join(missing)}; the model takes {', '.join(names)}")
+    return np.array([[_number(features, f) for f in names]])
+
+
+def _number(features: Mapping, name: str) -> float:
+    value = features[name]
+    if value is None:
+        return np.nan
+    try:
+        return float(value)
+    except (TypeError, ValueError) as e:
+        raise InvalidArgumentError(f"feature {name}={value!r} is not a number") from e
+
+
+def utc_hour(value) -> pd.Timestamp:
+    ts = pd.Timestamp(value)
+    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    return ts.floor("h")
+
+
+def time_range(start, end) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """[start floored to the hour, end) in UTC, at most MAX_RANGE_HOURS long."""
+    s, e = utc_hour(start), pd.Timestamp(end)
+    e = e.tz_localize("UTC") if e.tzinfo is None else e.tz_convert("UTC")
+    if e <= s:
+        raise InvalidRangeError(f"start {s.isoformat()} is not before end {e.isoformat()}")
+    if (e - s) > MAX_RANGE_HOURS * HOUR:
+        raise InvalidRangeError(f"range {s.isoformat()} .. {e.isoformat()} spans {(e - s) / HOUR:.0f} h; "
+                                f"the limit is {MAX_RANGE_HOURS} h (92 days)")
+    return s, e
