@@ -907,7 +907,7 @@ def users_create(
     """Create a tenant's MLflow user, who reads and promotes that tenant's models only (admin login needed).
 
     The password comes from EMS_NEW_USER_PASSWORD; otherwise one is generated and printed once."""
-    from stack.auth import create_tenant_user
+    from registry.access import create_tenant_user
 
     user = _run(create_tenant_user, settings().mlflow_tracking_uri, tenant, username,
                 os.environ.get("EMS_NEW_USER_PASSWORD"))
@@ -923,7 +923,7 @@ def users_create(
 @users_app.command("grant")
 def users_grant(tenant: Tenant) -> None:
     """Give a tenant's users each of the tenant's models they lack (admin login needed)."""
-    from stack.auth import grant_tenant_models
+    from registry.access import grant_tenant_models
 
     granted = _run(grant_tenant_models, settings().mlflow_tracking_uri, tenant)
     console.print(f"granted: {', '.join(granted)}" if granted else f"tenant {tenant}'s users have all its models",

@@ -29,7 +29,7 @@ from core.names import (
     parse_model_id,
     registered_name,
 )
-from stack.auth import grant_registered_model, registry_access
+from registry.access import grant_registered_model, registry_access
 
 logger = logging.getLogger(__name__)
 
@@ -151,7 +151,7 @@ def _info(mlflow_client, version, production: dict[str, str | None] | None = Non
 @_access(lambda tenant, name, *_, **__: f"register model {tenant}:{name}")
 def register(mlflow_client, tenant: str, name: str, model_uri: str, run_id: str | None, tags: dict) -> ModelInfo:
     """Register a logged model as a new version of `{tenant}.{name}`; it starts in staging. With basic
-    auth, a new registered model is granted to the tenant's users (stack/auth.py)."""
+    auth, a new registered model is granted to the tenant's users (registry/access.py)."""
     from mlflow.exceptions import MlflowException
 
     check_tenant_id(tenant)

@@ -1,4 +1,5 @@
-"""MLflow basic auth: the local server's auth app (`ems up --auth`) and the users of tenants.
+"""MLflow basic auth: the local server's auth app (`ems up --auth`). Tenant users, roles and grants
+are registry/access.py.
 
 Server: `mlflow server --app-name basic-auth` reads `basic_auth.ini` under the stack's home
 (MLFLOW_AUTH_CONFIG_PATH): users and permissions in database `mlflow_auth` of the same Postgres
@@ -7,29 +8,17 @@ MLflow creates the first admin on first start from EMS_MLFLOW_ADMIN_USERNAME / _
 default for loopback only) and ignores them once it exists; they reach the server through its
 environment, never the file or the command line.
 
-Tenants: role `tenant:{tenant}` holds MANAGE on each registered model `{tenant}.{name}` (read,
-promote, delete) and READ on the tenant's experiment `tenant-{tenant}` (the model files and runs, so a
-tenant's user can load its models); a tenant's users get that role and nothing else. `register`
-(registry/lifecycle.py) grants the role every model it creates when the caller is an admin;
-`create_tenant_user` and `grant_tenant_models` grant what already exists. Clients log in the MLflow way:
-MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD (MLflow reads them on every request).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import re
 import secrets
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from core.errors import EmsError
-from core.names import TAG_TENANT, check_tenant_id, experiment_name
 from core.settings import Settings
 from stack.process import ServiceError
 
@@ -37,19 +26,6 @@ logger = logging.getLogger(__name__)
 
 AUTH_APP = "basic-auth"  # `mlflow server --app-name`
 DEFAULT_PERMISSION = "NO_PERMISSIONS"  # nothing is visible unless granted (or created by the user)
-TENANT_PERMISSION = "MANAGE"  # on the tenant's registered models: read, promote, delete
-EXPERIMENT_PERMISSION = "READ"  # on the tenant's experiment: load model files, see runs
-WORKSPACE = "default"  # MLflow keeps grants in workspace `default` when workspaces are off
-MIN_PASSWORD_LENGTH = 12  # MLflow's own rule
-USERNAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}"
-
-
-class RegistryAccessError(EmsError, PermissionError):
-    """MLflow refused the caller (HTTP 401 or 403); the message names the user and the model."""
-
-
-class AuthSetupError(EmsError, ValueError):
-    """A user cannot be created as asked (taken name, short password, server without auth)."""
 
 
 # ---------------------------------------------------------------- server
@@ -110,174 +86,3 @@ def probe(tracking_uri: str) -> bool | None:
         return None
 
 
-# ---------------------------------------------------------------- clients
-def current_user() -> str | None:
-    """The MLflow user this process acts as (MLFLOW_TRACKING_USERNAME or MLflow's credentials file)."""
-    from mlflow.utils.credentials import read_mlflow_creds
-
-    return read_mlflow_creds().username
-
-
-@contextmanager
-def registry_access(tracking_uri: str, what: str,
-                    why: str = "the model belongs to another tenant, or does not exist") -> Iterator[None]:
-    """Turn MLflow's 401/403 into one RegistryAccessError naming the user and `what` was refused."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        yield
-    except MlflowException as e:
-        user = current_user()
-        if e.error_code == "UNAUTHENTICATED":
-            fix = "set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
-            if user is None:
-                raise RegistryAccessError(f"MLflow at {tracking_uri} needs a login to {what} (HTTP 401): {fix}") from e
-            raise RegistryAccessError(f"MLflow at {tracking_uri} rejected the login of user {user!r} "
-                                      f"to {what} (HTTP 401): check MLFLOW_TRACKING_PASSWORD") from e
-        if e.error_code == "PERMISSION_DENIED":
-            raise RegistryAccessError(
-                f"MLflow user {user!r} may not {what} (HTTP 403 from {tracking_uri}): {why}") from e
-        raise
-
-
-@contextmanager
-def _admin_call(tracking_uri: str, what: str) -> Iterator[None]:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        with registry_access(tracking_uri, what, "that needs an MLflow admin"):
-            yield
-    except MlflowException as e:
-        if e.error_code == "ENDPOINT_NOT_FOUND":
-            raise AuthSetupError(f"MLflow at {tracking_uri} does not run its basic-auth app, so it has no "
-                                 "users: start it with `ems up --auth`") from e
-        raise
-
-
-def _auth_client(tracking_uri: str):
-    import mlflow.server
-
-    return mlflow.server.get_app_client(AUTH_APP, tracking_uri=tracking_uri)
-
-
-def tenant_role_name(tenant: str) -> str:
-    return f"tenant:{tenant}"
-
-
-def _tenant_role(auth, tenant: str):
-    name = tenant_role_name(tenant)
-    for role in auth.list_roles(WORKSPACE):
-        if role.name == name:
-            return role
-    logger.info("creating MLflow role %s", name)
-    return auth.create_role(WORKSPACE, name, description=f"registered models of tenant {tenant}")
-
-
-def _grant(auth, role, model_names: list[str], experiment_id: str | None) -> list[str]:
-    """Give `role` what it lacks of: MANAGE on each model, READ on the experiment; returns the models
-    newly granted."""
-    held = {(p.resource_type, p.resource_pattern) for p in auth.list_role_permissions(role.id)}
-    wanted = [("registered_model", name, TENANT_PERMISSION) for name in model_names]
-    wanted += [("experiment", experiment_id, EXPERIMENT_PERMISSION)] if experiment_id else []
-    new = [grant for grant in wanted if grant[:2] not in held]
-    for resource_type, resource, permission in new:
-        auth.add_role_permission(role.id, resource_type, resource, permission)
-        logger.info("granted %s %s on %s %s", role.name, permission, resource_type, resource)
-    return [resource for resource_type, resource, _ in new if resource_type == "registered_model"]
-
-
-def tenant_experiment_id(tracking_uri: str, tenant: str) -> str | None:
-    from mlflow import MlflowClient
-
-    experiment = MlflowClient(tracking_uri=tracking_uri).get_experiment_by_name(experiment_name(tenant))
-    return experiment.experiment_id if experiment else None
-
-
-def tenant_models(tracking_uri: str, tenant: str) -> list[str]:
-    """Registered models of `tenant` (name `{tenant}.*` AND tag tenant_id) that the caller can see."""
-    from mlflow import MlflowClient
-
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    prefix = f"{tenant}."
-    found, token = [], None
-    while True:
-        # `_` is a LIKE wildcard; the exact prefix and the tag are checked below.
-        page = client.search_registered_models(filter_string=f"name LIKE '{prefix}%'", max_results=1000,
-                                               page_token=token)
-        found += [m.name for m in page if m.name.startswith(prefix) and m.tags.get(TAG_TENANT) == tenant]
-        token = page.token
-        if not token:
-            return sorted(found)
-
-
-def grant_registered_model(mlflow_client, tenant: str, model_name: str) -> bool:
-    """`register`'s hook: give tenant's role MANAGE on a model just created. Does nothing without a
-    login or on a server without auth; when the caller is no admin, warns and leaves it (the creator
-    has MANAGE already; `ems users grant` completes it)."""
-    from mlflow.exceptions import MlflowException
-
-    uri = mlflow_client.tracking_uri
-    if current_user() is None or not uri.startswith(("http://", "https://")):
-        return False
-    auth = _auth_client(uri)
-    try:
-        _grant(auth, _tenant_role(auth, tenant), [model_name], tenant_experiment_id(uri, tenant))
-    except MlflowException as e:
-        if e.error_code == "ENDPOINT_NOT_FOUND":
-            return False
-        if e.error_code != "PERMISSION_DENIED":
-            raise
-        logger.warning("MLflow user %r is no admin, so tenant %s's other users cannot see %s yet: an admin "
-                       "runs `ems users grant --tenant %s`", current_user(), tenant, model_name, tenant)
-        return False
-    return True
-
-
-@dataclass
-class TenantUser:
-    username: str
-    tenant: str
-    password: str | None  # only when generated here: shown once, stored nowhere
-    models: list[str]  # registered models newly granted to the tenant's role
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-
-def create_tenant_user(tracking_uri: str, tenant: str, username: str | None = None,
-                       password: str | None = None) -> TenantUser:
-    """Create an MLflow user who can read and promote `tenant`'s models only (the caller must be an
-    MLflow admin). Without `password` one is generated and returned."""
-    from mlflow.exceptions import MlflowException
-
-    check_tenant_id(tenant)
-    username = username or tenant
-    if not isinstance(username, str) or not re.fullmatch(USERNAME_PATTERN, username):
-        raise AuthSetupError(f"username {username!r} is invalid: use 1-64 letters, digits, '.', '_', '@' or '-'")
-    generated = password is None
-    password = secrets.token_urlsafe(18) if generated else password
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise AuthSetupError(f"the password for {username!r} has {len(password)} characters; "
-                             f"MLflow needs at least {MIN_PASSWORD_LENGTH}")
-    auth = _auth_client(tracking_uri)
-    with _admin_call(tracking_uri, f"create user {username!r} for tenant {tenant}"):
-        try:
-            auth.create_user(username, password)
-        except MlflowException as e:
-            if e.error_code == "RESOURCE_ALREADY_EXISTS":
-                raise AuthSetupError(f"MLflow user {username!r} already exists; choose another --username") from e
-            raise
-        role = _tenant_role(auth, tenant)
-        auth.assign_role(username, role.id)
-        models = _grant(auth, role, tenant_models(tracking_uri, tenant), tenant_experiment_id(tracking_uri, tenant))
-    logger.info("created MLflow user %s for tenant %s", username, tenant)
-    return TenantUser(username, tenant, password if generated else None, models)
-
-
-def grant_tenant_models(tracking_uri: str, tenant: str) -> list[str]:
-    """Give tenant's role MANAGE on every model of the tenant it lacks (admin only); returns those."""
-    check_tenant_id(tenant)
-    auth = _auth_client(tracking_uri)
-    with _admin_call(tracking_uri, f"grant tenant {tenant}'s users its models"):
-        return _grant(auth, _tenant_role(auth, tenant), tenant_models(tracking_uri, tenant),
-                      tenant_experiment_id(tracking_uri, tenant))

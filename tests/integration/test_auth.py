@@ -17,8 +17,8 @@ import pytest
 
 from core.names import experiment_name
 from registry import lifecycle
+from registry.access import RegistryAccessError, create_tenant_user
 from stack import services
-from stack.auth import RegistryAccessError, create_tenant_user
 from tests.helpers.stack import TEST_PORTS, ems
 
 pytestmark = pytest.mark.integration

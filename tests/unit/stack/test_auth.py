@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 
 from core.names import InvalidIdError
 from core.settings import LOCAL_MLFLOW_ADMIN_PASSWORD, Settings, SettingsError
+from registry.access import AuthSetupError, RegistryAccessError, create_tenant_user, registry_access
 from stack import auth
-from stack.auth import AuthSetupError, RegistryAccessError, create_tenant_user, registry_access
 from stack.services import MLflow
 
 URI = "http://127.0.0.1:9"  # nothing listens: every test here fails before a request
