@@ -1,9 +1,11 @@
 """Change-driven materialization: the latest feature row of every entity that changed, into the online store.
 
-`ems refresh` queues each entity whose feature rows it changed (online_refresh_queue), whatever the
-event time of those rows: a new asset, late readings, a correction of the latest hours, a backfill.
-`materialize` takes a snapshot of the queue, reads the latest row at or before `end` of each queued
-entity from every online batch view's source (one LATERAL ... ORDER BY event_timestamp DESC LIMIT 1
+`ems refresh` queues each entity whose feature rows it changed (online_refresh_queue), with the feature
+relation they are in, whatever the event time of those rows: a new asset, late readings, a correction of
+the latest hours, a backfill. `materialize` takes a snapshot of the queue, reads the latest row at or
+before `end` of each queued entity from the source of every online batch view that reads the changed
+relation (a view whose source is `SELECT * FROM <relation>`; any other source, and an entry without a
+relation, takes every queued entity) (one LATERAL ... ORDER BY event_timestamp DESC LIMIT 1
 per entity over the feature tables' primary key), writes them with Feast's own conversion and online
 store, and only then deletes the queue entries it handled. A view that `ems materialize` has never
 loaded, or whose definition changed since (features or source), is loaded whole: every asset's
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -73,17 +76,17 @@ def materialize_changes(settings: Settings, store, views: list, end: datetime | 
     report = MaterializeReport(end=end)
     with connect(settings) as conn:
         ids = [i for (i,) in conn.execute("SELECT id FROM online_refresh_queue")]
-        queued = conn.execute("SELECT DISTINCT tenant_id, asset_id FROM online_refresh_queue WHERE id = ANY(%s)"
-                              " ORDER BY 1, 2", (ids,)).fetchall() if ids else []
+        queued = conn.execute("SELECT DISTINCT tenant_id, asset_id, relation FROM online_refresh_queue"
+                              " WHERE id = ANY(%s) ORDER BY 1, 2", (ids,)).fetchall() if ids else []
         loaded = dict(conn.execute("SELECT feature_view, fingerprint FROM online_views").fetchall())
         everyone = None
-        report.queued = len(queued)
+        report.queued = len({(t, a) for t, a, _ in queued})
         conn.commit()
         for fv in views:
             whole = full or loaded.get(fv.name) != fingerprint(fv)
             if whole and everyone is None:
                 everyone = conn.execute("SELECT tenant_id, asset_id FROM assets ORDER BY 1, 2").fetchall()
-            entities = everyone if whole else queued
+            entities = everyone if whole else _changed_in(queued, relation(fv))
             if whole:
                 report.full.append(fv.name)
             report.written[fv.name] = _write_view(conn, store, fv, entities, end, progress)
@@ -99,6 +102,19 @@ def materialize_changes(settings: Settings, store, views: list, end: datetime | 
                         " loaded_at = EXCLUDED.loaded_at", (fv.name, fingerprint(fv)))
     logger.info("materialized %s", report)
     return report
+
+
+def relation(fv) -> str | None:
+    """The one relation a view's source reads whole (`SELECT * FROM name`), else None."""
+    match = re.fullmatch(r"\s*SELECT \* FROM (\w+)\s*", fv.batch_source.get_table_query_string().strip("()"),
+                         re.IGNORECASE)
+    return match.group(1) if match else None
+
+
+def _changed_in(queued: list[tuple], name: str | None) -> list[tuple[str, str]]:
+    """Queued entities whose rows in relation `name` changed (an entry without a relation: all of them;
+    a view of unknown relation: every queued entity)."""
+    return sorted({(t, a) for t, a, r in queued if name is None or r is None or r == name})
 
 
 def _write_view(conn, store, fv, entities: list[tuple[str, str]], end: datetime,

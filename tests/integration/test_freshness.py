@@ -213,6 +213,7 @@ def test_every_changed_asset_reaches_redis_without_start(stack, store, env, tmp_
     refresh(stack)
     doc = json.loads(ems("materialize", "--json", env=env).stdout)
     assert doc["queued"] == 1 and doc["written"]["load_lags"] == 1
+    assert doc["written"]["asset_profile"] == 1  # a new asset: every view of it, its static row too
     assert_online_is_latest(stack, store, tenant, ["a1", "a2", "a3", "b1"])
 
     # a late hour of a1, 30 h before its latest: the latest row's rolling windows change
@@ -223,7 +224,9 @@ def test_every_changed_asset_reaches_redis_without_start(stack, store, env, tmp_
     late.to_csv(tmp_path / "late.csv", index=False)
     ingest_readings(stack, tmp_path / "late.csv", tenant)
     refresh(stack)
-    ems("materialize", env=env)
+    doc = json.loads(ems("materialize", "--json", env=env).stdout)
+    # only the views reading the load feature tables are rewritten, not a1's static or weather rows
+    assert doc["written"] == {"load_lags": 1, "load_rolling": 1, "weather_hourly": 0, "asset_profile": 0}
     assert online_rows(store, tenant, ["a1"]).loc["a1", "historical_avg_168h"] != pytest.approx(before)
     assert_online_is_latest(stack, store, tenant, ["a1"])
 
