@@ -10,7 +10,7 @@ import os
 import sys
 import warnings
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -827,15 +827,30 @@ def _mlflow():
     return client(settings().mlflow_tracking_uri)
 
 
+def _metric_text(metrics: dict) -> str:
+    short = {"dayahead_mae": "MAE", "dayahead_mase_168": "MASE", "dayahead_naive_168_mase": "naive MASE",
+             "dayahead_coverage_p10_p90": "p10-p90", "precision": "precision", "recall": "recall", "f1": "F1"}
+    return " · ".join(f"{short.get(k, k)} {v:.3g}" for k, v in metrics.items()) or "-"
+
+
 def _models_table(models) -> None:
     table = Table(title=f"models · MLflow UI {settings().mlflow_tracking_uri}")
-    for column in ("id", "stage", "type", "run"):
-        table.add_column(column, no_wrap=True)
+    for column in ("id", "serves", "stage", "aliases", "validation", "day-ahead metrics", "run"):
+        table.add_column(column, no_wrap=column not in ("validation", "day-ahead metrics"))
     colour = {"production": "green", "staging": "yellow", "archived": "dim"}
     for m in models:
-        table.add_row(m.id, f"[{colour.get(m.stage, 'white')}]{m.stage}[/]", m.model_type or "-",
-                      (m.run_id or "-")[:8])
+        validation = m.validation or "-"
+        table.add_row(m.id, "[bold green]yes[/]" if m.serving else "", f"[{colour.get(m.stage, 'white')}]{m.stage}[/]",
+                      ", ".join(m.aliases) or "-", f"[red]{validation}[/]" if m.doubtful else validation,
+                      _metric_text(m.metrics), (m.run_id or "-")[:8])
     console.print(table)
+    served = {f"{m.tenant}:{m.name}": m.id for m in models if m.serving}
+    for key in dict.fromkeys(f"{m.tenant}:{m.name}" for m in models):
+        console.print(f"{key} serves {served.get(key, '[red]nothing[/] (no production version)')}")
+    for m in models:
+        if m.disagreement:
+            console.print(f"[yellow]{m.id}: {m.disagreement}[/] (`ems models promote {m.id} --to ...` makes "
+                          "alias and stage agree)")
 
 
 @models_app.command("list")
@@ -843,7 +858,8 @@ def models_list(
     tenant: Annotated[str | None, typer.Option("--tenant", "-t", envvar="EMS_TENANT", help="Only this tenant.")] = None,
     as_json: AsJson = False,
 ) -> None:
-    """List model versions (newest first) with their stage."""
+    """List model versions (newest first): which one serves per model, stage and aliases as MLflow
+    holds them, validation, key metrics, and any disagreement between alias and stage."""
     from registry.lifecycle import list_models
 
     models = _run(list_models, _mlflow(), tenant)
@@ -855,7 +871,7 @@ def models_list(
 
 @models_app.command("show")
 def models_show(model_id: ModelId, as_json: AsJson = False) -> None:
-    """Show one model version: stage, tags, run."""
+    """Show one model version: whether it serves, stage, aliases, validation, metrics, tags, run."""
     from registry.lifecycle import show
 
     info = _run(show, _mlflow(), model_id)
@@ -863,8 +879,10 @@ def models_show(model_id: ModelId, as_json: AsJson = False) -> None:
         _print_json(info.as_dict())
         return
     table = Table("field", "value", title=info.id, show_header=False)
-    for key, value in [("stage", info.stage), ("type", info.model_type), ("run", info.run_id),
-                       *sorted(info.tags.items())]:
+    for key, value in [("serves", "yes" if info.serving else "no"), ("stage", info.stage),
+                       ("aliases", ", ".join(info.aliases) or "-"), ("validation", info.validation or "-"),
+                       ("disagreement", info.disagreement or "-"), ("metrics", _metric_text(info.metrics)),
+                       ("type", info.model_type), ("run", info.run_id), *sorted(info.tags.items())]:
         table.add_row(key, str(value))
     console.print(table)
 
@@ -873,12 +891,44 @@ def models_show(model_id: ModelId, as_json: AsJson = False) -> None:
 def models_promote(
     model_id: ModelId,
     to: Annotated[str, typer.Option("--to", help="staging | production | archived")],
+    reason: Annotated[str | None, typer.Option("--reason", help="Why (kept on the version with who and when).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Promote a version validated worse than its baseline.")]
+    = False,
 ) -> None:
-    """Move a version to a stage; promoting to production archives the previous one."""
+    """Move a version to a stage (alias and stage together); promoting to production archives the
+    previous one. Recorded on the version: who, when, from which version, --reason."""
     from registry.lifecycle import promote
 
-    info = _run(promote, _mlflow(), model_id, to)
-    console.print(f"{info.id} is now [bold]{info.stage}[/]")
+    info = _run(promote, _mlflow(), model_id, to, force=force, reason=reason)
+    console.print(f"{info.id} is now [bold]{info.stage}[/]" + (" and serves" if info.serving else ""))
+
+
+@models_app.command("history")
+def models_history(
+    model: Annotated[str, typer.Argument(help="tenant:name, e.g. demo:load_forecaster")],
+    as_json: AsJson = False,
+) -> None:
+    """Promotions and rollbacks of one model, oldest first: those made with `ems` (who, when, from
+    which version, why) and those made in the MLflow UI as far as MLflow keeps them."""
+    from dataclasses import asdict
+
+    from core.names import InvalidModelIdError
+    from registry.lifecycle import history
+
+    tenant, sep, name = model.partition(":")
+    if not sep or ":" in name:
+        raise _fail(InvalidModelIdError(f"model {model!r} is not tenant:name (e.g. demo:load_forecaster)"))
+    events, unknown = _run(history, _mlflow(), tenant, name)
+    if as_json:
+        _print_json({"model": model, "events": [asdict(e) for e in events], "not_recoverable": unknown})
+        return
+    table = Table("when (UTC)", "version", "to", "by", "via", "from version", "reason", title=f"{model} history")
+    for e in events:
+        when = "-" if e.at is None else datetime.fromtimestamp(e.at / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
+        table.add_row(when, str(e.version), e.to, e.by, e.source, e.from_version or "-", e.reason or "-")
+    console.print(table)
+    for line in unknown:
+        err_console.print(f"[dim]{line}[/]")
 
 
 @models_app.command("delete")

@@ -131,6 +131,13 @@ class _ModelLRU(LRUCache):
         return evicted, served
 
 
+def _doubt(info: lifecycle.ModelInfo) -> list[str]:
+    """The warning every result of a version validated worse than its baseline carries."""
+    if not info.doubtful:
+        return []
+    return [f"{info.id} was validated `{info.validation}` at training: expect it to do worse than that baseline"]
+
+
 class ModelCache:
     """`settings` (core.settings.Settings) lets loads read model files from S3 directly into
     `cache_dir` (default `settings.home / "models"`); without it every load goes through MLflow."""
@@ -169,7 +176,7 @@ class ModelCache:
                     raise
                 if cached and cached[0] in self._models:
                     served = self._touch(cached[0])
-                    served.warnings = [f"model registry at {self.tracking_uri} unreachable; serving cached "
+                    served.warnings += [f"model registry at {self.tracking_uri} unreachable; serving cached "
                                        f"{served.info.id} resolved {time.monotonic() - cached[1]:.0f} s ago"]
                     return served
                 raise ModelUnavailableError(f"model registry at {self.tracking_uri} is unreachable and no "
@@ -188,11 +195,11 @@ class ModelCache:
                 return self._touch(ref.id)
             served = self._load(ref.id, registered_name(ref.tenant, ref.name), ref.version, info)
             self._models[ref.id] = served
-            return served
+            return self._touch(ref.id)
 
     def _touch(self, model_id: str) -> Served:
         served = self._models[model_id]  # a read marks it most recently used
-        served.warnings = []
+        served.warnings = _doubt(served.info)
         return served
 
     def _load(self, model_id: str, name: str, version: int, info: lifecycle.ModelInfo | None) -> Served:

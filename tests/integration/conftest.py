@@ -21,6 +21,15 @@ def pytest_configure(config):
         raise pytest.UsageError(f"EMS_TEST_PG_FLAVOUR={PG_FLAVOUR!r}: use one of {', '.join(PG_FLAVOURS)}")
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Each phase's report on the test item (`item.rep_call`): fixtures that keep evidence of a failure
+    (the browser tests' screenshots) read it at teardown."""
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)
+
+
 @pytest.fixture(scope="session")
 def stack_home(tmp_path_factory):
     return tmp_path_factory.mktemp("ems-stack")

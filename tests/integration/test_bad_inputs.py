@@ -116,7 +116,7 @@ SDK = [
     pytest.param(lambda c: lifecycle.promote(c.mlc, c.production, "staging"), InvalidTransitionError,
                  ["is production; it can move to archived, not staging"], id="production-back-to-staging"),
     pytest.param(lambda c: lifecycle.delete(c.mlc, c.production), InvalidTransitionError,
-                 ["is in production; pass --force to delete it"], id="delete-production-without-force"),
+                 ["is serving (production); pass --force to delete it"], id="delete-production-without-force"),
 ]
 
 
@@ -143,7 +143,7 @@ CLI = [
                  ["model badin:lifecycle:999 does not exist"], id="cli-promote-unknown-version"),
     pytest.param(["models", "promote", "@staging", "--to", "Live"], ["stage 'Live' is not one of staging"],
                  id="cli-promote-wrong-stage"),
-    pytest.param(["models", "delete", "@production"], ["is in production; pass --force"],
+    pytest.param(["models", "delete", "@production"], ["is serving (production); pass --force"],
                  id="cli-delete-production"),
 ]
 

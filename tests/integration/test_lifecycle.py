@@ -91,7 +91,126 @@ def test_promotions_made_in_the_mlflow_ui_are_honoured(mlc, logged_model):
     assert lifecycle.resolve_production(mlc, "lc", "ui").version == v1.version
     mlc.set_registered_model_alias("lc.ui", "production", str(v2.version))  # UI alias editor
     assert lifecycle.resolve_production(mlc, "lc", "ui").version == v2.version
-    assert lifecycle.show(mlc, v1.id).stage == "archived"  # Production stage behind the alias
+    shown = lifecycle.show(mlc, v1.id)  # MLflow's stage as it is, flagged: it does not serve
+    assert (shown.stage, shown.serving) == ("production", False) and "version 2 serves" in shown.disagreement
+
+
+def test_an_alias_moved_back_onto_a_version_ems_archived_serves_it(mlc, logged_model):
+    """A rollback in the new UI: the alias editor moves `production` back onto the version the last `ems`
+    promotion archived. Only a stage change made outside `ems` takes the serving role from the alias."""
+    v1, v2 = _new(mlc, logged_model, name="back"), _new(mlc, logged_model, name="back")
+    lifecycle.promote(mlc, v1.id, "production")
+    lifecycle.promote(mlc, v2.id, "production")
+    mlc.set_registered_model_alias("lc.back", "production", str(v1.version))  # UI alias editor
+    assert lifecycle.resolve_production(mlc, "lc", "back").version == v1.version
+    shown = lifecycle.show(mlc, v1.id)
+    assert (shown.stage, shown.serving) == ("archived", True) and "stage is Archived" in shown.disagreement
+    mlc.transition_model_version_stage("lc.back", str(v1.version), "Staging")  # legacy UI, then archived there
+    mlc.transition_model_version_stage("lc.back", str(v1.version), "Archived")
+    assert lifecycle.resolve_production(mlc, "lc", "back").version == v2.version
+
+
+def _state(mlc, name: str) -> dict:
+    """What MLflow holds per version: (stage, aliases) (a search answers without aliases)."""
+    return {int(v.version): (v.current_stage, sorted(mlc.get_model_version(name, v.version).aliases)) for v in
+            mlc.search_model_versions(f"name = '{name}'")}
+
+
+def _listed(mlc, tenant: str, name: str) -> dict:
+    return {m.version: (m.stage, m.serving, m.disagreement is not None)
+            for m in lifecycle.list_models(mlc, tenant) if m.name == name}
+
+
+def test_any_order_of_alias_stage_and_ems_moves_serves_what_the_last_action_shows(mlc, logged_model):
+    """The sequence users click: ems promote v1; UI alias on v2; legacy UI v2 -> Production archiving
+    existing; legacy UI rollback to v1 archiving existing; ems promote v1 again. After each step:
+    what serves, what the list says, never an Archived version."""
+    v1, _ = _new(mlc, logged_model, name="seq"), _new(mlc, logged_model, name="seq")
+    serves = lambda: lifecycle.resolve_production(mlc, "lc", "seq").version  # noqa: E731
+    lifecycle.promote(mlc, v1.id, "production")
+    assert serves() == 1 and _listed(mlc, "lc", "seq") == {1: ("production", True, False), 2: ("staging", False, False)}
+
+    mlc.set_registered_model_alias("lc.seq", "production", "2")  # new UI: alias editor
+    assert serves() == 2
+    assert _listed(mlc, "lc", "seq") == {1: ("production", False, True), 2: ("staging", True, True)}
+
+    mlc.transition_model_version_stage("lc.seq", "2", "Production", archive_existing_versions=True)  # legacy UI
+    assert serves() == 2
+    assert _listed(mlc, "lc", "seq") == {1: ("archived", False, False), 2: ("production", True, False)}
+
+    mlc.transition_model_version_stage("lc.seq", "1", "Production", archive_existing_versions=True)  # rollback
+    assert _state(mlc, "lc.seq") == {1: ("Production", []), 2: ("Archived", ["production"])}
+    assert serves() == 1  # never the archived version the alias still names
+    assert _listed(mlc, "lc", "seq") == {1: ("production", True, False), 2: ("archived", False, True)}
+
+    lifecycle.promote(mlc, v1.id, "production", reason="alias back in line")  # re-sync both controls
+    assert _state(mlc, "lc.seq") == {1: ("Production", ["production"]), 2: ("Archived", [])}
+    assert serves() == 1
+    assert _listed(mlc, "lc", "seq") == {1: ("production", True, False), 2: ("archived", False, False)}
+    events, unknown = lifecycle.history(mlc, "lc", "seq")
+    assert [(e.version, e.to, e.source) for e in events] == [  # v2's move to Production is overwritten
+        (1, "production", "ems"), (2, "archived", "mlflow"), (1, "production", "ems")]
+    assert events[-1].reason == "alias back in line" and events[-1].from_version == "1" and unknown
+
+
+def test_history_shows_ui_moves_as_far_as_mlflow_keeps_them(mlc, logged_model):
+    v1, _ = _new(mlc, logged_model, name="hist"), _new(mlc, logged_model, name="hist")
+    lifecycle.promote(mlc, v1.id, "production", reason="first release")
+    mlc.transition_model_version_stage("lc.hist", "2", "Production", archive_existing_versions=True)  # UI
+    events, _ = lifecycle.history(mlc, "lc", "hist")
+    by = [(e.version, e.to, e.source) for e in events]
+    assert (1, "production", "ems") in by and (2, "production", "mlflow") in by and (1, "archived", "mlflow") in by
+    assert by.index((1, "production", "ems")) < by.index((2, "production", "mlflow"))
+    first = next(e for e in events if e.source == "ems")
+    assert first.reason == "first release" and first.from_version is None and first.by
+    tags = mlc.get_model_version("lc.hist", "1").tags
+    assert tags["ems.promotion_reason"] == "first release" and tags["ems.promoted_by"] == first.by
+    assert lifecycle.resolve_production(mlc, "lc", "hist").version == 2
+
+
+def test_bad_promotions_change_nothing(mlc, logged_model):
+    v1, v2 = _new(mlc, logged_model, name="bad"), _new(mlc, logged_model, name="bad")
+    lifecycle.promote(mlc, v1.id, "production")
+    mlc.delete_model_version("lc.bad", "2")
+    before = _state(mlc, "lc.bad")
+    for model_id, to, error, match in [
+        ("lc:bad:99", "production", ModelNotFoundError, "lc:bad:99 does not exist"),
+        (v2.id, "production", ModelNotFoundError, f"{v2.id} does not exist"),  # deleted
+        (v1.id, "live", InvalidTransitionError, "stage 'live' is not one of"),
+        (v1.id, "production", InvalidTransitionError, "is production; it can move to archived, not production"),
+    ]:
+        with pytest.raises(error, match=match):
+            lifecycle.promote(mlc, model_id, to)
+        assert _state(mlc, "lc.bad") == before
+    with pytest.raises(InvalidTransitionError, match="reason '' must be 1..500 characters"):
+        lifecycle.promote(mlc, v1.id, "archived", reason="")
+    assert _state(mlc, "lc.bad") == before
+
+
+def test_a_version_validated_worse_than_its_baseline_needs_force(mlc, logged_model):
+    uri, run_id = logged_model
+    v = lifecycle.register(mlc, "lc", "doubt", uri, run_id, {"validation_status": "worse_than_seasonal_naive"})
+    assert v.doubtful
+    with pytest.raises(InvalidTransitionError, match="validated `worse_than_seasonal_naive`.*--force"):
+        lifecycle.promote(mlc, v.id, "production")
+    assert _state(mlc, "lc.doubt") == {v.version: ("Staging", [])}
+    assert lifecycle.promote(mlc, v.id, "production", force=True).serving
+
+
+def test_concurrent_promotions_end_with_one_production_version(mlc, logged_model):
+    from concurrent.futures import ThreadPoolExecutor
+
+    for _ in range(3):  # two fresh versions promoted at once, three times over
+        v1, v2 = _new(mlc, logged_model, name="race"), _new(mlc, logged_model, name="race")
+        with ThreadPoolExecutor(2) as pool:
+            list(pool.map(lambda v: lifecycle.promote(lifecycle.client(mlc.tracking_uri), v.id, "production"),
+                          (v1, v2)))
+        state = _state(mlc, "lc.race")
+        production = [v for v, (stage, _) in state.items() if stage == "Production"]
+        aliased = [v for v, (_, aliases) in state.items() if "production" in aliases]
+        assert len(production) == 1 and aliased == production and production[0] in (v1.version, v2.version), state
+        assert lifecycle.resolve_production(mlc, "lc", "race").version == production[0]
+        assert [m.version for m in lifecycle.list_models(mlc, "lc") if m.name == "race" and m.serving] == production
 
 
 def test_tenants_never_see_each_others_models(mlc, logged_model):
@@ -113,7 +232,7 @@ def test_models_cli_lists_promotes_and_refuses_bad_stage(mlc, logged_model, env)
     v = _new(mlc, logged_model, tenant="cli-t", name="cli")
     assert "is now production" in ems("models", "promote", v.id, "--to", "production", env=env).stdout
     listed = json.loads(ems("models", "list", "--tenant", "cli-t", "--json", env=env).stdout)
-    assert [(m["id"], m["stage"]) for m in listed] == [(v.id, "production")]
+    assert [(m["id"], m["stage"], m["serving"]) for m in listed] == [(v.id, "production", True)]
     bad = ems("models", "promote", v.id, "--to", "prod", env=env, check=False)
     assert bad.returncode == 1 and "stage 'prod' is not one of staging, production, archived" in bad.stderr
     assert "Traceback" not in bad.stderr
