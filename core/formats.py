@@ -20,6 +20,11 @@ def number(value, spec: str = ",.2f", missing: str = MISSING) -> str:
     return str(value)
 
 
+def reading(value) -> str:
+    """A reading, forecast or expected value inside a sentence: thousands separated, one decimal."""
+    return number(value, ",.1f")
+
+
 def magnitude(value: float) -> str:
     """A load-like value by size: whole numbers from 100, two decimals from 1, three digits below."""
     return number(value, ",.0f" if abs(value) >= 100 else ".2f" if abs(value) >= 1 else ".3g")

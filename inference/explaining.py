@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from core.errors import ModelNotFoundError
-from core.formats import number
+from core.formats import reading
 from inference.models import Served
 from inference.results import Explanation, GlobalExplanation, shown_value
 
@@ -43,13 +43,13 @@ def sentence(prediction: float, base: float, top, target, anchor: float | None =
     parts = []
     for feature, value, contribution in top:
         verb = "raises" if contribution >= 0 else "lowers"
-        parts.append(f"{feature} ({shown_value(value)}) {verb} it by {_fmt(abs(contribution))}")
+        parts.append(f"{feature} ({shown_value(value)}) {verb} it by {reading(abs(contribution))}")
     when = f" for the hour starting {target:%Y-%m-%d %H:%M} UTC" if target is not None else ""
-    start = f"base {_fmt(base)}"
+    start = f"base {reading(base)}"
     if anchor is not None:
-        start += (f" = same hour on the last observed day {_fmt(anchor)} {'+' if base >= anchor else '-'} "
-                  f"average change {_fmt(abs(base - anchor))}")
-    return f"Forecast {_fmt(prediction)}{when} ({start}): " + "; ".join(parts) + "."
+        start += (f" = same hour on the last observed day {reading(anchor)} {'+' if base >= anchor else '-'} "
+                  f"average change {reading(abs(base - anchor))}")
+    return f"Forecast {reading(prediction)}{when} ({start}): " + "; ".join(parts) + "."
 
 
 def global_explanation(served: Served, tracking_uri: str) -> GlobalExplanation:
@@ -76,7 +76,3 @@ def global_explanation(served: Served, tracking_uri: str) -> GlobalExplanation:
     frame = frame.sort_values("mean_abs_shap", ascending=False).reset_index(drop=True)
     frame["share"] = frame["mean_abs_shap"] / frame["mean_abs_shap"].sum()
     return GlobalExplanation(served.info.id, frame)
-
-
-def _fmt(x: float) -> str:
-    return number(x, ",.1f")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from core.formats import number
+from core.formats import reading
 from core.names import FORECAST_RESIDUAL
 from inference.models import Served
 from registry.design import HORIZON, HOUR
@@ -67,10 +67,6 @@ def sentence(r) -> str:
         return "not scored: the 24 h context is incomplete"
     where = "above" if r.value > r.expected_mean else "below"
     if r.is_anomaly:
-        return (f"{_fmt(r.value)} is {r.score:.1f}σ {where} the expected {_fmt(r.expected_mean)} ± "
-                f"{_fmt(r.expected_std)} ({r.severity})")
-    return f"{_fmt(r.value)} is within the expected range ({r.score:.1f}σ from {_fmt(r.expected_mean)})"
-
-
-def _fmt(x: float) -> str:
-    return number(x, ",.1f")
+        return (f"{reading(r.value)} is {r.score:.1f}σ {where} the expected {reading(r.expected_mean)} ± "
+                f"{reading(r.expected_std)} ({r.severity})")
+    return f"{reading(r.value)} is within the expected range ({r.score:.1f}σ from {reading(r.expected_mean)})"

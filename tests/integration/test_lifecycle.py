@@ -3,6 +3,8 @@ including the client calls the MLflow UI makes (alias and stage changes)."""
 
 from __future__ import annotations
 
+import json
+
 import mlflow
 import pandas as pd
 import pytest
@@ -185,6 +187,29 @@ def test_bad_promotions_change_nothing(mlc, logged_model):
     with pytest.raises(InvalidTransitionError, match="reason '' must be 1..500 characters"):
         lifecycle.promote(mlc, v1.id, "archived", reason="")
     assert _state(mlc, "lc.bad") == before
+
+
+def test_bad_promotions_through_the_cli_get_one_line_and_change_nothing(mlc, logged_model, env):
+    from tests.helpers.stack import ems
+
+    v1, v2 = _new(mlc, logged_model, name="badcli"), _new(mlc, logged_model, name="badcli")
+    ems("models", "promote", v1.id, "--to", "production", "--reason", "first", env=env)
+    mlc.delete_model_version("lc.badcli", str(v2.version))
+    before = _state(mlc, "lc.badcli")
+    for args, message in [
+        (("lc:badcli:99", "--to", "production"), "model lc:badcli:99 does not exist"),
+        ((v2.id, "--to", "production"), f"model {v2.id} does not exist"),
+        ((v1.id, "--to", "live"), "stage 'live' is not one of staging, production, archived"),
+        ((v1.id, "--to", "archived", "--reason", ""), "reason '' must be 1..500 characters"),
+        (("lc:badcli", "--to", "production"), "is malformed"),
+    ]:
+        bad = ems("models", "promote", *args, env=env, check=False)
+        assert bad.returncode == 1 and message in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
+        assert len(bad.stderr.strip().splitlines()) == 1 and _state(mlc, "lc.badcli") == before
+    bad = ems("models", "history", "lc-badcli", env=env, check=False)
+    assert bad.returncode == 1 and "model 'lc-badcli' is not tenant:name" in bad.stderr
+    doc = json.loads(ems("models", "history", "lc:badcli", "--json", env=env).stdout)
+    assert [(e["version"], e["to"], e["reason"]) for e in doc["events"]] == [(v1.version, "production", "first")]
 
 
 def test_a_version_validated_worse_than_its_baseline_needs_force(mlc, logged_model):
