@@ -943,6 +943,33 @@ def models_delete(
     console.print(f"deleted {info.id} (was {info.stage})")
 
 
+# ---------------------------------------------------------------- the AI Hub API
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to bind; default EMS_API_HOST (127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port; default EMS_API_PORT (8003).")] = None,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes.")] = 1,
+) -> None:
+    """Run the AI Hub HTTP API (FastAPI on uvicorn; docs at /docs, OpenAPI at /openapi.json). Bearer
+    JWTs are verified against EMS_API_JWKS_URL; without it auth is off, allowed on loopback only."""
+    import uvicorn
+
+    from service.auth import check_auth_off_allowed
+
+    cfg = settings()
+    host, port = host or cfg.api_host, port or cfg.api_port
+    if not cfg.api_jwks_url:
+        _run(check_auth_off_allowed, host)
+        err_console.print("[yellow]auth off[/] (EMS_API_JWKS_URL unset): loopback only")
+    err_console.print(f"AI Hub API on http://{host}:{port} (docs: /docs) with {workers} worker(s)")
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # /metrics sums the workers' files
+        import tempfile
+
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="ems-api-metrics-")
+    uvicorn.run("service.app:app_from_environment", factory=True, host=host, port=port, workers=workers,
+                log_level="warning", timeout_graceful_shutdown=10)
+
+
 # ---------------------------------------------------------------- users (MLflow basic auth)
 users_app = typer.Typer(no_args_is_help=True, help="MLflow users of tenants (a server started with `ems up --auth`).")
 app.add_typer(users_app, name="users")

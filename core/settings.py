@@ -155,6 +155,16 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("EMS_MLFLOW_ADMIN_PASSWORD", "MLFLOW_AUTH_ADMIN_PASSWORD"),
     )
 
+    # The AI Hub API (`ems serve`): bearer JWTs verified against this JWKS (an OIDC provider's
+    # `.../protocol/openid-connect/certs`); unset = auth off, allowed on loopback only.
+    api_jwks_url: str | None = None
+    api_audience: str | None = None
+    api_issuer: str | None = None
+    api_host: str = "127.0.0.1"
+    api_port: int = 8003
+    api_model_ttl_seconds: float = Field(default=30.0, description="a promotion serves within this many seconds")
+    environment: str = Field(default="local", description="reported by the API's /health")
+
     @field_validator("pg_timescaledb", mode="before")
     @classmethod
     def _lower(cls, value):

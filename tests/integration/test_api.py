@@ -1,0 +1,208 @@
+"""The AI Hub API (`ems serve`, a real uvicorn process) on the suite's stack, with bearer JWTs minted by
+the test's own RSA key and verified against a JWKS the suite serves (the shape of an OIDC provider)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import jwt
+import pytest
+import requests
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from core.settings import ROOT
+from registry import lifecycle, train_forecast
+from registry.training_data import SplitConfig
+from tests.helpers.data import tetouan_slice
+from tests.helpers.stack import TEST_PORTS, ems
+from warehouse.ingest import ingest_readings, ingest_weather
+from warehouse.refresh import refresh
+
+pytestmark = pytest.mark.integration
+
+A, B = "api-a", "api-b"
+API_PORT = TEST_PORTS["mlflow"] + 3
+JWKS_PORT = TEST_PORTS["mlflow"] + 4
+AUDIENCE = "ems-ai-hub"
+SPLIT = SplitConfig(history_days=28, holdout_days=7, issue_every_h=12, horizons_per_issue=12)
+FAST = train_forecast.BoosterConfig(num_boost_round=40)
+
+
+class Keys:
+    def __init__(self):
+        self.signing = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.other = rsa.generate_private_key(public_exponent=65537, key_size=2048)  # not in the JWKS
+        jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(self.signing.public_key()))
+        self.jwks = json.dumps({"keys": [{**jwk, "kid": "test-key", "use": "sig", "alg": "RS256"}]}).encode()
+
+    def token(self, tenant: str | None, roles: list[str], *, key=None, audience=AUDIENCE, expires_in=300,
+              sub="svc-scheduler") -> str:
+        claims = {"sub": sub, "realm_access": {"roles": roles}, "aud": audience,
+                  "exp": datetime.now(UTC) + timedelta(seconds=expires_in), "iat": datetime.now(UTC)}
+        if tenant is not None:
+            claims["tenant_id"] = tenant
+        return jwt.encode(claims, key or self.signing, algorithm="RS256", headers={"kid": "test-key"})
+
+
+@pytest.fixture(scope="module")
+def keys():
+    found = Keys()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.end_headers()
+            self.wfile.write(found.jwks)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", JWKS_PORT), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield found
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def api(stack, store, env, keys, tmp_path_factory):
+    """Tenant A with four weeks of Tetouan load and weather and a promoted forecaster; the API as
+    `ems serve` runs it, two workers."""
+    tmp = tmp_path_factory.mktemp("api")
+    tet = tetouan_slice(tmp / "t.csv", "2017-06-01", "2017-06-29")
+    ingest_readings(stack, tet, A, wide=True, site="tet-api", columns="zone1=zone1_power_consumption")
+    ingest_weather(stack, tet, "tet-api", columns="temperature,humidity,solar_irradiance=general_diffuse_flows")
+    refresh(stack)
+    ems("materialize", env=env)
+    trained = train_forecast.train(stack, store, A, split=SPLIT, boosting=FAST)
+    lifecycle.promote(lifecycle.client(stack.mlflow_tracking_uri), trained.model_id, "production", force=True)
+    api_env = {**os.environ, **env, "EMS_API_JWKS_URL": f"http://127.0.0.1:{JWKS_PORT}/certs",
+               "EMS_API_AUDIENCE": AUDIENCE, "EMS_API_PORT": str(API_PORT),
+               "EMS_API_MODEL_TTL_SECONDS": "0"}  # a promotion serves at once (default: within 30 s)
+    log = (tmp / "serve.log").open("w")
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "ems"), "serve", "--workers", "2"], env=api_env,
+                            stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
+    base = f"http://127.0.0.1:{API_PORT}"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"{base}/ready", timeout=2).status_code == 200:
+                break
+        except requests.ConnectionError:
+            pass
+        assert proc.poll() is None, (tmp / "serve.log").read_text()
+        time.sleep(0.5)
+    else:
+        pytest.fail(f"the API did not get ready: {(tmp / 'serve.log').read_text()}")
+    yield base, trained.model_id
+    proc.terminate()
+    assert proc.wait(timeout=30) == 0  # graceful shutdown
+    log.close()
+
+
+def call(method: str, url: str, token: str | None = None, **kwargs) -> requests.Response:
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    return requests.request(method, url, headers=headers, timeout=60, **kwargs)
+
+
+def test_health_and_ready_need_no_token_and_report_every_dependency(api):
+    base, _ = api
+    health = requests.get(f"{base}/health", timeout=10).json()
+    assert health["status"] == "ok" and health["service"] == "ems-ai-hub"
+    assert set(health["dependencies"]) == {"postgres", "redis", "s3", "mlflow"}
+    assert all(d["healthy"] and d["latency_ms"] >= 0 for d in health["dependencies"].values())
+    assert requests.get(f"{base}/ready", timeout=10).json() == {"ready": True, "down": []}
+    spec = requests.get(f"{base}/openapi.json", timeout=10).json()
+    assert {"/ai/forecast", "/ai/anomaly", "/ai/explain", "/ai/models", "/health"} <= set(spec["paths"])
+
+
+def test_a_forecaster_token_forecasts_its_own_tenant(api, keys):
+    base, model_id = api
+    r = call("POST", f"{base}/ai/forecast", keys.token(A, ["forecaster"]),
+             json={"tenant_id": A, "asset_id": "zone1", "horizon_hours": 24})
+    assert r.status_code == 200, r.text
+    doc = r.json()
+    assert doc["model_id"] == model_id and doc["forecast_type"] == "load" and doc["forecast_id"]
+    assert len(doc["forecast"]) == 24 and doc["source"] == "online"
+    assert all(row["p10"] <= row["p50"] <= row["p90"] for row in doc["forecast"])
+    assert r.headers["x-request-id"]
+
+
+@pytest.mark.parametrize("bad", ["none", "expired", "other-key", "audience", "no-tenant", "missing"])
+def test_bad_tokens_are_refused_with_401(api, keys, bad):
+    base, _ = api
+    body = {"tenant_id": A, "asset_id": "zone1"}
+    token = {
+        "none": jwt.encode({"sub": "x", "tenant_id": A, "realm_access": {"roles": ["forecaster"]}, "aud": AUDIENCE,
+                            "exp": int(time.time()) + 300}, None, algorithm="none", headers={"kid": "test-key"}),
+        "expired": keys.token(A, ["forecaster"], expires_in=-60),
+        "other-key": keys.token(A, ["forecaster"], key=keys.other),
+        "audience": keys.token(A, ["forecaster"], audience="someone-else"),
+        "no-tenant": keys.token(None, ["forecaster"]),
+        "missing": None,
+    }[bad]
+    r = call("POST", f"{base}/ai/forecast", token, json=body)
+    assert r.status_code == 401 and r.json()["code"] == "auth" and "Traceback" not in r.text, r.text
+
+
+def test_a_token_reaches_its_own_tenant_and_roles_only(api, keys):
+    base, model_id = api
+    other = call("POST", f"{base}/ai/forecast", keys.token(B, ["forecaster"]),
+                 json={"tenant_id": A, "asset_id": "zone1"})
+    assert other.status_code == 403 and f"tenant '{B}' may not act for tenant '{A}'" in other.json()["message"]
+    reader = call("POST", f"{base}/ai/forecast", keys.token(A, ["ai_user"]), json={"tenant_id": A, "asset_id": "zone1"})
+    assert reader.status_code == 403 and "lacks role 'forecaster'" in reader.json()["message"]
+    assert call("GET", f"{base}/ai/models/{model_id}", keys.token(B, ["ai_user", "model_admin"])).status_code == 403
+    assert call("GET", f"{base}/ai/models?tenant_id={A}", keys.token(B, ["ai_user"])).status_code == 403
+    promote = call("PUT", f"{base}/ai/models/{model_id}/promote", keys.token(B, ["model_admin"]),
+                   json={"to": "archived"})
+    assert promote.status_code == 403
+    mine = call("GET", f"{base}/ai/models", keys.token(A, ["ai_user"])).json()  # the token's tenant by default
+    assert [(m["id"], m["serving"]) for m in mine] == [(model_id, True)]
+
+
+@pytest.mark.parametrize(("body", "status", "code", "message"), [
+    ({"horizon_hours": 0}, 422, "invalid_horizon", "horizon=0 is out of range 1..168"),
+    ({"horizon_hours": 169}, 422, "invalid_horizon", "horizon=169 is out of range 1..168"),
+    ({"forecast_type": "generation"}, 422, "invalid_request", "forecast_type 'generation' is not supported yet"),
+    ({"interval_minutes": 15}, 422, "invalid_request", "interval_minutes 15 is not supported yet; supported: 60"),
+    ({"asset_id": "nope"}, 404, "unknown_asset", "has no asset(s) 'nope'"),
+    ({"model_name": f"{A}:load_forecaster:99"}, 404, "model_not_found", "does not exist"),
+    ({"horizon_hours": "soon"}, 422, "invalid_request", "horizon_hours"),
+])
+def test_bad_forecast_requests_get_one_clear_error(api, keys, body, status, code, message):
+    base, _ = api
+    r = call("POST", f"{base}/ai/forecast", keys.token(A, ["forecaster"]),
+             json={"tenant_id": A, "asset_id": "zone1", **body})
+    assert r.status_code == status and r.json()["code"] == code and message in r.json()["message"], r.text
+
+
+def test_anomaly_explain_and_the_model_lifecycle(api, keys):
+    base, model_id = api
+    explained = call("POST", f"{base}/ai/explain", keys.token(A, ["forecaster"]),
+                     json={"tenant_id": A, "asset_id": "zone1", "horizon_hours": 1})
+    assert explained.status_code == 200 and explained.json()["model_id"] == model_id, explained.text
+    no_detector = call("POST", f"{base}/ai/anomaly", keys.token(A, ["anomaly_analyst"]),
+                       json={"tenant_id": A, "asset_id": "zone1", "method": "forecast_residual", "lookback_hours": 24})
+    assert no_detector.status_code == 200 and no_detector.json()["model_id"] == model_id, no_detector.text
+    assert len(no_detector.json()["points"]) == 24
+    admin = keys.token(A, ["model_admin", "ai_user"])
+    refused = call("DELETE", f"{base}/ai/models/{model_id}", admin)
+    assert refused.status_code == 422 and "pass --force" in refused.json()["message"]
+    archived = call("PUT", f"{base}/ai/models/{model_id}/promote", admin, json={"to": "archived", "reason": "test"})
+    assert archived.status_code == 200 and archived.json()["serving"] is False
+    gone = call("POST", f"{base}/ai/forecast", keys.token(A, ["forecaster"]),
+                json={"tenant_id": A, "asset_id": "zone1"})
+    assert gone.status_code == 404 and "has no production version" in gone.json()["message"]
+    back = call("PUT", f"{base}/ai/models/{model_id}/promote", admin, json={"to": "production", "force": True})
+    assert back.status_code == 200 and back.json()["serving"] is True
+    metrics = requests.get(f"{base}/metrics", timeout=10).text
+    assert 'ems_api_requests_total{method="PUT",route="/ai/models/{model_id}/promote",status="200"}' in metrics
