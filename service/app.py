@@ -29,11 +29,30 @@ from service.auth import ANONYMOUS, AuthError, Principal, TokenVerifier
 
 logger = logging.getLogger("ems.api")
 SERVICE = "ems-ai-hub"
+MAX_BATCH = 1000  # assets in one batch forecast or feature read
 FORECAST_TYPES = ("load",)  # generation and price come with their forecasters
 INTERVALS = (60,)  # minutes; 15 and 30 come with sub-hourly features
 
 
 # ------------------------------------------------------------------ requests
+def _forecast_type(value: str) -> str:
+    if value not in FORECAST_TYPES:
+        raise ValueError(f"forecast_type {value!r} is not supported yet; supported: {', '.join(FORECAST_TYPES)}")
+    return value
+
+
+def _interval_minutes(value: int) -> int:
+    if value not in INTERVALS:
+        raise ValueError(f"interval_minutes {value} is not supported yet; supported: {', '.join(map(str, INTERVALS))}")
+    return value
+
+
+def _asset_ids(value: list[str]) -> list[str]:
+    if not 1 <= len(value) <= MAX_BATCH:
+        raise ValueError(f"asset_ids holds {len(value)} assets; allowed 1..{MAX_BATCH}")
+    return value
+
+
 class Reading(BaseModel):
     timestamp: datetime
     value: float
@@ -53,20 +72,8 @@ class ForecastRequest(BaseModel):
     historical_data: list[Reading] | None = Field(None, description="history of an asset the store does not know")
     timezone: str = Field("UTC", description="IANA zone of historical_data's calendar")
 
-    @field_validator("forecast_type")
-    @classmethod
-    def _type(cls, value: str) -> str:
-        if value not in FORECAST_TYPES:
-            raise ValueError(f"forecast_type {value!r} is not supported yet; supported: {', '.join(FORECAST_TYPES)}")
-        return value
-
-    @field_validator("interval_minutes")
-    @classmethod
-    def _interval(cls, value: int) -> int:
-        if value not in INTERVALS:
-            raise ValueError(f"interval_minutes {value} is not supported yet; supported: "
-                             f"{', '.join(map(str, INTERVALS))}")
-        return value
+    _type = field_validator("forecast_type")(lambda value: _forecast_type(value))
+    _interval = field_validator("interval_minutes")(lambda value: _interval_minutes(value))
 
 
 class AnomalyRequest(BaseModel):
@@ -94,6 +101,34 @@ class ExplainRequest(BaseModel):
 
 class GlobalExplainRequest(BaseModel):
     model_id: str
+
+
+class BatchForecastRequest(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"tenant_id": "demo", "asset_ids": ["zone1", "zone2", "zone3"], "horizon_hours": 24}]})
+    tenant_id: str
+    asset_ids: list[str] = Field(description=f"1..{MAX_BATCH} assets")
+    forecast_type: str = "load"
+    horizon_hours: int = 24
+    interval_minutes: int = 60
+    include_quantiles: bool = True
+    model_name: str | None = None
+
+    _type = field_validator("forecast_type")(lambda value: _forecast_type(value))
+    _interval = field_validator("interval_minutes")(lambda value: _interval_minutes(value))
+    _assets = field_validator("asset_ids")(lambda value: _asset_ids(value))
+
+
+class FeaturesRequest(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"tenant_id": "demo", "asset_ids": ["zone1"], "feature_service": "forecast_advanced"}]})
+    tenant_id: str
+    asset_ids: list[str] = Field(description=f"1..{MAX_BATCH} assets")
+    feature_service: str = "forecast_advanced"
+    timestamp: datetime | None = Field(None, description="the hour calendar features describe (default: each "
+                                                          "asset's latest complete hour); values are the online ones")
+
+    _assets = field_validator("asset_ids")(lambda value: _asset_ids(value))
 
 
 class PromoteRequest(BaseModel):
@@ -154,6 +189,26 @@ def create_app(settings, verifier: TokenVerifier | None = None, client=None) -> 
     feature_source = Counter("ems_api_feature_source", "forecasts by feature source", ["source"], registry=metrics)
 
     app.state.verifier = verifier
+    bucket = _RateLimit(settings.api_rate_per_second, settings.api_rate_burst)
+
+    @app.middleware("http")
+    async def limits(request: Request, call_next):
+        """Request size and per-token rate limits (per worker), before any work is done."""
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > settings.api_max_body_bytes:
+            errors_total.labels("request_too_large").inc()
+            return JSONResponse({"code": "request_too_large", "message": f"request body of {length} bytes exceeds "
+                                 f"the limit of {settings.api_max_body_bytes} bytes"}, status_code=413)
+        caller = request.headers.get("authorization") or (request.client.host if request.client else "-")
+        wait = bucket.take(caller)
+        if wait:
+            errors_total.labels("rate_limited").inc()
+            message = (f"more than {settings.api_rate_per_second:g} requests/s (burst {settings.api_rate_burst}) "
+                       f"for this caller; retry in {wait:.2f} s")
+            return JSONResponse({"code": "rate_limited", "message": message}, status_code=429,
+                                headers={"retry-after": str(max(1, round(wait)))})
+        return await call_next(request)
+
     @app.middleware("http")
     async def observe(request: Request, call_next):
         request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
@@ -229,6 +284,23 @@ def create_app(settings, verifier: TokenVerifier | None = None, client=None) -> 
         return {"forecast_id": uuid.uuid4().hex, "forecast_type": body.forecast_type,
                 "interval_minutes": body.interval_minutes, **result.to_dict()}
 
+    @app.post("/ai/forecast/batch", tags=["inference"])
+    def forecast_batch(body: BatchForecastRequest, caller: Caller) -> dict:
+        """Forecasts of many assets of one tenant (a portfolio plan); an asset that fails is listed in
+        `errors` with its code and message, the others still forecast."""
+        caller.require("forecaster", body.tenant_id)
+        results, failed = [], []
+        for asset in dict.fromkeys(body.asset_ids):
+            try:
+                result = sdk.forecast(body.tenant_id, asset, horizon=body.horizon_hours,
+                                      quantiles=body.include_quantiles, model=body.model_name)
+            except EmsError as e:
+                failed.append({"asset_id": asset, "code": _code(e), "message": str(e)})
+                continue
+            feature_source.labels(result.source).inc()
+            results.append(result.to_dict())
+        return {"forecast_id": uuid.uuid4().hex, "forecasts": results, "errors": failed}
+
     @app.post("/ai/anomaly", tags=["inference"])
     def anomaly(body: AnomalyRequest, caller: Caller) -> dict:
         """Hours scored by the tenant's production anomaly model (or a caller-supplied series)."""
@@ -249,6 +321,33 @@ def create_app(settings, verifier: TokenVerifier | None = None, client=None) -> 
         """A model's global feature ranking (mean |SHAP| on its training holdout)."""
         caller.require("forecaster", parse_model_id(body.model_id).tenant)
         return sdk.explain_global(body.model_id).to_dict()
+
+    # -------------------------------------------------------------- features
+    @app.post("/ai/features/get", tags=["features"])
+    def features_get(body: FeaturesRequest, caller: Caller) -> dict:
+        """A feature service's online values for some assets, with a warning per asset whose online row
+        trails its latest reading."""
+        from inference.freshness import stale_warnings
+        from warehouse.store import online_features
+
+        caller.require("ai_user", body.tenant_id)
+        frame = online_features(settings, body.feature_service, body.tenant_id, body.asset_ids,
+                                target_time=body.timestamp, store=sdk.store)
+        return {"feature_service": body.feature_service, "source": "online",
+                "rows": json.loads(frame.to_json(orient="records", date_format="iso")),
+                "warnings": stale_warnings(settings, body.tenant_id, body.asset_ids, store=sdk.store)}
+
+    @app.get("/ai/features/sets", tags=["features"])
+    def feature_sets(caller: Caller) -> list[dict]:
+        """Feature services in the Feast registry with their features and descriptions."""
+        caller.require("ai_user")
+        out = []
+        for service in sorted(sdk.store.list_feature_services(), key=lambda s: s.name):
+            features = [{"view": p.name, "feature": f.name, "description": f.description or ""}
+                        for p in service.feature_view_projections for f in p.features]
+            out.append({"name": service.name, "description": service.description or "",
+                        "tags": dict(service.tags), "features": features})
+        return out
 
     # -------------------------------------------------------------- models
     @app.get("/ai/models", tags=["models"])
@@ -278,6 +377,28 @@ def create_app(settings, verifier: TokenVerifier | None = None, client=None) -> 
         return lifecycle.delete(registry, model_id, force=force).as_dict()
 
     return app
+
+
+class _RateLimit:
+    """A token bucket per caller: `rate` requests per second on average, `burst` at once."""
+
+    def __init__(self, rate: float, burst: int):
+        from cachetools import TTLCache
+
+        self.rate, self.burst = rate, burst
+        self._buckets: TTLCache = TTLCache(maxsize=100_000, ttl=max(60.0, burst / rate if rate else 60.0),
+                                           timer=time.monotonic)
+
+    def take(self, caller: str) -> float:
+        """0 if a request may go now (and count it), else the seconds until one may."""
+        now = time.monotonic()
+        tokens, then = self._buckets.get(caller, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - then) * self.rate)
+        if tokens < 1:
+            self._buckets[caller] = (tokens, now)
+            return (1 - tokens) / self.rate if self.rate else 60.0
+        self._buckets[caller] = (tokens - 1, now)
+        return 0.0
 
 
 def _version() -> str:

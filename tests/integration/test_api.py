@@ -108,8 +108,9 @@ def api(stack, store, env, keys, tmp_path_factory):
     log.close()
 
 
-def call(method: str, url: str, token: str | None = None, **kwargs) -> requests.Response:
-    headers = {"authorization": f"Bearer {token}"} if token else {}
+def call(method: str, url: str, token: str | None = None, headers: dict | None = None,
+         **kwargs) -> requests.Response:
+    headers = {**(headers or {}), **({"authorization": f"Bearer {token}"} if token else {})}
     return requests.request(method, url, headers=headers, timeout=60, **kwargs)
 
 
@@ -206,3 +207,44 @@ def test_anomaly_explain_and_the_model_lifecycle(api, keys):
     assert back.status_code == 200 and back.json()["serving"] is True
     metrics = requests.get(f"{base}/metrics", timeout=10).text
     assert 'ems_api_requests_total{method="PUT",route="/ai/models/{model_id}/promote",status="200"}' in metrics
+
+
+def test_batch_forecast_lists_each_failing_asset_and_forecasts_the_rest(api, keys):
+    base, model_id = api
+    r = call("POST", f"{base}/ai/forecast/batch", keys.token(A, ["forecaster"]),
+             json={"tenant_id": A, "asset_ids": ["zone1", "nope"], "horizon_hours": 6})
+    assert r.status_code == 200, r.text
+    doc = r.json()
+    assert [(f["asset"], f["model_id"], len(f["forecast"])) for f in doc["forecasts"]] == [("zone1", model_id, 6)]
+    assert doc["errors"] == [{"asset_id": "nope", "code": "unknown_asset",
+                              "message": f"tenant '{A}' has no asset(s) 'nope'"}]
+    empty = call("POST", f"{base}/ai/forecast/batch", keys.token(A, ["forecaster"]),
+                 json={"tenant_id": A, "asset_ids": []})
+    assert empty.status_code == 422 and "asset_ids holds 0 assets; allowed 1..1000" in empty.json()["message"]
+    other = call("POST", f"{base}/ai/forecast/batch", keys.token(B, ["forecaster"]),
+                 json={"tenant_id": A, "asset_ids": ["zone1"]})
+    assert other.status_code == 403
+
+
+def test_feature_reads_and_sets(api, keys, stack):
+    base, _ = api
+    r = call("POST", f"{base}/ai/features/get", keys.token(A, ["ai_user"]),
+             json={"tenant_id": A, "asset_ids": ["zone1"], "feature_service": "forecast_advanced"})
+    assert r.status_code == 200, r.text
+    (row,) = r.json()["rows"]
+    assert row["asset_id"] == "zone1" and row["lag_1h"] is not None and "hour_of_day" in row
+    unknown = call("POST", f"{base}/ai/features/get", keys.token(A, ["ai_user"]),
+                   json={"tenant_id": A, "asset_ids": ["zone1"], "feature_service": "nope"})
+    assert unknown.status_code == 404 and "nope" in unknown.json()["message"], unknown.text
+    sets = {s["name"]: s for s in call("GET", f"{base}/ai/features/sets", keys.token(A, ["ai_user"])).json()}
+    assert {"forecast_advanced", "forecast_weather", "anomaly_detection"} <= set(sets)
+    assert {"lag_1h", "temperature"} <= {f["feature"] for f in sets["forecast_weather"]["features"]}
+    assert call("GET", f"{base}/ai/features/sets", keys.token(A, ["forecaster"])).status_code == 403
+
+
+def test_an_oversized_request_is_refused_before_any_work(api, keys):
+    base, _ = api
+    r = call("POST", f"{base}/ai/forecast", keys.token(A, ["forecaster"]), data=b"x" * 10_000_001,
+             headers={"content-type": "application/json"})
+    assert r.status_code == 413 and r.json()["code"] == "request_too_large"
+    assert "exceeds the limit of 10000000 bytes" in r.json()["message"]
