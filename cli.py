@@ -148,6 +148,7 @@ def up(
     auth: Annotated[bool | None, typer.Option(
         "--auth/--no-auth", help="MLflow with its basic-auth app (users, per-tenant access); default: as last time.")
     ] = None,
+    with_api: Annotated[bool, typer.Option("--with-api", help="Also start the AI Hub API (`ems serve`).")] = False,
     as_json: AsJson = False,
 ) -> None:
     """Start the local stack (Postgres, Redis, S3, MLflow) and apply the schema; idempotent."""
@@ -160,6 +161,9 @@ def up(
         statuses = _run(stack_up, settings(), on_service=lambda s: status.update(f"{s.name} ready, next…"))
         status.update("applying schema migrations…")
         applied = _run(migrate, settings())
+        if with_api:  # after the schema: the API serves from it
+            status.update("starting the AI Hub API…")
+            statuses = _run(stack_up, settings(), with_api=True)
     if as_json:
         _print_json({"services": [s.as_dict() for s in statuses], "migrations_applied": applied})
         return

@@ -162,6 +162,7 @@ class Settings(BaseSettings):
     api_issuer: str | None = None
     api_host: str = "127.0.0.1"
     api_port: int = 8003
+    api_workers: int = Field(default=2, description="worker processes `ems up --with-api` starts")
     api_max_body_bytes: int = Field(default=10_000_000, description="larger requests get 413")
     api_rate_per_second: float = Field(default=200.0, description="per caller (token) and worker; more get 429")
     api_rate_burst: int = 400

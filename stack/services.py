@@ -433,19 +433,57 @@ class MLflow(Service):
             return False
 
 
+class Api(Service):
+    """The AI Hub API (`ems serve`), started by `ems up --with-api` after the services it calls."""
+
+    name = "api"
+    kill_group = True
+    start_timeout = 120.0
+
+    @property
+    def host(self) -> str:
+        return self.settings.api_host
+
+    @property
+    def port(self) -> int:
+        return self.settings.api_port
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}  (docs /docs)"
+
+    @property
+    def marker(self) -> str:
+        return f"serve --host {self.host} --port {self.port}"
+
+    def command(self) -> list[str]:
+        return [str(VENV_BIN / "ems"), "serve", "--host", self.host, "--port", str(self.port),
+                "--workers", str(self.settings.api_workers)]
+
+    def healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://{self.host}:{self.port}/health", timeout=5) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+
 SERVICES: tuple[type[Service], ...] = (Postgres, Redis, S3, MLflow)
 
 
-def services(settings: Settings) -> list[Service]:
-    return [cls(settings) for cls in SERVICES]
+def services(settings: Settings, with_api: bool = False) -> list[Service]:
+    """The stack's services; the API too when asked for or when `ems up --with-api` started it."""
+    found = [cls(settings) for cls in SERVICES]
+    api = Api(settings)
+    return [*found, api] if with_api or api.pidfile.read() is not None else found
 
 
-def up(settings: Settings, on_service=None) -> list[ServiceStatus]:
-    """Start (or adopt) every service in dependency order; idempotent."""
+def up(settings: Settings, on_service=None, with_api: bool = False) -> list[ServiceStatus]:
+    """Start (or adopt) every service in dependency order (the API last, with `with_api`); idempotent."""
     settings.check_credentials()
     settings.home.mkdir(parents=True, exist_ok=True)
     statuses = []
-    for svc in services(settings):
+    for svc in services(settings, with_api):
         statuses.append(svc.up())
         if on_service:
             on_service(statuses[-1])

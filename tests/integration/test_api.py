@@ -248,3 +248,24 @@ def test_an_oversized_request_is_refused_before_any_work(api, keys):
              headers={"content-type": "application/json"})
     assert r.status_code == 413 and r.json()["code"] == "request_too_large"
     assert "exceeds the limit of 10000000 bytes" in r.json()["message"]
+
+
+def test_ems_up_with_api_starts_it_after_the_stack_and_status_shows_it(api, env, keys):
+    import signal
+
+    port = TEST_PORTS["mlflow"] + 5
+    up_env = {"EMS_API_JWKS_URL": f"http://127.0.0.1:{JWKS_PORT}/certs", "EMS_API_AUDIENCE": AUDIENCE,
+              "EMS_API_PORT": str(port), "EMS_API_WORKERS": "1", **env}
+    started = json.loads(ems("up", "--with-api", "--json", env=up_env).stdout)
+    api_status = next(s for s in started["services"] if s["name"] == "api")
+    try:
+        assert api_status["healthy"] and api_status["managed"] and f":{port}" in api_status["url"]
+        listed = {s["name"]: s for s in json.loads(ems("status", "--json", env=up_env).stdout)["services"]}
+        assert listed["api"]["healthy"] and listed["api"]["pid"] == api_status["pid"]
+        r = call("GET", f"http://127.0.0.1:{port}/ai/models", keys.token(A, ["ai_user"]))
+        assert r.status_code == 200 and r.json()
+    finally:
+        os.killpg(api_status["pid"], signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and Path(f"/proc/{api_status['pid']}").exists():
+            time.sleep(0.2)  # gone before the next test lists the stack
