@@ -2,8 +2,9 @@
 resolution of "the production model" that honours promotions made in the MLflow UI.
 
 Public ids are `{tenant}:{name}:{version}`; registered models are `{tenant}.{name}`. Promotion moves
-the `production` alias AND mirrors the deprecated stage so the MLflow UI shows it; resolution takes
-the alias first, then the latest version in stage Production (what a UI stage change sets).
+the `production` alias AND the deprecated stage together, so both MLflow UI controls show it. What
+serves is decided by one rule, `_serving_rule`: the alias's version unless a stage change made outside
+`ems` archived it; else the version most recently moved to stage Production.
 """
 
 from __future__ import annotations
