@@ -338,21 +338,30 @@ def promote(mlflow_client, model_id: str, to: str, force: bool = False, reason: 
 
 
 def _make_serving(mlflow_client, name: str, version: str, rounds: int = 5) -> None:
-    """Alias, then stage Production, then archive every other Production-stage version, while the alias
-    still points here: a concurrent promotion that moved the alias later wins and finishes the job,
-    and this one stops (the alias is the order of promotions)."""
+    """Alias, then stage Production, then archive every other Production-stage version. The alias write
+    orders concurrent promotions: one that finds the alias moved on before touching stages stops; one
+    that finds it moved on after archiving puts back what it archived of the winner and archives its
+    own version, so the end state has one Production version, the alias's."""
     mlflow_client.set_registered_model_alias(name, ALIAS_PRODUCTION, version)
     for _ in range(rounds):
         if str(mlflow_client.get_model_version_by_alias(name, ALIAS_PRODUCTION).version) != version:
             logger.info("%s version %s: a later promotion moved the alias; it decides", name, version)
             return
         _set_stage(mlflow_client, name, version, "production")
+        archived = []
         for other in _versions_of(mlflow_client, name):
             if other.current_stage == "Production" and str(other.version) != version:
                 _set_stage(mlflow_client, name, str(other.version), "archived")
+                archived.append(str(other.version))
                 logger.info("archived %s version %s", name, other.version)
         target = mlflow_client.get_model_version_by_alias(name, ALIAS_PRODUCTION)
-        if str(target.version) != version or target.current_stage == "Production":
+        if str(target.version) != version:  # overtaken while archiving: step aside
+            if str(target.version) in archived:
+                _set_stage(mlflow_client, name, str(target.version), "production")
+            _set_stage(mlflow_client, name, version, "archived")
+            logger.info("%s version %s: overtaken by version %s", name, version, target.version)
+            return
+        if target.current_stage == "Production":
             return
     raise InvalidTransitionError(f"{name} version {version}: concurrent promotions kept archiving it; retry")
 

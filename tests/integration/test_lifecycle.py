@@ -225,7 +225,7 @@ def test_a_version_validated_worse_than_its_baseline_needs_force(mlc, logged_mod
 def test_concurrent_promotions_end_with_one_production_version(mlc, logged_model):
     from concurrent.futures import ThreadPoolExecutor
 
-    for _ in range(3):  # two fresh versions promoted at once, three times over
+    for _ in range(6):  # two fresh versions promoted at once, six times over
         v1, v2 = _new(mlc, logged_model, name="race"), _new(mlc, logged_model, name="race")
         with ThreadPoolExecutor(2) as pool:
             list(pool.map(lambda v: lifecycle.promote(lifecycle.client(mlc.tracking_uri), v.id, "production"),
