@@ -383,7 +383,7 @@ def served(stack, store, env, tmp_path_factory):
     mlc = lifecycle.client(stack.mlflow_tracking_uri)
     result = train_forecast.train(stack, store, TENANT, split=SPLIT,
                                   boosting=train_forecast.BoosterConfig(num_boost_round=40))
-    lifecycle.promote(mlc, result.model_id, "production")
+    lifecycle.promote(mlc, result.model_id, "production", force=True)
     tags = lifecycle.show(mlc, result.model_id).tags
     spare = lifecycle.register(mlc, TENANT, "load_forecaster", result.model_uri, result.run_id, tags)
     return result.model_id, spare.id

@@ -45,7 +45,7 @@ def served(stack, store, env, tmp_path_factory):
     ems("materialize", "--start", "2017-04-01T00:00:00", env=env)  # history older than the last run: a backfill
     mlc = lifecycle.client(stack.mlflow_tracking_uri)
     forecaster = train_forecast.train(stack, store, TENANT, split=SPLIT, boosting=FAST)
-    lifecycle.promote(mlc, forecaster.model_id, "production")
+    lifecycle.promote(mlc, forecaster.model_id, "production", force=True)
     detector = train_anomaly.train(stack, store, TENANT, "z_score", split=SPLIT)
     lifecycle.promote(mlc, detector.model_id, "production")
     return forecaster.model_id
@@ -97,7 +97,7 @@ def test_a_promotion_is_served_without_a_restart_including_one_made_in_the_ui(cl
     mlc = lifecycle.client(stack.mlflow_tracking_uri)
     assert client.forecast(TENANT, "zone1", horizon=1).model_id == served
     newer = train_forecast.train(stack, store, TENANT, ["zone1"], split=SPLIT, boosting=FAST)
-    lifecycle.promote(mlc, newer.model_id, "production")
+    lifecycle.promote(mlc, newer.model_id, "production", force=True)
     assert client.forecast(TENANT, "zone1", horizon=1).model_id == newer.model_id
     mlc.set_registered_model_alias(f"{TENANT}.load_forecaster", "production", served.rsplit(":", 1)[1])  # the UI
     assert client.forecast(TENANT, "zone1", horizon=1).model_id == served

@@ -26,7 +26,7 @@ def tenant_with_production_model(stack, store, env, tmp_path_factory):
     feast("materialize", "2017-06-01T00:00:00", "2017-07-07T00:00:00", env=env)
     model = train_forecast.train(stack, store, TENANT, split=SplitConfig(history_days=30, holdout_days=7),
                                  boosting=train_forecast.BoosterConfig(num_boost_round=60))
-    lifecycle.promote(lifecycle.client(stack.mlflow_tracking_uri), model.model_id, "production")
+    lifecycle.promote(lifecycle.client(stack.mlflow_tracking_uri), model.model_id, "production", force=True)
     return model.model_id
 
 
