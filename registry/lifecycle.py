@@ -342,7 +342,7 @@ def _make_serving(mlflow_client, name: str, version: str, rounds: int = 5) -> No
     orders concurrent promotions: one that finds the alias moved on before touching stages stops; one
     that finds it moved on after archiving puts back what it archived of the winner and archives its
     own version, so the end state has one Production version, the alias's."""
-    mlflow_client.set_registered_model_alias(name, ALIAS_PRODUCTION, version)
+    _set_alias(mlflow_client, name, version)
     for _ in range(rounds):
         if str(mlflow_client.get_model_version_by_alias(name, ALIAS_PRODUCTION).version) != version:
             logger.info("%s version %s: a later promotion moved the alias; it decides", name, version)
@@ -364,6 +364,23 @@ def _make_serving(mlflow_client, name: str, version: str, rounds: int = 5) -> No
         if target.current_stage == "Production":
             return
     raise InvalidTransitionError(f"{name} version {version}: concurrent promotions kept archiving it; retry")
+
+
+def _set_alias(mlflow_client, name: str, version: str, tries: int = 5) -> None:
+    """Point the production alias at `version`. The server writes a model's first alias by select-then-
+    insert, so two promotions that both find no alias collide on its primary key; the loser's retry
+    finds the row and moves it (the last write orders the promotions, as for any later alias move)."""
+    from mlflow.exceptions import MlflowException
+
+    for attempt in range(tries):
+        try:
+            mlflow_client.set_registered_model_alias(name, ALIAS_PRODUCTION, version)
+            return
+        except MlflowException as e:
+            collided = "registered_model_alias_pk" in str(e) or "UNIQUE constraint" in str(e)
+            if not collided or attempt == tries - 1:
+                raise
+            logger.info("%s version %s: the first alias was written concurrently; retrying", name, version)
 
 
 def _agrees(mlflow_client, name: str, version: str) -> bool:

@@ -224,9 +224,18 @@ def test_every_changed_asset_reaches_redis_without_start(stack, store, env, tmp_
     late.to_csv(tmp_path / "late.csv", index=False)
     ingest_readings(stack, tmp_path / "late.csv", tenant)
     refresh(stack)
+    with connect(stack) as conn:
+        queued = conn.execute("SELECT DISTINCT tenant_id, asset_id, relation FROM online_refresh_queue").fetchall()
+    # a1's load feature tables changed (TimescaleDB: also any asset whose rematerialized buckets of that
+    # window moved by an ulp, with the features computed from them), nothing of weather or profile
+    changed = {(t, a) for t, a, _ in queued}
+    assert (tenant, "a1") in changed and {r for _, _, r in queued} <= {"load_lag_features", "load_rolling_features"}
+    assert flavour(stack) == "timescale" or changed == {(tenant, "a1")}
     doc = json.loads(ems("materialize", "--json", env=env).stdout)
     # only the views reading the load feature tables are rewritten, not a1's static or weather rows
-    assert doc["written"] == {"load_lags": 1, "load_rolling": 1, "weather_hourly": 0, "asset_profile": 0}
+    by_relation = {rel: sum(r == rel for _, _, r in queued) for rel in ("load_lag_features", "load_rolling_features")}
+    assert doc["written"] == {"load_lags": by_relation["load_lag_features"], "weather_hourly": 0,
+                              "load_rolling": by_relation["load_rolling_features"], "asset_profile": 0}
     assert online_rows(store, tenant, ["a1"]).loc["a1", "historical_avg_168h"] != pytest.approx(before)
     assert_online_is_latest(stack, store, tenant, ["a1"])
 

@@ -225,17 +225,20 @@ def test_a_version_validated_worse_than_its_baseline_needs_force(mlc, logged_mod
 def test_concurrent_promotions_end_with_one_production_version(mlc, logged_model):
     from concurrent.futures import ThreadPoolExecutor
 
-    for _ in range(6):  # two fresh versions promoted at once, six times over
-        v1, v2 = _new(mlc, logged_model, name="race"), _new(mlc, logged_model, name="race")
+    # two fresh versions promoted at once, six times over: the odd rounds on a new model (both promotions
+    # write its first alias), the even rounds on the same model again (both move an existing alias)
+    for round_ in range(6):
+        name = f"race{round_ // 2}"
+        v1, v2 = _new(mlc, logged_model, name=name), _new(mlc, logged_model, name=name)
         with ThreadPoolExecutor(2) as pool:
             list(pool.map(lambda v: lifecycle.promote(lifecycle.client(mlc.tracking_uri), v.id, "production"),
                           (v1, v2)))
-        state = _state(mlc, "lc.race")
+        state = _state(mlc, f"lc.{name}")
         production = [v for v, (stage, _) in state.items() if stage == "Production"]
         aliased = [v for v, (_, aliases) in state.items() if "production" in aliases]
         assert len(production) == 1 and aliased == production and production[0] in (v1.version, v2.version), state
-        assert lifecycle.resolve_production(mlc, "lc", "race").version == production[0]
-        assert [m.version for m in lifecycle.list_models(mlc, "lc") if m.name == "race" and m.serving] == production
+        assert lifecycle.resolve_production(mlc, "lc", name).version == production[0]
+        assert [m.version for m in lifecycle.list_models(mlc, "lc") if m.name == name and m.serving] == production
 
 
 def test_tenants_never_see_each_others_models(mlc, logged_model):
