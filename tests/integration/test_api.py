@@ -5,71 +5,30 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-import threading
 import time
-from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import jwt
 import pytest
 import requests
-from cryptography.hazmat.primitives.asymmetric import rsa
 
-from core.settings import ROOT
-from registry import lifecycle, train_forecast
-from registry.training_data import SplitConfig
-from tests.helpers.data import tetouan_slice
+from registry import lifecycle
+from tests.helpers.api import AUDIENCE, Keys, call, jwks_server, serving, trained_tenant
 from tests.helpers.stack import TEST_PORTS, ems
-from warehouse.ingest import ingest_readings, ingest_weather
-from warehouse.refresh import refresh
 
 pytestmark = pytest.mark.integration
 
 A, B = "api-a", "api-b"
 API_PORT = TEST_PORTS["mlflow"] + 3
 JWKS_PORT = TEST_PORTS["mlflow"] + 4
-AUDIENCE = "ems-ai-hub"
-SPLIT = SplitConfig(history_days=28, holdout_days=7, issue_every_h=12, horizons_per_issue=12)
-FAST = train_forecast.BoosterConfig(num_boost_round=40)
-
-
-class Keys:
-    def __init__(self):
-        self.signing = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        self.other = rsa.generate_private_key(public_exponent=65537, key_size=2048)  # not in the JWKS
-        jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(self.signing.public_key()))
-        self.jwks = json.dumps({"keys": [{**jwk, "kid": "test-key", "use": "sig", "alg": "RS256"}]}).encode()
-
-    def token(self, tenant: str | None, roles: list[str], *, key=None, audience=AUDIENCE, expires_in=300,
-              sub="svc-scheduler") -> str:
-        claims = {"sub": sub, "realm_access": {"roles": roles}, "aud": audience,
-                  "exp": datetime.now(UTC) + timedelta(seconds=expires_in), "iat": datetime.now(UTC)}
-        if tenant is not None:
-            claims["tenant_id"] = tenant
-        return jwt.encode(claims, key or self.signing, algorithm="RS256", headers={"kid": "test-key"})
 
 
 @pytest.fixture(scope="module")
 def keys():
     found = Keys()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 - http.server's name
-            self.send_response(200)
-            self.send_header("content-type", "application/json")
-            self.end_headers()
-            self.wfile.write(found.jwks)
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", JWKS_PORT), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield found
-    server.shutdown()
+    with jwks_server(found, JWKS_PORT) as url:
+        found.url = url
+        yield found
 
 
 @pytest.fixture(scope="module")
@@ -77,41 +36,10 @@ def api(stack, store, env, keys, tmp_path_factory):
     """Tenant A with four weeks of Tetouan load and weather and a promoted forecaster; the API as
     `ems serve` runs it, two workers."""
     tmp = tmp_path_factory.mktemp("api")
-    tet = tetouan_slice(tmp / "t.csv", "2017-06-01", "2017-06-29")
-    ingest_readings(stack, tet, A, wide=True, site="tet-api", columns="zone1=zone1_power_consumption")
-    ingest_weather(stack, tet, "tet-api", columns="temperature,humidity,solar_irradiance=general_diffuse_flows")
-    refresh(stack)
-    ems("materialize", env=env)
-    trained = train_forecast.train(stack, store, A, split=SPLIT, boosting=FAST)
+    trained = trained_tenant(stack, store, env, tmp, A, "tet-api", "2017-06-01", "2017-06-29")
     lifecycle.promote(lifecycle.client(stack.mlflow_tracking_uri), trained.model_id, "production", force=True)
-    api_env = {**os.environ, **env, "EMS_API_JWKS_URL": f"http://127.0.0.1:{JWKS_PORT}/certs",
-               "EMS_API_AUDIENCE": AUDIENCE, "EMS_API_PORT": str(API_PORT),
-               "EMS_API_MODEL_TTL_SECONDS": "0"}  # a promotion serves at once (default: within 30 s)
-    log = (tmp / "serve.log").open("w")
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "ems"), "serve", "--workers", "2"], env=api_env,
-                            stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
-    base = f"http://127.0.0.1:{API_PORT}"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"{base}/ready", timeout=2).status_code == 200:
-                break
-        except requests.ConnectionError:
-            pass
-        assert proc.poll() is None, (tmp / "serve.log").read_text()
-        time.sleep(0.5)
-    else:
-        pytest.fail(f"the API did not get ready: {(tmp / 'serve.log').read_text()}")
-    yield base, trained.model_id
-    proc.terminate()
-    assert proc.wait(timeout=30) == 0  # graceful shutdown
-    log.close()
-
-
-def call(method: str, url: str, token: str | None = None, headers: dict | None = None,
-         **kwargs) -> requests.Response:
-    headers = {**(headers or {}), **({"authorization": f"Bearer {token}"} if token else {})}
-    return requests.request(method, url, headers=headers, timeout=60, **kwargs)
+    with serving({**os.environ, **env}, API_PORT, tmp / "serve.log", jwks_url=keys.url) as base:
+        yield base, trained.model_id
 
 
 def test_health_and_ready_need_no_token_and_report_every_dependency(api):

@@ -16,20 +16,15 @@ import secrets
 
 import pytest
 
-from registry import lifecycle, train_forecast
-from registry.training_data import SplitConfig
-from tests.helpers.data import tetouan_slice
+from registry import lifecycle
+from tests.helpers.api import trained_tenant
 from tests.helpers.mlflow_ui import MlflowUI, chromium
 from tests.helpers.stack import TEST_PORTS, ems
-from warehouse.ingest import ingest_readings, ingest_weather
-from warehouse.refresh import refresh
 
 pytestmark = pytest.mark.integration
 
 TENANT = "ui-t"
 NAME = f"{TENANT}.load_forecaster"
-SPLIT = SplitConfig(history_days=28, holdout_days=7, issue_every_h=12, horizons_per_issue=12)
-FAST = train_forecast.BoosterConfig(num_boost_round=40)
 
 
 @pytest.fixture(scope="module")
@@ -58,13 +53,8 @@ def versions(stack, store, env, tmp_path_factory):
     """A trained forecaster of a tenant with four weeks of Tetouan load and weather, promoted with `ems`
     (v1), and v2: the same files registered again, tagged as a training that scored worse than the
     seasonal-naive baseline (what `validation_status` says of such a training)."""
-    tmp = tmp_path_factory.mktemp("ui")
-    tet = tetouan_slice(tmp / "t.csv", "2017-05-01", "2017-05-29")
-    ingest_readings(stack, tet, TENANT, wide=True, site="tet-ui", columns="zone1=zone1_power_consumption")
-    ingest_weather(stack, tet, "tet-ui", columns="temperature,humidity,solar_irradiance=general_diffuse_flows")
-    refresh(stack)
-    ems("materialize", env=env)
-    trained = train_forecast.train(stack, store, TENANT, split=SPLIT, boosting=FAST)
+    trained = trained_tenant(stack, store, env, tmp_path_factory.mktemp("ui"), TENANT, "tet-ui", "2017-05-01",
+                             "2017-05-29")
     mlc = lifecycle.client(stack.mlflow_tracking_uri)
     v1 = lifecycle.show(mlc, trained.model_id)
     ems("models", "promote", v1.id, "--to", "production", *(["--force"] if v1.doubtful else []), env=env)
