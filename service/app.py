@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 import pandas as pd
-from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from core.errors import EmsError
 from core.names import DETECT_METHODS, parse_model_id
-from service.auth import ANONYMOUS, AuthError, Principal, TokenVerifier
+from service.auth import AuthError, Caller, TokenVerifier
 
 logger = logging.getLogger("ems.api")
 SERVICE = "ems-ai-hub"
@@ -162,15 +162,6 @@ def _status(e: EmsError) -> int:
 
 
 # ------------------------------------------------------------------ app
-def principal(request: Request, authorization: Annotated[str | None, Header()] = None) -> Principal:
-    """The caller named by the bearer token (ANONYMOUS with auth off)."""
-    verifier = request.app.state.verifier
-    return ANONYMOUS if verifier is None else verifier.principal(authorization)
-
-
-Caller = Annotated[Principal, Depends(principal)]
-
-
 def create_app(settings, verifier: TokenVerifier | None = None, client=None) -> FastAPI:
     """The API over `settings`' stack; `verifier` None = auth off (only `ems serve` on loopback allows it)."""
     from inference.client import Client

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
 
 from core.errors import EmsError
 
@@ -42,6 +45,15 @@ class Principal:
 
 
 ANONYMOUS = Principal("anonymous (auth off)", None, frozenset(ROLES))
+
+
+def principal(request: Request, authorization: Annotated[str | None, Header()] = None) -> Principal:
+    """The caller named by the bearer token (ANONYMOUS with auth off: `app.state.verifier` None)."""
+    verifier = request.app.state.verifier
+    return ANONYMOUS if verifier is None else verifier.principal(authorization)
+
+
+Caller = Annotated[Principal, Depends(principal)]
 
 
 @dataclass
