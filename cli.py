@@ -956,22 +956,31 @@ def serve(
 ) -> None:
     """Run the AI Hub HTTP API (FastAPI on uvicorn; docs at /docs, OpenAPI at /openapi.json). Bearer
     JWTs are verified against EMS_API_JWKS_URL; without it auth is off, allowed on loopback only."""
+    import logging.config
+
     import uvicorn
 
     from service.auth import check_auth_off_allowed
+    from service.telemetry import log_config
 
     cfg = settings()
     host, port = host or cfg.api_host, port or cfg.api_port
     if not cfg.api_jwks_url:
         _run(check_auth_off_allowed, host)
-        err_console.print("[yellow]auth off[/] (EMS_API_JWKS_URL unset): loopback only")
-    err_console.print(f"AI Hub API on http://{host}:{port} (docs: /docs) with {workers} worker(s)")
+    # A server's output is its log: JSON lines from here on (service.telemetry), in every worker too.
+    logs = log_config("debug" if _State.debug else "info")
+    logging.config.dictConfig(logs)
+    log = logging.getLogger("ems.serve")
+    if not cfg.api_jwks_url:
+        log.warning("auth off (EMS_API_JWKS_URL unset): loopback only")
+    log.info("AI Hub API on http://%s:%s (docs: /docs) with %s worker(s)", host, port, workers)
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # /metrics sums the workers' files
         import tempfile
 
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="ems-api-metrics-")
+    os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")  # MLflow's loggers propagate to ours, as JSON
     uvicorn.run("service.app:app_from_environment", factory=True, host=host, port=port, workers=workers,
-                log_level="warning", timeout_graceful_shutdown=10)
+                log_config=logs, timeout_graceful_shutdown=10)
 
 
 # ---------------------------------------------------------------- users (MLflow basic auth)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -153,6 +154,12 @@ class ModelCache:
         self._models = _ModelLRU(maxsize=max_models)  # by model id, least recently used evicted
         self._production: dict[tuple[str, str], tuple[str, float]] = {}  # (tenant, name) -> (id, resolved at)
         self._lock = threading.RLock()
+        # Told of each lookup: ("hit" | "miss", 0.0), then ("load", seconds) once a miss loaded (the API's metrics).
+        self.observer: Callable[[str, float], None] | None = None
+
+    def _note(self, event: str, seconds: float = 0.0) -> None:
+        if self.observer is not None:
+            self.observer(event, seconds)
 
     def _client(self):
         return lifecycle.client(self.tracking_uri)
@@ -165,6 +172,7 @@ class ModelCache:
         with self._lock:
             cached = self._production.get(key)
             if cached and time.monotonic() - cached[1] < self.ttl_seconds and cached[0] in self._models:
+                self._note("hit")
                 return self._touch(cached[0])
             try:
                 info = lifecycle.resolve_production(self._client(), tenant, name)
@@ -175,6 +183,7 @@ class ModelCache:
                 if not registry_unreachable(e):
                     raise
                 if cached and cached[0] in self._models:
+                    self._note("hit")
                     served = self._touch(cached[0])
                     served.warnings += [f"model registry at {self.tracking_uri} unreachable; serving cached "
                                        f"{served.info.id} resolved {time.monotonic() - cached[1]:.0f} s ago"]
@@ -192,8 +201,12 @@ class ModelCache:
         ref = parse_model_id(model_id)
         with self._lock:
             if ref.id in self._models:
+                self._note("hit")
                 return self._touch(ref.id)
+            self._note("miss")
+            t0 = time.perf_counter()
             served = self._load(ref.id, registered_name(ref.tenant, ref.name), ref.version, info)
+            self._note("load", time.perf_counter() - t0)
             self._models[ref.id] = served
             return self._touch(ref.id)
 

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from core.errors import EmsError
 from core.names import DETECT_METHODS, parse_model_id
+from service import telemetry
 from service.auth import AuthError, Caller, TokenVerifier
 
 logger = logging.getLogger("ems.api")
@@ -178,6 +179,22 @@ def create_app(settings, verifier: TokenVerifier | None = None, client=None) -> 
                         buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10))
     errors_total = Counter("ems_api_errors", "errors by code", ["code"], registry=metrics)
     feature_source = Counter("ems_api_feature_source", "forecasts by feature source", ["source"], registry=metrics)
+    feature_age = Histogram("ems_api_feature_age_seconds", "age of a forecast's features (now - their hour's end)",
+                            ["source"], registry=metrics,
+                            buckets=(300, 900, 1800, 3600, 7200, 3 * 3600, 6 * 3600, 12 * 3600, 86400, 7 * 86400))
+    model_cache = Counter("ems_api_model_cache", "model cache lookups by result (hit | miss)", ["result"],
+                          registry=metrics)
+    model_loads = Histogram("ems_api_model_load_seconds", "model loads from the registry (cache misses)",
+                            registry=metrics, buckets=(.1, .25, .5, 1, 2.5, 5, 10, 30, 60))
+
+    def cache_event(event: str, seconds: float) -> None:
+        if event == "load":
+            model_loads.observe(seconds)
+        else:
+            model_cache.labels(event).inc()
+
+    if getattr(sdk, "models", None) is not None:
+        sdk.models.observer = cache_event
 
     app.state.verifier = verifier
     bucket = _RateLimit(settings.api_rate_per_second, settings.api_rate_burst)
@@ -203,6 +220,7 @@ def create_app(settings, verifier: TokenVerifier | None = None, client=None) -> 
     @app.middleware("http")
     async def observe(request: Request, call_next):
         request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        telemetry.start_request(request_id)
         t0 = time.perf_counter()
         response = await call_next(request)
         route = getattr(request.scope.get("route"), "path", "unmatched")
@@ -210,8 +228,9 @@ def create_app(settings, verifier: TokenVerifier | None = None, client=None) -> 
         requests_total.labels(route, request.method, str(response.status_code)).inc()
         latency.labels(route, request.method).observe(elapsed)
         response.headers["x-request-id"] = request_id
-        logger.info(json.dumps({"request_id": request_id, "method": request.method, "route": route,
-                                "status": response.status_code, "ms": round(elapsed * 1000, 2)}))
+        logger.info("%s %s %s %.1f ms", request.method, route, response.status_code, elapsed * 1000,
+                    extra={"method": request.method, "route": route, "status": response.status_code,
+                           "ms": round(elapsed * 1000, 2)})
         return response
 
     @app.exception_handler(EmsError)
@@ -272,6 +291,7 @@ def create_app(settings, verifier: TokenVerifier | None = None, client=None) -> 
                               quantiles=body.include_quantiles, model=body.model_name,
                               history=_series(body.historical_data), timezone=body.timezone)
         feature_source.labels(result.source).inc()
+        feature_age.labels(result.source).observe(result.feature_age_seconds)
         return {"forecast_id": uuid.uuid4().hex, "forecast_type": body.forecast_type,
                 "interval_minutes": body.interval_minutes, **result.to_dict()}
 
@@ -289,6 +309,7 @@ def create_app(settings, verifier: TokenVerifier | None = None, client=None) -> 
                 failed.append({"asset_id": asset, "code": _code(e), "message": str(e)})
                 continue
             feature_source.labels(result.source).inc()
+            feature_age.labels(result.source).observe(result.feature_age_seconds)
             results.append(result.to_dict())
         return {"forecast_id": uuid.uuid4().hex, "forecasts": results, "errors": failed}
 
@@ -366,6 +387,8 @@ def create_app(settings, verifier: TokenVerifier | None = None, client=None) -> 
     def delete(model_id: str, caller: Caller, force: Annotated[bool, Query()] = False) -> dict:
         caller.require("model_admin", parse_model_id(model_id).tenant)
         return lifecycle.delete(registry, model_id, force=force).as_dict()
+
+    telemetry.instrument(app, settings, _version())  # traces when OTEL_EXPORTER_OTLP_ENDPOINT is set
 
     return app
 
@@ -446,6 +469,7 @@ def app_from_environment() -> FastAPI:
     """uvicorn's factory for `ems serve` (each worker builds its app from the same environment)."""
     from core.settings import Settings
 
+    logging.captureWarnings(True)  # library warnings become JSON log lines too (telemetry.log_config)
     settings = Settings()
     verifier = TokenVerifier(settings.api_jwks_url, settings.api_audience, settings.api_issuer) \
         if settings.api_jwks_url else None
