@@ -44,3 +44,19 @@ class InvalidSeriesError(EmsError, ValueError):
 
 class ModelUnavailableError(EmsError):
     """The model registry cannot be reached and no model is cached."""
+
+
+class JobNotFoundError(EmsError, LookupError):
+    """No job of that id."""
+
+
+class TooManyJobsError(EmsError):
+    """A tenant already has as many jobs queued or running as it may."""
+
+
+def error_code(e: Exception) -> str:
+    """The stable code of an error: its class name in snake case without `Error` (`UnknownAssetError`
+    -> `unknown_asset`)."""
+    import re
+
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", type(e).__name__.removesuffix("Error")).lower() or "error"

@@ -166,6 +166,7 @@ class Settings(BaseSettings):
     api_max_body_bytes: int = Field(default=10_000_000, description="larger requests get 413")
     api_rate_per_second: float = Field(default=200.0, description="per caller (token) and worker; more get 429")
     api_rate_burst: int = 400
+    api_max_jobs: int = Field(default=2, description="trainings and exports a tenant may have queued or running")
     api_model_ttl_seconds: float = Field(default=30.0, description="a promotion serves within this many seconds")
     environment: str = Field(default="local", description="reported by the API's /health")
 

@@ -96,6 +96,28 @@ def feature_values(features, names: list[str]) -> np.ndarray:
     return np.array([[_number(features, f) for f in names]])
 
 
+def overrides(values, allowed: list[str], derived: list[str]) -> dict[str, float]:
+    """Caller-supplied issue-time inputs (name -> finite number), each one the model takes at issue time
+    (`allowed`); calendar inputs (`derived`) follow from the target hour and are refused."""
+    if values is None:
+        return {}
+    if not isinstance(values, Mapping):
+        raise InvalidArgumentError(f"features must be a dict of input name -> number, not {type(values).__name__}")
+    out = {}
+    for name in values:
+        if name in derived:
+            raise InvalidArgumentError(f"input {name!r} is derived from each target hour and cannot be overridden; "
+                                       f"overridable: {', '.join(allowed)}")
+        if name not in allowed:
+            raise InvalidArgumentError(f"input {name!r} is not one the model takes at issue time; overridable: "
+                                       f"{', '.join(allowed)}")
+        value = _number(values, name)
+        if not np.isfinite(value):
+            raise InvalidArgumentError(f"input {name}={values[name]!r} must be a finite number")
+        out[name] = value
+    return out
+
+
 def _number(features: Mapping, name: str) -> float:
     value = features[name]
     if value is None:

@@ -124,13 +124,17 @@ class Client:
     # ------------------------------------------------------------------ forecast
     def forecast(self, tenant: str, asset: str, horizon: int = 24, quantiles: bool = True, model: str | None = None,
                  as_of: datetime | None = None, history: pd.Series | None = None,
-                 timezone: str = "UTC") -> ForecastResult:
+                 timezone: str = "UTC", overrides: dict[str, float] | None = None) -> ForecastResult:
         """Forecast the next `horizon` hours (1-168) of an asset's hourly mean load.
 
         model: a model id `tenant:name:version`, a model name (its production version) or None
         (`load_forecaster` in production). as_of: issue the forecast at a past hour (features from the
         offline store). history: a caller-supplied series for an asset the store does not know
-        (timestamps -> values, any resolution; `timezone` names its calendar zone)."""
+        (timestamps -> values, any resolution; `timezone` names its calendar zone). overrides: values
+        that replace inputs the model reads at issue time (lags, rolling statistics, the weather
+        observed at issue time, profile values; e.g. a corrected temperature), for every target hour;
+        calendar inputs follow from each target hour and cannot be overridden. Each override is named
+        in the result's warnings."""
         check_tenant_id(tenant)
         check_asset_id(asset)
         horizon = checks.horizon(horizon)
@@ -144,6 +148,8 @@ class Client:
         served = self._served(tenant, model, DEFAULT_FORECAST_NAME, "forecast")
         inputs = self._forecast_inputs(served, tenant, asset, horizon, as_of, history, timezone, t)
         model = served.python_model
+        if overrides is not None:
+            self._override(inputs, model.features, overrides)
         recent, warnings = None, []
         if quantiles and history is None:
             recent, warnings = self._recent_widths(served, tenant, asset, inputs.issue_time)
@@ -164,6 +170,18 @@ class Client:
             history_loader=None if history is not None else _history_loader(self.settings, tenant, asset,
                                                                               inputs.issue_time),
         )
+
+    @staticmethod
+    def _override(inputs: feats.Inputs, features: list[str], values: dict) -> None:
+        """Replace issue-time inputs with the caller's values (checked: names the model takes at issue time)."""
+        issue = [f for f in features if f in inputs.values]
+        derived = [f for f in features if f not in inputs.values and f != HORIZON]
+        for name, value in checks.overrides(values, issue, derived).items():
+            was = inputs.values.get(name)
+            inputs.columns[name] = np.full(len(inputs.columns[HORIZON]), value, dtype="float64")
+            inputs.values[name] = value
+            inputs.warnings.append(f"input {name} overridden by the caller: {value:g} (stored: "
+                                   f"{'missing' if was is None or was != was else format(was, 'g')})")
 
     def _recent_widths(self, served, tenant: str, asset: str, t: pd.Timestamp) -> tuple[list | None, list[str]]:
         """p10-p90 widening per horizon bucket from the model's forecasts of the last RECENT_DAYS days at

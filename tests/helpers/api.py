@@ -32,14 +32,19 @@ SPLIT = SplitConfig(history_days=28, holdout_days=7, issue_every_h=12, horizons_
 FAST = train_forecast.BoosterConfig(num_boost_round=40)
 
 
-def trained_tenant(stack, store, env, tmp: Path, tenant: str, site: str, start: str, end: str):
+def loaded_tenant(stack, env, tmp: Path, tenant: str, site: str, start: str, end: str) -> None:
     """Tenant `tenant` with Tetouan's zone-1 load and its weather over [start, end) on site `site`,
-    refreshed, materialized, and a forecaster trained on it (not promoted); returns the training."""
+    refreshed and materialized."""
     tet = tetouan_slice(tmp / f"{tenant}.csv", start, end)
     ingest_readings(stack, tet, tenant, wide=True, site=site, columns="zone1=zone1_power_consumption")
     ingest_weather(stack, tet, site, columns="temperature,humidity,solar_irradiance=general_diffuse_flows")
     refresh(stack)
     ems("materialize", env=env)
+
+
+def trained_tenant(stack, store, env, tmp: Path, tenant: str, site: str, start: str, end: str):
+    """`loaded_tenant` and a forecaster trained on it (not promoted); returns the training."""
+    loaded_tenant(stack, env, tmp, tenant, site, start, end)
     return train_forecast.train(stack, store, tenant, split=SPLIT, boosting=FAST)
 
 
@@ -97,12 +102,12 @@ def serving(env: dict[str, str], port: int, log_path: Path, workers: int = 2,
         proc = subprocess.Popen([str(Path(sys.executable).parent / "ems"), "serve", "--workers", str(workers)],
                                 env=api_env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
         try:
-            deadline = time.monotonic() + 90
+            deadline = time.monotonic() + 180  # workers import the SDK (Feast, MLflow): slow on a busy machine
             while True:
                 try:
-                    if requests.get(f"{base}/ready", timeout=2).status_code == 200:
+                    if requests.get(f"{base}/ready", timeout=10).status_code == 200:
                         break
-                except requests.ConnectionError:
+                except (requests.ConnectionError, requests.Timeout):
                     pass
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise AssertionError(f"the API did not get ready: {log_path.read_text()}")
