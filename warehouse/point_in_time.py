@@ -51,10 +51,12 @@ def tenant_assets(settings: Settings, tenant: str, assets: list[str] | None) -> 
     return list(dict.fromkeys(assets))
 
 
-def features_at(settings: Settings, store, service: str, tenant: str, assets: list[str], at: datetime) -> pd.DataFrame:
-    """The service's features of `assets` as they were at `at` (rows in the order of `assets`)."""
+def features_at(settings: Settings, store, service: str, tenant: str, assets: list[str],
+                at: datetime | dict[str, datetime]) -> pd.DataFrame:
+    """The service's features of `assets` as they were at `at` (one time, or one per asset; rows in the
+    order of `assets`)."""
     assets = tenant_assets(settings, tenant, assets)
-    when = _utc(at, "timestamp")
+    when = [_utc(at[a] if isinstance(at, dict) else at, "timestamp") for a in assets]
     fs = feature_service(store, service)
     entity_df = pd.DataFrame({"tenant_id": tenant, "asset_id": assets, "event_timestamp": when, "target_time": when})
     out = store.get_historical_features(entity_df=entity_df, features=fs).to_df()
