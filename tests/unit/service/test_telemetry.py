@@ -72,3 +72,13 @@ def test_the_log_config_sends_every_logger_through_the_json_formatter():
     assert all("handlers" not in logger and logger.get("propagate", True) for logger in config["loggers"].values())
     assert {config["loggers"][name]["level"] for name in ("ems", "inference", "registry", "uvicorn")} == {"INFO"}
     assert config["loggers"]["uvicorn.access"]["level"] == "WARNING"  # ems.api writes the request's line
+
+
+def test_without_an_endpoint_the_app_is_left_uninstrumented(monkeypatch):
+    from fastapi import FastAPI
+
+    for name in telemetry.ENDPOINT_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    app = FastAPI()
+    telemetry.instrument(app, settings=None, version="0")  # settings are only read to trace
+    assert telemetry._provider is None and not getattr(app, "_is_instrumented_by_opentelemetry", False)
