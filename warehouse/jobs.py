@@ -41,6 +41,9 @@ _SELECT = """
                AS finished_at
     FROM jobs
 """
+_ONE = _SELECT + " WHERE id = %(id)s"
+_OF_TENANT = _SELECT + (" WHERE tenant_id = %(tenant)s AND (%(kind)s::text IS NULL OR kind = %(kind)s)"
+                        " ORDER BY created_at DESC, id LIMIT %(limit)s")
 
 
 @dataclass(frozen=True)
@@ -92,8 +95,7 @@ def submit(settings: Settings, tenant: str, kind: str, request: dict, created_by
 
 def get(settings: Settings, job_id: str) -> Job:
     with connect(settings) as conn:
-        row = conn.cursor(row_factory=dict_row).execute(_SELECT + " WHERE id = %(id)s",
-                                                        {"id": job_id, "lost": LOST_AFTER}).fetchone()
+        row = conn.cursor(row_factory=dict_row).execute(_ONE, {"id": job_id, "lost": LOST_AFTER}).fetchone()
     if row is None:
         raise JobNotFoundError(f"no job {job_id!r}")
     return Job(**row)
@@ -102,11 +104,9 @@ def get(settings: Settings, job_id: str) -> Job:
 def list_jobs(settings: Settings, tenant: str, kind: str | None = None, limit: int = 100) -> list[Job]:
     """A tenant's jobs (of one kind), newest first."""
     check_tenant_id(tenant)
-    query = _SELECT + " WHERE tenant_id = %(tenant)s AND (%(kind)s::text IS NULL OR kind = %(kind)s)" \
-                      " ORDER BY created_at DESC, id LIMIT %(limit)s"
     with connect(settings) as conn:
         rows = conn.cursor(row_factory=dict_row).execute(
-            query, {"tenant": tenant, "kind": kind, "limit": limit, "lost": LOST_AFTER}).fetchall()
+            _OF_TENANT, {"tenant": tenant, "kind": kind, "limit": limit, "lost": LOST_AFTER}).fetchall()
     return [Job(**row) for row in rows]
 
 
