@@ -12,6 +12,8 @@ from core.formats import number
 
 
 def _jsonable(value):
+    if value is pd.NaT:  # the missing time (e.g. the start of an empty anomaly range)
+        return None
     if isinstance(value, pd.Timestamp):
         return value.isoformat()
     if isinstance(value, float | np.floating):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import time
 import uuid
 from datetime import UTC, datetime
@@ -21,128 +20,51 @@ from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from core.errors import EmsError
-from core.names import DETECT_METHODS, parse_model_id
+from core.errors import EmsError, FeaturesUnavailableError, InvalidSeriesError, TooManyJobsError, error_code
+from core.names import parse_model_id
 from service import telemetry
 from service.auth import AuthError, Caller, TokenVerifier
+from service.schemas import (
+    LIMITS,
+    SDK_CALL,
+    AnomalyRequest,
+    AnomalyResponse,
+    BatchForecastRequest,
+    BatchForecastResponse,
+    ExplainRequest,
+    ExplainResponse,
+    FeatureSet,
+    FeaturesRequest,
+    FeaturesResponse,
+    ForecastRequest,
+    ForecastResponse,
+    GlobalExplainRequest,
+    GlobalExplainResponse,
+    Health,
+    ModelInfo,
+    PromoteRequest,
+    Readiness,
+    Reading,
+    errors,
+)
 
 logger = logging.getLogger("ems.api")
 SERVICE = "ems-ai-hub"
-MAX_BATCH = 1000  # assets in one batch forecast or feature read
-FORECAST_TYPES = ("load",)  # generation and price come with their forecasters
-INTERVALS = (60,)  # minutes; 15 and 30 come with sub-hourly features
 
 
-# ------------------------------------------------------------------ requests
-def _forecast_type(value: str) -> str:
-    if value not in FORECAST_TYPES:
-        raise ValueError(f"forecast_type {value!r} is not supported yet; supported: {', '.join(FORECAST_TYPES)}")
-    return value
-
-
-def _interval_minutes(value: int) -> int:
-    if value not in INTERVALS:
-        raise ValueError(f"interval_minutes {value} is not supported yet; supported: {', '.join(map(str, INTERVALS))}")
-    return value
-
-
-def _asset_ids(value: list[str]) -> list[str]:
-    if not 1 <= len(value) <= MAX_BATCH:
-        raise ValueError(f"asset_ids holds {len(value)} assets; allowed 1..{MAX_BATCH}")
-    return value
-
-
-class Reading(BaseModel):
-    timestamp: datetime
-    value: float
-
-
-class ForecastRequest(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [
-        {"tenant_id": "demo", "asset_id": "zone1", "forecast_type": "load", "horizon_hours": 24,
-         "interval_minutes": 60, "include_quantiles": True}]})
-    tenant_id: str
-    asset_id: str
-    forecast_type: str = "load"
-    horizon_hours: int = Field(24, description="1-168")
-    interval_minutes: int = 60
-    include_quantiles: bool = True
-    model_name: str | None = Field(None, description="model name (its production version) or id tenant:name:version")
-    historical_data: list[Reading] | None = Field(None, description="history of an asset the store does not know")
-    timezone: str = Field("UTC", description="IANA zone of historical_data's calendar")
-
-    _type = field_validator("forecast_type")(lambda value: _forecast_type(value))
-    _interval = field_validator("interval_minutes")(lambda value: _interval_minutes(value))
-
-
-class AnomalyRequest(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [
-        {"tenant_id": "demo", "asset_id": "zone1", "method": "z_score", "sensitivity": 3, "lookback_hours": 168}]})
-    tenant_id: str
-    asset_id: str
-    method: str = Field("z_score", description=" | ".join(DETECT_METHODS))
-    sensitivity: int = Field(3, description="1 (fewest flags) .. 5 (most)")
-    start: datetime | None = None
-    end: datetime | None = None
-    lookback_hours: int = 168
-    series: list[Reading] | None = None
-    timezone: str = "UTC"
-
-
-class ExplainRequest(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [
-        {"tenant_id": "demo", "asset_id": "zone1", "horizon_hours": 1}]})
-    tenant_id: str
-    asset_id: str
-    horizon_hours: int = Field(1, description="1-168")
-    model_name: str | None = None
-
-
-class GlobalExplainRequest(BaseModel):
-    model_id: str
-
-
-class BatchForecastRequest(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [
-        {"tenant_id": "demo", "asset_ids": ["zone1", "zone2", "zone3"], "horizon_hours": 24}]})
-    tenant_id: str
-    asset_ids: list[str] = Field(description=f"1..{MAX_BATCH} assets")
-    forecast_type: str = "load"
-    horizon_hours: int = 24
-    interval_minutes: int = 60
-    include_quantiles: bool = True
-    model_name: str | None = None
-
-    _type = field_validator("forecast_type")(lambda value: _forecast_type(value))
-    _interval = field_validator("interval_minutes")(lambda value: _interval_minutes(value))
-    _assets = field_validator("asset_ids")(lambda value: _asset_ids(value))
-
-
-class FeaturesRequest(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [
-        {"tenant_id": "demo", "asset_ids": ["zone1"], "feature_service": "forecast_advanced"}]})
-    tenant_id: str
-    asset_ids: list[str] = Field(description=f"1..{MAX_BATCH} assets")
-    feature_service: str = "forecast_advanced"
-    timestamp: datetime | None = Field(None, description="the hour calendar features describe (default: each "
-                                                          "asset's latest complete hour); values are the online ones")
-
-    _assets = field_validator("asset_ids")(lambda value: _asset_ids(value))
-
-
-class PromoteRequest(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"to": "production", "reason": "beats v3"}]})
-    to: str = Field(description="staging | production | archived")
-    reason: str | None = None
-    force: bool = False
-
-
-def _series(readings: list[Reading] | None) -> pd.Series | None:
+def _series(readings: list[Reading] | None, name: str) -> pd.Series | None:
     if readings is None:
         return None
-    return pd.Series([r.value for r in readings], index=pd.DatetimeIndex([r.timestamp for r in readings]))
+    stamps = [r.timestamp for r in readings]
+    try:
+        index = pd.DatetimeIndex(stamps)
+    except ValueError as e:  # outside pandas' time range, or times with and without a UTC offset mixed
+        reason, _, position = str(e).partition(", at position ")
+        at = f" ({name}[{position}].timestamp = {stamps[int(position)].isoformat()})" if position.isdigit() else ""
+        raise InvalidSeriesError(f"{name} is not a time series{at}: {reason}; use times between 1677 and 2262, "
+                                 "all with a UTC offset or all without") from None
+    return pd.Series([r.value for r in readings], index=index)
 
 
 # ------------------------------------------------------------------ errors
@@ -150,8 +72,7 @@ STATUS = ((PermissionError, 403), (LookupError, 404), (ValueError, 422))
 UNAVAILABLE = ("ModelUnavailableError", "FeaturesUnavailableError")
 
 
-def _code(e: Exception) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", type(e).__name__.removesuffix("Error")).lower() or "error"
+_code = error_code
 
 
 def _status(e: EmsError) -> int:
@@ -159,6 +80,8 @@ def _status(e: EmsError) -> int:
         return e.status
     if type(e).__name__ in UNAVAILABLE:
         return 503
+    if isinstance(e, TooManyJobsError):
+        return 429
     return next((status for kind, status in STATUS if isinstance(e, kind)), 400)
 
 
@@ -246,6 +169,19 @@ def create_app(settings, verifier: TokenVerifier | None = None, client=None) -> 
                  for err in e.errors()]
         return JSONResponse({"code": "invalid_request", "message": "; ".join(parts)}, status_code=422)
 
+    @app.exception_handler(400)
+    @app.exception_handler(404)
+    @app.exception_handler(405)
+    async def http_error(request: Request, e: Exception):
+        """What FastAPI itself refuses, in the error body of every other error: a body it cannot parse
+        (400), no route for the path (404) or for its method (405)."""
+        status = getattr(e, "status_code", 404)
+        code = {400: "invalid_request", 404: "not_found"}.get(status, "method_not_allowed")
+        message = {400: f"the {request.headers.get('content-type', 'untyped')} body cannot be parsed "
+                        f"({getattr(e, 'detail', e)})"}.get(status, f"no route {request.method} {request.url.path}")
+        errors_total.labels(code).inc()
+        return JSONResponse({"code": code, "message": message}, status_code=status, headers=getattr(e, "headers", None))
+
     @app.exception_handler(Exception)
     async def unexpected(request: Request, e: Exception):
         errors_total.labels("internal").inc()
@@ -254,15 +190,16 @@ def create_app(settings, verifier: TokenVerifier | None = None, client=None) -> 
                             status_code=500)
 
     # -------------------------------------------------------------- health
-    @app.get("/health", tags=["service"])
-    def health() -> dict:
+    @app.get("/health", tags=["service"], responses=errors(*LIMITS))
+    def health() -> Health:
         """Liveness and the health of every dependency with its latency (no auth)."""
         checks = {name: _probe(fn) for name, fn in _probes(settings).items()}
         return {"status": "ok" if all(c["healthy"] for c in checks.values()) else "degraded",
                 "service": SERVICE, "version": _version(), "timestamp": datetime.now(UTC).isoformat(),
                 "environment": settings.environment, "dependencies": checks}
 
-    @app.get("/ready", tags=["service"])
+    @app.get("/ready", tags=["service"], response_model=Readiness,
+             responses={503: {"model": Readiness, "description": "a dependency does not answer"}, **errors(*LIMITS)})
     def ready():
         """200 once Postgres, Redis and MLflow answer; 503 otherwise (for orchestrators)."""
         probes = _probes(settings)
@@ -270,7 +207,7 @@ def create_app(settings, verifier: TokenVerifier | None = None, client=None) -> 
         body = {"ready": not down, "down": down}
         return JSONResponse(body, status_code=503 if down else 200)
 
-    @app.get("/metrics", tags=["service"], response_class=PlainTextResponse)
+    @app.get("/metrics", tags=["service"], response_class=PlainTextResponse, responses=errors(*LIMITS))
     def prometheus() -> PlainTextResponse:
         """Prometheus metrics; with several workers (PROMETHEUS_MULTIPROC_DIR, set by `ems serve`) summed
         over all of them."""
@@ -283,20 +220,21 @@ def create_app(settings, verifier: TokenVerifier | None = None, client=None) -> 
         return PlainTextResponse(generate_latest(shown).decode(), media_type=CONTENT_TYPE_LATEST)
 
     # -------------------------------------------------------------- inference
-    @app.post("/ai/forecast", tags=["inference"])
-    def forecast(body: ForecastRequest, caller: Caller) -> dict:
+    @app.post("/ai/forecast", tags=["inference"], responses=errors(*SDK_CALL))
+    def forecast(body: ForecastRequest, caller: Caller) -> ForecastResponse:
         """Hourly point and p10/p50/p90 forecasts of one asset's load, with the model and features used."""
         caller.require("forecaster", body.tenant_id)
         result = sdk.forecast(body.tenant_id, body.asset_id, horizon=body.horizon_hours,
                               quantiles=body.include_quantiles, model=body.model_name,
-                              history=_series(body.historical_data), timezone=body.timezone)
+                              history=_series(body.historical_data, "historical_data"), timezone=body.timezone,
+                              overrides=body.features)
         feature_source.labels(result.source).inc()
         feature_age.labels(result.source).observe(result.feature_age_seconds)
         return {"forecast_id": uuid.uuid4().hex, "forecast_type": body.forecast_type,
                 "interval_minutes": body.interval_minutes, **result.to_dict()}
 
-    @app.post("/ai/forecast/batch", tags=["inference"])
-    def forecast_batch(body: BatchForecastRequest, caller: Caller) -> dict:
+    @app.post("/ai/forecast/batch", tags=["inference"], responses=errors(*SDK_CALL))
+    def forecast_batch(body: BatchForecastRequest, caller: Caller) -> BatchForecastResponse:
         """Forecasts of many assets of one tenant (a portfolio plan); an asset that fails is listed in
         `errors` with its code and message, the others still forecast."""
         caller.require("forecaster", body.tenant_id)
@@ -313,44 +251,59 @@ def create_app(settings, verifier: TokenVerifier | None = None, client=None) -> 
             results.append(result.to_dict())
         return {"forecast_id": uuid.uuid4().hex, "forecasts": results, "errors": failed}
 
-    @app.post("/ai/anomaly", tags=["inference"])
-    def anomaly(body: AnomalyRequest, caller: Caller) -> dict:
+    @app.post("/ai/anomaly", tags=["inference"], responses=errors(*SDK_CALL))
+    def anomaly(body: AnomalyRequest, caller: Caller) -> AnomalyResponse:
         """Hours scored by the tenant's production anomaly model (or a caller-supplied series)."""
         caller.require("anomaly_analyst", body.tenant_id)
         result = sdk.detect_anomalies(body.tenant_id, body.asset_id, start=body.start, end=body.end,
-                                      series=_series(body.series), method=body.method, sensitivity=body.sensitivity,
-                                      lookback_hours=body.lookback_hours, timezone=body.timezone)
+                                      series=_series(body.series, "series"), method=body.method,
+                                      sensitivity=body.sensitivity, lookback_hours=body.lookback_hours,
+                                      timezone=body.timezone)
         return result.to_dict()
 
-    @app.post("/ai/explain", tags=["inference"])
-    def explain(body: ExplainRequest, caller: Caller) -> dict:
+    @app.post("/ai/explain", tags=["inference"], responses=errors(*SDK_CALL))
+    def explain(body: ExplainRequest, caller: Caller) -> ExplainResponse:
         """SHAP contributions to one forecast hour, with the sentence the SDK writes."""
         caller.require("forecaster", body.tenant_id)
         return sdk.explain(body.tenant_id, body.asset_id, horizon=body.horizon_hours, model=body.model_name).to_dict()
 
-    @app.post("/ai/explain/global", tags=["inference"])
-    def explain_global(body: GlobalExplainRequest, caller: Caller) -> dict:
+    @app.post("/ai/explain/global", tags=["inference"], responses=errors(*SDK_CALL))
+    def explain_global(body: GlobalExplainRequest, caller: Caller) -> GlobalExplainResponse:
         """A model's global feature ranking (mean |SHAP| on its training holdout)."""
         caller.require("forecaster", parse_model_id(body.model_id).tenant)
         return sdk.explain_global(body.model_id).to_dict()
 
     # -------------------------------------------------------------- features
-    @app.post("/ai/features/get", tags=["features"])
-    def features_get(body: FeaturesRequest, caller: Caller) -> dict:
-        """A feature service's online values for some assets, with a warning per asset whose online row
-        trails its latest reading."""
+    @app.post("/ai/features/get", tags=["features"], responses=errors(*SDK_CALL))
+    def features_get(body: FeaturesRequest, caller: Caller) -> FeaturesResponse:
+        """A feature service's values for some assets: without `timestamp` the online ones now, with a
+        warning per asset whose online row trails its latest reading; with `timestamp` the values as they
+        were at that time (a point-in-time read of the offline store)."""
         from inference.freshness import stale_warnings
-        from warehouse.store import online_features
+        from warehouse.point_in_time import features_at
+        from warehouse.store import latest_feature_time, online_features
 
         caller.require("ai_user", body.tenant_id)
-        frame = online_features(settings, body.feature_service, body.tenant_id, body.asset_ids,
-                                target_time=body.timestamp, store=sdk.store)
+        if body.timestamp is not None:
+            frame = features_at(settings, sdk.store, body.feature_service, body.tenant_id, body.asset_ids,
+                                body.timestamp)
+            return {"feature_service": body.feature_service, "source": "offline",
+                    "rows": json.loads(frame.to_json(orient="records", date_format="iso")), "warnings": []}
+        try:
+            frame = online_features(settings, body.feature_service, body.tenant_id, body.asset_ids, store=sdk.store)
+        except FeaturesUnavailableError as e:  # Redis down: the offline store's latest values, said so
+            latest = latest_feature_time(settings, body.tenant_id, body.asset_ids)
+            frame = features_at(settings, sdk.store, body.feature_service, body.tenant_id, body.asset_ids,
+                                {a: latest[a] or datetime.now(UTC) for a in body.asset_ids})
+            return {"feature_service": body.feature_service, "source": "offline",
+                    "rows": json.loads(frame.to_json(orient="records", date_format="iso")),
+                    "warnings": [f"{e}; values read from the offline store at each asset's latest feature time"]}
         return {"feature_service": body.feature_service, "source": "online",
                 "rows": json.loads(frame.to_json(orient="records", date_format="iso")),
                 "warnings": stale_warnings(settings, body.tenant_id, body.asset_ids, store=sdk.store)}
 
-    @app.get("/ai/features/sets", tags=["features"])
-    def feature_sets(caller: Caller) -> list[dict]:
+    @app.get("/ai/features/sets", tags=["features"], responses=errors(*SDK_CALL))
+    def feature_sets(caller: Caller) -> list[FeatureSet]:
         """Feature services in the Feast registry with their features and descriptions."""
         caller.require("ai_user")
         out = []
@@ -362,32 +315,36 @@ def create_app(settings, verifier: TokenVerifier | None = None, client=None) -> 
         return out
 
     # -------------------------------------------------------------- models
-    @app.get("/ai/models", tags=["models"])
+    @app.get("/ai/models", tags=["models"], responses=errors(*SDK_CALL))
     def models(caller: Caller, tenant_id: str | None = None, name: str | None = None,
-               stage: str | None = None) -> list[dict]:
+               stage: str | None = None) -> list[ModelInfo]:
         """Versions of a tenant's models: whether each serves, stage and aliases, validation, metrics."""
         tenant = tenant_id or caller.tenant
         caller.require("ai_user", tenant)
         found = lifecycle.list_models(registry, tenant)
         return [m.as_dict() for m in found if (name is None or m.name == name) and (stage is None or m.stage == stage)]
 
-    @app.get("/ai/models/{model_id}", tags=["models"])
-    def model(model_id: str, caller: Caller) -> dict:
+    @app.get("/ai/models/{model_id}", tags=["models"], responses=errors(*SDK_CALL))
+    def model(model_id: str, caller: Caller) -> ModelInfo:
         caller.require("ai_user", parse_model_id(model_id).tenant)
         return lifecycle.show(registry, model_id).as_dict()
 
-    @app.put("/ai/models/{model_id}/promote", tags=["models"])
-    def promote(model_id: str, body: PromoteRequest, caller: Caller) -> dict:
+    @app.put("/ai/models/{model_id}/promote", tags=["models"], responses=errors(*SDK_CALL))
+    def promote(model_id: str, body: PromoteRequest, caller: Caller) -> ModelInfo:
         """The same lifecycle rules as `ems models promote` (alias and stage together, --force, audit tags)."""
         caller.require("model_admin", parse_model_id(model_id).tenant)
         return lifecycle.promote(registry, model_id, body.to, force=body.force,
                                  reason=body.reason or f"via the API by {caller.subject}").as_dict()
 
-    @app.delete("/ai/models/{model_id}", tags=["models"])
-    def delete(model_id: str, caller: Caller, force: Annotated[bool, Query()] = False) -> dict:
+    @app.delete("/ai/models/{model_id}", tags=["models"], responses=errors(*SDK_CALL))
+    def delete(model_id: str, caller: Caller, force: Annotated[bool, Query()] = False) -> ModelInfo:
         caller.require("model_admin", parse_model_id(model_id).tenant)
         return lifecycle.delete(registry, model_id, force=force).as_dict()
 
+    # -------------------------------------------------------------- jobs (trainings, exports)
+    from service.jobs import router as job_router
+
+    app.include_router(job_router(settings, lambda: sdk.store), responses=errors(*SDK_CALL))
     telemetry.instrument(app, settings, _version())  # traces when OTEL_EXPORTER_OTLP_ENDPOINT is set
 
     return app
