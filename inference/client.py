@@ -12,6 +12,7 @@ module-level functions in `inference` use one default client.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from datetime import UTC, datetime
 
@@ -62,6 +63,7 @@ class Client:
         self.latest_ttl_seconds = latest_ttl_seconds
         self._latest: TTLCache = TTLCache(maxsize=10_000, ttl=latest_ttl_seconds, timer=time.monotonic)
         self._recent: LRUCache = LRUCache(maxsize=RECENT_CACHE_SIZE)  # _recent_widths
+        self._caches = threading.Lock()  # cachetools caches are not thread-safe; the HTTP service calls from threads
 
     def _conn(self):
         """The client's autocommit connection, reopened if it broke."""
@@ -75,7 +77,8 @@ class Client:
         """(end of the asset's latest complete hour, end of its latest reading's hour), cached for
         latest_ttl_seconds."""
         key = (tenant, asset)
-        hit = self._latest.get(key)
+        with self._caches:
+            hit = self._latest.get(key)
         if hit is None:
             from warehouse.store import latest_times
 
@@ -87,7 +90,8 @@ class Client:
                 # Postgres restarted or stopped since the connection was last used: one new connection
                 # (DatabaseUnavailableError, naming the address, if it is down).
                 hit = latest_times(self.settings, tenant, [asset], self._conn())[asset]
-            self._latest[key] = hit
+            with self._caches:
+                self._latest[key] = hit
         return hit
 
     def _issue_time(self, tenant: str, asset: str, as_of: datetime | None) -> pd.Timestamp:
@@ -193,16 +197,20 @@ class Client:
         if "horizon_h" not in getattr(model, "features", ()):
             return None, []
         key = (served.info.id, tenant, asset, t)
-        if key not in self._recent:
+        with self._caches:
+            found = self._recent.get(key)
+        if found is None:
             try:
                 X, horizon, y = feats.recent_forecast_rows(self._source(tenant, asset), served.feature_service,
                                                            model.features, t, recent_origins(t))
-                self._recent[key] = (recent_widths(horizon, model.nonconformity(X, y, asset)), [])
+                found = (recent_widths(horizon, model.nonconformity(X, y, asset)), [])
             except (EmsError, psycopg.Error, ValueError, KeyError) as e:
                 logger.warning("recent-residual calibration of %s for %s failed: %s", served.info.id, asset, e)
-                self._recent[key] = (None, [f"interval calibrated at training time (recent residuals unavailable: "
-                                            f"{type(e).__name__})"])
-        return self._recent[key]
+                found = (None, [f"interval calibrated at training time (recent residuals unavailable: "
+                                f"{type(e).__name__})"])
+            with self._caches:
+                self._recent[key] = found
+        return found
 
     def _forecast_inputs(self, served, tenant, asset, horizon, as_of, history, timezone, t=None) -> feats.Inputs:
         peers = uses_peers(getattr(served.python_model, "features", ()))
