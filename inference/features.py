@@ -9,6 +9,7 @@ in pandas (inference/history.py)."""
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -126,11 +127,17 @@ def _aligned_inputs(src: AssetSource, t: pd.Timestamp, horizon: int) -> dict[str
     return {k: v[:horizon] for k, v in hit.items()}
 
 
+_CACHES = threading.Lock()  # cachetools caches are not thread-safe; the HTTP service calls from threads
+
+
 def _cached(cache: LRUCache, key, build):
     """cache[key], built on a miss (the least recently used entries go beyond the cache's size)."""
-    hit = cache.get(key)
+    with _CACHES:
+        hit = cache.get(key)
     if hit is None:
-        hit = cache[key] = build()
+        hit = build()
+        with _CACHES:
+            cache[key] = hit
     return hit
 
 
