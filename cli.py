@@ -781,7 +781,7 @@ def bench(
     out: Annotated[Path | None, typer.Option(help="Folder for the JSON + markdown report "
                                                   "(default .ems/bench/reports).")] = None,
     only: Annotated[list[str] | None, typer.Option(
-        help="Run only these row groups: startup, ingest, materialize, online, serving, model_load, pit, "
+        help="Run only these row groups: startup, ingest, materialize, online, serving, http, model_load, pit, "
              "cycle.")] = None,
     as_json: AsJson = False,
 ) -> None:

@@ -44,6 +44,11 @@ def run(settings, quick: bool = False, out: Path | None = None, only: list[str] 
 
         return cycle_rows(ctx)
 
+    def http():
+        from bench.rows_http import http_rows
+
+        return http_rows(ctx, data(), store, model_id())
+
     def model_load():
         from bench.rows_model_load import model_load_rows
 
@@ -55,6 +60,7 @@ def run(settings, quick: bool = False, out: Path | None = None, only: list[str] 
         ("materialize", lambda: materialize_rows(ctx, data(), store)),  # also loads the bench assets online
         ("online", lambda: online_rows(ctx, data(), store)),
         ("serving", lambda: serving_rows(ctx, data(), store, model_id())),
+        ("http", http),  # `ems serve --workers 2` under load, against the same calls without HTTP
         ("model_load", model_load),
         ("pit", lambda: pit_rows(ctx, data())),
         ("cycle", cycle),  # its own tenants (bench/data.py History); last: it appends hours on every run
@@ -74,11 +80,11 @@ def run(settings, quick: bool = False, out: Path | None = None, only: list[str] 
 
 def select(groups: list[tuple[str, Callable]], only: list[str] | None) -> list[tuple[str, Callable]]:
     """The groups named in `only` (all without it), in run order, with `materialize` ahead of `online` and
-    `serving`: both read the bench assets from the online store, which materialize loads."""
+    `serving` and `http`: they read the bench assets from the online store, which materialize loads."""
     if not only:
         return groups
     unknown = sorted(set(only) - {g for g, _ in groups})
     if unknown:
         raise ValueError(f"unknown bench group(s) {', '.join(unknown)}; choose from {', '.join(g for g, _ in groups)}")
-    needs_online = {"online", "serving"} & set(only)
+    needs_online = {"online", "serving", "http"} & set(only)
     return [g for g in groups if g[0] in only or g[0] == "materialize" and needs_online]

@@ -4,8 +4,8 @@ import pytest
 
 from bench.run import select
 
-GROUPS = [(name, None) for name in ("startup", "ingest", "materialize", "online", "serving", "model_load", "pit",
-                                     "cycle")]
+GROUPS = [(name, None) for name in ("startup", "ingest", "materialize", "online", "serving", "http", "model_load",
+                                     "pit", "cycle")]
 
 
 def names(only):
@@ -16,6 +16,7 @@ def test_groups_that_read_the_online_store_bring_materialize_ahead_of_them():
     assert names(None) == [g for g, _ in GROUPS]
     assert names(["serving", "model_load"]) == ["materialize", "serving", "model_load"]
     assert names(["online"]) == ["materialize", "online"]
+    assert names(["http"]) == ["materialize", "http"]
     assert names(["pit", "startup"]) == ["startup", "pit"]
     assert names(["cycle"]) == ["cycle"]  # its own tenants, checked in Redis by the group itself
 
