@@ -107,8 +107,8 @@ def test_every_operation_answers_within_its_documented_contract(contract_api):
             errors.append(f"{getattr(event, 'label', 'run')}: {getattr(event, 'value', None) or event.exception!r}")
         elif isinstance(event, EngineFinished):
             finished = event
-    logger.info(f"{sum(cases.values())} requests over {len(cases)} operations: "
-          + ", ".join(f"{label} {n}" for label, n in sorted(cases.items())))
+    logger.info("%d requests over %d operations: %s", sum(cases.values()), len(cases),
+                ", ".join(f"{label} {n}" for label, n in sorted(cases.items())))
     assert finished is not None and finished.stop_reason == "completed", finished
     assert not errors, "\n".join(errors)
     assert not failures, f"{len(failures)} contract failures:\n" + "\n\n".join(dict.fromkeys(failures))
@@ -139,3 +139,13 @@ def test_what_fastapi_refuses_itself_gets_the_error_body(contract_api):
     assert nowhere.status_code == 404 and nowhere.json() == {"code": "not_found", "message": "no route GET /ai/nowhere"}
     wrong_method = call("PATCH", f"{base}/ai/forecast", token)
     assert wrong_method.status_code == 405 and wrong_method.json()["code"] == "method_not_allowed"
+
+
+def test_an_anomaly_range_without_a_reading_answers_an_empty_result(contract_api):
+    base, token, _ = contract_api
+    series = [{"timestamp": f"2017-06-0{1 + h // 24}T{h % 24:02d}:00:00Z", "value": 300.0 + h} for h in range(48)]
+    r = call("POST", f"{base}/ai/anomaly", token, json={
+        "tenant_id": TENANT, "asset_id": "zone1", "method": "forecast_residual", "series": series,
+        "start": "2018-01-01T00:00:00Z", "end": "2018-01-02T00:00:00Z"})
+    assert r.status_code == 200, r.text
+    assert r.json()["points"] == [] and r.json()["summary"]["start"] is None
