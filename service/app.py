@@ -164,7 +164,9 @@ def create_app(settings, verifier: TokenVerifier | None = None, client=None) -> 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, e: RequestValidationError):
         errors_total.labels("invalid_request").inc()
-        parts = [f"{'.'.join(str(x) for x in err['loc'][1:]) or 'body'}: {err['msg'].removeprefix('Value error, ')}"
+        parts = [f"body is not JSON at character {err['loc'][-1]}: {err.get('ctx', {}).get('error', err['msg'])}"
+                 if err["type"] == "json_invalid" else
+                 f"{'.'.join(str(x) for x in err['loc'][1:]) or 'body'}: {err['msg'].removeprefix('Value error, ')}"
                  + (f" (got {err['input']!r})" if "input" in err and not isinstance(err["input"], dict) else "")
                  for err in e.errors()]
         return JSONResponse({"code": "invalid_request", "message": "; ".join(parts)}, status_code=422)
