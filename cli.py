@@ -957,6 +957,7 @@ def serve(
     """Run the AI Hub HTTP API (FastAPI on uvicorn; docs at /docs, OpenAPI at /openapi.json). Bearer
     JWTs are verified against EMS_API_JWKS_URL; without it auth is off, allowed on loopback only."""
     import logging.config
+    import tempfile
 
     import uvicorn
 
@@ -974,13 +975,14 @@ def serve(
     if not cfg.api_jwks_url:
         log.warning("auth off (EMS_API_JWKS_URL unset): loopback only")
     log.info("AI Hub API on http://%s:%s (docs: /docs) with %s worker(s)", host, port, workers)
-    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # /metrics sums the workers' files
-        import tempfile
-
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="ems-api-metrics-")
     os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")  # MLflow's loggers propagate to ours, as JSON
-    uvicorn.run("service.app:app_from_environment", factory=True, host=host, port=port, workers=workers,
-                log_config=logs, timeout_graceful_shutdown=10)
+    # /metrics sums the workers' files in a folder this server owns. Both of prometheus_client's names are
+    # set: `import feast` points any unset one at a folder of its own, and a value inherited from a process
+    # that imported Feast would make servers share (and add up) each other's counts.
+    with tempfile.TemporaryDirectory(prefix="ems-api-metrics-") as metrics_dir:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.environ["PROMETHEUS_MULTIPROCESS_DIR"] = metrics_dir
+        uvicorn.run("service.app:app_from_environment", factory=True, host=host, port=port, workers=workers,
+                    log_config=logs, timeout_graceful_shutdown=10)
 
 
 # ---------------------------------------------------------------- users (MLflow basic auth)

@@ -21,7 +21,7 @@ import pandas as pd
 import psycopg
 from cachetools import LRUCache, TTLCache
 
-from core.errors import EmsError, FeaturesUnavailableError, ModelNotFoundError
+from core.errors import EmsError, FeaturesUnavailableError, ModelNotFoundError, UnknownAssetError
 from core.names import (
     DEFAULT_FORECAST_NAME,
     DETECT_METHODS,
@@ -222,6 +222,44 @@ class Client:
         return feats.forecast_inputs(self._source(tenant, asset), served.feature_service, horizon, as_of, t,
                                      peers=peers)
 
+    # ------------------------------------------------------------------ features
+    def online_features(self, tenant: str, assets: list[str], service: str) -> tuple[list[dict], list[str]]:
+        """A feature service's online values per asset (rows in the order of `assets`; calendar features
+        describe each asset's latest complete hour), and one warning per asset whose online row trails
+        its latest reading. One pipelined Redis read; the latest hours come from the client's cache
+        (refreshed every latest_ttl_seconds), so a warm call runs no query."""
+        import redis
+
+        from inference.freshness import LOAD_VIEW, Freshness
+        from inference.online import online_reader
+
+        check_tenant_id(tenant)
+        for a in assets:
+            check_asset_id(a)
+        if not assets:
+            raise UnknownAssetError("no asset given: pass at least one asset id")
+        latest = {a: self._latest_times(tenant, a) for a in dict.fromkeys(assets)}  # unknown asset: 404
+        now = datetime.now(UTC)
+        reader = online_reader(self.store)
+        try:
+            data = reader.read(service, tenant, list(assets), {"target_time": [latest[a][0] or now for a in assets]},
+                               event_timestamps=True)
+        except (redis.RedisError, ConnectionError, OSError) as e:
+            raise FeaturesUnavailableError(f"online store unreachable ({type(e).__name__}: {e}); run `ems up`") from e
+        plan = reader.plan(service)
+        stamps = dict(zip(assets, reader.event_times([(tenant, a) for a in assets], LOAD_VIEW), strict=True)) \
+            if LOAD_VIEW not in {v.name for v in plan.views} else {
+                a: max((data[f"{f}__ts"][i] for v in plan.views if v.name == LOAD_VIEW for f in v.features), default=0)
+                for i, a in enumerate(assets)}
+        names = ["tenant_id", "asset_id", *plan.output]
+        rows = [{n: _plain(data[n][i]) for n in names} for i in range(len(assets))]
+        warnings = []
+        for a in dict.fromkeys(assets):
+            online_end = datetime.fromtimestamp(stamps[a], UTC) if stamps[a] else None
+            if w := Freshness(tenant, a, online_end, *latest[a]).warning():
+                warnings.append(w)
+        return rows, warnings
+
     # ------------------------------------------------------------------ anomalies
     def detect_anomalies(self, tenant: str, asset: str, start=None, end=None, series: pd.Series | None = None,
                          method: str = "z_score", sensitivity: int = 3, lookback_hours: int = 168,
@@ -307,3 +345,10 @@ def _history_loader(settings, tenant: str, asset: str, until: pd.Timestamp):
         return pd.Series(dtype=float) if s is None else pd.Series(s.to_numpy(), index=s.index - HOUR)
 
     return load
+
+
+def _plain(value):
+    """A JSON-ready scalar: numpy numbers as Python ones, NaN as None."""
+    if hasattr(value, "item"):
+        value = value.item()
+    return None if isinstance(value, float) and value != value else value

@@ -31,6 +31,23 @@ def _records(frame: pd.DataFrame) -> list[dict]:
     return [_jsonable(r) for r in frame.to_dict(orient="records")]
 
 
+def _column_records(columns: dict) -> list[dict]:
+    """Records of columns (arrays) without building a DataFrame (the serving hot path): times as ISO
+    8601, numbers as Python numbers, NaN as None; the same values `_records` gives for their frame."""
+    out: dict[str, list] = {}
+    for name, values in columns.items():
+        if isinstance(values, pd.DatetimeIndex) or np.asarray(values).dtype.kind == "M":
+            out[name] = [None if t is pd.NaT else t.isoformat() for t in pd.DatetimeIndex(values)]
+        else:
+            array = np.asarray(values)
+            listed = array.tolist()
+            if array.dtype.kind == "f":
+                listed = [v if v == v and v not in (np.inf, -np.inf) else None for v in listed]
+            out[name] = listed
+    names = list(out)
+    return [dict(zip(names, row, strict=True)) for row in zip(*out.values(), strict=True)]
+
+
 def _figure():
     import matplotlib.pyplot as plt  # the caller's backend: inline in notebooks, Agg when headless
 
@@ -82,7 +99,8 @@ class ForecastResult:
         meta = {k: getattr(self, k) for k in ("tenant", "asset", "model_id", "version", "stage", "feature_service",
                                               "features", "feature_time", "feature_age_seconds", "source",
                                               "fallback", "training_metrics", "generated_at", "warnings")}
-        return {**_jsonable(meta), "forecast": _records(self.frame)}
+        return {**_jsonable(meta), "forecast": _records(self.frame) if isinstance(self._frame, pd.DataFrame)
+                else _column_records(self._frame)}
 
     def plot(self, ax=None, history_hours: int = 168):
         """History (last week) and the forecast: p10-p90 band, p50 and point."""

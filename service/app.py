@@ -122,39 +122,58 @@ def create_app(settings, verifier: TokenVerifier | None = None, client=None) -> 
     app.state.verifier = verifier
     bucket = _RateLimit(settings.api_rate_per_second, settings.api_rate_burst)
 
-    @app.middleware("http")
-    async def limits(request: Request, call_next):
+    def refused(code: str, message: str, status: int, headers: dict | None = None) -> JSONResponse:
+        errors_total.labels(code).inc()
+        return JSONResponse({"code": code, "message": message}, status_code=status, headers=headers)
+
+    def limited(headers: dict[bytes, bytes], client) -> JSONResponse | None:
         """Request size and per-token rate limits (per worker), before any work is done."""
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > settings.api_max_body_bytes:
-            errors_total.labels("request_too_large").inc()
-            return JSONResponse({"code": "request_too_large", "message": f"request body of {length} bytes exceeds "
-                                 f"the limit of {settings.api_max_body_bytes} bytes"}, status_code=413)
-        caller = request.headers.get("authorization") or (request.client.host if request.client else "-")
+        length = headers.get(b"content-length", b"").decode("latin-1")
+        if length.isdigit() and int(length) > settings.api_max_body_bytes:
+            return refused("request_too_large", f"request body of {length} bytes exceeds the limit of "
+                           f"{settings.api_max_body_bytes} bytes", 413)
+        caller = headers.get(b"authorization") or (client[0] if client else "-")
         wait = bucket.take(caller)
         if wait:
-            errors_total.labels("rate_limited").inc()
-            message = (f"more than {settings.api_rate_per_second:g} requests/s (burst {settings.api_rate_burst}) "
-                       f"for this caller; retry in {wait:.2f} s")
-            return JSONResponse({"code": "rate_limited", "message": message}, status_code=429,
-                                headers={"retry-after": str(max(1, round(wait)))})
-        return await call_next(request)
+            return refused("rate_limited", f"more than {settings.api_rate_per_second:g} requests/s (burst "
+                           f"{settings.api_rate_burst}) for this caller; retry in {wait:.2f} s", 429,
+                           {"retry-after": str(max(1, round(wait)))})
+        return None
 
-    @app.middleware("http")
-    async def observe(request: Request, call_next):
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
-        telemetry.start_request(request_id)
-        t0 = time.perf_counter()
-        response = await call_next(request)
-        route = getattr(request.scope.get("route"), "path", "unmatched")
-        elapsed = time.perf_counter() - t0
-        requests_total.labels(route, request.method, str(response.status_code)).inc()
-        latency.labels(route, request.method).observe(elapsed)
-        response.headers["x-request-id"] = request_id
-        logger.info("%s %s %s %.1f ms", request.method, route, response.status_code, elapsed * 1000,
-                    extra={"method": request.method, "route": route, "status": response.status_code,
-                           "ms": round(elapsed * 1000, 2)})
-        return response
+    class Edge:
+        """The service's edge as one plain ASGI middleware (a BaseHTTPMiddleware per concern costs a task
+        and a stream copy per request each): request id, limits, metrics and the request's log line."""
+
+        def __init__(self, inner):
+            self.inner = inner
+
+        async def __call__(self, scope, receive, send):
+            if scope["type"] != "http":
+                return await self.inner(scope, receive, send)
+            headers = dict(scope["headers"])
+            request_id = headers.get(b"x-request-id", b"").decode("latin-1") or uuid.uuid4().hex
+            telemetry.start_request(request_id)
+            t0, status = time.perf_counter(), [500]
+
+            async def sending(message):
+                if message["type"] == "http.response.start":
+                    status[0] = message["status"]
+                    message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+                await send(message)
+
+            try:
+                refusal = limited(headers, scope.get("client"))
+                await (refusal or self.inner)(scope, receive, sending)
+            finally:
+                route = getattr(scope.get("route"), "path", "unmatched")
+                elapsed, method = time.perf_counter() - t0, scope["method"]
+                requests_total.labels(route, method, str(status[0])).inc()
+                latency.labels(route, method).observe(elapsed)
+                logger.info("%s %s %s %.1f ms", method, route, status[0], elapsed * 1000,
+                            extra={"method": method, "route": route, "status": status[0],
+                                   "ms": round(elapsed * 1000, 2)})
+
+    app.add_middleware(Edge)
 
     @app.exception_handler(EmsError)
     async def ems_error(request: Request, e: EmsError):
@@ -281,9 +300,8 @@ def create_app(settings, verifier: TokenVerifier | None = None, client=None) -> 
         """A feature service's values for some assets: without `timestamp` the online ones now, with a
         warning per asset whose online row trails its latest reading; with `timestamp` the values as they
         were at that time (a point-in-time read of the offline store)."""
-        from inference.freshness import stale_warnings
         from warehouse.point_in_time import features_at
-        from warehouse.store import latest_feature_time, online_features
+        from warehouse.store import latest_feature_time
 
         caller.require("ai_user", body.tenant_id)
         if body.timestamp is not None:
@@ -292,7 +310,7 @@ def create_app(settings, verifier: TokenVerifier | None = None, client=None) -> 
             return {"feature_service": body.feature_service, "source": "offline",
                     "rows": json.loads(frame.to_json(orient="records", date_format="iso")), "warnings": []}
         try:
-            frame = online_features(settings, body.feature_service, body.tenant_id, body.asset_ids, store=sdk.store)
+            rows, warnings = sdk.online_features(body.tenant_id, body.asset_ids, body.feature_service)
         except FeaturesUnavailableError as e:  # Redis down: the offline store's latest values, said so
             latest = latest_feature_time(settings, body.tenant_id, body.asset_ids)
             frame = features_at(settings, sdk.store, body.feature_service, body.tenant_id, body.asset_ids,
@@ -300,9 +318,7 @@ def create_app(settings, verifier: TokenVerifier | None = None, client=None) -> 
             return {"feature_service": body.feature_service, "source": "offline",
                     "rows": json.loads(frame.to_json(orient="records", date_format="iso")),
                     "warnings": [f"{e}; values read from the offline store at each asset's latest feature time"]}
-        return {"feature_service": body.feature_service, "source": "online",
-                "rows": json.loads(frame.to_json(orient="records", date_format="iso")),
-                "warnings": stale_warnings(settings, body.tenant_id, body.asset_ids, store=sdk.store)}
+        return {"feature_service": body.feature_service, "source": "online", "rows": rows, "warnings": warnings}
 
     @app.get("/ai/features/sets", tags=["features"], responses=errors(*SDK_CALL))
     def feature_sets(caller: Caller) -> list[FeatureSet]:

@@ -124,6 +124,20 @@ def serving(env: dict[str, str], port: int, log_path: Path, workers: int = 2,
         assert "Application shutdown complete" in log, log
 
 
+def served_keys(port: int):
+    """A module fixture `keys`: a fresh Keys whose JWKS is served on loopback `port` (its URL in `.url`)."""
+    import pytest
+
+    @pytest.fixture(scope="module")
+    def keys():
+        found = Keys()
+        with jwks_server(found, port) as url:
+            found.url = url
+            yield found
+
+    return keys
+
+
 def call(method: str, url: str, token: str | None = None, headers: dict | None = None,
          **kwargs) -> requests.Response:
     headers = {**(headers or {}), **({"authorization": f"Bearer {token}"} if token else {})}

@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from registry import lifecycle
-from tests.helpers.api import AUDIENCE, Keys, call, jwks_server, serving, trained_tenant
+from tests.helpers.api import AUDIENCE, call, served_keys, serving, trained_tenant
 from tests.helpers.stack import TEST_PORTS, ems
 
 pytestmark = pytest.mark.integration
@@ -23,12 +23,7 @@ API_PORT = TEST_PORTS["mlflow"] + 3
 JWKS_PORT = TEST_PORTS["mlflow"] + 4
 
 
-@pytest.fixture(scope="module")
-def keys():
-    found = Keys()
-    with jwks_server(found, JWKS_PORT) as url:
-        found.url = url
-        yield found
+keys = served_keys(JWKS_PORT)
 
 
 @pytest.fixture(scope="module")
@@ -154,13 +149,27 @@ def test_batch_forecast_lists_each_failing_asset_and_forecasts_the_rest(api, key
     assert other.status_code == 403
 
 
-def test_feature_reads_and_sets(api, keys, stack):
+def test_feature_reads_and_sets(api, keys, stack, store):
+    from warehouse.store import online_features
+
     base, _ = api
     r = call("POST", f"{base}/ai/features/get", keys.token(A, ["ai_user"]),
-             json={"tenant_id": A, "asset_ids": ["zone1"], "feature_service": "forecast_advanced"})
+             json={"tenant_id": A, "asset_ids": ["zone1", "zone1"], "feature_service": "forecast_advanced"})
     assert r.status_code == 200, r.text
-    (row,) = r.json()["rows"]
-    assert row["asset_id"] == "zone1" and row["lag_1h"] is not None and "hour_of_day" in row
+    assert r.json()["source"] == "online" and r.json()["warnings"] == []
+    row, again = r.json()["rows"]
+    assert row == again and row["asset_id"] == "zone1" and row["lag_1h"] is not None and "hour_of_day" in row
+    # the same values stock Feast's get_online_features gives (calendar features of the latest hour)
+    feast_row = online_features(stack, "forecast_advanced", A, ["zone1"], store=store).iloc[0].to_dict()
+    assert list(row) == list(feast_row)
+    for name, value in feast_row.items():
+        if isinstance(value, float) and value == value:
+            assert row[name] == pytest.approx(value), name
+        else:
+            assert row[name] == (None if value != value else value), name
+    gone = call("POST", f"{base}/ai/features/get", keys.token(A, ["ai_user"]),
+                json={"tenant_id": A, "asset_ids": ["zone9"]})
+    assert gone.status_code == 404 and "'zone9'" in gone.json()["message"]
     unknown = call("POST", f"{base}/ai/features/get", keys.token(A, ["ai_user"]),
                    json={"tenant_id": A, "asset_ids": ["zone1"], "feature_service": "nope"})
     assert unknown.status_code == 404 and "nope" in unknown.json()["message"], unknown.text
@@ -197,3 +206,23 @@ def test_ems_up_with_api_starts_it_after_the_stack_and_status_shows_it(api, env,
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and Path(f"/proc/{api_status['pid']}").exists():
             time.sleep(0.2)  # gone before the next test lists the stack
+
+
+def test_issue_time_inputs_can_be_overridden_and_calendar_ones_cannot(api, keys):
+    base, _ = api
+    token = keys.token(A, ["forecaster"])
+    body = {"tenant_id": A, "asset_id": "zone1", "horizon_hours": 6}
+    stored = call("POST", f"{base}/ai/forecast", token, json=body).json()
+    r = call("POST", f"{base}/ai/forecast", token, json={**body, "features": {"lag_1h": 0.0, "temperature": 45.0}})
+    assert r.status_code == 200, r.text
+    doc = r.json()
+    assert doc["features"]["lag_1h"] == 0.0 and doc["features"]["temperature"] == 45.0
+    assert doc["features"]["lag_24h"] == stored["features"]["lag_24h"]  # the others as stored
+    noted = [w for w in doc["warnings"] if "overridden by the caller" in w]
+    assert len(noted) == 2 and any(w.startswith("input lag_1h overridden by the caller: 0 (stored: ") for w in noted)
+    assert [row["point"] for row in doc["forecast"]] != [row["point"] for row in stored["forecast"]]
+    for features, names in (({"hour_of_day": 3}, "'hour_of_day' is derived from each target hour"),
+                            ({"load_tomorrow": 1.0}, "'load_tomorrow' is not one the model takes at issue time"),
+                            ({"lag_1h": "a lot"}, "features.lag_1h")):
+        bad = call("POST", f"{base}/ai/forecast", token, json={**body, "features": features})
+        assert bad.status_code == 422 and names in bad.json()["message"], bad.text

@@ -9,7 +9,7 @@ import os
 import pytest
 
 from registry import lifecycle, train_forecast
-from tests.helpers.api import FAST, SPLIT, Keys, call, jwks_server, serving, trained_tenant
+from tests.helpers.api import FAST, SPLIT, call, served_keys, serving, trained_tenant
 from tests.helpers.stack import TEST_PORTS
 from tests.integration.test_faults import outage  # noqa: F401 - the fixture that stops a service
 
@@ -20,12 +20,7 @@ API_PORT = TEST_PORTS["mlflow"] + 13
 JWKS_PORT = TEST_PORTS["mlflow"] + 14
 
 
-@pytest.fixture(scope="module")
-def keys():
-    found = Keys()
-    with jwks_server(found, JWKS_PORT) as url:
-        found.url = url
-        yield found
+keys = served_keys(JWKS_PORT)
 
 
 @pytest.fixture(scope="module")

@@ -14,24 +14,19 @@ import pyarrow.parquet as pq
 import pytest
 
 from registry import lifecycle
-from tests.helpers.api import Keys, call, jwks_server, loaded_tenant, serving
+from tests.helpers.api import call, loaded_tenant, served_keys, serving
 from tests.helpers.stack import TEST_PORTS
 from warehouse.db import connect
 
 pytestmark = pytest.mark.integration
 
 J, OTHER = "jobs-a", "jobs-b"
-API_PORT = TEST_PORTS["mlflow"] + 11
-JWKS_PORT = TEST_PORTS["mlflow"] + 12
+API_PORT = TEST_PORTS["mlflow"] + 15
+JWKS_PORT = TEST_PORTS["mlflow"] + 16
 ALL_ROLES = ["ai_user", "forecaster", "anomaly_analyst", "model_admin"]
 
 
-@pytest.fixture(scope="module")
-def keys():
-    found = Keys()
-    with jwks_server(found, JWKS_PORT) as url:
-        found.url = url
-        yield found
+keys = served_keys(JWKS_PORT)
 
 
 @pytest.fixture(scope="module")

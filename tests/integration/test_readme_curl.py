@@ -20,8 +20,8 @@ from tests.helpers.stack import TEST_PORTS
 pytestmark = pytest.mark.integration
 
 TENANT = "api-readme"
-API_PORT = TEST_PORTS["mlflow"] + 10  # test_api.py uses +3..+5, test_api_contract.py +6/+7
-JWKS_PORT = TEST_PORTS["mlflow"] + 11
+API_PORT = TEST_PORTS["mlflow"] + 11  # test_api.py +3..+5, _contract +6/+7, _telemetry +8..+10
+JWKS_PORT = TEST_PORTS["mlflow"] + 12
 PLACEHOLDER = "demo"  # the README examples' tenant
 # What the section must show, as (method, path) with the tenant and model id in the README's words.
 COVERED = {("GET", "/ai/models"), ("GET", "/ai/models/{id}"), ("PUT", "/ai/models/{id}/promote"),
