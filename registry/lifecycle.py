@@ -366,21 +366,26 @@ def _make_serving(mlflow_client, name: str, version: str, rounds: int = 5) -> No
     raise InvalidTransitionError(f"{name} version {version}: concurrent promotions kept archiving it; retry")
 
 
-def _set_alias(mlflow_client, name: str, version: str, tries: int = 5) -> None:
-    """Point the production alias at `version`. The server writes a model's first alias by select-then-
-    insert, so two promotions that both find no alias collide on its primary key; the loser's retry
-    finds the row and moves it (the last write orders the promotions, as for any later alias move)."""
+def _set_alias(mlflow_client, name: str, version: str) -> None:
+    """Point the production alias at `version` (the last write orders concurrent promotions)."""
+    _upsert(mlflow_client.set_registered_model_alias, name, ALIAS_PRODUCTION, version)
+
+
+def _upsert(write, *args, tries: int = 5) -> None:
+    """An MLflow write of a row that may not exist yet (an alias, a version tag). The server does these by
+    select-then-insert, so two writers that both find no row collide on its primary key; the loser's retry
+    finds the row and updates it."""
     from mlflow.exceptions import MlflowException
 
     for attempt in range(tries):
         try:
-            mlflow_client.set_registered_model_alias(name, ALIAS_PRODUCTION, version)
+            write(*args)
             return
         except MlflowException as e:
-            collided = "registered_model_alias_pk" in str(e) or "UNIQUE constraint" in str(e)
+            collided = "UniqueViolation" in str(e) or "UNIQUE constraint" in str(e)
             if not collided or attempt == tries - 1:
                 raise
-            logger.info("%s version %s: the first alias was written concurrently; retrying", name, version)
+            logger.info("%s%s: written concurrently; retrying", getattr(write, "__name__", "write"), args[:2])
 
 
 def _agrees(mlflow_client, name: str, version: str) -> bool:
@@ -405,7 +410,7 @@ def _record(mlflow_client, name: str, version: str, at: int, to: str, previous: 
     for key, value in {TAG_PROMOTED_AT: str(at), TAG_PROMOTED_BY: event["by"],
                        TAG_PROMOTED_FROM: previous or "", TAG_PROMOTION_REASON: reason or "",
                        f"{TAG_PROMOTION_PREFIX}{at}": json.dumps(event)}.items():
-        mlflow_client.set_model_version_tag(name, version, key, value)
+        _upsert(mlflow_client.set_model_version_tag, name, version, key, value)
 
 
 def _set_stage(mlflow_client, name: str, version: str, stage: str):
@@ -416,7 +421,7 @@ def _set_stage(mlflow_client, name: str, version: str, stage: str):
         moved = mlflow_client.transition_model_version_stage(name, version, _MLFLOW_STAGE[stage],
                                                              archive_existing_versions=False)
     if stage == "archived":  # marks this Archived stage as set by `ems` (see _alias_decides)
-        mlflow_client.set_model_version_tag(name, version, TAG_ARCHIVED_AT, str(moved.last_updated_timestamp))
+        _upsert(mlflow_client.set_model_version_tag, name, version, TAG_ARCHIVED_AT, str(moved.last_updated_timestamp))
     return moved
 
 

@@ -69,7 +69,7 @@ def _series(readings: list[Reading] | None, name: str) -> pd.Series | None:
 
 # ------------------------------------------------------------------ errors
 STATUS = ((PermissionError, 403), (LookupError, 404), (ValueError, 422))
-UNAVAILABLE = ("ModelUnavailableError", "FeaturesUnavailableError")
+UNAVAILABLE = ("ModelUnavailableError", "FeaturesUnavailableError", "DatabaseUnavailableError")
 
 
 _code = error_code

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -62,6 +62,36 @@ class ExportRequest(BaseModel):
     asset_ids: list[str] | None = Field(None, description="default: every asset of the tenant")
 
 
+class JobResponse(BaseModel):
+    """A job as `GET /ai/jobs/{job_id}` shows it (times ISO 8601 UTC)."""
+    job_id: str
+    tenant_id: str
+    kind: Literal["train", "export"]
+    status: Literal["queued", "running", "succeeded", "failed"]
+    request: dict[str, Any]
+    created_by: str
+    step: str | None = Field(description="the step running now (or the last one)")
+    done: int
+    total: int | None
+    result: dict[str, Any] | None = Field(description="train: model_id, run_id, metrics; export: uri, rows, bytes")
+    error_code: str | None = Field(description="stable code of the failure (`lost`: its process stopped)")
+    error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    heartbeat_at: datetime | None
+    finished_at: datetime | None
+
+
+class AcceptedJob(JobResponse):
+    links: dict[str, str] = Field(description="self: where to poll the job")
+
+
+class ExportResponse(JobResponse):
+    rows: int | None
+    bytes: int | None
+    uri: str | None = Field(description="s3://bucket/exports/<tenant>/<job_id>.parquet once it succeeded")
+
+
 def router(settings, store_of) -> APIRouter:
     """The job routes over `settings`' stack; `store_of()` gives the Feast store (to check names)."""
     from warehouse import jobs
@@ -74,7 +104,7 @@ def router(settings, store_of) -> APIRouter:
         return JSONResponse({**job.as_dict(), "links": {"self": location}}, status_code=202,
                             headers={"location": location})
 
-    @api.post("/ai/models/train", tags=["models"], status_code=202)
+    @api.post("/ai/models/train", tags=["models"], status_code=202, response_model=AcceptedJob)
     def train(body: TrainRequest, caller: Caller, request: Request) -> JSONResponse:
         """Start a training (a new staging version when it succeeds); poll `GET /ai/jobs/{job_id}`."""
         caller.require("model_admin", body.tenant_id)
@@ -83,7 +113,7 @@ def router(settings, store_of) -> APIRouter:
                           settings.api_max_jobs)
         return accepted(job, request)
 
-    @api.post("/ai/features/export", tags=["features"], status_code=202)
+    @api.post("/ai/features/export", tags=["features"], status_code=202, response_model=AcceptedJob)
     def export(body: ExportRequest, caller: Caller, request: Request) -> JSONResponse:
         """Start a point-in-time export of a feature service (every hour in [start, end) of each asset)
         to S3 as Parquet; `GET /ai/features/exports` lists them."""
@@ -104,7 +134,7 @@ def router(settings, store_of) -> APIRouter:
         return accepted(job, request)
 
     @api.get("/ai/jobs/{job_id}", tags=["jobs"], name="job")
-    def job(job_id: str, caller: Caller) -> dict:
+    def job(job_id: str, caller: Caller) -> JobResponse:
         """A job's status (queued, running, succeeded, failed), step and progress, and its result: the
         new model id of a training, the file of an export."""
         found = jobs.get(settings, job_id)
@@ -113,7 +143,7 @@ def router(settings, store_of) -> APIRouter:
 
     @api.get("/ai/jobs", tags=["jobs"])
     def job_list(caller: Caller, tenant_id: str | None = None, kind: Literal["train", "export"] | None = None
-                 ) -> list[dict]:
+                 ) -> list[JobResponse]:
         """A tenant's jobs, newest first (100 at most)."""
         tenant = tenant_id or caller.tenant
         if tenant is None:
@@ -122,7 +152,7 @@ def router(settings, store_of) -> APIRouter:
         return [j.as_dict() for j in jobs.list_jobs(settings, tenant, kind)]
 
     @api.get("/ai/features/exports", tags=["features"])
-    def exports(caller: Caller, tenant_id: str | None = None) -> list[dict]:
+    def exports(caller: Caller, tenant_id: str | None = None) -> list[ExportResponse]:
         """A tenant's exports with status, rows, size, file and times, newest first."""
         tenant = tenant_id or caller.tenant
         if tenant is None:
