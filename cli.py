@@ -710,17 +710,30 @@ def evaluate_forecast(
 
 
 def _backtest_tables(result) -> None:
-    """Per horizon set: each asset's MAE, MAPE, skill vs both seasonal-naive forecasts, coverage."""
+    """Per horizon set: each asset's MAE, MAPE, skill vs both seasonal-naive forecasts (and how many of
+    their rows used a fallback), coverage; then the worst days."""
     from evaluation.backtest import ALL, horizon_label
-    from evaluation.backtest_report import fmt
+    from evaluation.backtest_report import WORST_COLUMNS, fmt
 
     columns = {"mae": "MAE", "mape": "MAPE %", "skill_naive_24": "skill vs naive-24",
-               "skill_naive_168": "skill vs naive-168", "coverage_p10_p90": "p10–p90 cov."}
+               "naive_24_fallback_rows": "fallback rows", "skill_naive_168": "skill vs naive-168",
+               "naive_168_fallback_rows": "fallback rows", "coverage_p10_p90": "p10–p90 cov.", "rows": "rows"}
     for h in result.horizons:
         table = Table("asset", *columns.values(), title=f"{result.tenant} · {horizon_label(h)} · "
                                                         f"{result.origins} origins")
         for asset, s in result.table(h).iterrows():
             table.add_row("[bold]all[/]" if asset == ALL else asset, *[fmt(k, s[k]) for k in columns])
+        console.print(table)
+    console.print("fallback rows: baseline hours without a reading, scored with the other seasonal-naive "
+                  "forecast, then the last value (all metrics on the same rows)")
+    worst = result.worst
+    if not worst.empty:
+        table = Table("asset", "origin", *(label for _, label in WORST_COLUMNS), "gaps", "inputs unknown",
+                      title=f"worst days: {horizon_label(min(24, max(result.horizons)))} MAE over the better "
+                            "seasonal-naive", show_lines=True)
+        for _, row in worst.iterrows():
+            table.add_row(row["asset_id"], f"{row['issue_time']:%Y-%m-%d %H:%M}",
+                          *[fmt(k, row[k]) for k, _ in WORST_COLUMNS], row["gaps"] or "—", row["missing_inputs"] or "—")
         console.print(table)
 
 

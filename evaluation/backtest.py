@@ -17,6 +17,13 @@ Design: trained once, not refitted per origin.
   the rows with horizon <= H. Target hours after the last reading cannot be scored: horizon h is
   scored at origins - ceil(h/24) + 1 origins (all of them for h <= 24).
 - Skill vs a seasonal-naive forecast is 1 - MAE(model) / MAE(naive) on the same rows (> 0: better).
+  Every metric of a table, the model's and the baselines', is computed on the same rows. Where a
+  baseline's own hour is missing (a gap in the readings) it falls back to the other seasonal-naive
+  forecast, then to the last value observed at the issue time (registry/design.py, baselines), and
+  the rows that used a fallback are counted (`naive_24_fallback_rows`, ..._last_value_rows).
+- Worst days: per asset and daily origin the day-ahead MAE of the model over that of the better of
+  the two baselines on the same rows; the WORST origins with the largest ratio are listed with what
+  was missing in their inputs (hours without a reading in the week before the origin, inputs unknown).
   MASE divides errors by the asset's in-sample seasonal-naive-168 h MAE over its training window.
   Pooled over assets ("(all)"), skill compares MASE-scaled errors, so an asset weighs by its rows
   and not by its size; MAE, RMSE and pinball loss stay in load units there (dominated by the
@@ -38,7 +45,7 @@ from core.errors import EmsError, InvalidHorizonError
 from core.names import DEFAULT_FORECAST_SERVICE
 from core.settings import Settings
 from registry import metrics, train_forecast, training_data
-from registry.design import HORIZON, MAX_HORIZON, META
+from registry.design import BASELINE_SOURCES, HORIZON, HOUR, MAX_HORIZON, META, PROFILE_DAYS
 from registry.forecaster import ALPHAS, BOOSTERS, OUTPUTS, RECENT_DAYS, recent_widths
 
 logger = logging.getLogger(__name__)
@@ -51,9 +58,16 @@ MAX_ORIGINS = 365
 MAX_HISTORY_DAYS = 20_000
 INTERVAL = ("p10", "p90")
 NOMINAL_COVERAGE = 0.8
+BASELINES = tuple(BASELINE_SOURCES)  # naive_24, naive_168
+FALLBACKS = tuple(f"{b}_{kind}_rows" for b in BASELINES for kind in ("fallback", "last_value"))
 METRICS = ("mae", "rmse", "mape", "smape", "mase", "skill_naive_24", "skill_naive_168", "naive_24_mae",
-           "naive_24_mape", "naive_168_mae", "naive_168_mape", "pinball_mean", "coverage_p10_p90", "rows", "origins")
-ROW_KEYS = [*META, HORIZON, "y", "naive_24", "naive_168"]  # held-out rows: actual and both baselines
+           "naive_24_mape", "naive_168_mae", "naive_168_mape", "pinball_mean", "coverage_p10_p90", "rows", "origins",
+           *FALLBACKS)
+# held-out rows: actual, both baselines (with fallbacks) and which source each baseline value came from
+ROW_KEYS = [*META, HORIZON, "y", *BASELINES, *(f"{b}_source" for b in BASELINES)]
+WORST = 5  # origins listed in the worst-days table
+DAY_COLUMNS = ["asset_id", "issue_time", "model_mae", "naive_24_mae", "naive_168_mae", "ratio",
+               "naive_24_fallback_rows", "missing_hours", "gaps", "missing_inputs"]
 COLUMNS = [*ROW_KEYS, *OUTPUTS]  # + the model's p10, p50, p90, point
 
 
@@ -76,12 +90,18 @@ class BacktestResult:
     metrics: pd.DataFrame  # index (horizon_set, asset_id incl. ALL), columns METRICS
     by_horizon: pd.DataFrame  # index (asset_id incl. ALL, horizon_h)
     forecasts: pd.DataFrame = field(repr=False)  # COLUMNS, one row per (asset, origin, horizon)
+    days: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=DAY_COLUMNS), repr=False)  # per origin
     training: training_data.TrainingSet | None = field(default=None, repr=False)
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
     def assets(self) -> list[str]:
         return [w.asset_id for w in self.windows]
+
+    @property
+    def worst(self) -> pd.DataFrame:
+        """The WORST origins by day-ahead error ratio to the better seasonal-naive forecast."""
+        return worst_days(self.days)
 
     def table(self, horizon_set: int) -> pd.DataFrame:
         """Metrics of one horizon set: one row per asset, then the pooled row."""
@@ -105,6 +125,8 @@ class BacktestResult:
             "by_horizon": {asset: {k: [_plain(v) for v in values] for k, values in
                                    part.droplevel(0).reset_index().to_dict(orient="list").items()}
                            for asset, part in self.by_horizon.groupby(level=0, sort=False)},
+            "worst_days": [{k: _plain(v) if k != "issue_time" else _iso(v) for k, v in row.items()}
+                           for row in self.worst.to_dict(orient="records")],
             "timings": self.timings,
         }
 
@@ -158,9 +180,10 @@ def run(settings: Settings, store, tenant: str, assets: list[str] | None = None,
     timings["predict_s"] = time.perf_counter() - t2
     tick(STEPS[-1], len(STEPS) - 1, len(STEPS))
     scales = {a: s.get("naive_168", math.nan) for a, s in ts.scales.items()}
+    days = origin_days(forecasts, ts.series, rows[model.features], min(24, hs[-1]))
     result = BacktestResult(tenant, service, hs, origins, history_days, boosting, ts.windows, ts.features,
                             len(ts.train), scales, aggregate(forecasts, scales, hs), by_horizon(forecasts, scales),
-                            forecasts, ts)
+                            forecasts, days, ts)
     timings["total_s"] = time.perf_counter() - t0
     result.timings = timings
     tick("done", len(STEPS), len(STEPS))
@@ -206,8 +229,29 @@ def skill(y, forecast, naive, scale=None) -> float:
     return float(1 - np.sum(np.abs(forecast[keep] - y[keep]) / scale[keep]) / base) if base > 0 else math.nan
 
 
+def scored(rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows every metric is computed on: actual, the model's outputs and both baselines known. The
+    baselines carry their fallbacks (design.baselines), so this drops nothing unless an asset had no
+    reading at all before an origin; without it a model scored on more rows than its baselines gets a
+    skill that disagrees with its MAE."""
+    keep = np.logical_and.reduce([np.isfinite(rows[c].to_numpy(dtype=float)) for c in ("y", *OUTPUTS, *BASELINES)])
+    return rows[keep]
+
+
+def fallback_counts(rows: pd.DataFrame) -> dict[str, float]:
+    """Rows whose baseline came from a fallback (any), and from the last value, per baseline."""
+    out = {}
+    for b in BASELINES:
+        src = rows[f"{b}_source"].to_numpy() if f"{b}_source" in rows else np.zeros(len(rows), dtype=int)
+        out[f"{b}_fallback_rows"] = float(np.sum(src > 0))
+        out[f"{b}_last_value_rows"] = float(np.sum(src == BASELINE_SOURCES[b].index("last_value")))
+    return out
+
+
 def scores(rows: pd.DataFrame, scales: dict[str, float]) -> dict[str, float]:
-    """METRICS over forecast rows (COLUMNS) of one or several assets; `scales` per asset (MASE)."""
+    """METRICS over forecast rows (COLUMNS) of one or several assets; `scales` per asset (MASE). All on
+    the same rows (`scored`)."""
+    rows = scored(rows)
     y, point = rows["y"].to_numpy(dtype=float), rows["point"].to_numpy(dtype=float)
     scale = rows["asset_id"].map(scales).to_numpy(dtype=float)
     out = {"mae": metrics.mae(y, point), "rmse": metrics.rmse(y, point), "mape": metrics.mape(y, point),
@@ -223,7 +267,7 @@ def scores(rows: pd.DataFrame, scales: dict[str, float]) -> dict[str, float]:
     out["coverage_p10_p90"] = metrics.coverage(y, rows[INTERVAL[0]], rows[INTERVAL[1]])
     out["rows"] = float(len(rows))
     out["origins"] = float(rows.groupby("asset_id")["issue_time"].nunique().max()) if len(rows) else 0.0
-    return out
+    return out | fallback_counts(rows)
 
 
 def aggregate(forecasts: pd.DataFrame, scales: dict[str, float], horizons: Iterable[int]) -> pd.DataFrame:
@@ -239,8 +283,9 @@ def aggregate(forecasts: pd.DataFrame, scales: dict[str, float], horizons: Itera
 
 
 def by_horizon(forecasts: pd.DataFrame, scales: dict[str, float]) -> pd.DataFrame:
-    """Per asset (and ALL) and horizon: MAE and MASE of the model and both baselines, p10-p90 coverage."""
-    f = forecasts
+    """Per asset (and ALL) and horizon: MAE and MASE of the model and both baselines, p10-p90 coverage
+    (on the same rows, `scored`)."""
+    f = scored(forecasts)
     scale = f["asset_id"].map(scales).to_numpy(dtype=float)
     scale = np.where(scale > 0, scale, np.nan)
     err = pd.DataFrame({"asset_id": f["asset_id"], HORIZON: f[HORIZON]})
@@ -255,6 +300,58 @@ def by_horizon(forecasts: pd.DataFrame, scales: dict[str, float]) -> pd.DataFram
     pooled = err.groupby(HORIZON).agg(agg)
     pooled.index = pd.MultiIndex.from_product([[ALL], pooled.index], names=["asset_id", HORIZON])
     return pd.concat([per_asset, pooled])
+
+
+def origin_days(forecasts: pd.DataFrame, series: dict[str, pd.Series], inputs: pd.DataFrame,
+                horizon: int = 24) -> pd.DataFrame:
+    """One row per asset and origin (DAY_COLUMNS): day-ahead (horizons 1..`horizon`) MAE of the model and
+    both baselines on the same rows, the model's ratio to the better baseline, the rows whose naive-24
+    used a fallback, and what was missing in the origin's inputs: hours without a reading among the
+    PROFILE_DAYS days before it (count and ranges, from `series`, hourly means by hour end) and the
+    model inputs (`inputs`, same index as `forecasts` rows) unknown at that origin but known elsewhere
+    for the asset."""
+    f = scored(forecasts[forecasts[HORIZON] <= horizon])
+    records = []
+    for asset, part in f.groupby("asset_id", sort=True):
+        known = inputs.loc[inputs.index.intersection(part.index)] if len(inputs) else inputs
+        ever = [c for c in known.columns if c != HORIZON and known[c].notna().any()]
+        s = series.get(asset, pd.Series(dtype=float)).dropna()
+        for origin, day in part.groupby("issue_time", sort=True):
+            errors = {name: float(np.mean(np.abs(day[col] - day["y"]))) for name, col in
+                      (("model_mae", "point"), ("naive_24_mae", "naive_24"), ("naive_168_mae", "naive_168"))}
+            best = min(errors["naive_24_mae"], errors["naive_168_mae"])
+            hours = pd.date_range(origin - (PROFILE_DAYS * 24 - 1) * HOUR, origin, freq="h")
+            missing = hours[~hours.isin(s.index)]
+            mine = known.loc[known.index.intersection(day.index), ever] if ever else known.iloc[:0, :0]
+            records.append({"asset_id": asset, "issue_time": origin, **errors,
+                            "ratio": errors["model_mae"] / best if best > 0 else math.nan,
+                            "naive_24_fallback_rows": float(np.sum(day["naive_24_source"].to_numpy() > 0))
+                            if "naive_24_source" in day else 0.0,
+                            "missing_hours": float(len(missing)), "gaps": gaps(missing),
+                            "missing_inputs": ", ".join(c for c in mine.columns if mine[c].isna().any())})
+    return pd.DataFrame.from_records(records, columns=DAY_COLUMNS)
+
+
+def worst_days(days: pd.DataFrame, n: int = WORST) -> pd.DataFrame:
+    """The `n` origins with the largest ratio (unknown ratios last)."""
+    return days.sort_values(["ratio", "asset_id", "issue_time"], ascending=[False, True, True],
+                            na_position="last").head(n).reset_index(drop=True)
+
+
+def gaps(missing: pd.DatetimeIndex) -> str:
+    """Missing hours (by hour end) as runs: '2024-03-01 06:00–24:00 (18 h)', each run from the start of
+    its first hour to the end of its last; '' when nothing is missing."""
+    if len(missing) == 0:
+        return ""
+    ends = pd.DatetimeIndex(missing).sort_values()
+    breaks = np.flatnonzero(np.diff(ends.asi8) != HOUR.value) + 1
+    runs = []
+    for run in np.split(np.arange(len(ends)), breaks):
+        start, end = ends[run[0]] - HOUR, ends[run[-1]]
+        last = "24:00" if end.hour == 0 and end.normalize() > start.normalize() and end - start <= pd.Timedelta(
+            days=1) else f"{end:%H:%M}" if end.normalize() == start.normalize() else f"{end:%Y-%m-%d %H:%M}"
+        runs.append(f"{start:%Y-%m-%d %H:%M}–{last} ({len(run)} h)")
+    return "; ".join(runs)
 
 
 def horizon_label(h: int) -> str:

@@ -110,15 +110,21 @@ ACCURACY = (("mae", "MAE"), ("rmse", "RMSE"), ("mape", "MAPE %"), ("smape", "sMA
 BASELINES = (("mae", "MAE model"), ("naive_24_mae", "MAE naive-24"), ("naive_168_mae", "MAE naive-168"),
              ("mape", "MAPE % model"), ("naive_24_mape", "MAPE % naive-24"), ("naive_168_mape", "MAPE % naive-168"),
              ("skill_naive_24", "skill vs naive-24"), ("skill_naive_168", "skill vs naive-168"))
+FALLBACK_COLUMNS = (("rows", "rows"), ("naive_24_fallback_rows", "naive-24 from a fallback"),
+                    ("naive_24_last_value_rows", "of them the last value"),
+                    ("naive_168_fallback_rows", "naive-168 from a fallback"),
+                    ("naive_168_last_value_rows", "of them the last value"))
 
 
 def fmt(metric: str, value: float) -> str:
     """One table cell: skills signed, percentages and ratios to fixed decimals, loads by size."""
     if value is None or not math.isfinite(value):
         return MISSING
+    if metric == "ratio":
+        return number(value, ".2f")
     if metric.startswith("skill"):
         return number(value, "+.3f")
-    if metric in ("rows", "origins"):
+    if metric in ("rows", "origins", "missing_hours") or metric.endswith("_rows"):
         return number(value, ",.0f")
     if "mape" in metric or metric == "coverage_p10_p90":
         return number(value, ".2f")
@@ -156,13 +162,20 @@ def markdown(result: BacktestResult, now: datetime) -> str:
         table = r.table(h)
         lines += ["", f"## {horizon_label(h)[0].upper()}{horizon_label(h)[1:]}", "", "Accuracy:", "",
                   *_table(table, ACCURACY), "", "Model vs seasonal-naive baselines (same rows):", "",
-                  *_table(table, BASELINES)]
+                  *_table(table, BASELINES), "", "Baseline fallbacks (rows whose seasonal-naive hour had no reading):",
+                  "", *_table(table, FALLBACK_COLUMNS)]
+    lines += ["", f"## Worst days ({len(r.worst)} origins)", "",
+              f"The origins whose {horizon_label(min(24, max(r.horizons)))} MAE is the largest multiple of the "
+              "better seasonal-naive forecast's on the same rows, and what their inputs were missing.", "",
+              *worst_table(r.worst)]
     lines += ["", "## Plots", ""]
     lines += [f"![{title}](plots/{name}.png)" for name, title in PLOTS.items()]
     lines += ["", "## Definitions", "",
               "- naive-24: the same hour on the last day before the issue time (t+h−24·⌈h/24⌉ h); "
               "naive-168: the same hour one week earlier (t+h−168 h).",
-              "- skill = 1 − MAE(model) / MAE(naive) on rows where both are known (> 0: the model is better). "
+              "- Where a baseline's own hour has no reading it falls back to the other seasonal-naive forecast, "
+              "then to the last value observed at the issue time; every metric is computed on the same rows.",
+              "- skill = 1 − MAE(model) / MAE(naive) on the same rows (> 0: the model is better). "
               "For all assets together the errors are first divided by each asset's in-sample naive-168 MAE, "
               "so assets weigh by rows, not by size.",
               "- MASE: |error| / in-sample MAE of the seasonal-naive-168 h forecast over the asset's training window.",
@@ -172,6 +185,24 @@ def markdown(result: BacktestResult, now: datetime) -> str:
               "- MAE, RMSE and pinball loss are in the assets' load units; for all assets they are pooled "
               "(dominated by the largest asset).", ""]
     return "\n".join(lines)
+
+
+WORST_COLUMNS = (("model_mae", "MAE model"), ("naive_24_mae", "MAE naive-24"), ("naive_168_mae", "MAE naive-168"),
+                 ("ratio", "ratio to the better naive"), ("naive_24_fallback_rows", "naive-24 fallback rows"),
+                 ("missing_hours", "hours missing in the week before"))
+
+
+def worst_table(worst) -> list[str]:
+    """The worst-days table as markdown lines."""
+    if worst.empty:
+        return ["No origin was scored."]
+    lines = ["| asset | origin | " + " | ".join(label for _, label in WORST_COLUMNS) + " | gaps | inputs unknown |",
+             "|---|---|" + "---:|" * len(WORST_COLUMNS) + "---|---|"]
+    for _, row in worst.iterrows():
+        lines.append(f"| {row['asset_id']} | {row['issue_time']:%Y-%m-%d %H:%M} | " +
+                     " | ".join(fmt(k, row[k]) for k, _ in WORST_COLUMNS) +
+                     f" | {row['gaps'] or '—'} | {row['missing_inputs'] or '—'} |")
+    return lines
 
 
 def _when(ts) -> str:

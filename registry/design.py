@@ -44,6 +44,42 @@ def naive_forecasts(series: pd.Series, issue: pd.Series, horizon: pd.Series) -> 
     return lags["same_hour_1d"], lags["same_hour_7d"]
 
 
+# Seasonal-naive baselines where their own hour is missing (a gap in the readings): each falls back to
+# the other seasonal forecast, then to the last value observed at the issue time, so a baseline is known
+# on every row the model is scored on and both are scored on the same rows. The source of each row's
+# baseline value is kept (BASELINE_SOURCES[name][k], k = 0 its own) and reports count the fallbacks.
+LAST_VALUE = "last_value"
+BASELINE_SOURCES = {"naive_24": ("naive_24", "naive_168", LAST_VALUE),
+                    "naive_168": ("naive_168", "naive_24", LAST_VALUE)}
+
+
+def last_value(series: pd.Series, issue: pd.Series) -> np.ndarray:
+    """The last known hourly mean of `series` (indexed by hour end) ending at or before each issue time."""
+    s = series.dropna().sort_index()
+    t = pd.DatetimeIndex(issue)
+    if s.empty:
+        return np.full(len(t), np.nan)
+    pos = s.index.searchsorted(t, side="right") - 1
+    return np.where(pos >= 0, s.to_numpy(dtype=float)[np.clip(pos, 0, None)], np.nan)
+
+
+def baselines(series: pd.Series, issue: pd.Series, horizon: pd.Series) -> dict[str, np.ndarray]:
+    """naive_24 and naive_168 with their fallbacks (BASELINE_SOURCES), and `{name}_source`: the index
+    of the source each row used (0 = its own; -1 where even the last value is unknown)."""
+    lags = aligned(series, issue, horizon)
+    known = {"naive_24": lags["same_hour_1d"], "naive_168": lags["same_hour_7d"],
+             LAST_VALUE: last_value(series, issue)}
+    out = {}
+    for name, chain in BASELINE_SOURCES.items():
+        value, source = np.full(len(issue), np.nan), np.full(len(issue), -1, dtype=np.int64)
+        for k in reversed(range(len(chain))):
+            v = np.asarray(known[chain[k]], dtype=float)
+            ok = np.isfinite(v)
+            value, source = np.where(ok, v, value), np.where(ok, k, source)
+        out[name], out[f"{name}_source"] = value, source
+    return out
+
+
 def aligned(series: pd.Series, issue: pd.Series, horizon: pd.Series) -> dict[str, np.ndarray]:
     """ALIGNED columns (and PROFILE_MEAN) for (issue time, horizon) rows from the asset's hourly means
     indexed by hour end (only hours ending at or before the issue time are read)."""

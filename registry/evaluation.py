@@ -12,7 +12,13 @@ DAY_AHEAD = 24  # day-ahead = horizons 1..24 of a forecast issued once a day
 
 
 def score(rows: pd.DataFrame, pred: pd.DataFrame, scales: dict[str, dict[str, float]]) -> dict[str, float]:
-    """rows: y, naive_24, naive_168, asset_id; pred: p10, p50, p90, point (same index)."""
+    """rows: y, naive_24, naive_168, asset_id; pred: p10, p50, p90, point (same index). Every metric is
+    computed on the same rows: those where the actual, the forecast and both baselines are known (the
+    held-out baselines carry their fallbacks, registry/design.py baselines, so none is dropped unless an
+    asset had no reading before an issue time)."""
+    keep = np.logical_and.reduce([np.isfinite(np.asarray(c, dtype=float)) for c in (
+        rows["y"], rows["naive_24"], rows["naive_168"], pred["p10"], pred["p50"], pred["p90"], pred["point"])])
+    rows, pred = rows[keep], pred[keep]
     y = rows["y"].to_numpy()
     point = pred["point"].to_numpy()
     out = {

@@ -13,12 +13,26 @@ import pandas as pd
 from core.errors import EmsError, UnknownAssetError
 from core.names import DEFAULT_FORECAST_SERVICE, check_asset_id, check_tenant_id
 from core.settings import Settings
-from registry.design import ALIGNED, HORIZON, HOUR, MAX_HORIZON, PEER, aligned, days, expand, peer_inputs, sample_pairs
+from registry.design import (
+    ALIGNED,
+    BASELINE_SOURCES,
+    HORIZON,
+    HOUR,
+    MAX_HORIZON,
+    PEER,
+    aligned,
+    baselines,
+    days,
+    expand,
+    peer_inputs,
+    sample_pairs,
+)
 from warehouse import hourly
 from warehouse.db import connect
 from warehouse.store import feature_service, service_columns, service_uses_peers
 
 logger = logging.getLogger(__name__)
+BASELINES = tuple(BASELINE_SOURCES)
 
 
 class InsufficientHistoryError(EmsError, ValueError):
@@ -80,7 +94,7 @@ class TrainingSet:
     issue_features: list[str]
     calendar_features: list[str]
     train: pd.DataFrame  # META + features + horizon_h + y
-    holdout: pd.DataFrame  # same + naive_24, naive_168
+    holdout: pd.DataFrame  # same + naive_24, naive_168 (with fallbacks) and their `_source` (design.baselines)
     windows: list[AssetWindow]
     scales: dict[str, dict[str, float]]  # per asset: in-sample MAE of seasonal naive 24 h / 168 h
     series: dict[str, pd.Series] = field(repr=False)
@@ -240,7 +254,11 @@ def build(store, p: Plan) -> TrainingSet:
                 columns |= peer_inputs(peer, part["issue_time"], part[HORIZON])
             for name in names:
                 rows.loc[part.index, name] = columns[name]
-    holdout["naive_24"], holdout["naive_168"] = holdout["same_hour_1d"], holdout["same_hour_7d"]
+    for name in BASELINES:
+        holdout[name], holdout[f"{name}_source"] = np.nan, -1
+    for asset, part in holdout.groupby("asset_id", sort=False):
+        for name, values in baselines(series[asset], part["issue_time"], part[HORIZON]).items():
+            holdout.loc[part.index, name] = values
     scales = {w.asset_id: _naive_scales(series[w.asset_id], w) for w in windows}
     if train.empty or holdout.empty:
         raise InsufficientHistoryError(f"no complete training/held-out rows for {', '.join(series)}: need more "

@@ -1,6 +1,7 @@
-"""A small rolling-origin backtest end to end on a real Tetouan slice (with weather): Feast
-point-in-time features, one fit before the test window, scores against the seasonal-naive
-baselines, the report folder, its MLflow run, MLflow down, bad input and the CLI's --json."""
+"""A small rolling-origin backtest end to end on a real Tetouan slice (with weather, and an 18-hour gap
+the day before the first origin): Feast point-in-time features, one fit before the test window, scores
+against the seasonal-naive baselines on the same rows (with their fallbacks over the gap), the worst
+days, the report folder, its MLflow run, MLflow down, bad input and the CLI's tables and --json."""
 
 from __future__ import annotations
 
@@ -27,11 +28,17 @@ pytestmark = pytest.mark.integration
 TENANT = "bt"
 ORIGINS = 5
 FAST = train_forecast.BoosterConfig(num_boost_round=60)
+# 06:00-23:50 of the day before the first origin (2017-03-24 00:00 UTC) have no reading: naive-24 is
+# unknown for hours 7-24 of that origin's day-ahead forecast (and the same hours of its later days).
+GAP = ("2017-03-23T06:00:00", "2017-03-23T23:50:00")
+GAP_TEXT = "2017-03-23 06:00–24:00 (18 h)"
 
 
 @pytest.fixture(scope="module")
 def data(stack, tmp_path_factory):
     tet = tetouan_slice(tmp_path_factory.mktemp("backtest") / "t.csv", "2017-03-01", "2017-03-29")
+    frame = pd.read_csv(tet, dtype=str)
+    frame[(frame["timestamp"] < GAP[0]) | (frame["timestamp"] > GAP[1])].to_csv(tet, index=False)
     ingest_readings(stack, tet, TENANT, wide=True, site="tet-bt",
                     columns="zone1=zone1_power_consumption,zone2=zone2_power_consumption")
     ingest_weather(stack, tet, "tet-bt", columns="temperature,humidity,solar_irradiance=general_diffuse_flows")
@@ -62,6 +69,52 @@ def test_one_forecast_per_daily_origin_for_every_scored_horizon(result):
         assert len(part) == 24 * sum(range(1, ORIGINS + 1))
     day = result.table(24)
     assert (day.loc[["zone1", "zone2"], "rows"] == ORIGINS * 24).all() and day.loc[ALL, "origins"] == ORIGINS
+
+
+def test_model_and_baselines_are_scored_on_the_same_rows_with_fallbacks_counted(result):
+    """The old scorer dropped rows without a naive-24 value from the baseline's MAE and the skill but kept
+    them in the model's MAE; over the gap that made skill disagree with the two MAEs it sits beside."""
+    f = result.forecasts
+    first = f[(f["asset_id"] == "zone1") & (f["issue_time"] == f["issue_time"].min())]
+    fell = first[first["naive_24_source"] > 0]
+    assert sorted(fell.loc[fell["horizon_h"] <= 24, "horizon_h"]) == list(range(7, 25))
+    assert (fell["naive_24"] == fell["naive_168"]).all()  # the weekly value stands in
+    assert f[["naive_24", "naive_168"]].notna().all().all()
+    for h in result.horizons:
+        for asset, s in result.table(h).drop(ALL).iterrows():
+            assert s["skill_naive_24"] == pytest.approx(1 - s["mae"] / s["naive_24_mae"]), (h, asset)
+            assert s["skill_naive_168"] == pytest.approx(1 - s["mae"] / s["naive_168_mae"]), (h, asset)
+    day = result.table(24)
+    assert (day.loc[["zone1", "zone2", ALL], "naive_24_fallback_rows"] == [18, 18, 36]).all()
+    assert (day["naive_24_last_value_rows"] == 0).all() and (day["naive_168_fallback_rows"] == 0).all()
+    assert result.table(168).loc["zone1", "naive_24_fallback_rows"] == 18 * ORIGINS  # the same hours each day
+
+
+def test_days_name_the_gap_and_the_worst_five_are_listed(result):
+    days = result.days
+    assert len(days) == 2 * ORIGINS
+    gap = days[days["issue_time"] == days["issue_time"].min()]
+    assert (gap["missing_hours"] == 18).all() and (gap["gaps"] == GAP_TEXT).all()
+    assert (gap["naive_24_fallback_rows"] == 18).all()
+    assert all("same_hour_1d" in names.split(", ") for names in gap["missing_inputs"])
+    later = days[days["issue_time"] > days["issue_time"].min() + pd.Timedelta(days=7)]
+    assert later.empty or (later["missing_hours"] == 0).all()
+    worst = result.worst
+    assert len(worst) == backtest.WORST and worst["ratio"].is_monotonic_decreasing
+    assert worst["ratio"].iloc[0] == days["ratio"].max()
+    one = days.iloc[0]
+    assert one["model_mae"] / min(one["naive_24_mae"], one["naive_168_mae"]) == pytest.approx(one["ratio"])
+
+
+def test_cli_tables_print_fallback_counts_and_worst_days(result, monkeypatch):
+    import cli
+
+    monkeypatch.setattr(cli.console, "width", 220)  # a wide terminal: no cell wraps
+    with cli.console.capture() as captured:
+        cli._backtest_tables(result)
+    text = captured.get()
+    assert "fallback rows" in text and "worst days" in text and "18 h" in text
+    assert text.count("zone1") >= 2 and text.count("zone2") >= 2  # one row per horizon set, and worst days
 
 
 def test_no_training_label_falls_in_the_test_window(result):
@@ -98,10 +151,14 @@ def test_report_files_and_mlflow_run(data, store, result, tmp_path):
     assert report.warnings == [] and report.run_id
     md = report.markdown.read_text()
     assert "## Day-ahead (horizons 1–24 h)" in md and "## Week-ahead (horizons 1–168 h)" in md
-    assert md.count("| zone1 |") == 1 + 2 * 2  # the setup table, then two tables per horizon set
+    # the setup table, three tables per horizon set, the worst days
+    assert md.count("| zone1 |") == 1 + 2 * 3 + (result.worst["asset_id"] == "zone1").sum()
+    assert "## Worst days (5 origins)" in md
+    assert (GAP_TEXT in md) == (result.worst["missing_hours"] > 0).any()  # named where a worst day had the gap
     assert all(p.stat().st_size > 10_000 for p in report.plots.values())
     doc = json.loads(report.json.read_text())
     assert doc["mlflow"]["run_id"] == report.run_id and set(doc["metrics"]) == {"h24", "h168"}
+    assert len(doc["worst_days"]) == backtest.WORST and doc["metrics"]["h24"]["zone1"]["naive_24_fallback_rows"] == 18
     assert doc["metrics"]["h24"]["zone2"]["rows"] == ORIGINS * 24
     run = mlflow.MlflowClient(data.mlflow_tracking_uri).get_run(report.run_id)
     assert run.info.run_name == f"backtest {DEFAULT_FORECAST_SERVICE}" and run.data.params["origins"] == str(ORIGINS)
@@ -138,4 +195,5 @@ def test_cli_json(data, env, tmp_path):
     s = doc["metrics"]["h24"]["zone2"]
     assert s["rows"] == 3 * 24 and 0 < s["mape"] < 30 and 0 <= s["coverage_p10_p90"] <= 1
     assert (out / "report.md").exists() and doc["report"]["markdown"] == str(out / "report.md")
+    assert len(doc["worst_days"]) == 3 and s["naive_24_fallback_rows"] == 0  # the gap is before these 3 origins
     assert doc["mlflow"]["run_id"]

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from registry.design import HORIZON, expand, naive_forecasts, sample_pairs
+from registry.design import HORIZON, baselines, expand, last_value, naive_forecasts, sample_pairs
 from registry.forecaster import QuantileForecaster, asset_codes, level, no_crossing, prepare
 from registry.training_data import SplitConfig
 from tests.helpers.boosters import Constant
@@ -37,6 +37,22 @@ def test_seasonal_naive_uses_only_hours_before_the_issue_time():
     assert day.tolist() == [176.0, 199.0, 176.0]  # h=25 reaches back 48 h: h-24 would be in the future
     assert week.tolist() == [32.0, 55.0, 56.0]
     assert max(day.max(), week.max()) < 200  # every baseline value is an hour that ended by the issue time
+
+
+def test_baselines_fall_back_to_the_other_seasonal_forecast_then_the_last_value():
+    series = pd.Series(np.arange(400.0), index=pd.date_range(T0 + pd.Timedelta("1h"), periods=400, freq="h"))
+    issue = pd.Series([T0 + pd.Timedelta("200h")] * 3)
+    horizon = pd.Series([1, 24, 25])
+    gap = series.drop(series.index[(series.index > T0 + pd.Timedelta("170h")) & (series.index <= T0 + pd.Timedelta(
+        "200h"))])  # the last 30 h before the issue time: naive-24 of h=1 and h=24 unknown
+    gap = gap.drop(T0 + pd.Timedelta("33h"))  # naive-168 of h=1 unknown too
+    out = baselines(gap, issue, horizon)
+    assert out["naive_24"].tolist() == [169.0, 55.0, 56.0] and out["naive_24_source"].tolist() == [2, 1, 1]
+    assert out["naive_168"].tolist() == [169.0, 55.0, 56.0] and out["naive_168_source"].tolist() == [2, 0, 0]
+    assert (out["naive_24"] < 200).all()  # the last value ended by the issue time
+    full = baselines(series, issue, horizon)
+    assert full["naive_24"].tolist() == [176.0, 199.0, 176.0] and (full["naive_24_source"] == 0).all()
+    assert np.isnan(last_value(series, pd.Series([T0]))).all()  # nothing ended by then
 
 
 def test_sample_pairs_all_or_seeded_subset():
