@@ -289,6 +289,9 @@ def _ingest_report(report, as_json: bool) -> None:
     console.print(table)
     if report.assets:
         console.print(f"assets: {', '.join(report.assets[:10])}{' …' if len(report.assets) > 10 else ''}")
+    if report.missing:
+        console.print("missing values kept as NULL (the row's other values loaded): " +
+                      ", ".join(f"{k} {n:,}" for k, n in report.missing.items()))
     if report.reject_file:
         console.print(f"[yellow]rejected rows written to {report.reject_file}[/]")
     console.print("next: `ems refresh` to update the hourly aggregates")
@@ -331,17 +334,21 @@ def ingest_weather(
     site: Annotated[str, typer.Option(help="Site id the weather belongs to.")],
     columns: Annotated[str | None, typer.Option(help="Columns to load, `name` or `name=file_column`.")] = None,
     tz: Annotated[str, typer.Option(help="IANA zone of naive timestamps.")] = "UTC",
+    period_ending: Annotated[
+        str | None, typer.Option(help="Timestamps label the END of a period this long (e.g. 1h; irradiance is "
+                                      "often hour-ending).")
+    ] = None,
     rejects: Annotated[Path | None, typer.Option(help="Where to write rejected rows.", dir_okay=False)] = None,
     as_json: AsJson = False,
 ) -> None:
-    """Load observed weather for a site."""
+    """Load observed weather for a site (a missing cell is that variable's NULL; the row's others load)."""
     from rich.progress import Progress
 
     from warehouse.ingest import ingest_weather as load
 
     with Progress(console=err_console, transient=True) as progress:
-        report = _run(load, settings(), path, site, columns=columns, tz=tz, reject_file=rejects,
-                      progress=_progress_callback(progress, f"loading {path.name}"))
+        report = _run(load, settings(), path, site, columns=columns, tz=tz, period_ending=_parse_duration(
+            period_ending), reject_file=rejects, progress=_progress_callback(progress, f"loading {path.name}"))
     _ingest_report(report, as_json)
 
 

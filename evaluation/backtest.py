@@ -45,7 +45,7 @@ from core.errors import EmsError, InvalidHorizonError
 from core.names import DEFAULT_FORECAST_SERVICE
 from core.settings import Settings
 from registry import metrics, train_forecast, training_data
-from registry.design import BASELINE_SOURCES, HORIZON, HOUR, MAX_HORIZON, META, PROFILE_DAYS
+from registry.design import BASELINE_SOURCES, HORIZON, MAX_HORIZON, META, PROFILE_DAYS, gaps, missing_hours
 from registry.forecaster import ALPHAS, BOOSTERS, OUTPUTS, RECENT_DAYS, recent_widths
 
 logger = logging.getLogger(__name__)
@@ -320,8 +320,7 @@ def origin_days(forecasts: pd.DataFrame, series: dict[str, pd.Series], inputs: p
             errors = {name: float(np.mean(np.abs(day[col] - day["y"]))) for name, col in
                       (("model_mae", "point"), ("naive_24_mae", "naive_24"), ("naive_168_mae", "naive_168"))}
             best = min(errors["naive_24_mae"], errors["naive_168_mae"])
-            hours = pd.date_range(origin - (PROFILE_DAYS * 24 - 1) * HOUR, origin, freq="h")
-            missing = hours[~hours.isin(s.index)]
+            missing = missing_hours(s, origin, PROFILE_DAYS * 24)
             mine = known.loc[known.index.intersection(day.index), ever] if ever else known.iloc[:0, :0]
             records.append({"asset_id": asset, "issue_time": origin, **errors,
                             "ratio": errors["model_mae"] / best if best > 0 else math.nan,
@@ -336,22 +335,6 @@ def worst_days(days: pd.DataFrame, n: int = WORST) -> pd.DataFrame:
     """The `n` origins with the largest ratio (unknown ratios last)."""
     return days.sort_values(["ratio", "asset_id", "issue_time"], ascending=[False, True, True],
                             na_position="last").head(n).reset_index(drop=True)
-
-
-def gaps(missing: pd.DatetimeIndex) -> str:
-    """Missing hours (by hour end) as runs: '2024-03-01 06:00–24:00 (18 h)', each run from the start of
-    its first hour to the end of its last; '' when nothing is missing."""
-    if len(missing) == 0:
-        return ""
-    ends = pd.DatetimeIndex(missing).sort_values()
-    breaks = np.flatnonzero(np.diff(ends.asi8) != HOUR.value) + 1
-    runs = []
-    for run in np.split(np.arange(len(ends)), breaks):
-        start, end = ends[run[0]] - HOUR, ends[run[-1]]
-        last = "24:00" if end.hour == 0 and end.normalize() > start.normalize() and end - start <= pd.Timedelta(
-            days=1) else f"{end:%H:%M}" if end.normalize() == start.normalize() else f"{end:%Y-%m-%d %H:%M}"
-        runs.append(f"{start:%Y-%m-%d %H:%M}–{last} ({len(run)} h)")
-    return "; ".join(runs)
 
 
 def horizon_label(h: int) -> str:

@@ -20,9 +20,10 @@ from cachetools import LRUCache
 from core.errors import FeaturesUnavailableError, InvalidRangeError
 from inference import history as hist
 from inference.checks import time_range, utc_hour
-from registry.design import HORIZON, HOUR, MAX_HORIZON, PEER, aligned, peer_inputs, uses_peers
+from registry.design import HORIZON, HOUR, MAX_HORIZON, PEER, aligned, gaps, missing_hours, peer_inputs, uses_peers
 from warehouse import hourly
 from warehouse.store import feature_service, latest_feature_time, service_columns
+from warehouse.validate import WEATHER_VARIABLES
 
 logger = logging.getLogger(__name__)
 
@@ -97,11 +98,11 @@ def forecast_inputs(src: AssetSource, service: str, horizon: int, as_of: datetim
     peer inputs (a model trained on a service tagged peer_inputs=site has them among its features)."""
     issue_cols, calendar_cols = service_columns(src.store, service)
     t = t if t is not None else issue_time(src, as_of)
-    extra = _aligned_inputs(src, t, horizon)
+    extra, gap = _aligned_inputs(src, t, horizon)
     if peers:
         extra |= _peer_inputs(src, t, horizon)
     targets = [t + (h - 1) * HOUR for h in range(1, horizon + 1)]  # calendar of the hour starting here
-    warnings: list[str] = []
+    warnings: list[str] = [gap] if gap else []
     frame = None
     if as_of is None:
         frame, warning = _online(src, service, targets, issue_cols, t)
@@ -110,7 +111,7 @@ def forecast_inputs(src: AssetSource, service: str, horizon: int, as_of: datetim
     source = "online" if frame is not None else "offline"
     if frame is None:
         frame = _offline(src, service, t, targets)
-    return _inputs(frame, issue_cols, calendar_cols, t, horizon, source, warnings, extra)
+    return _inputs(frame, issue_cols, calendar_cols, t, horizon, source, warnings, extra, src.asset)
 
 
 # Target-aligned lags per (tenant, asset, issue time) for all 168 horizons: one warehouse read per asset
@@ -119,12 +120,39 @@ _ALIGNED_CACHE_SIZE = 4096
 _ALIGNED_CACHE: LRUCache = LRUCache(maxsize=_ALIGNED_CACHE_SIZE)
 
 
-def _aligned_inputs(src: AssetSource, t: pd.Timestamp, horizon: int) -> dict[str, np.ndarray]:
+def _aligned_inputs(src: AssetSource, t: pd.Timestamp, horizon: int) -> tuple[dict[str, np.ndarray], str | None]:
     """ALIGNED columns (registry/design.py) for horizons 1..horizon issued at t, from the hourly means of
-    the week before t (the values the feature views' lag_1h had at those hours)."""
-    hit = _cached(_ALIGNED_CACHE, (src.tenant, src.asset, t), lambda: aligned_from(
-        hourly.series_by_end(src.settings, src.conn, src.tenant, src.asset, t - MAX_HORIZON * HOUR, t), t))
-    return {k: v[:horizon] for k, v in hit.items()}
+    the week before t (the values the feature views' lag_1h had at those hours), and the gap warning of
+    that week (gap_warning)."""
+    def build():
+        week = hourly.series_by_end(src.settings, src.conn, src.tenant, src.asset, t - MAX_HORIZON * HOUR, t)
+        return aligned_from(week, t), gap_warning(week, t, repr(src.asset))
+
+    columns, gap = _cached(_ALIGNED_CACHE, (src.tenant, src.asset, t), build)
+    return {k: v[:horizon] for k, v in columns.items()}, gap
+
+
+def gap_warning(series_by_hour_end: pd.Series, t: pd.Timestamp, who: str, hours: int = MAX_HORIZON) -> str | None:
+    """A sentence naming the hours without a reading among the `hours` before the issue time t, if any:
+    the inputs that read them (same-hour values, lags, rolling statistics) are missing for this forecast.
+    `who`: the asset as the sentence names it."""
+    missing = missing_hours(series_by_hour_end, t, hours)
+    if not len(missing):
+        return None
+    return (f"{who} has no readings for {len(missing)} of the {hours} hours before the issue time "
+            f"{t:%Y-%m-%d %H:%M} UTC ({gaps(missing)}): the inputs that read those hours are missing and the "
+            "forecast leans on the hours it has")
+
+
+def weather_warning(data: dict[str, np.ndarray], issue_cols: list[str], asset: str | None) -> str | None:
+    """A sentence when the feature service has weather inputs and every one of them is missing at the
+    issue time (an asset without a weather site, or no weather ingested for its site up to then)."""
+    names = [c for c in issue_cols if c in WEATHER_VARIABLES]
+    if not names or any(np.isfinite(data[c][0]) for c in names):
+        return None
+    who = f"{asset!r}" if asset else "a supplied history"
+    return (f"the model reads weather ({', '.join(names)}) but {who} has none at the issue time (no weather site, "
+            "or no weather ingested for it up to that hour): the forecast runs without weather")
 
 
 _CACHES = threading.Lock()  # cachetools caches are not thread-safe; the HTTP service calls from threads
@@ -166,13 +194,15 @@ def aligned_from(series_by_hour_end: pd.Series, t: pd.Timestamp) -> dict[str, np
     return aligned(series_by_hour_end, pd.Series([t] * MAX_HORIZON), horizons)
 
 
-def _inputs(frame, issue_cols, calendar_cols, t, horizon, source, warnings, extra=None) -> Inputs:
+def _inputs(frame, issue_cols, calendar_cols, t, horizon, source, warnings, extra=None, asset=None) -> Inputs:
     """`frame`: columns (a DataFrame or a dict of lists) holding the issue-time and calendar features;
     `extra`: further model inputs per target hour (the target-aligned lags)."""
     data = {c: np.asarray(frame[c], dtype=float) for c in [*issue_cols, *calendar_cols]}
     data |= {c: np.asarray(v, dtype=float) for c, v in (extra or {}).items()}
     data[HORIZON] = np.arange(1, horizon + 1, dtype=float)
     values = {c: (None if np.isnan(data[c][0]) else float(data[c][0])) for c in issue_cols}
+    if weather := weather_warning(data, issue_cols, asset):
+        warnings = [*warnings, weather]
     return Inputs(data, t, values, source, warnings)
 
 
@@ -239,10 +269,12 @@ def history_forecast_inputs(store, service: str, series: pd.Series, horizon: int
     frame = hist.calendar(store, targets, timezone)
     for c in issue_cols:
         frame[c] = load[c].iloc[0] if c in load.columns else np.nan
-    extra = {k: v[:horizon] for k, v in aligned_from(pd.Series(buckets.to_numpy(), index=buckets.index + HOUR),
-                                                     t).items()}
+    by_end = pd.Series(buckets.to_numpy(), index=buckets.index + HOUR)
+    extra = {k: v[:horizon] for k, v in aligned_from(by_end, t).items()}
     extra |= {name: np.full(horizon, np.nan) for name in PEER}  # a supplied series has no site peers
-    return _inputs(frame, issue_cols, calendar_cols, t, horizon, "history", [], extra)
+    span = int((t - by_end.index[0]) / HOUR) + 1  # hours from the history's first to its issue time
+    gap = gap_warning(by_end, t, "the supplied history", min(MAX_HORIZON, span))
+    return _inputs(frame, issue_cols, calendar_cols, t, horizon, "history", [gap] if gap else [], extra)
 
 
 def anomaly_frame(src: AssetSource, service: str, start, end) -> pd.DataFrame:

@@ -92,6 +92,31 @@ def aligned(series: pd.Series, issue: pd.Series, horizon: pd.Series) -> dict[str
     return out
 
 
+def missing_hours(series: pd.Series, t: pd.Timestamp, hours: int = MAX_HORIZON) -> pd.DatetimeIndex:
+    """The hours (by hour end) among the `hours` ending at or before `t` without a known value in
+    `series` (hourly means indexed by hour end)."""
+    ends = pd.date_range(t - (hours - 1) * HOUR, t, freq="h")
+    known = series.index[np.isfinite(series.to_numpy(dtype=float))] if len(series) else series.index
+    return ends[~ends.isin(known)]
+
+
+def gaps(missing: pd.DatetimeIndex) -> str:
+    """Missing hours (by hour end) as runs: '2024-03-01 06:00–24:00 (18 h)', each run from the start of
+    its first hour to the end of its last; '' when nothing is missing."""
+    if len(missing) == 0:
+        return ""
+    ends = pd.DatetimeIndex(missing).sort_values()
+    breaks = np.flatnonzero(np.diff(ends.asi8) != HOUR.value) + 1
+    runs = []
+    for run in np.split(np.arange(len(ends)), breaks):
+        start, end = ends[run[0]] - HOUR, ends[run[-1]]
+        last = "24:00" if end.hour == 0 and end.normalize() > start.normalize() and end - start <= pd.Timedelta(
+            days=1) else f"{end:%H:%M}" if end.normalize() == start.normalize() else f"{end:%Y-%m-%d %H:%M}"
+        runs.append(f"{start:%Y-%m-%d %H:%M}–{last} ({len(run)} h)")
+    return "; ".join(runs)
+
+
+
 def known_mean(values: np.ndarray, axis: int) -> np.ndarray:
     """Mean of the finite values along `axis`; NaN where none is (no warning for empty slices)."""
     known = np.isfinite(values)

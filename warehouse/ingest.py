@@ -48,6 +48,7 @@ class IngestReport:
     phases: dict[str, float] = field(default_factory=dict)  # seconds per step (read, validate, check, ...)
     copied: list[str] = field(default_factory=list)  # assets whose rows went in by the direct COPY (all new)
     copy_conflict: bool = False  # the direct COPY met rows stored meanwhile and fell back to the upsert
+    missing: dict[str, int] = field(default_factory=dict)  # weather: loaded rows whose variable was NULL
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -257,17 +258,22 @@ def ingest_weather(
     *,
     columns: str | None = None,
     tz: str = "UTC",
+    period_ending: timedelta | None = None,
     now: datetime | None = None,
     reject_file: Path | None = None,
     progress: Progress | None = None,
 ) -> IngestReport:
     """Load observed weather for `site` (`timestamp` + any of temperature, humidity,
-    solar_irradiance, wind_speed). Only the variables in the file are written."""
+    solar_irradiance, wind_speed). Only the variables in the file are written. A missing cell is
+    that variable's NULL (counted in `missing`); it never erases a value already stored for that hour,
+    and the row's other variables load. `period_ending`: timestamps label the end of a period this
+    long (irradiance is often hour-ending), as for readings."""
     started = time.perf_counter()
     check_asset_id(site, "site")
     v.check_timezone(tz)
+    v.check_period(period_ending)
     table = v.select_columns(v.read_table(path), v.parse_column_spec(columns), allowed=v.WEATHER_VARIABLES)
-    checked = v.validate_weather(table, tz=tz, now=now)
+    checked = v.validate_weather(table, tz=tz, now=now, period_ending=period_ending)
     report = IngestReport(str(path), site, checked.rows_read, 0, 0, 0, len(checked.rejects))
     report.reject_file = _write_rejects(settings, path, checked.rejects, reject_file)
     if checked.rows.empty:
@@ -276,6 +282,7 @@ def ingest_weather(
             f"{v.describe_rejects(checked.rejects)}" + (f" (see {report.reject_file})" if report.reject_file else "")
         )
     variables = [c for c in v.WEATHER_VARIABLES if c in checked.rows.columns]
+    report.missing = {c: int(n) for c, n in checked.rows[variables].isna().sum().items() if n}
     cols = sql.SQL(", ").join(map(sql.Identifier, variables))
     with connect(settings) as conn, conn.transaction():
         conn.execute(
@@ -288,7 +295,8 @@ def ingest_weather(
             sql.SQL("DELETE FROM ingest_weather i USING weather w WHERE w.site_id = %(site)s AND w.ts = i.ts"
                     " AND ({old}) IS NOT DISTINCT FROM ({new})").format(
                 old=sql.SQL(", ").join(sql.SQL("w.{}").format(sql.Identifier(c)) for c in variables),
-                new=sql.SQL(", ").join(sql.SQL("i.{}").format(sql.Identifier(c)) for c in variables)),
+                new=sql.SQL(", ").join(sql.SQL("coalesce(i.{c}, w.{c})").format(c=sql.Identifier(c))
+                                       for c in variables)),
             {"site": site},
         )
         with _decompression_limit(f"{len(checked.rows):,} weather rows"):
@@ -310,10 +318,11 @@ def ingest_weather(
                     """
                 ).format(
                     cols=cols,
-                    sets=sql.SQL(", ").join(sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c))
-                                            for c in variables),
+                    sets=sql.SQL(", ").join(sql.SQL("{c} = coalesce(EXCLUDED.{c}, weather.{c})").format(
+                        c=sql.Identifier(c)) for c in variables),
                     old=sql.SQL(", ").join(sql.SQL("weather.{}").format(sql.Identifier(c)) for c in variables),
-                    new=sql.SQL(", ").join(sql.SQL("EXCLUDED.{}").format(sql.Identifier(c)) for c in variables),
+                    new=sql.SQL(", ").join(sql.SQL("coalesce(EXCLUDED.{c}, weather.{c})").format(
+                        c=sql.Identifier(c)) for c in variables),
                 ),
                 {"site": site},
             ).fetchone()

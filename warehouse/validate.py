@@ -221,17 +221,26 @@ def validate_readings(df: pd.DataFrame, tz: str = "UTC", now: datetime | None = 
     return _split(df, rows, reason)
 
 
-def validate_weather(df: pd.DataFrame, tz: str = "UTC", now: datetime | None = None) -> Validated:
-    """(line, timestamp, <weather variables>) -> loadable rows and rejects."""
+def validate_weather(df: pd.DataFrame, tz: str = "UTC", now: datetime | None = None,
+                     period_ending: timedelta | None = None) -> Validated:
+    """(line, timestamp, <weather variables>) -> loadable rows and rejects. A missing cell (empty, NaN,
+    inf) is that variable's NULL and the row's other variables load; a row is rejected for a missing
+    value only when every variable of it is missing (a non-numeric cell still rejects its row)."""
     df = df.reset_index(drop=True)
     variables = [c for c in WEATHER_VARIABLES if c in df.columns]
     reason = pd.Series(pd.NA, index=df.index, dtype=STR)
     rows = pd.DataFrame({"line": df["line"]})
+    missing = pd.Series(True, index=df.index)
     for col in variables:
-        rows[col], col_reason = parse_values(df[col])
-        reason = reason.fillna(col_reason)
+        values, col_reason = parse_values(df[col])
+        gone = (col_reason == NAN).fillna(False)
+        rows[col] = values.mask(gone)
+        missing &= gone
+        reason = reason.fillna(col_reason.mask(gone))
+    if variables:
+        reason[missing] = reason[missing].fillna(NAN)
     first = None if tz == "UTC" else (~df["timestamp"].astype(STR).duplicated()).to_numpy()
-    ts, ts_reason = _times(df["timestamp"], tz, now, first)
+    ts, ts_reason = _times(df["timestamp"], tz, now, first, period_ending)
     reason = reason.fillna(ts_reason)
     rows.insert(1, "ts", ts)
     ok = reason.isna()

@@ -4,6 +4,7 @@ fallbacks, promotions served without a restart, explanations and bad input."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import numpy as np
 import pandas as pd
@@ -245,3 +246,44 @@ def test_cli_forecast_json_and_plot(served, tmp_path):
     assert (tmp_path / "a.png").stat().st_size > 10_000 and (tmp_path / "e.png").stat().st_size > 10_000
     proc = ems("forecast", "--tenant", TENANT, "--asset", "zone1", "--horizon", "0", check=False)
     assert proc.returncode == 1 and "horizon=0 is out of range 1..168" in proc.stderr
+
+
+def test_a_forecast_after_a_gap_and_without_weather_says_so(client, stack, tmp_path):
+    """An asset without a weather site, served by a weather-service model, whose last week has an 18-hour
+    gap: both are named in the forecast's warnings (it used to answer `warnings: []`)."""
+    frame = pd.read_csv(tetouan_slice(tmp_path / "t.csv", "2017-04-01", "2017-04-22"), dtype=str)
+    frame = frame[(frame["timestamp"] < "2017-04-20T06:00:00") | (frame["timestamp"] > "2017-04-20T23:50:00")]
+    frame.to_csv(tmp_path / "gap.csv", index=False)
+    ingest_readings(stack, tmp_path / "gap.csv", TENANT, wide=True, columns="lonely=zone1_power_consumption")
+    refresh(stack)
+    f = client.forecast(TENANT, "lonely", horizon=24, as_of=pd.Timestamp("2017-04-22", tz="UTC"))
+    assert f.feature_service == DEFAULT_FORECAST_SERVICE and np.isfinite(f.frame["p50"]).all()
+    assert any(w.startswith("'lonely' has no readings for 18 of the 168 hours before the issue time 2017-04-22 "
+                            "00:00 UTC (2017-04-20 06:00–24:00 (18 h))") for w in f.warnings), f.warnings
+    assert any("the model reads weather (temperature, humidity, solar_irradiance, wind_speed) but 'lonely' has "
+               "none" in w for w in f.warnings), f.warnings
+    stored = client.forecast(TENANT, "zone1", horizon=24, as_of=pd.Timestamp("2017-04-22", tz="UTC"))
+    assert not any("no readings" in w or "reads weather" in w for w in stored.warnings)  # its site has weather
+    history = client.forecast(TENANT, "new-meter", horizon=6, history=_zone1(end="2017-04-22"))
+    assert any("a supplied history has none" in w for w in history.warnings)
+
+
+def test_weather_cells_missing_in_a_file_are_null_and_never_erase_a_stored_value(stack, tmp_path):
+    from warehouse.db import connect
+
+    path = tmp_path / "w.csv"
+    path.write_text("timestamp,temperature,humidity,wind_speed\n"
+                    "2017-04-01T01:00:00Z,10.5,70,\n"  # no wind speed: the row's other values load
+                    "2017-04-01T02:00:00Z,,71,3.5\n"
+                    "2017-04-01T03:00:00Z,,,\n")  # nothing at all: rejected
+    report = ingest_weather(stack, path, "wx-nulls", period_ending=timedelta(hours=1))
+    assert (report.inserted, report.rejected) == (2, 1) and report.missing == {"temperature": 1, "wind_speed": 1}
+    path.write_text("timestamp,temperature,humidity,wind_speed\n"
+                    "2017-04-01T01:00:00Z,,70,2.0\n")  # a later file without the temperature
+    again = ingest_weather(stack, path, "wx-nulls", period_ending=timedelta(hours=1))
+    assert again.updated == 1
+    with connect(stack) as conn:
+        rows = conn.execute("SELECT ts, temperature, humidity, wind_speed FROM weather WHERE site_id = 'wx-nulls' "
+                            "ORDER BY ts").fetchall()
+    assert [(r[0].isoformat(), *r[1:]) for r in rows] == [  # hour-ending labels stored as period starts
+        ("2017-04-01T00:00:00+00:00", 10.5, 70.0, 2.0), ("2017-04-01T01:00:00+00:00", None, 71.0, 3.5)]

@@ -154,3 +154,27 @@ def test_read_table_keeps_empty_fields_as_empty_text(tmp_path):
     frame = v.read_table(tmp_path / "gaps.csv")
     assert frame.drop(columns="line").to_dict("list") == {
         "asset_id": ["m1", "m2"], "timestamp": ["2024-01-01T00:00:00Z", "NA"], "value": ["", ""]}
+
+
+def test_a_missing_weather_cell_is_its_variables_null_and_the_row_loads():
+    """A missing wind speed once dropped the temperature, humidity and irradiance of its row."""
+    frame = pd.DataFrame({"line": [2, 3, 4, 5], "timestamp": [f"2024-01-01T0{h}:00:00Z" for h in range(4)],
+                          "temperature": ["5.5", "6.0", "", "x"], "wind_speed": ["", "nan", "NaN", "1"],
+                          "humidity": ["70", "inf", "", "80"]})
+    out = v.validate_weather(frame, now=NOW)
+    rows = out.rows
+    assert rows["temperature"].tolist() == [5.5, 6.0] and rows["wind_speed"].isna().all()
+    assert rows["humidity"].tolist()[0] == 70.0 and pd.isna(rows["humidity"].tolist()[1])
+    assert out.rejects["line"].tolist() == ["4", "5"]  # every variable missing; a non-numeric cell
+    assert out.rejects["reason"].tolist() == [v.NAN, v.NON_NUMERIC]
+
+
+def test_weather_period_ending_labels_move_to_the_period_start():
+    frame = pd.DataFrame({"line": [2, 3], "timestamp": ["2024-01-01T01:00:00Z", "2024-01-01T02:00:00Z"],
+                          "solar_irradiance": ["0", "12.5"]})
+    out = v.validate_weather(frame, now=NOW, period_ending=timedelta(hours=1))
+    assert out.rows["ts"].tolist() == [pd.Timestamp("2024-01-01 00:00", tz="UTC"),
+                                       pd.Timestamp("2024-01-01 01:00", tz="UTC")]
+    late = v.validate_weather(frame.assign(timestamp=["2025-01-01T00:30:00Z", "2025-01-01T01:00:00Z"]), now=NOW,
+                              period_ending=timedelta(hours=1))
+    assert late.rejects["reason"].tolist() == [v.FUTURE, v.FUTURE]  # the periods end after now
