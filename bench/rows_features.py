@@ -41,7 +41,7 @@ def scratch_redis(ctx):
     import redis
 
     addr = ctx.settings.redis
-    return redis.Redis(addr.host, addr.port, db=SCRATCH_DB, password=addr.password)
+    return redis.Redis(addr.host, addr.port, db=SCRATCH_DB, username=addr.username, password=addr.password)
 
 
 def hset_rows(pipe, store, fv, rows) -> int:

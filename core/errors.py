@@ -18,6 +18,10 @@ class FeaturesUnavailableError(EmsError):
     """Features cannot be read (online store unreachable, nothing materialized)."""
 
 
+class OnlineStoreAccessError(FeaturesUnavailableError):
+    """The online store (Redis) refused this process's credentials; the message names the user and the fix."""
+
+
 class ModelNotFoundError(EmsError, LookupError):
     """No such model version, or no production version."""
 

@@ -30,6 +30,10 @@ LOCAL_S3_ACCESS_KEY = "ems-local-access"
 LOCAL_S3_SECRET_KEY = "ems-local-secret"
 # Throwaway password of the local MLflow admin (`ems up --auth`); refused for a server off loopback.
 LOCAL_MLFLOW_ADMIN_PASSWORD = "ems-local-admin"
+# Throwaway passwords of the local Redis's ACL users: the operator's is in the root feature_store.yaml, the
+# service's (`ems serve`, read-only) is EMS_REDIS_SERVICE_PASSWORD's default; refused for a Redis off loopback.
+LOCAL_REDIS_PASSWORD = "ems-local-redis"
+LOCAL_REDIS_SERVICE_PASSWORD = "ems-local-redis-service"
 
 
 # Offline store types whose connection settings are Postgres's: stock Feast's and ours (same config
@@ -76,6 +80,7 @@ class RedisAddress:
     port: int
     db: int = 0
     password: str | None = None
+    username: str | None = None  # an ACL user (Redis 6+); None = `default`
     cluster: bool = False  # redis_type: redis_cluster (the nodes are startup nodes; slots are discovered)
     nodes: tuple[tuple[str, int], ...] = ()  # every node listed, (host, port)
 
@@ -90,7 +95,7 @@ def read_feast_yaml(path: Path) -> dict:
 
 
 def parse_redis_connection_string(value: str, redis_type: str = "redis") -> RedisAddress:
-    """Feast's format: `host:port[,db=N][,password=P]`; for `redis_type: redis_cluster` a list of
+    """Feast's format: `host:port[,db=N][,username=U][,password=P]`; for `redis_type: redis_cluster` a list of
     startup nodes, `host1:port1,host2:port2,...[,password=P]` (a cluster has only database 0)."""
     if redis_type not in REDIS_TYPES:
         raise SettingsError(f"online_store.redis_type {redis_type!r} is not supported; use one of "
@@ -110,7 +115,23 @@ def parse_redis_connection_string(value: str, redis_type: str = "redis") -> Redi
     if cluster and db != 0:
         raise SettingsError(f"online_store.connection_string {value!r}: db={db}, but a Redis Cluster has only db 0")
     return RedisAddress(host=nodes[0][0], port=nodes[0][1], db=db, password=options.get("password"),
-                        cluster=cluster, nodes=tuple(nodes))
+                        username=options.get("username"), cluster=cluster, nodes=tuple(nodes))
+
+
+CREDENTIAL_OPTIONS = ("username", "password")
+
+
+def with_redis_credentials(value: str, username: str | None, password: str | None) -> str:
+    """A Feast connection string with its `username=`/`password=` options replaced by these (None: kept).
+    Feast splits the string on commas, so a credential holding `,` cannot be written into it."""
+    given = {"username": username, "password": password}
+    for name, secret in given.items():
+        if secret is not None and ("," in secret or not secret.strip()):
+            raise SettingsError(f"EMS_REDIS_{name.upper()} must be non-empty and hold no ',' (Feast's "
+                                "connection_string is comma separated)")
+    parts = [p.strip() for p in value.split(",") if p.strip()]
+    kept = [p for p in parts if p.split("=", 1)[0] not in {k for k, v in given.items() if v is not None}]
+    return ",".join([*kept, *(f"{k}={v}" for k, v in given.items() if v is not None)])
 
 
 class Settings(BaseSettings):
@@ -144,8 +165,16 @@ class Settings(BaseSettings):
     # Preload TimescaleDB in the local Postgres (stack/timescale.py, `make timescaledb`): auto = when its
     # library is installed in that Postgres, on = required (error if absent), off = never (plain schema).
     pg_timescaledb: Literal["auto", "on", "off"] = "auto"
-    # MLflow's basic-auth app (`ems up --auth`, stack/auth.py); None keeps what the local stack ran last.
+    # `ems up --auth`: MLflow's basic-auth app (stack/auth.py) and a Redis that refuses clients without an ACL
+    # user (stack/redis_acl.py); None keeps what the local stack ran last.
     mlflow_auth: bool | None = None
+    # Redis ACL user this process connects as; unset = the Feast yaml's connection_string (`username=`,
+    # `password=`: the operator's). `ems serve` under `ems up --with-api` gets the service user's.
+    redis_username: str | None = None
+    redis_password: str | None = None
+    # The read-only ACL user the local stack creates for the HTTP service (stack/redis_acl.py).
+    redis_service_username: str = "ems-service"
+    redis_service_password: str = LOCAL_REDIS_SERVICE_PASSWORD
     mlflow_auth_database: str = Field(default="mlflow_auth", description="users and permissions of the auth app")
     mlflow_admin_username: str = Field(
         default="admin", validation_alias=AliasChoices("EMS_MLFLOW_ADMIN_USERNAME", "MLFLOW_AUTH_ADMIN_USERNAME")
@@ -203,12 +232,19 @@ class Settings(BaseSettings):
         )
 
     @cached_property
-    def redis(self) -> RedisAddress:
+    def redis_connection_string(self) -> str:
+        """The Feast yaml's online connection string with EMS_REDIS_USERNAME / EMS_REDIS_PASSWORD, when set,
+        as its credentials (warehouse/store.py gives Feast this one)."""
         cfg = self.feast_config.get("online_store") or {}
         if cfg.get("type") != "redis":
             raise SettingsError(f"{self.feast_yaml}: online_store.type must be 'redis'")
-        return parse_redis_connection_string(str(cfg.get("connection_string", "localhost:6379")),
-                                             str(cfg.get("redis_type", "redis")))
+        return with_redis_credentials(str(cfg.get("connection_string", "localhost:6379")),
+                                      self.redis_username, self.redis_password)
+
+    @cached_property
+    def redis(self) -> RedisAddress:
+        cfg = self.feast_config.get("online_store") or {}
+        return parse_redis_connection_string(self.redis_connection_string, str(cfg.get("redis_type", "redis")))
 
     @property
     def s3_port(self) -> int:
@@ -246,6 +282,12 @@ class Settings(BaseSettings):
             raise SettingsError(
                 f"S3 endpoint {self.s3_endpoint_url} is not local: set EMS_S3_ACCESS_KEY and "
                 "EMS_S3_SECRET_KEY (the built-in values are for the local stack only)"
+            )
+        if not is_loopback(self.redis.host) and self.redis.password in (LOCAL_REDIS_PASSWORD,
+                                                                        LOCAL_REDIS_SERVICE_PASSWORD):
+            raise SettingsError(
+                f"Redis at {self.redis.host}:{self.redis.port} is not local: set EMS_REDIS_PASSWORD (or the "
+                "password= of the Feast yaml's connection_string); the built-in value is for the local stack only"
             )
         if (self.mlflow_auth and not is_loopback(urlsplit(self.mlflow_tracking_uri).hostname)
                 and self.mlflow_admin_password == LOCAL_MLFLOW_ADMIN_PASSWORD):

@@ -22,11 +22,14 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 
-from warehouse.store import feature_service
+from warehouse.store import feature_service, redis_refused
 
 _DOUBLE = 0x29  # Value.double_val: field 5, wire type 1 (8 bytes little endian)
 _STRING = 0x12  # Value.string_val: field 2, wire type 2 (length-delimited)
 _unpack_double = struct.Struct("<d").unpack_from
+# Redis refused the credentials (wrong password, disabled user) or a command the ACL user lacks: not an
+# outage to fall back from, one error naming the user (warehouse.store.redis_refused).
+REFUSED = (redis.AuthenticationError, redis.exceptions.NoPermissionError)
 
 
 @dataclass(frozen=True)
@@ -91,13 +94,13 @@ def redis_client(address):
     if not address.cluster:
         # One immediate retry: redis-py's default (three, backing off from 1 s) held every call ~7 s while
         # Redis was down, before the forecast fell back to the offline store.
-        return redis.Redis(host=address.host, port=address.port, db=address.db, password=address.password or None,
-                           retry=Retry(NoBackoff(), 1))
+        return redis.Redis(host=address.host, port=address.port, db=address.db, username=address.username,
+                           password=address.password or None, retry=Retry(NoBackoff(), 1))
     from redis.cluster import ClusterNode, RedisCluster
 
     try:
         return RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in address.nodes],
-                            password=address.password or None)
+                            username=address.username, password=address.password or None)
     except RedisClusterException as e:
         nodes = ",".join(f"{h}:{p}" for h, p in address.nodes)
         raise redis.ConnectionError(f"Redis Cluster {nodes} unreachable: {e}") from e
@@ -201,6 +204,8 @@ class OnlineReader:
                     for a in distinct:
                         pipe.hmget(self._key(tenant, a), fields)
                     replies = pipe.execute()
+        except REFUSED as e:
+            raise redis_refused(e, self.address) from e
         except RedisClusterException as e:  # cluster-level failure (slots uncovered, no node reachable)
             raise redis.ConnectionError(f"Redis Cluster read failed: {e}") from e
         n = len(plan.slots)
@@ -215,10 +220,13 @@ class OnlineReader:
         """Epoch seconds of `view`'s online row per (tenant, asset) (0 when absent): one pipelined HMGET."""
         if not pairs:
             return []
-        with self.redis.pipeline(transaction=False) as pipe:
-            for tenant, asset in pairs:
-                pipe.hmget(self._key(tenant, asset), [f"_ts:{view}"])
-            return [_decode_ts(reply[0]) for reply in pipe.execute()]
+        try:
+            with self.redis.pipeline(transaction=False) as pipe:
+                for tenant, asset in pairs:
+                    pipe.hmget(self._key(tenant, asset), [f"_ts:{view}"])
+                return [_decode_ts(reply[0]) for reply in pipe.execute()]
+        except REFUSED as e:
+            raise redis_refused(e, self.address) from e
 
     def read(self, service: str, tenant: str, assets: list[str], request: dict[str, list] | None = None,
              event_timestamps: bool = False) -> dict[str, list]:

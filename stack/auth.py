@@ -29,6 +29,14 @@ DEFAULT_PERMISSION = "NO_PERMISSIONS"  # nothing is visible unless granted (or c
 
 
 # ---------------------------------------------------------------- server
+def enabled(settings: Settings) -> bool:
+    """Does the local stack run with auth (MLflow's basic-auth app, Redis without an open `default` user)?
+    As asked (EMS_MLFLOW_AUTH, `ems up --auth/--no-auth`), else as it ran last (basic_auth.ini is present)."""
+    if settings.mlflow_auth is not None:
+        return settings.mlflow_auth
+    return config_path(settings).exists()
+
+
 def config_path(settings: Settings) -> Path:
     """The auth app's config; its presence also records that the local stack runs with auth."""
     return settings.home / "mlflow" / "basic_auth.ini"

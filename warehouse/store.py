@@ -11,7 +11,12 @@ from datetime import UTC, datetime
 import pandas as pd
 from psycopg import sql
 
-from core.errors import FeaturesUnavailableError, UnknownAssetError, UnknownFeatureServiceError
+from core.errors import (
+    FeaturesUnavailableError,
+    OnlineStoreAccessError,
+    UnknownAssetError,
+    UnknownFeatureServiceError,
+)
 from core.names import check_asset_id, check_tenant_id
 from core.settings import ROOT, Settings
 from warehouse.db import DatabaseUnavailableError, connect
@@ -25,6 +30,8 @@ def get_store(settings: Settings):
     from feast import FeatureStore
 
     store = FeatureStore(repo_path=str(ROOT), fs_yaml_file=settings.feast_yaml)
+    # Redis credentials: the yaml's, or EMS_REDIS_USERNAME / EMS_REDIS_PASSWORD (the service's ACL user)
+    store.config.online_store.connection_string = settings.redis_connection_string
     if store.config.mlflow is not None:  # Feast's MLflow lineage goes to the server `ems` uses
         store.config.mlflow.tracking_uri = settings.mlflow_tracking_uri
     return store
@@ -208,7 +215,18 @@ def online_features(
         rows.append({"tenant_id": tenant, "asset_id": a, "target_time": when})
     try:
         frame = store.get_online_features(features=fs, entity_rows=rows).to_df()
+    except (redis.AuthenticationError, redis.exceptions.NoPermissionError) as e:
+        raise redis_refused(e, settings.redis) from e
     except (redis.RedisError, RedisClusterException, ConnectionError) as e:  # a cluster's errors are not RedisErrors
         raise FeaturesUnavailableError(f"online store unreachable ({e}); run `ems up`") from e
     ordered = [f.name for projection in fs.feature_view_projections for f in projection.features]
     return frame[["tenant_id", "asset_id", *ordered]]
+
+
+def redis_refused(error: Exception, address) -> OnlineStoreAccessError:
+    """Redis refused the credentials (or a command) of `address` (core.settings.RedisAddress): one error
+    naming the user, the server and where the credentials come from."""
+    user = address.username or "default"
+    return OnlineStoreAccessError(
+        f"Redis at {address.host}:{address.port} refused user {user!r} ({error}): set EMS_REDIS_USERNAME and "
+        "EMS_REDIS_PASSWORD, or username= and password= in the Feast yaml's online_store.connection_string")

@@ -29,7 +29,8 @@ def write_feast_yaml(target: Path, pg_port: int, redis_port: int, mlflow_port: i
     local_port = cfg["offline_store"]["port"]
     cfg["offline_store"]["port"] = pg_port
     cfg["registry"]["path"] = cfg["registry"]["path"].replace(f":{local_port}/", f":{pg_port}/")
-    cfg["online_store"]["connection_string"] = f"127.0.0.1:{redis_port}"
+    options = [p for p in cfg["online_store"]["connection_string"].split(",") if "=" in p]  # credentials
+    cfg["online_store"]["connection_string"] = ",".join([f"127.0.0.1:{redis_port}", *options])
     cfg["mlflow"]["tracking_uri"] = f"http://127.0.0.1:{mlflow_port}"
     target.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return target

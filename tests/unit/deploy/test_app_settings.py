@@ -58,7 +58,8 @@ def test_deploy_yaml_renders_to_a_valid_feast_config(in_app_env, app_env):
     assert (offline.host, int(offline.port), offline.database, offline.user, offline.password, offline.sslmode) == (
         "timescaledb", 5432, app_env["EMS_PG_DATABASE"], app_env["EMS_PG_USER"], app_env["EMS_PG_PASSWORD"],
         "disable")
-    assert online.connection_string == "redis:6379"
+    assert online.connection_string == (
+        f"redis:6379,username={app_env['EMS_REDIS_USERNAME']},password={app_env['EMS_REDIS_PASSWORD']}")
     assert config.registry.path == (
         f"postgresql+psycopg://{app_env['EMS_PG_USER']}:{app_env['EMS_PG_PASSWORD']}@timescaledb:5432/"
         f"{app_env['EMS_PG_DATABASE']}?sslmode=disable")
@@ -70,7 +71,8 @@ def test_ems_settings_take_every_address_and_credential_from_the_environment(in_
     s = Settings()
     assert (s.postgres.host, s.postgres.port, s.postgres.user, s.postgres.password) == (
         "timescaledb", 5432, app_env["EMS_PG_USER"], app_env["EMS_PG_PASSWORD"])
-    assert (s.redis.host, s.redis.port) == ("redis", 6379)
+    assert (s.redis.host, s.redis.port, s.redis.username, s.redis.password) == (
+        "redis", 6379, app_env["EMS_REDIS_USERNAME"], app_env["EMS_REDIS_PASSWORD"])
     assert (s.s3_endpoint_url, s.s3_bucket) == ("http://minio:9000", app_env["EMS_S3_BUCKET"])
     assert (s.s3_access_key, s.s3_secret_key) == (app_env["EMS_S3_ACCESS_KEY"], app_env["EMS_S3_SECRET_KEY"])
     assert s.mlflow_tracking_uri == "http://mlflow:5000"

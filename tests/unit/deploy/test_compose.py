@@ -152,6 +152,22 @@ def test_services_of_the_app_image_share_the_app_environment(compose, app_env):
         assert env.items() >= app_env.items(), name
 
 
+def test_redis_refuses_clients_without_credentials_and_the_api_reads_as_its_own_user(compose, stack_env):
+    """The ACL file written by the Redis service's command: `default` off, the operator, and the service with
+    the local stack's read-only rules (tests/integration/test_redis_auth.py loads it into a real Redis)."""
+    from stack.redis_acl import CLOSED_DEFAULT, SERVICE_RULES
+
+    redis = compose["services"]["redis"]
+    script = redis["command"][2]
+    assert redis["command"][:2] == ["sh", "-c"] and "--aclfile /tmp/users.acl" in script
+    assert CLOSED_DEFAULT in script and SERVICE_RULES in script
+    assert "--user" in " ".join(redis["healthcheck"]["test"])
+    api = compose["services"]["api"]["environment"]
+    assert (api["EMS_REDIS_USERNAME"], api["EMS_REDIS_PASSWORD"]) == (
+        stack_env["EMS_REDIS_SERVICE_USERNAME"], stack_env["EMS_REDIS_SERVICE_PASSWORD"])
+    assert api["EMS_REDIS_PASSWORD"] != stack_env["EMS_REDIS_PASSWORD"]
+
+
 def test_mlflow_accepts_the_hosts_it_is_called_by_and_no_other(compose, app_env, stack_env):
     from mlflow.server.security_utils import is_allowed_host_header, is_health_endpoint
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from core.settings import (
+    LOCAL_REDIS_PASSWORD,
     LOCAL_S3_ACCESS_KEY,
     ROOT,
     Settings,
@@ -16,13 +17,44 @@ from core.settings import (
 
 
 def test_postgres_and_redis_come_from_the_feast_yaml(monkeypatch):
-    monkeypatch.delenv("FEAST_FS_YAML_FILE_PATH", raising=False)
+    for name in ("FEAST_FS_YAML_FILE_PATH", "EMS_REDIS_USERNAME", "EMS_REDIS_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
     s = Settings()
     cfg = read_feast_yaml(ROOT / "feature_store.yaml")
     assert (s.postgres.host, s.postgres.port, s.postgres.database) == (
         cfg["offline_store"]["host"], cfg["offline_store"]["port"], cfg["offline_store"]["database"])
-    assert f"{s.redis.host}:{s.redis.port}" == cfg["online_store"]["connection_string"]
+    assert s.redis_connection_string == cfg["online_store"]["connection_string"] == (
+        f"{s.redis.host}:{s.redis.port},username={s.redis.username},password={s.redis.password}")
+    assert s.redis.password == LOCAL_REDIS_PASSWORD  # the operator's throwaway local password
     assert f":{s.postgres.port}/" in cfg["registry"]["path"]
+
+
+def test_redis_credentials_from_the_environment_replace_the_yaml_ones(monkeypatch):
+    monkeypatch.delenv("FEAST_FS_YAML_FILE_PATH", raising=False)
+    monkeypatch.setenv("EMS_REDIS_USERNAME", "ems-service")
+    monkeypatch.setenv("EMS_REDIS_PASSWORD", "svc-pass")
+    s = Settings()
+    assert (s.redis.username, s.redis.password) == ("ems-service", "svc-pass")
+    assert s.redis_connection_string.endswith(",username=ems-service,password=svc-pass")
+    assert s.redis_connection_string.count("username=") == 1
+
+
+@pytest.mark.parametrize("value", ["a,b", " "])
+def test_a_redis_password_feast_cannot_carry_is_refused(monkeypatch, value):
+    monkeypatch.delenv("FEAST_FS_YAML_FILE_PATH", raising=False)
+    monkeypatch.setenv("EMS_REDIS_PASSWORD", value)
+    with pytest.raises(SettingsError, match="EMS_REDIS_PASSWORD must be non-empty and hold no ','"):
+        _ = Settings().redis
+
+
+def test_local_redis_password_is_refused_off_loopback(tmp_path, monkeypatch):
+    path = tmp_path / "fs.yaml"
+    path.write_text("offline_store: {type: postgres, host: db, port: 6000, database: d, user: u}\n"
+                    f"online_store: {{type: redis, connection_string: 'redis.internal:6379,username=ems,"
+                    f"password={LOCAL_REDIS_PASSWORD}'}}\n")
+    monkeypatch.setenv("FEAST_FS_YAML_FILE_PATH", str(path))
+    with pytest.raises(SettingsError, match="Redis at redis.internal:6379 is not local: set EMS_REDIS_PASSWORD"):
+        Settings(s3_endpoint_url="http://127.0.0.1:1").check_credentials()
 
 
 def test_feast_yaml_env_substitution_is_honoured(tmp_path, monkeypatch):
