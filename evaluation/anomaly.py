@@ -3,11 +3,12 @@ project's ingest (one asset per data file), each series is read back from the wa
 streaming method (registry/streaming.py) scores it row by row, and registry/nab.py scores the
 result under the three NAB profiles.
 
-NAB scores the rows of each file in file order. The warehouse holds one reading per (asset, time),
-ordered by time, so detectors run on the stored series and each file row takes the score of the
-stored reading at its timestamp. Rows the warehouse does not hold (a repeated timestamp after its
-first row, or all copies of a timestamp whose values conflict: ingest rejects those) score 0, i.e.
-never detect; `FileInfo.unscored` counts them.
+NAB feeds every row of a file to a detector in file order, repeated timestamps included, and scores
+each. So do we: the detectors run on the file's rows in file order, each row carrying the stored
+reading at its timestamp (the warehouse holds one reading per (asset, time), so identical copies of a
+row share it). Where the warehouse holds no reading for a timestamp (copies whose values conflict:
+ingest rejects them all) the row carries the file's own value; `FileInfo.from_file` counts those rows.
+The detectors' usual step ignores repeated timestamps (evaluation/streaming.py, period_steps).
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ class FileInfo:
     asset_id: str
     rows: int  # rows of the data file (the rows NAB scores)
     stored: int  # readings the warehouse holds for the asset
-    unscored: int  # file rows without a stored reading of their own (score 0)
+    from_file: int  # file rows without a stored reading at their timestamp (fed with the file's value)
     windows: int
 
 
@@ -105,7 +106,8 @@ def check_methods(methods: Iterable[str] | None) -> list[str]:
 
 def run(settings: Settings, corpus_dir: Path, tenant: str = DEFAULT_TENANT, methods: Iterable[str] | None = None,
         rejects: Path | None = None, progress: Progress | None = None) -> Evaluation:
-    """Ingest the corpus into `tenant` (idempotent), run each method on the stored series, score."""
+    """Ingest the corpus into `tenant` (idempotent), run each method on every file row in file order (the
+    stored readings, `feed`), score."""
     check_tenant_id(tenant)
     methods = check_methods(methods)
     corpus = nab_corpus.load(corpus_dir)
@@ -126,20 +128,19 @@ def run(settings: Settings, corpus_dir: Path, tenant: str = DEFAULT_TENANT, meth
         series = stored.get(assets[name])
         if series is None:
             raise EmsError(f"no readings of asset {assets[name]} in tenant {tenant} after ingest")
-        rows, unscored = align(frame["timestamp"], series["ts"])
+        fed = feed(frame, series)
         labels.append(corpus.labels(name, frame["timestamp"]))
-        rows_of.append(rows)
-        infos.append(FileInfo(name, assets[name], len(frame), len(series), unscored, len(corpus.windows[name])))
+        rows_of.append(fed)
+        infos.append(FileInfo(name, assets[name], len(frame), len(series), fed.attrs["from_file"],
+                              len(corpus.windows[name])))
 
     per_method: dict[str, list[np.ndarray]] = {}
     for method in methods:
         lap = time.perf_counter()
         out = []
-        for i, (info, rows) in enumerate(zip(infos, rows_of, strict=True)):
+        for i, fed in enumerate(rows_of):
             step(method, i, len(infos))
-            series = stored[info.asset_id]
-            score = streaming.detect(method, series["value"].to_numpy(), series["ts"].to_numpy())
-            out.append(np.where(rows >= 0, score[np.maximum(rows, 0)], 0.0))
+            out.append(streaming.detect(method, fed["value"].to_numpy(), fed["ts"].to_numpy()))
         per_method[method] = out
         seconds[method] = time.perf_counter() - lap
         logger.info("%s: %d files in %.1f s", method, len(infos), seconds[method])
@@ -180,16 +181,29 @@ def read_series(settings: Settings, tenant: str, assets: list[str]) -> dict[str,
     return {asset: part[["ts", "value"]].reset_index(drop=True) for asset, part in frame.groupby("asset_id")}
 
 
-def align(file_times: pd.Series, stored_times: pd.Series) -> tuple[np.ndarray, int]:
-    """For each file row, the position of the stored reading with its timestamp (-1 for a repeat of
-    an earlier row's timestamp, or a timestamp the warehouse does not hold), and how many are -1."""
+def align(file_times: pd.Series, stored_times: pd.Series, repeats: bool = False) -> tuple[np.ndarray, int]:
+    """For each file row, the position of the stored reading with its timestamp (-1 for a timestamp the
+    warehouse does not hold, and for a repeat of an earlier row's timestamp unless `repeats`), and how
+    many are -1."""
     ft = pd.to_datetime(file_times).to_numpy(dtype="datetime64[ns]")
     st = pd.to_datetime(stored_times).to_numpy(dtype="datetime64[ns]")
     pos = np.searchsorted(st, ft)
     found = (pos < len(st)) & (st[np.minimum(pos, len(st) - 1)] == ft)
-    found &= ~pd.Series(ft).duplicated().to_numpy()
+    if not repeats:
+        found &= ~pd.Series(ft).duplicated().to_numpy()
     rows = np.where(found, pos, -1)
     return rows, int((rows < 0).sum())
+
+
+def feed(frame: pd.DataFrame, stored: pd.DataFrame) -> pd.DataFrame:
+    """The rows a detector is fed for one file, in file order (ts, value): the stored reading at each
+    row's timestamp, the file's value where the warehouse holds none (`attrs["from_file"]` counts them)."""
+    rows, _ = align(frame["timestamp"], stored["ts"], repeats=True)
+    own = pd.to_numeric(frame["value"], errors="coerce").to_numpy(dtype=float)
+    values = np.where(rows >= 0, stored["value"].to_numpy(dtype=float)[np.maximum(rows, 0)], own)
+    out = pd.DataFrame({"ts": pd.to_datetime(frame["timestamp"]).to_numpy(dtype="datetime64[ns]"), "value": values})
+    out.attrs["from_file"] = int((rows < 0).sum())
+    return out
 
 
 def _ingest_summary(report) -> dict:

@@ -83,13 +83,14 @@ def markdown(result: Evaluation, now: datetime) -> str:
         for p, title in zip(profiles, titles, strict=True):
             r = result.results[method][p]
             lines.append(_row([method, title, f"{r.threshold:.6f}", f"{r.raw:.2f}", r.tp, r.fp, r.fn]))
-    lines += ["", "## Per file (standard profile, raw score)", "", _row(["file", "rows", "unscored", *result.methods]),
+    lines += ["", "## Per file (standard profile, raw score)", "", _row(["file", "rows", "from file", *result.methods]),
               _row(["---"] + ["---:"] * (2 + len(result.methods)))]
     for i, f in enumerate(result.files):
         cells = [f"{result.results[m]['standard'].files[i].score:.2f}" for m in result.methods]
-        lines.append(_row([f.name, f.rows, f.unscored, *cells]))
-    lines += ["", "`unscored`: file rows the warehouse does not hold (a repeated timestamp, or conflicting values "
-                  "at one timestamp, rejected by ingest); they score 0.", "",
+        lines.append(_row([f.name, f.rows, f.from_file, *cells]))
+    lines += ["", "Every file row is fed and scored in file order, repeated timestamps included (as NAB does). "
+                  "`from file`: rows whose timestamp the warehouse holds no reading for (conflicting values at one "
+                  "timestamp, rejected by ingest), fed with the file's own value.", "",
               "## Run", "", f"Ingest: {result.ingest}", "",
               "Seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in result.seconds.items()), "",
               f"Streaming settings: {result.settings}", ""]

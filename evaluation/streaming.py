@@ -20,7 +20,8 @@ two-sided Gaussian tail probability p becomes log(p + 1e-10) / log(1e-10) (0.5 a
 beyond the range seen so far by more than `tolerance` of it scores 1. After a score reaches
 `DETECTION_LEVEL`, the next `rest` rows are capped just below it, so one event is reported once.
 The settings are the same for every series (NAB forbids per-file tuning; only the threshold is fitted).
-They were chosen on the NAB corpus itself, as NAB's published detectors were (no held-out set).
+They were chosen on the NAB corpus itself, as NAB's published detectors were; README, Evaluation, gives
+those in-sample figures next to split-half ones (settings chosen on half the files, the other half scored).
 """
 
 from __future__ import annotations
@@ -81,9 +82,11 @@ def surprise(method: str, values: np.ndarray, timestamps: np.ndarray, settings: 
     if method in ("z_score", "iqr"):
         level = _trailing_z(x, settings.window, robust=method == "iqr")
         excess = seasonal_excess(x, ts, settings.days, settings.spread)
-        if excess is None:
+        cycle = np.isfinite(excess)  # rows whose usual step so far has a daily cycle
+        if not cycle.any():
             return level
-        return (level + _trailing_z(excess, settings.window, robust=method == "iqr")) / 2
+        seasonal = _trailing_z(np.where(cycle, excess, 0.0), settings.window, robust=method == "iqr")
+        return np.where(cycle, (level + seasonal) / 2, level)
     if method in ("isolation_forest", "local_outlier_factor"):
         return _model_surprise(method, features(x, ts, settings), settings)
     if method == "forecast_residual":
@@ -111,33 +114,41 @@ def _trailing_z(x: np.ndarray, window: int, robust: bool = False, signed: bool =
     return z if signed else np.abs(z)
 
 
-def period_step(ts: np.ndarray) -> np.timedelta64 | None:
-    """The usual step between rows (median of the positive ones); None for fewer than 3 rows."""
-    steps = np.diff(ts)
-    steps = steps[steps > np.timedelta64(0)]
-    return np.median(steps).astype("timedelta64[ns]") if len(steps) >= 2 else None
+MAX_CYCLE_STEP = np.timedelta64(2, "h")  # a usual step above this: no daily cycle to speak of
 
 
-def days_earlier(x: np.ndarray, ts: np.ndarray, days: int) -> np.ndarray | None:
+def period_steps(ts: np.ndarray) -> np.ndarray:
+    """Per row, the usual step between rows so far: the median of the positive steps among rows <= t
+    (nanoseconds as float; NaN until two are seen). Strictly online: a prefix of a file gets the same
+    steps as the whole file (the median over the whole file let later rows change earlier scores)."""
+    steps = np.diff(np.asarray(ts, dtype="datetime64[ns]")).astype("int64").astype(float)
+    steps[steps <= 0] = np.nan  # repeated or out-of-order timestamps are no step
+    return pd.Series(np.r_[np.nan, steps]).expanding(min_periods=2).median().to_numpy()
+
+
+def _daily_cycle(ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(usual step so far per row in ns, whether it is short enough for a daily cycle)."""
+    step = period_steps(ts)
+    return step, np.nan_to_num(step, nan=np.inf) <= MAX_CYCLE_STEP.astype("timedelta64[ns]").astype("int64")
+
+
+def days_earlier(x: np.ndarray, ts: np.ndarray, days: int) -> np.ndarray:
     """The value at the same time `days` days before each row (the latest earlier row at or before
-    t - days, if within one step of it), NaN where there is none. None when the series has no daily
-    cycle to speak of (a usual step of more than 2 h)."""
-    step = period_step(ts)
-    if step is None or step > np.timedelta64(2, "h"):
-        return None
+    t - days, if within one usual step of it), NaN where there is none or where the usual step so far
+    is too long for a daily cycle (more than 2 h)."""
+    step, cycle = _daily_cycle(ts)
     target = ts - days * DAY
     idx = np.searchsorted(ts, target, side="right") - 1
-    ok = (idx >= 0) & (target - ts[np.maximum(idx, 0)] <= step) & (idx < np.arange(len(x)))
+    lag = (target - ts[np.maximum(idx, 0)]).astype("timedelta64[ns]").astype("int64")
+    ok = cycle & (idx >= 0) & (lag <= step) & (idx < np.arange(len(x)))
     return np.where(ok, x[np.maximum(idx, 0)], np.nan)
 
 
-def seasonal_excess(x: np.ndarray, ts: np.ndarray, days: int, spread: int) -> np.ndarray | None:
+def seasonal_excess(x: np.ndarray, ts: np.ndarray, days: int, spread: int) -> np.ndarray:
     """How far each value lies outside the envelope of the values at the same time of day (+- `spread`
     rows) on each of the past `days` days: x - max above it, x - min below it, 0 inside or while
-    there is no history yet. None without a daily cycle or when no row has a day of history."""
-    step = period_step(ts)
-    if step is None or step > np.timedelta64(2, "h"):
-        return None
+    there is no history yet; NaN on rows whose usual step so far has no daily cycle (more than 2 h)."""
+    step, cycle = _daily_cycle(ts)
     n, width = len(x), 2 * spread + 1
     high = pd.Series(x).rolling(width, center=True, min_periods=1).max().to_numpy()
     low = pd.Series(x).rolling(width, center=True, min_periods=1).min().to_numpy()
@@ -146,13 +157,13 @@ def seasonal_excess(x: np.ndarray, ts: np.ndarray, days: int, spread: int) -> np
         target = ts - k * DAY
         idx = np.searchsorted(ts, target, side="right") - 1
         # the neighbourhood idx +- spread must lie before t
-        ok = (idx >= 0) & (target - ts[np.maximum(idx, 0)] <= step) & (idx + spread < np.arange(n))
+        lag = (target - ts[np.maximum(idx, 0)]).astype("timedelta64[ns]").astype("int64")
+        ok = (idx >= 0) & (lag <= step) & (idx + spread < np.arange(n))
         top = np.where(ok, np.maximum(top, high[np.maximum(idx, 0)]), top)
         bottom = np.where(ok, np.minimum(bottom, low[np.maximum(idx, 0)]), bottom)
     seen = np.isfinite(top)
-    if not seen.any():
-        return None
-    return np.where(seen & (x > top), x - top, np.where(seen & (x < bottom), x - bottom, 0.0))
+    excess = np.where(seen & (x > top), x - top, np.where(seen & (x < bottom), x - bottom, 0.0))
+    return np.where(cycle, excess, np.nan)
 
 
 def features(x: np.ndarray, ts: np.ndarray, settings: Settings = DEFAULT) -> np.ndarray:
@@ -162,7 +173,8 @@ def features(x: np.ndarray, ts: np.ndarray, settings: Settings = DEFAULT) -> np.
     window = settings.window
     level = _trailing_z(x, window, signed=True)
     excess = seasonal_excess(x, ts, settings.days, settings.spread)
-    seasonal = level if excess is None else _trailing_z(excess, window, signed=True)
+    cycle = np.isfinite(excess)
+    seasonal = np.where(cycle, _trailing_z(np.where(cycle, excess, 0.0), window, signed=True), level)
     diff = _trailing_z(np.r_[0.0, np.diff(x)], window, signed=True)
     local = pd.Series(x).rolling(settings.short, min_periods=2).std().to_numpy()
     broad = pd.Series(x).rolling(window, min_periods=2).std().shift(1).to_numpy()
@@ -205,9 +217,8 @@ def _forecast_surprise(x: np.ndarray, ts: np.ndarray, settings: Settings) -> np.
     earlier when the series has a daily cycle) over the std of its errors on the fit rows."""
     previous = np.r_[x[0], x[:-1]]
     lags = [np.r_[np.full(k, x[0]), x[:-k]] for k in (1, 2, 3)]
-    day = days_earlier(x, ts, 1)
-    if day is not None:
-        lags.append(np.where(np.isfinite(day), day, previous))  # no day of history yet: the last value
+    day = days_earlier(x, ts, 1)  # no day of history (yet), or no daily cycle: the last value (a column
+    lags.append(np.where(np.isfinite(day), day, previous))  # equal to lag 1 changes no least-squares forecast)
     X = np.column_stack([np.ones(len(x)), *lags])
     out = np.zeros(len(x))
     for lo, start, end in _blocks(len(x), settings):

@@ -57,7 +57,7 @@ def test_nab_evaluation_end_to_end_and_rerun(stack, env, small_corpus, tmp_path)
         stored = conn.execute("SELECT count(*) FROM readings WHERE tenant_id = %s", (TENANT,)).fetchone()[0]
     assert stored == sum(rows.values()) - 2
     by_file = {f["name"]: f for f in doc["file_rows"]}
-    assert by_file["realTraffic/speed_t4013.csv"]["unscored"] == 2
+    assert by_file["realTraffic/speed_t4013.csv"]["from_file"] == 2  # the conflicting pair, fed as NAB does
     assert by_file["realTraffic/speed_t4013.csv"]["asset_id"] == "realTraffic.speed_t4013"
     assert [by_file[n]["rows"] for n in FILES] == [rows[n] for n in FILES]
 

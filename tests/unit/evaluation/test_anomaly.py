@@ -22,3 +22,15 @@ def test_file_rows_take_the_stored_reading_at_their_timestamp():
     rows, unscored = evaluate_anomaly.align(pd.Series(file_times), pd.Series(stored))
     assert rows.tolist() == [0, 1, -1, -1, 2, 3]
     assert unscored == 2
+
+
+def test_every_file_row_is_fed_in_file_order_repeats_included():
+    """NAB feeds every row; the repeats used to be skipped and scored 0."""
+    frame = pd.DataFrame({"timestamp": ["2024-01-01 00:00", "2024-01-01 00:05", "2024-01-01 00:05",
+                                        "2024-01-01 00:15", "2024-01-01 00:15", "2024-01-01 00:10"],
+                          "value": ["1", "2", "2", "7", "8", "3"]})  # 00:15: conflicting copies, not stored
+    stored = pd.DataFrame({"ts": pd.to_datetime(["2024-01-01 00:00", "2024-01-01 00:05", "2024-01-01 00:10"]),
+                           "value": [1.0, 2.0, 3.0]})
+    fed = evaluate_anomaly.feed(frame, stored)
+    assert fed["value"].tolist() == [1.0, 2.0, 2.0, 7.0, 8.0, 3.0] and fed.attrs["from_file"] == 2
+    assert fed["ts"].tolist() == pd.to_datetime(frame["timestamp"]).tolist()

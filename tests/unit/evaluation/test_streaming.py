@@ -64,15 +64,42 @@ def test_new_extremes_score_1_beyond_the_seen_range():
 
 def test_seasonal_excess_is_the_distance_outside_the_same_time_envelope():
     ts = np.datetime64("2024-01-01T00:00") + np.arange(6) * np.timedelta64(12, "h")  # step 12 h: no daily cycle
-    assert streaming.seasonal_excess(np.arange(6.0), ts, days=1, spread=0) is None
+    assert np.isnan(streaming.seasonal_excess(np.arange(6.0), ts, days=1, spread=0)).all()
     ts = np.datetime64("2024-01-01T00:00") + np.arange(8) * np.timedelta64(1, "h")
     x = np.zeros(8)
-    assert streaming.seasonal_excess(x, ts, days=1, spread=0) is None  # no row has a day of history
+    excess = streaming.seasonal_excess(x, ts, days=1, spread=0)  # no row has a day of history: 0 once the step
+    assert np.isnan(excess[:2]).all() and (excess[2:] == 0).all()  # is known (two steps seen)
     ts = np.datetime64("2024-01-01T00:00") + np.arange(30) * np.timedelta64(2, "h")  # 12 rows a day
     x = np.arange(30.0) % 12
     x[25] = 4.0  # same time a day earlier (row 13) was 1.0, two days earlier (row 1) 1.0
     excess = streaming.seasonal_excess(x, ts, days=2, spread=0)
-    assert excess[:12].tolist() == [0.0] * 12 and excess[25] == 3.0 and excess[24] == 0.0
+    assert np.isnan(excess[:2]).all() and excess[2:12].tolist() == [0.0] * 10
+    assert excess[25] == 3.0 and excess[24] == 0.0
+
+
+def test_the_usual_step_is_online_and_ignores_repeated_timestamps():
+    ts = np.array(["2024-01-01T00:00", "2024-01-01T01:00", "2024-01-01T01:00", "2024-01-01T02:00",
+                   "2024-01-01T05:00", "2024-01-01T08:00", "2024-01-01T11:00"], dtype="datetime64[ns]")
+    hours = streaming.period_steps(ts) / 3.6e12
+    assert np.isnan(hours[:3]).all()  # two positive steps are needed; the repeat is no step
+    assert hours[3:].tolist() == [1.0, 1.0, 2.0, 3.0]  # medians of (1, 1), (1, 1, 3), (1, 1, 3, 3), (1, 1, 3, 3, 3)
+
+
+@pytest.mark.parametrize("method", streaming.METHODS)
+def test_a_prefix_of_a_file_gets_the_same_scores_as_the_whole_file(method):
+    """The usual step was the median over the whole file: hourly rows followed by more 3-hourly ones made
+    the whole file 'no daily cycle' while its hourly prefix had one, so later rows changed earlier scores."""
+    rng = np.random.default_rng(3)
+    hourly = np.datetime64("2024-01-01T00:00") + np.arange(600) * np.timedelta64(1, "h")
+    sparse = hourly[-1] + np.arange(1, 901) * np.timedelta64(3, "h")
+    ts = np.r_[hourly, sparse]
+    hours = (ts - ts[0]) / np.timedelta64(1, "h")
+    x = 10 + 3 * np.sin(2 * np.pi * hours / 24) + rng.normal(0, 0.3, len(ts))
+    x[450] += 8  # a spike while the file is still hourly
+    whole = streaming.detect(method, x, ts, FAST)
+    for cut in (300, 600, 1000):
+        np.testing.assert_array_equal(streaming.detect(method, x[:cut], ts[:cut], FAST), whole[:cut], err_msg=str(cut))
+    assert whole[440:470].max() >= streaming.DETECTION_LEVEL or method != "z_score"
 
 
 def test_unknown_method_is_refused():
