@@ -1014,22 +1014,38 @@ app.add_typer(users_app, name="users")
 def users_create(
     tenant: Tenant,
     username: Annotated[str | None, typer.Option(help="Login name; default: the tenant id.")] = None,
+    db: Annotated[bool, typer.Option("--db", help="Also a database role `tenant_<tenant>` that sees the "
+                                     "tenant's rows only (row-level security), same password.")] = False,
     as_json: AsJson = False,
 ) -> None:
     """Create a tenant's MLflow user, who reads and promotes that tenant's models only (admin login needed).
 
-    The password comes from EMS_NEW_USER_PASSWORD; otherwise one is generated and printed once."""
+    The password comes from EMS_NEW_USER_PASSWORD; otherwise one is generated and printed once. With --db the
+    database role and the MLflow user are created together or not at all."""
     from registry.access import create_tenant_user
 
-    user = _run(create_tenant_user, settings().mlflow_tracking_uri, tenant, username,
-                os.environ.get("EMS_NEW_USER_PASSWORD"))
+    password, made = os.environ.get("EMS_NEW_USER_PASSWORD"), {}
+    create = lambda: made.setdefault("user", create_tenant_user(  # noqa: E731
+        settings().mlflow_tracking_uri, tenant, username, password))
+    if db:
+        import secrets
+
+        from warehouse.tenant_roles import create_tenant_role
+
+        password = password or secrets.token_urlsafe(18)
+        made["role"] = _run(create_tenant_role, settings(), tenant, password, then=lambda: _run(create))
+    user = made.get("user") or _run(create)
+    shown = user.password or (None if os.environ.get("EMS_NEW_USER_PASSWORD") else password)
     if as_json:
-        _print_json(user.as_dict())
+        _print_json({**user.as_dict(), "password": shown, "database_role": made.get("role")})
         return
     console.print(f"created MLflow user {user.username} for tenant {user.tenant}; models granted: "
                   f"{', '.join(user.models) or 'none yet'}", markup=False)
-    if user.password:
-        console.print(f"password (shown once, stored nowhere): {user.password}", markup=False, highlight=False)
+    if made.get("role"):
+        console.print(f"created database role {made['role']} (row-level security: tenant {tenant} only)",
+                      markup=False)
+    if shown:
+        console.print(f"password (shown once, stored nowhere): {shown}", markup=False, highlight=False)
 
 
 @users_app.command("grant")

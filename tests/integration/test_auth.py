@@ -156,6 +156,23 @@ def test_unauthenticated_and_wrong_password_requests_are_refused(tenants):
         lifecycle.show(mlc, tenants.models[A])
 
 
+def test_users_create_with_db_makes_the_mlflow_user_and_a_database_role_together(tenants, stack):
+    """`ems users create --tenant T --db`: one password for both; the role sees no other tenant's rows; a
+    second run is one error naming the existing role, and changes nothing."""
+    import psycopg
+
+    admin_env = {"MLFLOW_TRACKING_URI": tenants.uri, "MLFLOW_TRACKING_USERNAME": tenants.admin[0],
+                 "MLFLOW_TRACKING_PASSWORD": tenants.admin[1]}
+    made = json.loads(ems("users", "create", "--tenant", "auth-c", "--db", "--json", env=admin_env).stdout)
+    assert made["database_role"] == "tenant_auth-c" and made["username"] == "auth-c" and len(made["password"]) >= 12
+    a = stack.postgres
+    with psycopg.connect(host=a.host, port=a.port, dbname=a.database, user="tenant_auth-c",
+                         password=made["password"]) as conn:
+        assert conn.execute("SELECT count(*) FROM readings WHERE tenant_id <> 'auth-c'").fetchone()[0] == 0
+    again = ems("users", "create", "--tenant", "auth-c", "--db", env=admin_env, check=False)
+    assert again.returncode == 1 and "database role 'tenant_auth-c' of tenant 'auth-c' exists already" in again.stderr
+
+
 def test_status_reports_auth_on_and_off(auth_mlflow, stack):
     assert services.MLflow(auth_mlflow).status().detail == "running, basic auth on"
     assert services.MLflow(stack).status().detail == "running, auth off"
