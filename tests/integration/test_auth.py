@@ -157,14 +157,29 @@ def test_unauthenticated_and_wrong_password_requests_are_refused(tenants):
 
 
 def test_users_create_with_db_makes_the_mlflow_user_and_a_database_role_together(tenants, stack):
-    """`ems users create --tenant T --db`: one password for both; the role sees no other tenant's rows; a
+    """`ems users create --tenant T --db --s3`: one password for the MLflow user and the database role, which
+    sees no other tenant's rows, and an S3 key that lists the tenant's experiment prefix and no other; a
     second run is one error naming the existing role, and changes nothing."""
     import psycopg
 
     admin_env = {"MLFLOW_TRACKING_URI": tenants.uri, "MLFLOW_TRACKING_USERNAME": tenants.admin[0],
                  "MLFLOW_TRACKING_PASSWORD": tenants.admin[1]}
-    made = json.loads(ems("users", "create", "--tenant", "auth-c", "--db", "--json", env=admin_env).stdout)
+    made = json.loads(ems("users", "create", "--tenant", "auth-c", "--db", "--s3", "--json", env=admin_env).stdout)
     assert made["database_role"] == "tenant_auth-c" and made["username"] == "auth-c" and len(made["password"]) >= 12
+    import boto3
+    import botocore.exceptions
+
+    from registry.access import tenant_experiment_id
+    from stack.s3_identities import artifact_prefix
+
+    s3 = boto3.client("s3", **{**stack.s3_client_kwargs(), "aws_access_key_id": made["s3_access_key"],
+                               "aws_secret_access_key": made["s3_secret_key"]})
+    with login(*tenants.admin):
+        bucket, prefix = artifact_prefix(stack, tenant_experiment_id(tenants.uri, "auth-c"))
+        _, other = artifact_prefix(stack, tenant_experiment_id(tenants.uri, A))
+    assert s3.list_objects_v2(Bucket=bucket, Prefix=prefix)["KeyCount"] == 0  # its own (empty) experiment
+    with pytest.raises(botocore.exceptions.ClientError, match="AccessDenied"):
+        s3.list_objects_v2(Bucket=bucket, Prefix=other)
     a = stack.postgres
     with psycopg.connect(host=a.host, port=a.port, dbname=a.database, user="tenant_auth-c",
                          password=made["password"]) as conn:
