@@ -212,3 +212,12 @@ def test_bad_input_is_one_error_and_creates_nothing(stack, tenants):
 
 def _fail():
     raise RuntimeError("mlflow failed")
+
+
+def test_the_cli_with_a_tenant_role_finds_no_asset_of_the_other_tenant(stack, tenants, tmp_path):
+    """`ems features` run with A's role (its own Feast yaml): B's asset is unknown, one line naming it."""
+    settings = tenant_settings(stack, tmp_path, A, tenants[A])
+    env = {"FEAST_FS_YAML_FILE_PATH": str(settings.feast_yaml)}
+    proc = ems("features", "--tenant", B, "--asset", "zone1", "--service", "forecast_basic", env=env, check=False)
+    assert proc.returncode == 1, proc.stderr
+    assert "tenant 'rls-b' has no asset(s) 'zone1'" in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
