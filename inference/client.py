@@ -125,6 +125,29 @@ class Client:
             raise ModelNotFoundError(f"model {served.info.id} is a {served.info.model_type} model, not {model_type}")
         return served
 
+    def warm(self, tenant: str, assets: list[str], forecast: bool = False, model: str | None = None,
+             quantiles: bool = True) -> bool:
+        """True when an online features read of `assets` now (with `forecast`: a forecast of each with
+        `model`, as `forecast` takes it) would read nothing but Redis: the assets' latest hours, the
+        serving model and (with quantiles) its recent widths at the issue hour are all cached. The HTTP
+        service runs such calls on its event loop and every other one (a registry lookup, a model load,
+        a warehouse query) in its thread pool."""
+        with self._caches:
+            latest = [self._latest.get((tenant, a)) for a in assets]
+        if not assets or any(hit is None or hit[0] is None for hit in latest):
+            return False
+        if not forecast:
+            return True
+        served = self.models.warm(tenant, model or DEFAULT_FORECAST_NAME)
+        if served is None:
+            return False
+        if not quantiles or HORIZON not in getattr(served.python_model, "features", ()):
+            return True
+        # The issue hour is the latest complete hour as stored (an hour-aligned UTC datetime, which
+        # hashes as the Timestamp key it equals); an unaligned one misses here and goes the slow way.
+        with self._caches:
+            return all((served.info.id, tenant, a, hit[0]) in self._recent for a, hit in zip(assets, latest, strict=True))
+
     # ------------------------------------------------------------------ forecast
     def forecast(self, tenant: str, asset: str, horizon: int = 24, quantiles: bool = True, model: str | None = None,
                  as_of: datetime | None = None, history: pd.Series | None = None,

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from cachetools import LRUCache
 
-from core.errors import ModelNotFoundError, ModelUnavailableError
+from core.errors import EmsError, ModelNotFoundError, ModelUnavailableError
 from core.names import (
     TAG_ARTIFACT_LOCATION,
     check_model_name,
@@ -194,6 +194,22 @@ class ModelCache:
                 logger.info("production %s:%s moved %s -> %s", tenant, name, cached[0], info.id)
             self._production[key] = (info.id, time.monotonic())
             return self.version(info.id, info)
+
+    def warm(self, tenant: str, model: str) -> Served | None:
+        """The version a call for `model` (an id, or a name served by its production version) would get
+        without asking the registry, if it is loaded and (for a name) resolved within the TTL; else None.
+        Nothing is counted or moved in the LRU order."""
+        with self._lock:
+            if ":" in model:
+                try:
+                    ref = parse_model_id(model)
+                except ValueError:
+                    return None  # the call itself says what is wrong with it
+                return self._models[ref.id] if ref.id in self._models else None
+            cached = self._production.get((tenant, model))
+            if cached and time.monotonic() - cached[1] < self.ttl_seconds and cached[0] in self._models:
+                return self._models[cached[0]]
+            return None
 
     def version(self, model_id: str, info: lifecycle.ModelInfo | None = None) -> Served:
         """One version by id (loaded once, then from the cache); `info`, if the caller has just read

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -31,18 +32,26 @@ def _records(frame: pd.DataFrame) -> list[dict]:
     return [_jsonable(r) for r in frame.to_dict(orient="records")]
 
 
+def _iso_times(index: pd.DatetimeIndex) -> list[str | None]:
+    """Timestamp.isoformat() of each time (None for NaT); UTC times in whole seconds, the forecast's
+    target hours, are formatted by NumPy at once."""
+    if str(index.tz) == "UTC" and not index.hasnans and not (index.asi8 % 1_000_000_000).any():
+        return [t + "+00:00" for t in np.datetime_as_string(index.tz_localize(None).to_numpy(), unit="s").tolist()]
+    return [None if t is pd.NaT else t.isoformat() for t in index]
+
+
 def _column_records(columns: dict) -> list[dict]:
     """Records of columns (arrays) without building a DataFrame (the serving hot path): times as ISO
     8601, numbers as Python numbers, NaN as None; the same values `_records` gives for their frame."""
     out: dict[str, list] = {}
     for name, values in columns.items():
         if isinstance(values, pd.DatetimeIndex) or np.asarray(values).dtype.kind == "M":
-            out[name] = [None if t is pd.NaT else t.isoformat() for t in pd.DatetimeIndex(values)]
+            out[name] = _iso_times(pd.DatetimeIndex(values))
         else:
             array = np.asarray(values)
             listed = array.tolist()
-            if array.dtype.kind == "f":
-                listed = [v if v == v and v not in (np.inf, -np.inf) else None for v in listed]
+            if array.dtype.kind == "f" and not np.isfinite(array).all():
+                listed = [v if math.isfinite(v) else None for v in listed]
             out[name] = listed
     names = list(out)
     return [dict(zip(names, row, strict=True)) for row in zip(*out.values(), strict=True)]

@@ -13,12 +13,14 @@ import os
 import time
 import uuid
 from datetime import UTC, datetime
+from functools import partial
 from typing import Annotated
 
 import pandas as pd
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.concurrency import run_in_threadpool
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
 from core.errors import EmsError, FeaturesUnavailableError, InvalidSeriesError, TooManyJobsError, error_code
@@ -241,14 +243,23 @@ def create_app(settings, verifier: TokenVerifier | None = None, client=None) -> 
         return PlainTextResponse(generate_latest(shown).decode(), media_type=CONTENT_TYPE_LATEST)
 
     # -------------------------------------------------------------- inference
+    async def run(call, warm: bool):
+        """`call` on the event loop when it reads only memory and Redis (`Client.warm`: a hop to a thread
+        would cost more than the call), else in the thread pool (a registry lookup, a model load or a
+        warehouse query must not hold the loop)."""
+        return call() if warm else await run_in_threadpool(call)
+
     @app.post("/ai/forecast", tags=["inference"], responses=errors(*SDK_CALL))
-    def forecast(body: ForecastRequest, caller: Caller) -> ForecastResponse:
+    async def forecast(body: ForecastRequest, caller: Caller) -> ForecastResponse:
         """Hourly point and p10/p50/p90 forecasts of one asset's load, with the model and features used."""
         caller.require("forecaster", body.tenant_id)
-        result = sdk.forecast(body.tenant_id, body.asset_id, horizon=body.horizon_hours,
-                              quantiles=body.include_quantiles, model=body.model_name,
-                              history=_series(body.historical_data, "historical_data"), timezone=body.timezone,
-                              overrides=body.features)
+        history = _series(body.historical_data, "historical_data")
+        call = partial(sdk.forecast, body.tenant_id, body.asset_id, horizon=body.horizon_hours,
+                       quantiles=body.include_quantiles, model=body.model_name, history=history,
+                       timezone=body.timezone, overrides=body.features)
+        result = await run(call, history is None and sdk.warm(body.tenant_id, [body.asset_id], forecast=True,
+                                                                model=body.model_name,
+                                                                quantiles=body.include_quantiles))
         feature_source.labels(result.source).inc()
         feature_age.labels(result.source).observe(result.feature_age_seconds)
         return {"forecast_id": uuid.uuid4().hex, "forecast_type": body.forecast_type,
@@ -296,7 +307,7 @@ def create_app(settings, verifier: TokenVerifier | None = None, client=None) -> 
 
     # -------------------------------------------------------------- features
     @app.post("/ai/features/get", tags=["features"], responses=errors(*SDK_CALL))
-    def features_get(body: FeaturesRequest, caller: Caller) -> FeaturesResponse:
+    async def features_get(body: FeaturesRequest, caller: Caller) -> FeaturesResponse:
         """A feature service's values for some assets: without `timestamp` the online ones now, with a
         warning per asset whose online row trails its latest reading; with `timestamp` the values as they
         were at that time (a point-in-time read of the offline store)."""
@@ -304,21 +315,26 @@ def create_app(settings, verifier: TokenVerifier | None = None, client=None) -> 
         from warehouse.store import latest_feature_time
 
         caller.require("ai_user", body.tenant_id)
+        tenant, assets, service = body.tenant_id, body.asset_ids, body.feature_service
+
+        def offline(at, warnings: list[str]) -> dict:
+            frame = features_at(settings, sdk.store, service, tenant, assets, at)
+            return {"feature_service": service, "source": "offline", "warnings": warnings,
+                    "rows": json.loads(frame.to_json(orient="records", date_format="iso"))}
+
         if body.timestamp is not None:
-            frame = features_at(settings, sdk.store, body.feature_service, body.tenant_id, body.asset_ids,
-                                body.timestamp)
-            return {"feature_service": body.feature_service, "source": "offline",
-                    "rows": json.loads(frame.to_json(orient="records", date_format="iso")), "warnings": []}
+            return await run_in_threadpool(offline, body.timestamp, [])
         try:
-            rows, warnings = sdk.online_features(body.tenant_id, body.asset_ids, body.feature_service)
+            rows, warnings = await run(partial(sdk.online_features, tenant, assets, service),
+                                       sdk.warm(tenant, assets))
         except FeaturesUnavailableError as e:  # Redis down: the offline store's latest values, said so
-            latest = latest_feature_time(settings, body.tenant_id, body.asset_ids)
-            frame = features_at(settings, sdk.store, body.feature_service, body.tenant_id, body.asset_ids,
-                                {a: latest[a] or datetime.now(UTC) for a in body.asset_ids})
-            return {"feature_service": body.feature_service, "source": "offline",
-                    "rows": json.loads(frame.to_json(orient="records", date_format="iso")),
-                    "warnings": [f"{e}; values read from the offline store at each asset's latest feature time"]}
-        return {"feature_service": body.feature_service, "source": "online", "rows": rows, "warnings": warnings}
+            def fallback() -> dict:
+                latest = latest_feature_time(settings, tenant, assets)
+                return offline({a: latest[a] or datetime.now(UTC) for a in assets},
+                               [f"{e}; values read from the offline store at each asset's latest feature time"])
+
+            return await run_in_threadpool(fallback)
+        return {"feature_service": service, "source": "online", "rows": rows, "warnings": warnings}
 
     @app.get("/ai/features/sets", tags=["features"], responses=errors(*SDK_CALL))
     def feature_sets(caller: Caller) -> list[FeatureSet]:

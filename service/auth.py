@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
+from fastapi.concurrency import run_in_threadpool
 
 from core.errors import EmsError
 
@@ -47,10 +48,11 @@ class Principal:
 ANONYMOUS = Principal("anonymous (auth off)", None, frozenset(ROLES))
 
 
-def principal(request: Request, authorization: Annotated[str | None, Header()] = None) -> Principal:
-    """The caller named by the bearer token (ANONYMOUS with auth off: `app.state.verifier` None)."""
+async def principal(request: Request, authorization: Annotated[str | None, Header()] = None) -> Principal:
+    """The caller named by the bearer token (ANONYMOUS with auth off: `app.state.verifier` None). A token
+    is verified in the thread pool: an unknown key id makes the verifier fetch the provider's JWKS."""
     verifier = request.app.state.verifier
-    return ANONYMOUS if verifier is None else verifier.principal(authorization)
+    return ANONYMOUS if verifier is None else await run_in_threadpool(verifier.principal, authorization)
 
 
 Caller = Annotated[Principal, Depends(principal)]
