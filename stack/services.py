@@ -359,21 +359,25 @@ class Redis(Service):
             client = redis.Redis(self.host, self.port, username=username, password=password, socket_timeout=5,
                                  retry=None)
             try:
-                redis_acl.apply(client, lines)
-                if self.acl_file.exists():  # `ACL SAVE` rewrote it with the umask's mode
-                    os.chmod(self.acl_file, 0o600)
-                return
+                has_file = redis_acl.apply(client, lines)
             except (redis.AuthenticationError, redis.exceptions.NoPermissionError):
                 continue
             finally:
                 client.close()
+            if has_file:  # as the operator, who exists now with these credentials
+                with redis.Redis(self.host, self.port, username=address.username, password=address.password,
+                                 socket_timeout=5, retry=None) as operator:
+                    operator.execute_command("ACL", "SAVE")
+                os.chmod(self.acl_file, 0o600)  # `ACL SAVE` rewrote it with the umask's mode
+            return
         raise ServiceError(f"Redis at {self.host}:{self.port} refuses operator user {address.username!r} and "
                            f"clients without credentials: fix the password, or `ems down` and `ems up`")
 
     def status(self) -> ServiceStatus:
         status = super().status()
         if status.healthy:
-            status.detail += ", open to clients without credentials" if self.open_to_anyone() else ", ACL auth on"
+            legacy = self._ping(None, self.settings.redis.password)  # AUTH <password> as `default`
+            status.detail += ", default user on (AUTH with a password)" if legacy else ", ACL auth on"
         elif self.open_to_anyone() is not None:
             status.detail = (f"refuses user {self.settings.redis.username!r}: check EMS_REDIS_USERNAME / "
                              "EMS_REDIS_PASSWORD or the Feast yaml's connection_string")

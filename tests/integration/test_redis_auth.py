@@ -116,36 +116,43 @@ def test_a_wrong_password_is_one_error_naming_the_user(operator, home, yaml_path
 
 
 def test_up_switches_the_mode_in_place(operator, home, yaml_path):
-    """`ems up --no-auth` reopens the default user and `--auth` closes it again, on the same process."""
+    """`ems up --no-auth` turns the default user on (legacy `AUTH <password>`, never without one) and `--auth`
+    off again, on the same process."""
     server = services.Redis(operator)
     pid = server.pidfile.read()
+    legacy = redis.Redis("127.0.0.1", PORT, password=operator.redis.password)  # no user name
     try:
         status = services.Redis(settings_for(home, yaml_path, mlflow_auth=False)).up()
-        assert redis.Redis("127.0.0.1", PORT).ping() and status.pid == pid
-        assert status.detail == "running, open to clients without credentials"
+        assert legacy.ping() and status.pid == pid
+        assert status.detail == "running, default user on (AUTH with a password)"
+        with pytest.raises(redis.AuthenticationError, match="Authentication required"):
+            redis.Redis("127.0.0.1", PORT).ping()
     finally:
         server.up()
     with pytest.raises(redis.AuthenticationError):
-        redis.Redis("127.0.0.1", PORT).ping()
+        redis.Redis("127.0.0.1", PORT, password=operator.redis.password).ping()
     assert server.pidfile.read() == pid
     assert (server.acl_file.stat().st_mode & 0o777, server.dir.stat().st_mode & 0o777) == (0o600, 0o700)
     assert "user default off" in server.acl_file.read_text()  # saved: a restart keeps the mode
 
 
 def test_up_gives_users_to_a_redis_started_before_them(operator, home, yaml_path):
-    """A Redis an older `ems up` started (open, no ACL users) answers the new clients after one `ems up`."""
-    open_mode = settings_for(home, yaml_path, mlflow_auth=False)
-    server = services.Redis(open_mode)
+    """A Redis an older `ems up` started (open to anyone, no ACL users) answers the new clients after one
+    `ems up`, without a restart."""
+    server = services.Redis(operator)
+    pid = server.pidfile.read()
+    admin = redis.Redis("127.0.0.1", PORT, username=operator.redis.username, password=operator.redis.password)
     try:
-        server.up()
+        admin.execute_command("ACL", "SETUSER", "default", "reset", "on", "nopass", "~*", "&*", "+@all")
         bare = redis.Redis("127.0.0.1", PORT)
         bare.execute_command("ACL", "DELUSER", operator.redis.username, operator.redis_service_username)
         assert server._ping(operator.redis.username, operator.redis.password) is False
         server.up()
         assert server._ping(operator.redis.username, operator.redis.password) is True
         assert server._ping(operator.redis_service_username, operator.redis_service_password) is True
+        assert server.open_to_anyone() is False and server.pidfile.read() == pid
     finally:
-        services.Redis(operator).up()
+        server.up()
 
 
 def test_the_compose_redis_command_builds_the_same_users(tmp_path):

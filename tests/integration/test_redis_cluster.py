@@ -121,7 +121,7 @@ def test_sdk_reader_on_the_cluster_equals_feast_on_single_redis(single, cluster_
 
 def test_each_entity_hash_is_byte_identical_and_spread_over_the_three_masters(stack, single, cluster_store, cluster):
     reader = OnlineReader(cluster_store)
-    one = redis.Redis(stack.redis.host, stack.redis.port)
+    one = redis.Redis(stack.redis.host, stack.redis.port, username=stack.redis.username, password=stack.redis.password)
     keys = [reader._key(TENANT, a) for a in ASSETS]
     for asset, key in zip(ASSETS, keys, strict=True):
         assert reader.redis.hgetall(key) == one.hgetall(key) != {}, asset

@@ -8,7 +8,7 @@ import pytest
 
 from core.settings import LOCAL_REDIS_PASSWORD, LOCAL_REDIS_SERVICE_PASSWORD, Settings
 from stack.process import ServiceError
-from stack.redis_acl import CLOSED_DEFAULT, OPEN_DEFAULT, acl_lines, write_acl_file
+from stack.redis_acl import CLOSED_DEFAULT, OPERATOR_RULES, acl_lines, write_acl_file
 
 
 @pytest.fixture
@@ -28,8 +28,12 @@ def test_auth_mode_disables_default_and_stores_only_hashes(settings):
     assert not any(p in "\n".join(lines) for p in (LOCAL_REDIS_PASSWORD, LOCAL_REDIS_SERVICE_PASSWORD))
 
 
-def test_open_mode_keeps_default_open_beside_the_same_users(settings):
-    assert acl_lines(settings, auth=False) == [OPEN_DEFAULT, *acl_lines(settings, auth=True)[1:]]
+def test_without_auth_default_takes_either_password_and_never_none(settings):
+    """Legacy `AUTH <password>` (a client that sends no user name) works; a client without credentials not."""
+    op, svc = (hashlib.sha256(p.encode()).hexdigest() for p in (LOCAL_REDIS_PASSWORD, LOCAL_REDIS_SERVICE_PASSWORD))
+    lines = acl_lines(settings, auth=False)
+    assert lines == [f"user default on #{op} #{svc} {OPERATOR_RULES}", *acl_lines(settings, auth=True)[1:]]
+    assert "nopass" not in lines[0]
 
 
 def test_the_file_is_readable_by_its_owner_only(settings, tmp_path):
