@@ -146,7 +146,7 @@ def _print_json(doc) -> None:
 @app.command()
 def up(
     auth: Annotated[bool | None, typer.Option(
-        "--auth/--no-auth", help="MLflow with its basic-auth app (users, per-tenant access); default: as last time.")
+        "--auth/--no-auth", help="MLflow with its basic-auth app (users, per-tenant access) and Redis without its default user (a client without credentials gets NOAUTH); default: as last time.")
     ] = None,
     with_api: Annotated[bool, typer.Option("--with-api", help="Also start the AI Hub API (`ems serve`).")] = False,
     as_json: AsJson = False,
@@ -171,7 +171,8 @@ def up(
     if applied:
         console.print(f"applied {len(applied)} migration(s): {', '.join(applied)}")
     if auth:
-        console.print("MLflow asks for a login: set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (README)")
+        console.print("MLflow asks for a login (MLFLOW_TRACKING_USERNAME / _PASSWORD) and Redis for a user "
+                      "(the Feast yaml's username= / password=, or EMS_REDIS_USERNAME / _PASSWORD): README, trust model")
 
 
 @app.command()

@@ -165,7 +165,8 @@ def redis_load(settings, key: bytes, clients: int, warmup_s: float, seconds: flo
 
     async def run() -> Window:
         addr = settings.redis
-        r = aioredis.Redis(host=addr.host, port=addr.port, db=addr.db, password=addr.password)
+        r = aioredis.Redis(host=addr.host, port=addr.port, db=addr.db, username=addr.username,
+                           password=addr.password)
         try:
             async def send() -> str | None:
                 return None if await r.hgetall(key) else f"online key {key!r} is empty; run `ems materialize`"

@@ -86,6 +86,9 @@ def _decode_ts(raw: bytes | None) -> int:
     return Timestamp.FromString(raw).seconds
 
 
+SOCKET_TIMEOUT_S = 5.0  # online reads take well under a millisecond; a pipelined read of 4,096 keys, tens of ms
+
+
 def redis_client(address):
     """A redis-py client for a `core.settings.RedisAddress`: `RedisCluster` for a cluster (it learns the
     slot map from the listed nodes and routes each key, and its pipelines, to the master owning the
@@ -93,14 +96,17 @@ def redis_client(address):
     single node, so callers handle one error family."""
     if not address.cluster:
         # One immediate retry: redis-py's default (three, backing off from 1 s) held every call ~7 s while
-        # Redis was down, before the forecast fell back to the offline store.
+        # Redis was down, before the forecast fell back to the offline store. A Redis that accepts but
+        # does not answer is an error after SOCKET_TIMEOUT_S, not a call (or the API's event loop) held.
         return redis.Redis(host=address.host, port=address.port, db=address.db, username=address.username,
-                           password=address.password or None, retry=Retry(NoBackoff(), 1))
+                           password=address.password or None, retry=Retry(NoBackoff(), 1),
+                           socket_connect_timeout=SOCKET_TIMEOUT_S, socket_timeout=SOCKET_TIMEOUT_S)
     from redis.cluster import ClusterNode, RedisCluster
 
     try:
         return RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in address.nodes],
-                            username=address.username, password=address.password or None)
+                            username=address.username, password=address.password or None,
+                            socket_connect_timeout=SOCKET_TIMEOUT_S, socket_timeout=SOCKET_TIMEOUT_S)
     except RedisClusterException as e:
         nodes = ",".join(f"{h}:{p}" for h, p in address.nodes)
         raise redis.ConnectionError(f"Redis Cluster {nodes} unreachable: {e}") from e

@@ -426,7 +426,8 @@ def _probes(settings) -> dict:
         import redis as redis_lib
 
         address = settings.redis
-        redis_lib.Redis(host=address.host, port=address.port, password=address.password, socket_timeout=2,
+        redis_lib.Redis(host=address.host, port=address.port, username=address.username,
+                        password=address.password, socket_timeout=2,
                         socket_connect_timeout=2).ping()
 
     def s3():
