@@ -745,6 +745,73 @@ def _backtest_tables(result) -> None:
         console.print(table)
 
 
+@evaluate_app.command("robustness")
+def evaluate_robustness(
+    tenant: Tenant,
+    asset: Assets = None,
+    gaps: Annotated[str, typer.Option("--gaps", help="Gap lengths in hours hidden before each origin, "
+                                      "comma-separated (each 1..168); '' for none.")] = "6,18,30,72",
+    level_shift: Annotated[str, typer.Option("--level-shift", help="Factors the load is multiplied by from one "
+                                             "day on, comma-separated; '' for none.")] = "2,0.5",
+    origins: Annotated[int, typer.Option("--origins", help="Gap origins per asset, a week apart (the test window "
+                                         "is their weeks).")] = 6,
+    features: ForecastService = "forecast_weather",
+    history_days: Annotated[int, typer.Option("--history-days", help="Days of history per asset, test window "
+                                              "included.")] = 400,
+    gap_share: Annotated[float, typer.Option("--gap-share", help="Share of training issue times copied with a "
+                                             "random 1-72 h gap (0: train without gap injection).")] = 0.3,
+    as_json: AsJson = False,
+) -> None:
+    """Day-ahead accuracy after hidden gaps and level shifts, against the same origins and the seasonal-naive."""
+    from evaluation import robustness
+    from registry.training_data import SplitConfig
+
+    hours = [int(v) for v in _float_list(gaps)]
+    factors = _float_list(level_shift)
+    _run(robustness.check, hours, factors, origins, history_days)  # before any I/O
+    from warehouse.store import get_store
+
+    if not 0 <= gap_share <= 1:
+        raise typer.BadParameter(f"--gap-share={gap_share:g} is out of range 0..1")
+    split = SplitConfig(gap_share=gap_share)
+    result = _steps("robustness", robustness.run, settings(), get_store(settings()), tenant, asset, hours, factors,
+                    origins, features, history_days, split=split)
+    if as_json:
+        _print_json(result.to_dict())
+        return
+    _robustness_tables(result)
+
+
+def _float_list(value: str) -> list[float]:
+    try:
+        return [float(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a comma-separated list of numbers, e.g. 2,0.5") from None
+
+
+def _robustness_tables(result) -> None:
+    from evaluation.robustness import GAP_RATIO, SHIFT_BAR_DAY
+
+    table = Table("gap", "origins", f"within {GAP_RATIO:g}x", "mean ratio", "worst ratio", "MAE", "MAE no gap",
+                  "naive-168 MAE", "worse than naive-168",
+                  title=f"{result.tenant} · day-ahead MAE after a gap ending at the origin vs the same origin "
+                        "without it")
+    for g, r in result.gap_table().iterrows():
+        table.add_row(f"{g} h", f"{r['origins']:.0f}", f"{r['within']:.0f}", f"{r['mean_ratio']:.3f}",
+                      f"{r['worst_ratio']:.3f}", f"{r['model_mae']:,.1f}", f"{r['clean_mae']:,.1f}",
+                      f"{r['naive_168_mae']:,.1f}", f"{r['worse_than_naive_168']:.0f}")
+    if len(result.gaps):
+        console.print(table)
+    table = Table("factor", "day after the shift", "MAE", "naive-24 MAE", "skill vs naive-24",
+                  title=f"{result.tenant} · level shift: day-ahead skill vs naive-24 (bar: > 0 from day "
+                        f"{SHIFT_BAR_DAY})")
+    for (f, d), r in result.shift_table().iterrows():
+        table.add_row(f"x{f:g}", str(d), f"{r['model_mae']:,.1f}", f"{r['naive_24_mae']:,.1f}", f"{r['skill']:+.3f}")
+    if len(result.shifts):
+        console.print(table)
+    console.print("bars: " + ", ".join(f"{k} {'passed' if v else 'FAILED'}" for k, v in result.passed.items()))
+
+
 @evaluate_app.command("anomaly")
 def evaluate_anomaly(
     nab_dir: Annotated[Path, typer.Option("--nab", exists=True, file_okay=False, help="NAB corpus folder "
@@ -1023,39 +1090,22 @@ def users_create(
 ) -> None:
     """Create a tenant's MLflow user, who reads and promotes that tenant's models only (admin login needed).
 
-    The password comes from EMS_NEW_USER_PASSWORD; otherwise one is generated and printed once. With --db the
-    database role and the MLflow user are created together or not at all."""
-    from registry.access import create_tenant_user
+    The password comes from EMS_NEW_USER_PASSWORD; otherwise one is generated and printed once. The MLflow user,
+    the database role (--db) and the S3 key (--s3) are created together or not at all: after a failure the same
+    command can be run again."""
+    from registry.access import create_tenant_access
 
-    password, made = os.environ.get("EMS_NEW_USER_PASSWORD"), {}
-
-    def create() -> None:  # the MLflow user, then the S3 key: inside the database role's transaction with --db
-        made["user"] = _run(create_tenant_user, settings().mlflow_tracking_uri, tenant, username, password)
-        if s3:
-            from registry.access import ensure_tenant_experiment
-            from stack.services import create_tenant_s3_identity
-
-            experiment = _run(ensure_tenant_experiment, settings().mlflow_tracking_uri, tenant)
-            made["s3_key"] = _run(create_tenant_s3_identity, settings(), tenant, experiment)
-    if db:
-        import secrets
-
-        from warehouse.tenant_roles import create_tenant_role
-
-        password = password or secrets.token_urlsafe(18)
-        made["role"] = _run(create_tenant_role, settings(), tenant, password, then=create)
-    else:
-        create()
-    user, key = made["user"], made.get("s3_key") or (None, None)
-    shown = user.password or (None if os.environ.get("EMS_NEW_USER_PASSWORD") else password)
+    password = os.environ.get("EMS_NEW_USER_PASSWORD")
+    made = _run(create_tenant_access, settings(), tenant, username, password, db=db, s3=s3)
+    user, key, shown = made.user, made.s3_key or (None, None), made.user.password
     if as_json:
-        _print_json({**user.as_dict(), "password": shown, "database_role": made.get("role"),
+        _print_json({**user.as_dict(), "password": shown, "database_role": made.database_role,
                      "s3_access_key": key[0], "s3_secret_key": key[1]})
         return
     console.print(f"created MLflow user {user.username} for tenant {user.tenant}; models granted: "
                   f"{', '.join(user.models) or 'none yet'}", markup=False)
-    if made.get("role"):
-        console.print(f"created database role {made['role']} (row-level security: tenant {tenant} only)",
+    if made.database_role:
+        console.print(f"created database role {made.database_role} (row-level security: tenant {tenant} only)",
                       markup=False)
     if key[0]:
         console.print(f"S3 key, read-only on the tenant's artifacts (shown once): EMS_S3_ACCESS_KEY={key[0]} "

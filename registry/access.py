@@ -220,3 +220,60 @@ def grant_tenant_models(tracking_uri: str, tenant: str) -> list[str]:
     with _admin_call(tracking_uri, f"grant tenant {tenant}'s users its models"):
         return _grant(auth, _tenant_role(auth, tenant), tenant_models(tracking_uri, tenant),
                       tenant_experiment_id(tracking_uri, tenant))
+
+
+@dataclass
+class TenantAccess:
+    user: TenantUser
+    password: str  # the one password of the MLflow user and the database role
+    database_role: str | None = None
+    s3_key: tuple[str, str] | None = None  # (access key, secret key), shown once
+
+
+def create_tenant_access(settings, tenant: str, username: str | None = None, password: str | None = None,
+                         db: bool = False, s3: bool = False) -> TenantAccess:
+    """`ems users create`: the tenant's MLflow user, with `db` its database role (same password), with `s3` its
+    read-only S3 key; all or nothing. The role's transaction commits only after the MLflow user and the S3 key
+    exist; when a step after the MLflow user fails, the user is deleted again, so the same command can be run
+    once the cause is fixed (the tenant's MLflow role and experiment stay: they are shared and re-used)."""
+    from mlflow.exceptions import MlflowException
+
+    check_tenant_id(tenant)
+    uri = settings.mlflow_tracking_uri
+    secret = password or secrets.token_urlsafe(18)
+    made: dict = {}
+
+    def rest() -> None:  # after the MLflow user: on failure, delete it
+        try:
+            if s3:
+                from stack.services import create_tenant_s3_identity
+
+                made["s3_key"] = create_tenant_s3_identity(settings, tenant, ensure_tenant_experiment(uri, tenant))
+        except BaseException as e:
+            name = made["user"].username
+            try:
+                with _admin_call(uri, f"delete user {name!r}"):
+                    _auth_client(uri).delete_user(name)
+            except (MlflowException, EmsError) as cleanup:
+                raise AuthSetupError(f"{e}; MLflow user {name!r} was created and could not be deleted again "
+                                     f"({cleanup}): delete it in the MLflow UI before running this again") from e
+            logger.info("deleted MLflow user %s again: a later step failed", name)
+            if isinstance(e, EmsError):
+                undone = " and database role rolled back" if db else ""
+                raise AuthSetupError(f"{e} (nothing was kept: MLflow user {name!r} deleted{undone}; run the "
+                                     "command again once this is fixed)") from e
+            raise
+
+    def create() -> None:
+        made["user"] = create_tenant_user(uri, tenant, username, secret)
+        rest()
+
+    if db:
+        from warehouse.tenant_roles import create_tenant_role
+
+        made["role"] = create_tenant_role(settings, tenant, secret, then=create)
+    else:
+        create()
+    user = made["user"]
+    user.password = None if password else secret  # generated: shown once
+    return TenantAccess(user, secret, made.get("role"), made.get("s3_key"))

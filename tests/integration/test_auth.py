@@ -188,6 +188,59 @@ def test_users_create_with_db_makes_the_mlflow_user_and_a_database_role_together
     assert again.returncode == 1 and "database role 'tenant_auth-c' of tenant 'auth-c' exists already" in again.stderr
 
 
+def _leftovers(tenants, stack, tenant: str) -> list[str]:
+    """What exists of `tenant`'s access: its MLflow user, its database role, its S3 identity."""
+    import psycopg
+    from mlflow.exceptions import MlflowException
+
+    from registry.access import _auth_client
+    from stack.s3_identities import config_path, identity_name
+
+    found = []
+    with login(*tenants.admin):
+        try:
+            _auth_client(tenants.uri).get_user(tenant)
+            found.append(f"MLflow user {tenant}")
+        except MlflowException as e:
+            assert e.error_code == "RESOURCE_DOES_NOT_EXIST", e
+    with psycopg.connect(stack.postgres.conninfo()) as conn:
+        if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (f"tenant_{tenant}",)).fetchone():
+            found.append(f"database role tenant_{tenant}")
+    if identity_name(tenant) in config_path(stack).read_text():
+        found.append(f"S3 identity {identity_name(tenant)}")
+    return found
+
+
+def test_users_create_failing_half_way_keeps_nothing_and_runs_again(tenants, stack, tmp_path):
+    """`ems users create --db --s3` whose S3 step fails after the MLflow user exists (an EMS_HOME whose S3 `ems
+    up` did not start): the user is deleted again and the role rolled back, one line naming the S3 server; a
+    wrong admin password and tenant names with quotes or path characters: one line, nothing created; the same
+    command succeeds once the cause is fixed."""
+    admin_env = {"MLFLOW_TRACKING_URI": tenants.uri, "MLFLOW_TRACKING_USERNAME": tenants.admin[0],
+                 "MLFLOW_TRACKING_PASSWORD": tenants.admin[1]}
+    tenant = "auth-d"
+    attempts = [
+        ({**admin_env, "EMS_HOME": str(tmp_path)}, tenant,
+         f"S3 at {stack.s3_endpoint_url} was not started by `ems up`"),
+        ({**admin_env, "MLFLOW_TRACKING_PASSWORD": tenants.admin[1][::-1]}, tenant,
+         f"rejected the login of user '{tenants.admin[0]}'"),
+        (admin_env, "auth'd", "tenant id \"auth'd\" is invalid"),
+        (admin_env, "../auth-d", "tenant id '../auth-d' is invalid"),
+        (admin_env, "auth/d", "tenant id 'auth/d' is invalid"),
+    ]
+    for env, name, message in attempts:
+        failed = ems("users", "create", "--tenant", name, "--db", "--s3", env=env, check=False)
+        assert failed.returncode == 1 and failed.stderr.startswith("error: "), failed.stderr
+        assert message in failed.stderr and len(failed.stderr.strip().splitlines()) == 1, failed.stderr
+        assert "Traceback" not in failed.stderr and _leftovers(tenants, stack, tenant) == [], (name, message)
+    assert "nothing was kept: MLflow user 'auth-d' deleted and database role rolled back" in ems(
+        "users", "create", "--tenant", tenant, "--db", "--s3", env=attempts[0][0], check=False).stderr
+    made = json.loads(ems("users", "create", "--tenant", tenant, "--db", "--s3", "--json", env=admin_env).stdout)
+    assert made["database_role"] == f"tenant_{tenant}" and made["s3_access_key"]
+    assert _leftovers(tenants, stack, tenant) == [f"MLflow user {tenant}", f"database role tenant_{tenant}",
+                                                  f"S3 identity tenant-{tenant}"]
+
+
 def test_status_reports_auth_on_and_off(auth_mlflow, stack):
     assert services.MLflow(auth_mlflow).status().detail == "running, basic auth on"
     assert services.MLflow(stack).status().detail == "running, auth off"
