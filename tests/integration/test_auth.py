@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import mlflow
 import pytest
 
-from core.names import experiment_name
+from core.names import TAG_ARTIFACT_LOCATION, experiment_name
 from registry import lifecycle
 from registry.access import RegistryAccessError, create_tenant_user
 from stack import services
@@ -127,6 +127,34 @@ def test_tenant_user_gets_one_clear_error_for_another_tenants_model(tenants):
             lifecycle.promote(mlc, b_model, "production")
     with login(*tenants.admin):
         assert lifecycle.show(mlc, b_model).stage == "staging"  # untouched
+
+
+def test_the_sdk_with_mlflow_credentials_only_loads_its_model_through_the_proxy(tenants, stack, tmp_path):
+    """A tenant's process with its MLflow login and no S3 key of its own (the settings hold the built-in one, the
+    operator's): the SDK's model cache loads A's model through MLflow's artifact proxy (nothing read from S3
+    directly), and B's model is one error naming the user and the model; B's files stay out of reach."""
+    from core.settings import LOCAL_S3_ACCESS_KEY
+    from inference.models import ModelCache
+
+    settings = stack.model_copy(update={"mlflow_tracking_uri": tenants.uri})
+    assert settings.s3_access_key == LOCAL_S3_ACCESS_KEY  # no tenant key in the environment
+    cache_dir = tmp_path / "models"
+    with login(*tenants.users[A]):
+        cache = ModelCache(tenants.uri, settings=settings, cache_dir=cache_dir)
+        served = cache.version(tenants.models[A])
+        assert served.info.tenant == A and list(served.python_model.predict(None, [3.0])) == [3.0]
+        assert not cache_dir.exists() or not list(cache_dir.rglob("MLmodel"))  # not the direct-S3 copy
+        b_model = tenants.models[B]
+        with pytest.raises(RegistryAccessError, match=f"MLflow user '{A}' may not read model {b_model} .*HTTP 403"):
+            cache.version(b_model)
+        assert cache.cached_ids() == [tenants.models[A]]
+    with login(*tenants.admin):
+        b_files = lifecycle.show(lifecycle.client(tenants.uri), b_model).tags[TAG_ARTIFACT_LOCATION]
+    import requests
+
+    with login(*tenants.users[A]), pytest.raises(requests.HTTPError, match="403 .*Permission denied"):
+        mlflow.artifacts.download_artifacts(artifact_uri=b_files, tracking_uri=tenants.uri,
+                                            dst_path=str(tmp_path / "b"))  # B's files by their address
 
 
 def test_models_cli_refusal_is_one_line_naming_user_and_model(tenants):
