@@ -21,6 +21,7 @@ from core.errors import FeaturesUnavailableError, InvalidRangeError
 from inference import history as hist
 from inference.checks import time_range, utc_hour
 from registry.design import HORIZON, HOUR, MAX_HORIZON, PEER, aligned, gaps, missing_hours, peer_inputs, uses_peers
+from registry.gaps import gap_state
 from warehouse import hourly
 from warehouse.store import feature_service, latest_feature_time, service_columns
 from warehouse.validate import WEATHER_VARIABLES
@@ -190,8 +191,10 @@ def peer_columns(src: AssetSource, issue: pd.Series, horizon: pd.Series) -> dict
 
 
 def aligned_from(series_by_hour_end: pd.Series, t: pd.Timestamp) -> dict[str, np.ndarray]:
+    """ALIGNED columns for horizons 1..168 issued at t, and the GAP inputs (registry/gaps.py) of t."""
     horizons = pd.Series(np.arange(1, MAX_HORIZON + 1))
-    return aligned(series_by_hour_end, pd.Series([t] * MAX_HORIZON), horizons)
+    out = aligned(series_by_hour_end, pd.Series([t] * MAX_HORIZON), horizons)
+    return out | {k: np.repeat(v, MAX_HORIZON) for k, v in gap_state(series_by_hour_end, [t]).items()}
 
 
 def _inputs(frame, issue_cols, calendar_cols, t, horizon, source, warnings, extra=None, asset=None) -> Inputs:
@@ -251,6 +254,7 @@ def recent_forecast_rows(src: AssetSource, service: str, features: list[str], t:
     frame = frame.sort_values("row").reset_index(drop=True)
     columns = {c: frame[c].to_numpy(dtype=float) for c in [*issue_cols, *calendar_cols]}
     columns |= aligned(series, issue, horizon)
+    columns |= gap_state(series, issue)
     if uses_peers(features):
         columns |= peer_columns(src, issue, horizon)
     columns[HORIZON] = horizon.to_numpy(dtype=float)

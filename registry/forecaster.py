@@ -27,6 +27,8 @@ import numpy as np
 import pandas as pd
 
 from registry.design import known_mean
+from registry.gaps import LEVEL as PROFILE_LEVEL
+from registry.gaps import mask_matrix, uses_gap_inputs
 
 try:  # the pyfunc base class; keep this module importable for pure unit tests without MLflow loaded
     from mlflow.pyfunc import PythonModel
@@ -39,7 +41,7 @@ BOOSTERS = QUANTILE_OUTPUTS  # fitted boosters (versions registered before this 
 ALPHAS = {"p10": 0.1, "p50": 0.5, "p90": 0.9}
 # Inputs measured in load units (lags and rolling statistics of the hourly mean load).
 LOAD_FEATURE = re.compile(r"^(lag_\d+h|historical_(avg|std)_\d+h|min_\d+h|max_\d+h|range_\d+h"
-                          r"|same_hour_\d+d|same_hour_(mean|median)_\d+d)$")
+                          r"|same_hour_\d+d|same_hour_(mean|median)_\d+d|profile_level)$")
 LEVEL = "log_level"
 ASSET = "asset_code"
 ANCHOR = ("same_hour_1d", "same_hour_median_7d")  # the label's anchor: the first known of these, else the level
@@ -55,13 +57,24 @@ def _level_columns(features: list[str]) -> list[int]:
 
 
 def level_matrix(X: np.ndarray, features: list[str]) -> np.ndarray:
-    """Row level of a model matrix (columns = `features`): mean |value| of the load inputs; 1.0 where
-    none is known (no scaling)."""
+    """Row level of a model matrix (columns = `features`): the profile level (registry/gaps.py) where the
+    model has it and it is known and positive, else the mean |value| of the load inputs; 1.0 where none
+    is known (no scaling)."""
     cols = _level_columns(features)
     if not cols:
         return np.ones(len(X))
     out = known_mean(np.abs(X[:, cols]), axis=1)
+    if PROFILE_LEVEL in features:
+        profile = np.abs(X[:, features.index(PROFILE_LEVEL)])
+        out = np.where(profile > 0, profile, out)  # NaN compares False
     return np.where(out > 0, out, 1.0)  # NaN (nothing known) compares False: 1.0
+
+
+def has_level(frame: pd.DataFrame, features: list[str]) -> np.ndarray:
+    """Rows with at least one known load input (a level): a row without one would be scaled by 1.0, in
+    load units, and teach the boosters a change as large as the load itself."""
+    cols = [features[i] for i in _level_columns(features)]
+    return np.isfinite(frame[cols].to_numpy(dtype=float)).any(axis=1) if cols else np.ones(len(frame), dtype=bool)
 
 
 def level(frame: pd.DataFrame, features: list[str]) -> np.ndarray:
@@ -82,6 +95,8 @@ def prepare_matrix(X: np.ndarray, features: list[str], codes: np.ndarray | None 
                    ) -> tuple[np.ndarray, np.ndarray]:
     """Model matrix (load inputs scaled by level, then a column log_level and, where `codes` is given,
     a column asset_code) and the level per row."""
+    if uses_gap_inputs(features):  # rolling statistics over too few hours are missing, not a level
+        X = mask_matrix(X, features)
     lvl = level_matrix(X, features)
     extra = 1 if codes is None else 2
     out = np.empty((X.shape[0], X.shape[1] + extra))

@@ -31,6 +31,7 @@ from registry.forecaster import (
     HORIZON_BUCKETS,
     QuantileForecaster,
     anchor_matrix,
+    has_level,
     horizon_bucket,
     prepare,
     widening,
@@ -84,6 +85,10 @@ class TrainResult:
 def fit(ts: training_data.TrainingSet, cfg: BoosterConfig, progress: Progress | None = None) -> QuantileForecaster:
     import lightgbm as lgb
 
+    known = has_level(ts.train, ts.features)
+    if not known.all():  # e.g. a gap-injected copy of a row early in the window: nothing to scale by
+        logger.info("%d training rows without any known load input left out", int((~known).sum()))
+        ts.train = ts.train[known].reset_index(drop=True)
     assets = sorted(ts.train["asset_id"].unique())
     assets = assets if cfg.asset_input and len(assets) > 1 else []
     X, lvl = prepare(ts.train, ts.features, assets)
