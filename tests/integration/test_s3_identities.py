@@ -40,6 +40,7 @@ def keys(stack):
         bucket, prefix = artifact_prefix(stack, experiment)
         for name in ("MLmodel", "model.txt"):
             operator.put_object(Bucket=bucket, Key=f"{prefix}m-{tenant}/artifacts/{name}", Body=tenant.encode())
+        operator.put_object(Bucket=bucket, Key=f"exports/{tenant}/job.parquet", Body=tenant.encode())  # an API export
     made = {tenant: create_tenant_identity(stack, tenant, experiment) for tenant, experiment in TENANTS.items()}
     for tenant, key in made.items():  # the server restarted with them
         bucket, prefix = artifact_prefix(stack, TENANTS[tenant])
@@ -57,6 +58,10 @@ def test_a_tenant_key_reads_its_prefix_only(stack, keys):
     attempts = {"list B": lambda: a.list_objects_v2(Bucket=bucket, Prefix=theirs),
                 "get B": lambda: a.get_object(Bucket=bucket, Key=f"{theirs}m-s3-b/artifacts/MLmodel"),
                 "list bucket": lambda: a.list_objects_v2(Bucket=bucket),
+                "get B's export": lambda: a.get_object(Bucket=bucket, Key="exports/s3-b/job.parquet"),
+                "list B's exports": lambda: a.list_objects_v2(Bucket=bucket, Prefix="exports/s3-b/"),
+                "B's key smuggled under A's prefix": lambda: a.get_object(
+                    Bucket=bucket, Key=f"{mine}../{theirs.split('/')[-2]}/m-s3-b/artifacts/MLmodel"),
                 "put own": lambda: a.put_object(Bucket=bucket, Key=f"{mine}x", Body=b"x"),
                 "delete own": lambda: a.delete_object(Bucket=bucket, Key=listed[0])}
     allowed = []
@@ -65,7 +70,8 @@ def test_a_tenant_key_reads_its_prefix_only(stack, keys):
             attempt()
             allowed.append(name)
         except botocore.exceptions.ClientError as e:
-            assert e.response["Error"]["Code"] == "AccessDenied", name
+            refusals = {"AccessDenied", "InvalidRequest"} if "smuggled" in name else {"AccessDenied"}  # '..' keys
+            assert e.response["Error"]["Code"] in refusals, name
     assert allowed == []
     assert a.list_buckets()["Buckets"] == []  # no bucket is the tenant's
     operator = boto3.client("s3", **stack.s3_client_kwargs())
