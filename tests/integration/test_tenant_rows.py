@@ -221,3 +221,21 @@ def test_the_cli_with_a_tenant_role_finds_no_asset_of_the_other_tenant(stack, te
     proc = ems("features", "--tenant", B, "--asset", "zone1", "--service", "forecast_basic", env=env, check=False)
     assert proc.returncode == 1, proc.stderr
     assert "tenant 'rls-b' has no asset(s) 'zone1'" in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+
+
+def test_ingest_as_a_tenant_role_writes_its_own_readings_only(stack, tenants, tmp_path):
+    """Postgres refuses COPY under row-level security: a tenant role's ingest stages the rows and inserts them
+    with the policies' checks on; the same file for B is refused and writes nothing."""
+    settings = tenant_settings(stack, tmp_path, A, tenants[A])
+    data = tetouan_slice(tmp_path / "late.csv", "2017-06-10", "2017-06-11")
+    report = ingest_readings(settings, data, A, wide=True, columns="zone9=zone1_power_consumption")
+    assert report.inserted == 144 and report.rejected == 0, report
+    with pytest.raises(REFUSED_ROW, match="row-level security policy for table \"assets\"|check option"):
+        ingest_readings(settings, data, B, wide=True, columns="zone9=zone1_power_consumption")
+    with psycopg.connect(stack.postgres.conninfo()) as operator:
+        counts = dict(operator.execute("SELECT tenant_id, count(*) FROM readings WHERE asset_id = 'zone9' "
+                                       "GROUP BY tenant_id").fetchall())
+        assert counts == {A: 144}
+        operator.execute("DELETE FROM readings WHERE asset_id = 'zone9'")
+        for table in ("readings_refresh_queue", "asset_refresh_queue", "assets"):
+            operator.execute(sql.SQL("DELETE FROM {} WHERE asset_id = 'zone9'").format(sql.Identifier(table)))
