@@ -1,5 +1,5 @@
 """Ingest throughput: `ingest_readings` of a tidy CSV into an empty tenant against a raw `COPY FROM`
-of the same rows into the same table."""
+of the same rows into the same table, as the operator and as the tenant's database role (row-level security on)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.core import Context, Row, ratio_row, timed
+from bench.tenant_role import tenant_settings
 from core.settings import ROOT
 from warehouse.db import connect
 from warehouse.ingest import ingest_readings
@@ -65,29 +66,44 @@ def ingest_rows(ctx: Context) -> list[Row]:
             with conn.cursor().copy("COPY readings (tenant_id, asset_id, ts, value) FROM STDIN (FORMAT csv)") as copy:
                 copy.write(floor_bytes)
 
-    ours, raw, reports = [], [], []
+    tenant = tenant_settings(ctx.settings, TENANT, ctx.work)
+
+    def ingest(settings):
+        seconds, report = timed(lambda: ingest_readings(settings, path, tenant=TENANT))
+        if (report.inserted, report.rejected) != (n, 0):
+            raise RuntimeError(f"bench ingest loaded {report.inserted} of {n} rows: {report}")
+        _cleanup(ctx.settings)
+        return seconds, report
+
+    ours, rls, raw, reports = [], [], [], []
     try:
-        for i in range(1 + reps):  # the first pair warms up (imports, caches, connections) and is not counted
-            _cleanup(ctx.settings)
-            seconds, report = timed(lambda: ingest_readings(ctx.settings, path, tenant=TENANT))
-            if (report.inserted, report.rejected) != (n, 0):
-                raise RuntimeError(f"bench ingest loaded {report.inserted} of {n} rows: {report}")
-            _cleanup(ctx.settings)
+        _cleanup(ctx.settings)
+        for i in range(1 + reps):  # the first round warms up (imports, caches, connections) and is not counted
+            seconds, report = ingest(ctx.settings)
+            rls_seconds, _ = ingest(tenant)
             floor_seconds, _ = timed(floor)
+            _cleanup(ctx.settings)
             if i:
                 ours.append(seconds)
+                rls.append(rls_seconds)
                 reports.append(report)
                 raw.append(floor_seconds)
     finally:
         _cleanup(ctx.settings)
     project, floor_rate = n / statistics.median(ours), n / statistics.median(raw)
-    ctx.log(f"ingest: {project:,.0f} rows/s vs COPY {floor_rate:,.0f} rows/s")
+    rls_rate = n / statistics.median(rls)
+    ctx.log(f"ingest: {project:,.0f} rows/s (RLS on: {rls_rate:,.0f}) vs COPY {floor_rate:,.0f} rows/s")
     details = {"rows": n, "assets": len(reports[0].assets), "file": path.name, "repetitions": reps,
                "project_s": [round(s, 3) for s in ours], "floor_s": [round(s, 3) for s in raw]}
     median_run = reports[sorted(range(reps), key=ours.__getitem__)[reps // 2]]
     details["phases_s"] = {k: round(v, 3) for k, v in median_run.phases.items()}  # of the median run
+    floor_desc = (f"raw `COPY readings (tenant_id, asset_id, ts, value) FROM STDIN (FORMAT csv)` of the same {n:,} "
+                  "rows (the file's bytes with the tenant prepended) into the same table as the operator, one "
+                  "transaction, median of the runs")
     return [ratio_row("ingest throughput (rows/s)", "rows/s", project, floor_rate, min_ratio=0.5,
-                      floor_desc=f"raw `COPY readings (tenant_id, asset_id, ts, value) FROM STDIN (FORMAT csv)` of "
-                                 f"the same {n:,} rows (the file's bytes with the tenant prepended) into the same "
-                                 "table, one transaction, median of the runs",
-                      details=details)]
+                      floor_desc=floor_desc, details=details),
+            ratio_row("ingest throughput, tenant role with row-level security (rows/s)", "rows/s", rls_rate,
+                      floor_rate, min_ratio=0.5, floor_desc=floor_desc + f"; project as role tenant_{TENANT}, "
+                      "alternated with the operator's run above",
+                      details={"rows": n, "repetitions": reps, "project_s": [round(s, 3) for s in rls],
+                               "operator_rows_per_s": round(project), "floor_s": details["floor_s"]})]
