@@ -83,12 +83,10 @@ def profile_level(series_by_end: pd.Series, times) -> np.ndarray:
     grid = values.index
     v = values.to_numpy(dtype=float)
     pos = (t.asi8 - grid[0].value) // HOUR.value  # position of the hour ending at t (may be out of the grid)
-    days = np.full((len(t), 24, 7), np.nan)
-    for d in range(7):
-        for k in range(24):
-            p = pos - k - 24 * d
-            ok = (p >= 0) & (p < len(v))
-            days[ok, k, d] = v[p[ok]]
+    back = np.arange(24)[:, None] + 24 * np.arange(7)[None, :]  # (hour of day k, day d) -> hours back
+    p = pos[:, None, None] - back[None, :, :]
+    ok = (p >= 0) & (p < len(v))
+    days = np.where(ok, v[np.clip(p, 0, len(v) - 1)], np.nan)  # (rows, 24, 7)
     first = np.full((len(t), 24), np.nan)
     for d in reversed(range(7)):  # the most recent observed day wins
         col = days[:, :, d]
