@@ -102,26 +102,32 @@ def ingest_readings(
         )
     rows = checked.rows if "unit" in checked.rows else checked.rows.assign(unit=pd.NA)
     lap("validate")
-    with connect(settings) as conn, conn.transaction():
-        # Serialise ingests of one tenant, so two loads of the same file cannot both see "no stored rows".
-        conn.execute("SELECT pg_advisory_xact_lock(hashtext('ems_ingest:' || %s))", (tenant,))
-        spans = _spans(rows)
-        fresh = (~rows["asset_id"].isin(_assets_with_stored_rows(conn, tenant, spans)) if direct_copy
-                 else pd.Series(False, index=rows.index))
-        lap("check")
-        _upsert_assets(conn, tenant, rows, site, asset_tz or (tz if tz != "UTC" else None))
-        rest = rows
-        if fresh.any() and _copy_new(conn, tenant, rows[fresh], spans, progress, total=len(rows)):
-            report.inserted, rest = int(fresh.sum()), rows[~fresh]
-            report.copied = sorted(rows.loc[fresh, "asset_id"].astype(str).unique().tolist())
-        elif fresh.any():
-            report.copy_conflict = True
-            lap("copy")
-        if len(rest):
-            inserted, report.updated = _upsert(conn, tenant, rest, progress, done=len(rows) - len(rest),
-                                               total=len(rows))
-            report.inserted += inserted
-            lap("upsert")
+    try:
+        with connect(settings) as conn, conn.transaction():
+            # Serialise ingests of one tenant, so two loads of the same file cannot both see "no stored rows".
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext('ems_ingest:' || %s))", (tenant,))
+            spans = _spans(rows)
+            fresh = (~rows["asset_id"].isin(_assets_with_stored_rows(conn, tenant, spans)) if direct_copy
+                     else pd.Series(False, index=rows.index))
+            lap("check")
+            _upsert_assets(conn, tenant, rows, site, asset_tz or (tz if tz != "UTC" else None))
+            rest = rows
+            if fresh.any() and _copy_new(conn, tenant, rows[fresh], spans, progress, total=len(rows)):
+                report.inserted, rest = int(fresh.sum()), rows[~fresh]
+                report.copied = sorted(rows.loc[fresh, "asset_id"].astype(str).unique().tolist())
+            elif fresh.any():
+                report.copy_conflict = True
+                lap("copy")
+            if len(rest):
+                inserted, report.updated = _upsert(conn, tenant, rest, progress, done=len(rows) - len(rest),
+                                                   total=len(rows))
+                report.inserted += inserted
+                lap("upsert")
+    except (psycopg.errors.InsufficientPrivilege, psycopg.errors.WithCheckOptionViolation) as e:
+        # A tenant's database role writing another tenant's rows: the policy (or tenant_scope's check) refuses it.
+        raise v.IngestError(f"database role {settings.postgres.user!r} may not write readings of tenant {tenant!r} "
+                            f"({e.diag.message_primary}): nothing was written; a tenant role ingests its own "
+                            "tenant only") from e
     lap("commit")
     report.unchanged = len(rows) - report.inserted - report.updated
     report.seconds = time.perf_counter() - started
