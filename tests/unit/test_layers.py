@@ -19,7 +19,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("stack",),
     ("registry",),
     ("evaluation", "inference"),
-    ("bench", "deploy", "service"),
+    ("bench", "deploy", "pipelines", "service"),
     ("cli",),
 ]
 OURS = {p for layer in LAYERS for p in layer} | {"feature_repo", "tests"}
