@@ -278,7 +278,7 @@ def show(mlflow_client, model_id: str) -> ModelInfo:
     return _info(version, serving, _key_metrics(mlflow_client, version.run_id))
 
 
-@_access(lambda tenant=None: f"list the models of tenant {tenant}" if tenant else "list models")
+@_access(lambda tenant=None, *_, **__: f"list the models of tenant {tenant}" if tenant else "list models")
 def list_models(mlflow_client, tenant: str | None = None, metrics: bool = True) -> list[ModelInfo]:
     """Every version of every model, or of one tenant's models only (by name prefix AND tag), each
     marked with whether it serves (one rule, `_serving_rule`, over the versions listed)."""
