@@ -1124,5 +1124,102 @@ def users_grant(tenant: Tenant) -> None:
                   markup=False)
 
 
+# ---------------------------------------------------------------- pipelines (Dagster, issue 23)
+pipelines_app = typer.Typer(cls=_Group, no_args_is_help=True, help="Scheduled pipelines, run here in process.")
+app.add_typer(pipelines_app, name="pipelines")
+PIPELINES = ("hourly", "daily", "backfill")
+
+
+@pipelines_app.command("run")
+def pipelines_run(
+    name: Annotated[str, typer.Argument(help="hourly | daily | backfill")],
+    tenant: Annotated[list[str] | None, typer.Option("--tenant", "-t", help="Only these tenants (hourly, daily); "
+                                                     "the tenant of the files (backfill).")] = None,
+    lookback_hours: Annotated[int, typer.Option(help="hourly: hours scored per asset (1..168).")] = 3,
+    sensitivity: Annotated[int, typer.Option(help="hourly: anomaly sensitivity 1..5.")] = 3,
+    window_days: Annotated[int, typer.Option(help="daily: backtest window (the challenger's holdout).")] = 7,
+    history_days: Annotated[int, typer.Option(help="daily: the challenger's training window.")] = 365,
+    margin: Annotated[float, typer.Option(help="daily: day-ahead MAE improvement needed, a share (0..1).")] = 0.02,
+    file: Annotated[list[Path] | None, typer.Option("--file", help="backfill: a readings file (repeatable).")] = None,
+    wide: Annotated[bool, typer.Option("--wide", help="backfill: one column per asset.")] = False,
+    columns: Annotated[str | None, typer.Option(help="backfill: as `ems ingest --columns`.")] = None,
+    site: Annotated[str | None, typer.Option(help="backfill: as `ems ingest --site`.")] = None,
+    start: Annotated[str | None, typer.Option(help="backfill: materialize every view from this time (UTC).")] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Run one pipeline now, in this process (Dagster's in-process executor; retries on transient errors)."""
+    from pipelines.run import execute
+    from pipelines.runtime import Runtime
+
+    if name not in PIPELINES:
+        raise _fail(ValueError(f"pipeline {name!r} is not one of {', '.join(PIPELINES)}"))
+    config = {"hourly": {"score": {"tenants": tenant or [], "lookback_hours": lookback_hours,
+                                   "sensitivity": sensitivity}},
+              "daily": {op: {"tenants": tenant or [], "window_days": window_days, "history_days": history_days,
+                             "margin": margin} for op in ("train_challengers", "backtest", "decide")},
+              "backfill": {op: {"files": [str(f) for f in file or []], "tenant": (tenant or [""])[0], "wide": wide,
+                                "columns": columns, "site": site, "start": start or ""}
+                           for op in ("ingest", "materialize_from")}}[name]
+    with console.status(f"running pipeline {name}…"):
+        run = _run(execute, name, Runtime(settings()), config)
+    if as_json:
+        _print_json(run.as_dict())
+        return
+    table = Table("step", "status", "attempts", "seconds", title=f"pipeline {name}: {run.seconds:.1f} s")
+    for step, info in run.steps.items():
+        table.add_row(step, info["status"], str(info["attempts"]), f"{info['seconds']:.1f}")
+    console.print(table)
+    for d in run.outputs.get("decide", []):
+        console.print(f"{d['tenant']}: {d['challenger']} {d['decision']}: {d['reason']}", markup=False)
+    if "record" in run.outputs:
+        console.print(f"alerts: {run.outputs['record']}", markup=False)
+
+
+alerts_app = typer.Typer(cls=_Group, no_args_is_help=True, help="Anomaly alerts raised by the hourly pipeline.")
+app.add_typer(alerts_app, name="alerts")
+
+
+@alerts_app.command("list")
+def alerts_list(
+    tenant: Tenant,
+    state: Annotated[str | None, typer.Option(help="open | acknowledged")] = None,
+    asset: Annotated[str | None, typer.Option(help="Only this asset.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many (1..10000).")] = 100,
+    as_json: AsJson = False,
+) -> None:
+    """The tenant's anomaly alerts, newest window first."""
+    from warehouse.alerts import list_alerts
+
+    found = _run(list_alerts, settings(), tenant, state=state, asset=asset, limit=limit)
+    if as_json:
+        _print_json([a.as_dict() for a in found])
+        return
+    table = Table("id", "asset", "detector", "window (UTC)", "severity", "score", "state", "explanation")
+    for a in found:
+        table.add_row(str(a.id), a.asset_id, a.detector, f"{a.window_start:%Y-%m-%d %H:%M} - {a.window_end:%H:%M}",
+                      a.severity, f"{a.score:.2f}", a.state, escape(a.explanation))
+    console.print(table)
+
+
+@alerts_app.command("ack")
+def alerts_ack(
+    tenant: Tenant,
+    alert_id: Annotated[int, typer.Argument(help="The alert's id (`ems alerts list`).")],
+    note: Annotated[str | None, typer.Option(help="Why, what was done.")] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Acknowledge one alert."""
+    import getpass
+
+    from warehouse.alerts import acknowledge
+
+    alert = _run(acknowledge, settings(), tenant, alert_id, by=getpass.getuser(), note=note)
+    if as_json:
+        _print_json(alert.as_dict())
+        return
+    console.print(f"alert {alert.id} acknowledged by {alert.acknowledged_by} at {alert.acknowledged_at:%Y-%m-%d %H:%M}",
+                  markup=False)
+
+
 if __name__ == "__main__":
     app()

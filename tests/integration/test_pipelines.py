@@ -1,0 +1,179 @@
+"""The Dagster pipelines (issue 23) through Dagster's in-process executor on the real stack: the hourly
+run picks up late data and records a de-duplicated alert; Redis stopped under the hourly run is retried
+and the run succeeds, bad input is not retried; the daily run promotes a clearly better challenger and
+keeps the champion against a worse one, both trained by the product's own code on real Tetouan data."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from pipelines.challenger import KEPT, PROMOTED, TAG_DECISION
+from pipelines.hourly import HourlyConfig, record_all, score_tenants
+from pipelines.run import PipelineError, execute
+from pipelines.runtime import Runtime
+from registry import lifecycle, train_anomaly, train_forecast
+from registry.training_data import SplitConfig
+from stack import services
+from tests.helpers.data import TETOUAN
+from warehouse import alerts
+from warehouse.ingest import ingest_readings
+from warehouse.refresh import refresh
+from warehouse.store import materialize
+
+pytestmark = pytest.mark.integration
+TENANT = "pipe"
+SPIKE = pd.Timestamp("2017-02-26T21:00:00")  # in the late block, within the last 3 hours of it
+
+
+def zone1(target: Path, start: str, end: str, spike: pd.Timestamp | None = None) -> Path:
+    """Real Tetouan zone 1 readings in [start, end) as a tidy CSV; the hour `spike` at 3x its value."""
+    f = pd.read_csv(TETOUAN, usecols=["timestamp", "zone1_power_consumption"])
+    f = f[(f["timestamp"] >= start) & (f["timestamp"] < end)].rename(columns={"zone1_power_consumption": "value"})
+    if spike is not None:
+        t = pd.to_datetime(f["timestamp"])
+        f.loc[(t >= spike) & (t < spike + pd.Timedelta(hours=1)), "value"] *= 3
+    f.insert(0, "asset_id", "zone1")
+    f.to_csv(target, index=False)
+    return target
+
+
+@pytest.fixture(scope="module")
+def ems(stack, store, tmp_path_factory):
+    """Tenant `pipe`: zone 1 from 2017-01-01 to 2017-02-26, a z_score detector and a deliberately weak
+    champion forecaster (15 training days, 3 boosting rounds) in production."""
+    tmp = tmp_path_factory.mktemp("pipelines")
+    ingest_readings(stack, zone1(tmp / "a.csv", "2017-01-01", "2017-02-26"), TENANT)
+    refresh(stack)
+    materialize(stack, store=store)
+    mlc = lifecycle.client(stack.mlflow_tracking_uri)
+    split = SplitConfig(history_days=28, holdout_days=7, issue_every_h=12, horizons_per_issue=12)
+    detector = train_anomaly.train(stack, store, TENANT, "z_score", split=split)
+    lifecycle.promote(mlc, detector.model_id, "production")
+    weak = train_forecast.train(stack, store, TENANT, split=SplitConfig(history_days=22, holdout_days=7),
+                                boosting=train_forecast.BoosterConfig(num_boost_round=3))
+    lifecycle.promote(mlc, weak.model_id, "production", force=True)
+    runtime = Runtime(stack, store)
+    runtime.tmp = tmp
+    return runtime
+
+
+def test_hourly_picks_up_late_data_and_records_one_alert_per_anomalous_window(ems):
+    first = execute("hourly", ems, {"score": {"tenants": [TENANT]}})
+    assert first.success and [s["status"] for s in first.steps.values()] == ["succeeded"] * 4
+    before = {a.id for a in alerts.list_alerts(ems.settings, TENANT)}
+    # A day of readings arrives late, with one meter hour at 3x its level.
+    ingest_readings(ems.settings, zone1(ems.tmp / "late.csv", "2017-02-26", "2017-02-27", SPIKE), TENANT)
+    run = execute("hourly", ems, {"score": {"tenants": [TENANT]}})
+    assert run.outputs["refresh"]["rows"], "the late day was refreshed"
+    assert sum(run.outputs["materialize"]["written"].values()) >= 1
+    scored = {s["detector"]: s for s in run.outputs["score"] if s["tenant"] == TENANT}
+    assert scored["anomaly_z_score"]["scored_to"] == "2017-02-26T23:00:00+00:00"  # the late day's last hour
+    new = [a for a in alerts.list_alerts(ems.settings, TENANT) if a.id not in before]
+    assert [(a.asset_id, a.window_start.replace(tzinfo=None), a.state) for a in new] == [
+        ("zone1", SPIKE.to_pydatetime(), "open")]
+    assert new[0].severity in ("high", "critical") and new[0].score > 3.5
+    # Idempotent: the same run again scores the same hours and changes nothing.
+    again = execute("hourly", ems, {"score": {"tenants": [TENANT]}})
+    assert again.outputs["record"]["opened"] == 0 and again.outputs["record"]["unchanged"] >= 1
+    # The same work called directly (what `ems refresh`, `ems materialize`, `ems anomaly` do): Dagster's overhead.
+    t0 = time.perf_counter()
+    refresh(ems.settings)
+    materialize(ems.settings, store=ems.store)
+    record_all(ems.settings, score_tenants(ems, HourlyConfig(tenants=[TENANT])))
+    direct = time.perf_counter() - t0
+    (Path(ems.tmp) / "hourly_timing.json").write_text(json.dumps({"pipeline_s": again.seconds, "direct_s": direct}))
+    assert again.seconds < direct + 5.0
+    assert len(alerts.list_alerts(ems.settings, TENANT)) == len(before) + 1
+    acked = alerts.acknowledge(ems.settings, TENANT, new[0].id, by="tester", note="meter swap")
+    assert acked.state == "acknowledged" and acked.acknowledged_by == "tester"
+    assert [a.id for a in alerts.list_alerts(ems.settings, TENANT, state="open")] == \
+        [a.id for a in alerts.list_alerts(ems.settings, TENANT) if a.id != new[0].id and a.state == "open"]
+    with pytest.raises(alerts.AlertNotFoundError, match="has no alert 999999"):
+        alerts.acknowledge(ems.settings, TENANT, 999999, by="tester")
+
+
+class _RestartOnFailure(logging.Handler):
+    """Starts Redis again once the pipeline reported the transient failure of a step."""
+
+    def __init__(self, svc):
+        super().__init__()
+        self.svc, self.seen = svc, []
+
+    def emit(self, record):
+        self.seen.append(record.getMessage())
+        if len(self.seen) == 1:
+            threading.Thread(target=self.svc.up, daemon=True).start()
+
+
+def test_redis_stopped_mid_run_is_retried_with_backoff_and_the_run_succeeds(ems):
+    ingest_readings(ems.settings, zone1(ems.tmp / "next.csv", "2017-02-27", "2017-02-27T03:00"), TENANT)
+    redis = next(s for s in services.services(ems.settings) if s.name == "redis")
+    handler = _RestartOnFailure(redis)
+    logging.getLogger("pipelines.transient").addHandler(handler)
+    redis.down()
+    try:
+        assert not redis.healthy()
+        run = execute("hourly", ems, {"score": {"tenants": [TENANT]}})
+    finally:
+        logging.getLogger("pipelines.transient").removeHandler(handler)
+        redis.up()
+    assert run.success
+    assert run.steps["refresh"]["attempts"] == 1 and run.steps["materialize"]["attempts"] >= 2
+    assert handler.seen[0].startswith("materialize: transient failure on attempt 1")
+    assert run.outputs["materialize"]["written"]  # the new hours reached Redis on the retry
+
+
+def test_bad_input_fails_the_step_once_without_retry(ems):
+    with pytest.raises(PipelineError, match=r"step score: .*lookback_hours=500 is out of range 1..168"):
+        execute("hourly", ems, {"score": {"tenants": [TENANT], "lookback_hours": 500}})
+    run = execute("hourly", ems, {"score": {"tenants": [TENANT], "sensitivity": 9}}, raise_on_error=False)
+    assert not run.success and run.steps["score"] == {"status": "failed", "attempts": 1,
+                                                      "seconds": run.steps["score"]["seconds"]}
+    assert "sensitivity" in run.error and "9" in run.error
+
+
+DAILY = {"tenants": [TENANT], "window_days": 14, "history_days": 56, "num_boost_round": 60}
+
+
+def _daily(ems, **overrides) -> dict:
+    config = DAILY | overrides
+    run = execute("daily", ems, {op: config for op in ("train_challengers", "backtest", "decide")})
+    (decision,) = [d for d in run.outputs["decide"] if d["tenant"] == TENANT]
+    return decision
+
+
+def test_daily_promotes_a_clearly_better_challenger_and_a_rerun_changes_nothing(ems):
+    champion = lifecycle.resolve_production(ems.mlflow, TENANT, "load_forecaster").id
+    d = _daily(ems)
+    (Path(ems.tmp) / "daily_promote.json").write_text(json.dumps(d, indent=1, default=str))
+    assert d["champion"] == champion and d["decision"] == PROMOTED, d["reason"]
+    s = d["scores"]
+    assert s["challenger"]["rows"] == s["champion"]["rows"] > 0  # the same held-out rows
+    assert s["challenger"]["mae"] <= 0.98 * s["champion"]["mae"] and 0.75 <= s["challenger"]["coverage"] <= 0.85
+    assert lifecycle.resolve_production(ems.mlflow, TENANT, "load_forecaster").id == d["challenger"]
+    assert lifecycle.show(ems.mlflow, d["challenger"]).tags[TAG_DECISION] == PROMOTED
+    versions = len(lifecycle.list_models(ems.mlflow, TENANT, metrics=False))
+    again = _daily(ems)
+    assert again["reused"] and again["challenger"] == d["challenger"] and again["decision"] == PROMOTED
+    assert len(lifecycle.list_models(ems.mlflow, TENANT, metrics=False)) == versions  # nothing trained again
+
+
+def test_daily_keeps_the_champion_against_a_worse_challenger_and_says_why(ems):
+    champion = lifecycle.resolve_production(ems.mlflow, TENANT, "load_forecaster").id
+    ingest_readings(ems.settings, zone1(ems.tmp / "day.csv", "2017-02-27T03:00", "2017-02-28"), TENANT)
+    refresh(ems.settings)
+    d = _daily(ems, history_days=36, num_boost_round=3)  # 22 training days, 3 rounds: the weak recipe
+    (Path(ems.tmp) / "daily_keep.json").write_text(json.dumps(d, indent=1, default=str))
+    assert d["champion"] == champion and d["decision"] == KEPT
+    assert d["scores"]["challenger"]["mae"] > 0.98 * d["scores"]["champion"]["mae"]
+    assert "is not 2% below the champion's" in d["reason"]
+    assert lifecycle.resolve_production(ems.mlflow, TENANT, "load_forecaster").id == champion
+    info = lifecycle.show(ems.mlflow, d["challenger"])
+    assert info.tags[TAG_DECISION] == KEPT and info.stage == "staging"
