@@ -91,10 +91,11 @@ def server_env(settings: Settings, env: Mapping[str, str], auth_config_path: Pat
 
 
 def ensure_databases(settings: Settings, names: list[str]) -> None:
-    """Create the server's databases beside the feature data when they are missing (idempotent)."""
+    """Create the server's databases beside the feature data when they are missing (idempotent), closed to
+    every role but their owner (tenant database roles cannot log in to them)."""
     from warehouse.db import ensure_databases as create_missing
 
-    create_missing(settings.postgres, names, SettingsError)
+    create_missing(settings.postgres, names, SettingsError, private=tuple(names))
 
 
 def main() -> None:

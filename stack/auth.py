@@ -79,7 +79,8 @@ def ensure_database(settings: Settings) -> None:
     """Create the auth app's database beside MLflow's when it is missing (idempotent)."""
     from warehouse.db import ensure_databases
 
-    ensure_databases(settings.postgres, [settings.mlflow_auth_database], ServiceError, connect_timeout=5)
+    ensure_databases(settings.postgres, [settings.mlflow_auth_database], ServiceError, connect_timeout=5,
+                     private=(settings.mlflow_auth_database,))
 
 
 def probe(tracking_uri: str) -> bool | None:

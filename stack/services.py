@@ -257,7 +257,7 @@ class Postgres(Service):
         from warehouse.db import ensure_databases
 
         ensure_databases(self.addr, [self.addr.database, self.settings.mlflow_database], ServiceError,
-                         connect_timeout=5)
+                         connect_timeout=5, private=(self.settings.mlflow_database,))
         if self.preloaded() is False and self._has_extension():
             fix = ("set EMS_PG_TIMESCALEDB=auto" if self.settings.pg_timescaledb == "off"
                    else "run `make timescaledb`")

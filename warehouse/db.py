@@ -37,10 +37,13 @@ def connect(settings: Settings, autocommit: bool = False) -> Iterator[psycopg.Co
         yield conn
 
 
-def ensure_databases(addr, names: list[str], error: type[Exception], connect_timeout: int = 10) -> None:
+def ensure_databases(addr, names: list[str], error: type[Exception], connect_timeout: int = 10,
+                     private: tuple[str, ...] = ()) -> None:
     """Create each database in `names` that the server at `addr` (core.settings.PostgresAddress) lacks,
-    through its maintenance database `postgres`; idempotent. A failure raises `error` naming the server,
-    the user and the cause."""
+    through its maintenance database `postgres`; idempotent. Databases in `private` (MLflow's registry and
+    its users, which only the operator's MLflow server reads) lose the CONNECT and TEMPORARY privileges
+    every role has by default, so a tenant's database role cannot even log in to them; one this user does not
+    own is left as it is, with a warning. A failure raises `error` naming the server, the user and the cause."""
     from psycopg import sql
 
     try:
@@ -52,6 +55,19 @@ def ensure_databases(addr, names: list[str], error: type[Exception], connect_tim
                 if name not in existing:
                     logger.info("creating database %s", name)
                     conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            for name in dict.fromkeys(private):
+                if name == addr.database:  # the feature data's own: tenant roles log in there
+                    logger.warning("MLflow shares database %s with the feature data: tenant database roles can "
+                                   "log in to it (give MLflow a database of its own)", name)
+                    continue
+                owned = conn.execute("SELECT pg_get_userbyid(datdba) = current_user FROM pg_database "
+                                     "WHERE datname = %s", (name,)).fetchone()
+                if owned and owned[0]:
+                    conn.execute(sql.SQL("REVOKE CONNECT, TEMPORARY ON DATABASE {} FROM PUBLIC").format(
+                        sql.Identifier(name)))
+                elif owned:
+                    logger.warning("database %s is not owned by %s: its CONNECT privilege for every role is left "
+                                   "as it is (revoke it as its owner)", name, addr.user)
     except psycopg.Error as e:
         raise error(f"postgres at {addr.host}:{addr.port}: cannot check or create databases "
                     f"{', '.join(map(repr, dict.fromkeys(names)))} as {addr.user!r} ({str(e).strip()}); "

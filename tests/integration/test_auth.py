@@ -167,6 +167,27 @@ def test_models_cli_refusal_is_one_line_naming_user_and_model(tenants):
     assert len(refused.stderr.strip().splitlines()) == 1 and "Traceback" not in refused.stderr
 
 
+def test_the_cli_cannot_load_another_tenants_model_files(tenants, stack, tmp_path):
+    """`ems forecast` (the CLI's way to a model's files) with A's MLflow login and B's model id, B's asset
+    known to the store: one line naming the user and the model (HTTP 403), nothing of B's files copied."""
+    from tests.helpers.data import tetouan_slice
+    from warehouse.ingest import ingest_readings
+    from warehouse.refresh import refresh
+
+    ingest_readings(stack, tetouan_slice(tmp_path / "b.csv", "2017-03-01", "2017-03-04"), B, wide=True,
+                    columns="zone1=zone1_power_consumption")
+    refresh(stack)
+    username, password = tenants.users[A]
+    env = {"MLFLOW_TRACKING_URI": tenants.uri, "MLFLOW_TRACKING_USERNAME": username,
+           "MLFLOW_TRACKING_PASSWORD": password}
+    b_model = tenants.models[B]
+    refused = ems("forecast", "--tenant", B, "--asset", "zone1", "--model", b_model, env=env, check=False)
+    assert refused.returncode == 1, refused
+    assert refused.stderr.startswith(f"error: MLflow user '{A}' may not read model {b_model}"), refused.stderr
+    assert "HTTP 403" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    assert not [p for p in (stack.home / "models").rglob("*") if B in str(p)]  # no copy of B's files
+
+
 def test_admin_sees_every_tenants_models(tenants):
     with login(*tenants.admin):
         ids = {m.id for m in lifecycle.list_models(lifecycle.client(tenants.uri))}
@@ -212,6 +233,9 @@ def test_users_create_with_db_makes_the_mlflow_user_and_a_database_role_together
     with psycopg.connect(host=a.host, port=a.port, dbname=a.database, user="tenant_auth-c",
                          password=made["password"]) as conn:
         assert conn.execute("SELECT count(*) FROM readings WHERE tenant_id <> 'auth-c'").fetchone()[0] == 0
+    with pytest.raises(psycopg.OperationalError, match='permission denied for database "mlflow_auth_test"'):
+        psycopg.connect(host=a.host, port=a.port, dbname="mlflow_auth_test", user="tenant_auth-c",
+                        password=made["password"])  # the MLflow users' password hashes: the operator's only
     again = ems("users", "create", "--tenant", "auth-c", "--db", env=admin_env, check=False)
     assert again.returncode == 1 and "database role 'tenant_auth-c' of tenant 'auth-c' exists already" in again.stderr
 

@@ -224,6 +224,34 @@ def test_the_cli_with_a_tenant_role_finds_no_asset_of_the_other_tenant(stack, te
     assert "tenant 'rls-b' has no asset(s) 'zone1'" in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
 
 
+def test_training_from_the_cli_with_a_tenant_role_finds_no_asset_of_the_other_tenant(stack, tenants, tmp_path):
+    """`ems train forecast` for B run with A's role (the CLI's training-set path): one error line naming B
+    (its assets are not there for A), before anything reaches MLflow (no model of B)."""
+    settings = tenant_settings(stack, tmp_path, A, tenants[A])
+    env = {"FEAST_FS_YAML_FILE_PATH": str(settings.feast_yaml)}
+    proc = ems("train", "forecast", "--tenant", B, "--asset", "zone1", "--features", "forecast_basic",
+               "--history-days", "30", "--holdout-days", "2", env=env, check=False)
+    assert proc.returncode == 1, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert errors == ["error: tenant 'rls-b' has no assets; ingest readings first (`ems ingest`)"], proc.stderr
+    assert "Traceback" not in proc.stderr
+    import mlflow
+
+    registry = mlflow.MlflowClient(stack.mlflow_tracking_uri)
+    assert registry.search_registered_models(f"name = '{B}.load_forecaster'") == []
+
+
+def test_a_tenant_role_cannot_log_in_to_mlflows_database(stack, tenants):
+    """MLflow's registry (models, runs, tags of every tenant) is in its own database, closed to every role but
+    its owner: A's role is refused at login; the operator, who runs the MLflow server, is not."""
+    a = stack.postgres
+    with pytest.raises(psycopg.OperationalError, match=f'permission denied for database "{stack.mlflow_database}"'):
+        psycopg.connect(host=a.host, port=a.port, dbname=stack.mlflow_database, user=role_name(A),
+                        password=tenants[A], sslmode=a.sslmode)
+    with psycopg.connect(a.conninfo(stack.mlflow_database)) as operator:
+        assert operator.execute("SELECT count(*) FROM registered_models").fetchone()[0] >= 0
+
+
 def test_ingest_as_a_tenant_role_writes_its_own_readings_only(stack, tenants, tmp_path):
     """Postgres refuses COPY under row-level security: a tenant role's ingest stages the rows and inserts them
     with the policies' checks on; the same file for B is refused and writes nothing."""
