@@ -35,8 +35,10 @@ def _records(frame: pd.DataFrame) -> list[dict]:
 def _iso_times(index: pd.DatetimeIndex) -> list[str | None]:
     """Timestamp.isoformat() of each time (None for NaT); UTC times in whole seconds, the forecast's
     target hours, are formatted by NumPy at once."""
-    if str(index.tz) == "UTC" and not index.hasnans and not (index.asi8 % 1_000_000_000).any():
-        return [t + "+00:00" for t in np.datetime_as_string(index.tz_localize(None).to_numpy(), unit="s").tolist()]
+    if str(index.tz) == "UTC" and not index.hasnans:
+        ns = index.asi8  # UTC nanoseconds: formatting them needs no tz conversion
+        if not (ns % 1_000_000_000).any():
+            return [t + "+00:00" for t in np.datetime_as_string(ns.view("M8[ns]"), unit="s").tolist()]
     return [None if t is pd.NaT else t.isoformat() for t in index]
 
 
@@ -45,7 +47,9 @@ def _column_records(columns: dict) -> list[dict]:
     8601, numbers as Python numbers, NaN as None; the same values `_records` gives for their frame."""
     out: dict[str, list] = {}
     for name, values in columns.items():
-        if isinstance(values, pd.DatetimeIndex) or np.asarray(values).dtype.kind == "M":
+        if isinstance(values, pd.DatetimeIndex):
+            out[name] = _iso_times(values)
+        elif np.asarray(values).dtype.kind == "M":
             out[name] = _iso_times(pd.DatetimeIndex(values))
         else:
             array = np.asarray(values)

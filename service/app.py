@@ -18,9 +18,9 @@ from typing import Annotated
 
 import pandas as pd
 from fastapi import FastAPI, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
-from fastapi.concurrency import run_in_threadpool
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
 from core.errors import EmsError, FeaturesUnavailableError, InvalidSeriesError, TooManyJobsError, error_code
@@ -72,9 +72,6 @@ def _series(readings: list[Reading] | None, name: str) -> pd.Series | None:
 # ------------------------------------------------------------------ errors
 STATUS = ((PermissionError, 403), (LookupError, 404), (ValueError, 422))
 UNAVAILABLE = ("ModelUnavailableError", "FeaturesUnavailableError", "DatabaseUnavailableError")
-
-
-_code = error_code
 
 
 def _status(e: EmsError) -> int:
@@ -179,8 +176,8 @@ def create_app(settings, verifier: TokenVerifier | None = None, client=None) -> 
 
     @app.exception_handler(EmsError)
     async def ems_error(request: Request, e: EmsError):
-        errors_total.labels(_code(e)).inc()
-        return JSONResponse({"code": _code(e), "message": str(e)}, status_code=_status(e))
+        errors_total.labels(error_code(e)).inc()
+        return JSONResponse({"code": error_code(e), "message": str(e)}, status_code=_status(e))
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, e: RequestValidationError):
@@ -276,7 +273,7 @@ def create_app(settings, verifier: TokenVerifier | None = None, client=None) -> 
                 result = sdk.forecast(body.tenant_id, asset, horizon=body.horizon_hours,
                                       quantiles=body.include_quantiles, model=body.model_name)
             except EmsError as e:
-                failed.append({"asset_id": asset, "code": _code(e), "message": str(e)})
+                failed.append({"asset_id": asset, "code": error_code(e), "message": str(e)})
                 continue
             feature_source.labels(result.source).inc()
             feature_age.labels(result.source).observe(result.feature_age_seconds)
@@ -328,10 +325,11 @@ def create_app(settings, verifier: TokenVerifier | None = None, client=None) -> 
             rows, warnings = await run(partial(sdk.online_features, tenant, assets, service),
                                        sdk.warm(tenant, assets))
         except FeaturesUnavailableError as e:  # Redis down: the offline store's latest values, said so
+            warning = f"{e}; values read from the offline store at each asset's latest feature time"
+
             def fallback() -> dict:
                 latest = latest_feature_time(settings, tenant, assets)
-                return offline({a: latest[a] or datetime.now(UTC) for a in assets},
-                               [f"{e}; values read from the offline store at each asset's latest feature time"])
+                return offline({a: latest[a] or datetime.now(UTC) for a in assets}, [warning])
 
             return await run_in_threadpool(fallback)
         return {"feature_service": service, "source": "online", "rows": rows, "warnings": warnings}

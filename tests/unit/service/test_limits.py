@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from core.errors import InvalidHorizonError, ModelNotFoundError, ModelUnavailableError
-from service.app import _code, _RateLimit, _status
+from core.errors import InvalidHorizonError, ModelNotFoundError, ModelUnavailableError, error_code
+from service.app import _RateLimit, _status
 from service.auth import AuthError
 
 
@@ -16,7 +16,7 @@ def test_a_caller_gets_its_burst_then_waits_for_the_rate():
 
 
 def test_errors_map_to_stable_codes_and_statuses():
-    assert (_code(InvalidHorizonError("x")), _status(InvalidHorizonError("x"))) == ("invalid_horizon", 422)
-    assert (_code(ModelNotFoundError("x")), _status(ModelNotFoundError("x"))) == ("model_not_found", 404)
+    assert (error_code(InvalidHorizonError("x")), _status(InvalidHorizonError("x"))) == ("invalid_horizon", 422)
+    assert (error_code(ModelNotFoundError("x")), _status(ModelNotFoundError("x"))) == ("model_not_found", 404)
     assert _status(ModelUnavailableError("x")) == 503
-    assert (_code(AuthError("x", 401)), _status(AuthError("x", 401))) == ("auth", 401)
+    assert (error_code(AuthError("x", 401)), _status(AuthError("x", 401))) == ("auth", 401)

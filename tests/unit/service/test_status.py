@@ -3,9 +3,16 @@ things 404, a full job queue 429."""
 
 import pytest
 
-from core.errors import (FeaturesUnavailableError, InvalidHorizonError, JobNotFoundError, ModelUnavailableError,
-                         TooManyJobsError, UnknownAssetError)
-from service.app import _code, _status
+from core.errors import (
+    FeaturesUnavailableError,
+    InvalidHorizonError,
+    JobNotFoundError,
+    ModelUnavailableError,
+    TooManyJobsError,
+    UnknownAssetError,
+    error_code,
+)
+from service.app import _status
 from service.auth import AuthError
 from warehouse.db import DatabaseUnavailableError
 
@@ -21,4 +28,4 @@ from warehouse.db import DatabaseUnavailableError
     (AuthError("missing bearer token", 401), 401, "auth"),
 ])
 def test_status_and_code(error, status, code):
-    assert (_status(error), _code(error)) == (status, code)
+    assert (_status(error), error_code(error)) == (status, code)
