@@ -37,8 +37,9 @@ def _ingest_all(settings, config: BackfillConfig) -> list[dict]:
         raise InvalidArgumentError(f"backfill file(s) {', '.join(map(repr, missing))} do not exist")
     reports = []
     for f in config.files:
-        r = ingest_readings(settings, Path(f), config.tenant, wide=config.wide, columns=config.columns,
-                            site=config.site, tz=config.tz)
+        given = {"columns": config.columns, "site": config.site, "tz": config.tz}
+        r = ingest_readings(settings, Path(f), config.tenant, wide=config.wide,
+                            **{k: v for k, v in given.items() if v is not None})
         reports.append({k: v for k, v in r.as_dict().items() if k not in ("phases", "copied", "missing")})
     return reports
 

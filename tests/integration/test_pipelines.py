@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from core.errors import UnknownAssetError
 from pipelines.challenger import KEPT, PROMOTED, TAG_DECISION
 from pipelines.hourly import HourlyConfig, record_all, score_tenants
 from pipelines.run import PipelineError, execute
@@ -24,6 +25,7 @@ from stack import services
 from tests.helpers.data import TETOUAN
 from warehouse import alerts
 from warehouse.ingest import ingest_readings
+from warehouse.point_in_time import tenant_assets
 from warehouse.refresh import refresh
 from warehouse.store import materialize
 
@@ -177,3 +179,18 @@ def test_daily_keeps_the_champion_against_a_worse_challenger_and_says_why(ems):
     assert lifecycle.resolve_production(ems.mlflow, TENANT, "load_forecaster").id == champion
     info = lifecycle.show(ems.mlflow, d["challenger"])
     assert info.tags[TAG_DECISION] == KEPT and info.stage == "staging"
+
+
+def test_backfill_ingests_refreshes_and_materializes_from_a_start_and_a_rerun_writes_nothing(ems):
+    f = zone1(ems.tmp / "bf.csv", "2017-03-01", "2017-03-04")
+    config = {"tenant": "pipeb", "files": [str(f)], "start": "2017-03-01T00:00:00Z"}
+    with pytest.raises(PipelineError, match="start 'yesterday' is not an ISO 8601 time"):
+        execute("backfill", ems, {"ingest": config | {"start": "yesterday"}, "materialize_from": config})
+    with pytest.raises(UnknownAssetError, match="tenant 'pipeb' has no assets"):  # nothing was ingested
+        tenant_assets(ems.settings, "pipeb", None)
+    run = execute("backfill", ems, {"ingest": config, "materialize_from": config})
+    (ingested,) = run.outputs["ingest"]
+    assert ingested["inserted"] == 3 * 24 * 6 and run.outputs["refresh_backfill"]["rows"]
+    assert all(v[0].startswith("2017-03-01") or v[0] < "2017-03-01" for v in run.outputs["materialize_from"].values())
+    again = execute("backfill", ems, {"ingest": config, "materialize_from": config})
+    assert again.outputs["ingest"][0]["inserted"] == 0 and again.outputs["ingest"][0]["updated"] == 0
