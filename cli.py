@@ -11,6 +11,7 @@ import sys
 import warnings
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -340,16 +341,30 @@ def ingest_weather(
                                       "often hour-ending).")
     ] = None,
     rejects: Annotated[Path | None, typer.Option(help="Where to write rejected rows.", dir_okay=False)] = None,
+    forecast: Annotated[bool, typer.Option(
+        "--forecast", help="The file holds weather FORECASTS: issue_time, target_time and any of temperature, "
+                           "humidity, solar_irradiance, wind_speed, wind_u, wind_v; a forecast at origin T uses "
+                           "only what was issued by T.")] = False,
     as_json: AsJson = False,
 ) -> None:
-    """Load observed weather for a site (a missing cell is that variable's NULL; the row's others load)."""
+    """Load observed weather for a site (a missing cell is that variable's NULL; the row's others load), or
+    with --forecast the weather forecasts issued for it."""
     from rich.progress import Progress
 
-    from warehouse.ingest import ingest_weather as load
+    if forecast and period_ending:
+        raise _fail(ValueError(f"--period-ending {period_ending} does not apply to --forecast: a forecast's "
+                               "target_time is the start of the hour it is for"))
+    if forecast:
+        from warehouse.covariates import ingest_forecasts as load
 
+        call = partial(load, settings(), path, site, columns=columns, tz=tz, reject_file=rejects)
+    else:
+        from warehouse.ingest import ingest_weather as load
+
+        call = partial(load, settings(), path, site, columns=columns, tz=tz,
+                       period_ending=_parse_duration(period_ending), reject_file=rejects)
     with Progress(console=err_console, transient=True) as progress:
-        report = _run(load, settings(), path, site, columns=columns, tz=tz, period_ending=_parse_duration(
-            period_ending), reject_file=rejects, progress=_progress_callback(progress, f"loading {path.name}"))
+        report = _run(call, progress=_progress_callback(progress, f"loading {path.name}"))
     _ingest_report(report, as_json)
 
 

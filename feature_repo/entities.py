@@ -16,3 +16,10 @@ asset = Entity(
     value_type=ValueType.STRING,
     description="A meter, building or feeder; unique within its tenant.",
 )
+
+target_hour = Entity(
+    name="target_hour",
+    join_keys=["target_hour"],
+    value_type=ValueType.INT64,
+    description="The hour a covariate forecast is for, as hours since 1970-01-01 UTC (its start).",
+)

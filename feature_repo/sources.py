@@ -26,3 +26,8 @@ asset_weather_source = _view_source(
 asset_profile_source = _view_source(
     "asset_profile_source", "asset_profile_features", "Static asset attributes: site and IANA time zone."
 )
+
+asset_covariate_forecast_source = _view_source(
+    "asset_covariate_forecast_source", "asset_covariate_forecasts",
+    "Forecasts of each asset's site per target hour, event_timestamp = the forecast's issue time.",
+)

@@ -5,8 +5,9 @@ from datetime import timedelta
 from feast import FeatureView, Field
 from feast.types import Float64, Int64, String
 
-from feature_repo.entities import asset, tenant
+from feature_repo.entities import asset, target_hour, tenant
 from feature_repo.sources import (
+    asset_covariate_forecast_source,
     asset_profile_source,
     asset_weather_source,
     load_lags_source,
@@ -84,4 +85,28 @@ asset_profile = FeatureView(
     online=True,
     description="Static asset attributes used by on-demand views.",
     tags={"domain": "asset"},
+)
+
+# Forecasts issued more than 2 days before the origin are stale (weather services issue every 6-12 h).
+FORECAST_TTL = timedelta(days=2)
+
+weather_forecast = FeatureView(
+    name="weather_forecast",
+    entities=[tenant, asset, target_hour],
+    ttl=FORECAST_TTL,
+    schema=[
+        Field(name="temperature", dtype=Float64, description="deg C forecast for the target hour."),
+        Field(name="humidity", dtype=Float64, description="% relative humidity forecast."),
+        Field(name="solar_irradiance", dtype=Float64, description="W/m2 forecast."),
+        Field(name="wind_speed", dtype=Float64, description="m/s forecast."),
+        Field(name="wind_u", dtype=Float64, description="m/s, eastward wind component forecast."),
+        Field(name="wind_v", dtype=Float64, description="m/s, northward wind component forecast."),
+    ],
+    source=asset_covariate_forecast_source,
+    # Offline for now: `ems materialize` writes views keyed by (tenant, asset); serving reads the latest
+    # issue at the forecast's origin from the warehouse (warehouse/covariates.py), by the same rule.
+    online=False,
+    description="Weather forecast of the asset's site for each target hour: the latest issue at or before the "
+                "entity time (the forecast's origin), never one issued later.",
+    tags={"domain": "weather", "granularity": "1h", "kind": "covariate_forecast"},
 )
