@@ -150,6 +150,8 @@ def up(
         "--auth/--no-auth", help="MLflow with its basic-auth app (users, per-tenant access) and Redis without its default user (a client without credentials gets NOAUTH); default: as last time.")
     ] = None,
     with_api: Annotated[bool, typer.Option("--with-api", help="Also start the AI Hub API (`ems serve`).")] = False,
+    with_scheduler: Annotated[bool, typer.Option("--with-scheduler", help="Also start the pipelines' scheduler and "
+                                                 "UI (Dagster: hourly and daily schedules, run history).")] = False,
     as_json: AsJson = False,
 ) -> None:
     """Start the local stack (Postgres, Redis, S3, MLflow) and apply the schema; idempotent."""
@@ -165,6 +167,11 @@ def up(
         if with_api:  # after the schema: the API serves from it
             status.update("starting the AI Hub API…")
             statuses = _run(stack_up, settings(), with_api=True)
+        if with_scheduler:  # after the schema: its pipelines read and write it
+            from stack.scheduler import Scheduler
+
+            status.update("starting the pipelines' scheduler…")
+            statuses = [*statuses, _run(Scheduler(settings()).up)]
     if as_json:
         _print_json({"services": [s.as_dict() for s in statuses], "migrations_applied": applied})
         return
@@ -179,9 +186,10 @@ def up(
 @app.command()
 def down() -> None:
     """Stop the services `ems up` started (by PID); external services are left alone."""
+    from stack.scheduler import Scheduler
     from stack.services import down as stack_down
 
-    stopped = _run(stack_down, settings())
+    stopped = (["scheduler"] if Scheduler(settings()).down() else []) + _run(stack_down, settings())
     console.print(f"stopped: {', '.join(stopped)}" if stopped else "nothing to stop")
 
 
@@ -497,9 +505,15 @@ def forecast_cmd(
     model: ModelOption = None,
     as_json: AsJson = False,
     plot: PlotFile = None,
+    log: Annotated[bool, typer.Option("--log", help="Also write it to the forecast log (live accuracy, "
+                                      "`ems monitor`).")] = False,
 ) -> None:
     """Forecast an asset's hourly load (p10/p50/p90 + point) with the production model."""
     result = _run(_client().forecast, tenant, asset, horizon, model=model)
+    if log:
+        from inference.accuracy import log_forecast
+
+        _run(log_forecast, settings(), result)
     _warnings(result)
     if as_json:
         _print_json(result.to_dict())
@@ -1234,6 +1248,39 @@ def alerts_ack(
         return
     console.print(f"alert {alert.id} acknowledged by {alert.acknowledged_by} at {alert.acknowledged_at:%Y-%m-%d %H:%M}",
                   markup=False)
+
+
+@app.command()
+def monitor(
+    tenant: Tenant,
+    days: Annotated[int, typer.Option(help="Target hours of the last N days (1..3650) with actuals.")] = 7,
+    plot: Annotated[Path | None, typer.Option(help="Write MAE and coverage per day to this PNG.")] = None,
+    to_mlflow: Annotated[bool, typer.Option("--mlflow", help="Also log the pooled scores as metrics of each "
+                                            "model version's run.")] = False,
+    as_json: AsJson = False,
+) -> None:
+    """Live accuracy of logged forecasts against actuals, per model, asset and horizon bucket."""
+    from inference.accuracy import log_to_mlflow, report
+    from inference.accuracy import plot as draw
+
+    table, per_day = _run(report, settings(), tenant, days=days)
+    if to_mlflow and len(table):
+        _run(log_to_mlflow, _mlflow(), table)
+    if plot is not None:
+        draw(per_day, plot)
+        err_console.print(f"plot written to {plot}")
+    if as_json:
+        _print_json(json.loads(table.to_json(orient="records")))
+        return
+    if table.empty:
+        console.print(f"no logged forecast of tenant {tenant} has an actual yet (log with `ems forecast --log`)")
+        return
+    out = Table("model", "asset", "horizon", "rows", "MAE", "MAPE %", "pinball", "coverage", "naive-168 MAE", "skill",
+                title=f"{tenant}: live accuracy, last {days} days")
+    for r in table.itertuples():
+        out.add_row(r.model_id, r.asset_id, r.bucket, str(r.rows), _cell(r.mae), _cell(r.mape), _cell(r.pinball),
+                    _cell(r.coverage), _cell(r.naive_168_mae), _cell(r.skill_naive_168))
+    console.print(out)
 
 
 if __name__ == "__main__":

@@ -197,6 +197,9 @@ class Settings(BaseSettings):
     api_rate_burst: int = 400
     api_max_jobs: int = Field(default=2, description="trainings and exports a tenant may have queued or running")
     api_model_ttl_seconds: float = Field(default=30.0, description="a promotion serves within this many seconds")
+    # The pipelines' scheduler and UI (Dagster, `ems up --with-scheduler`; pipelines/definitions.py).
+    scheduler_host: str = "127.0.0.1"
+    scheduler_port: int = 15070
     environment: str = Field(default="local", description="reported by the API's /health")
 
     @field_validator("pg_timescaledb", mode="before")

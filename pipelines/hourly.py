@@ -1,5 +1,6 @@
 """The hourly pipeline: refresh -> materialize -> score the last hours of every asset with each
-tenant's production anomaly detectors -> record the anomalous hours as alerts (warehouse/alerts.py).
+tenant's production anomaly detectors -> record the anomalous hours as alerts (warehouse/alerts.py);
+after materialize, also the live accuracy of the logged forecasts (inference/accuracy.py) into MLflow.
 
 Idempotent: refresh and materialize take what is queued (nothing queued, nothing done); scoring reads
 the last `lookback_hours` complete hours of each asset (so late data of those hours is scored on the
@@ -109,6 +110,34 @@ def record(context: dg.OpExecutionContext, scored: list[dict]) -> dict:
     return report
 
 
-@dg.job(description="refresh -> materialize -> anomaly scoring of the last hours -> alert records")
+def accuracy_all(ems, days: int) -> dict:
+    """Live accuracy of every tenant's logged forecasts over the last `days` days, logged to MLflow."""
+    from inference.accuracy import log_to_mlflow, report
+    from warehouse import forecast_log
+
+    out = {}
+    for tenant in forecast_log.tenants(ems.settings):
+        table, _ = report(ems.settings, tenant, days=days)
+        logged = log_to_mlflow(ems.mlflow, table) if len(table) else []
+        pooled = table[(table["asset_id"] == "(all)") & (table["bucket"] == "all")]
+        out[tenant] = {"models": logged, "pooled": pooled.drop(columns=["asset_id", "bucket"]).to_dict("records")}
+    return out
+
+
+class AccuracyConfig(dg.Config):
+    days: int = 7  # live accuracy over the target hours of the last N days with actuals
+
+
+@dg.op(retry_policy=RETRY, required_resource_keys={"ems"})
+def accuracy(context: dg.OpExecutionContext, config: AccuracyConfig, materialized: dict) -> dict:
+    out = step(context, "accuracy", accuracy_all, context.resources.ems, config.days)
+    context.log.info(f"live accuracy: {out}")
+    return out
+
+
+@dg.job(description="refresh -> materialize -> anomaly scoring of the last hours -> alert records; "
+                    "live accuracy of logged forecasts")
 def hourly():
-    record(score(materialize(refresh())))
+    materialized = materialize(refresh())
+    record(score(materialized))
+    accuracy(materialized)

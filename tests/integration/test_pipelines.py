@@ -15,6 +15,9 @@ import pandas as pd
 import pytest
 
 from core.errors import UnknownAssetError
+from core.settings import Settings
+from inference.accuracy import log_forecast, report
+from inference.client import Client
 from pipelines.challenger import KEPT, PROMOTED, TAG_DECISION
 from pipelines.hourly import HourlyConfig, record_all, score_tenants
 from pipelines.run import PipelineError, execute
@@ -68,7 +71,7 @@ def ems(stack, store, tmp_path_factory):
 
 def test_hourly_picks_up_late_data_and_records_one_alert_per_anomalous_window(ems):
     first = execute("hourly", ems, {"score": {"tenants": [TENANT]}})
-    assert first.success and [s["status"] for s in first.steps.values()] == ["succeeded"] * 4
+    assert first.success and [s["status"] for s in first.steps.values()] == ["succeeded"] * 5
     before = {a.id for a in alerts.list_alerts(ems.settings, TENANT)}
     # A day of readings arrives late, with one meter hour at 3x its level.
     ingest_readings(ems.settings, zone1(ems.tmp / "late.csv", "2017-02-26", "2017-02-27", SPIKE), TENANT)
@@ -194,3 +197,73 @@ def test_backfill_ingests_refreshes_and_materializes_from_a_start_and_a_rerun_wr
     assert all(v[0].startswith("2017-03-01") or v[0] < "2017-03-01" for v in run.outputs["materialize_from"].values())
     again = execute("backfill", ems, {"ingest": config, "materialize_from": config})
     assert again.outputs["ingest"][0]["inserted"] == 0 and again.outputs["ingest"][0]["updated"] == 0
+
+
+def _hourly_means(start: str, end: str) -> pd.Series:
+    """Zone 1's hourly means straight from the data file (no spike in this range), by hour start UTC."""
+    f = pd.read_csv(TETOUAN, usecols=["timestamp", "zone1_power_consumption"])
+    s = pd.Series(f["zone1_power_consumption"].to_numpy(), index=pd.to_datetime(f["timestamp"]).dt.tz_localize("UTC"))
+    return s[start:end].resample("1h").mean()
+
+
+def test_live_accuracy_of_logged_forecasts_equals_a_pandas_computation(ems):
+    client = Client(ems.settings, ems.store, model_ttl_seconds=0)
+    origins = [pd.Timestamp("2017-02-19T00:00:00Z"), pd.Timestamp("2017-02-19T12:00:00Z"),
+               pd.Timestamp("2017-02-20T06:00:00Z")]
+    served = [client.forecast(TENANT, "zone1", horizon=30, as_of=o.to_pydatetime()) for o in origins]
+    for r in served:
+        assert log_forecast(ems.settings, r) == 30
+    assert log_forecast(ems.settings, served[0]) == 30  # logging again replaces, never duplicates
+    run = execute("hourly", ems, {"score": {"tenants": [TENANT]}, "accuracy": {"days": 30}})
+    pooled = run.outputs["accuracy"][TENANT]["pooled"]
+    table, _ = report(ems.settings, TENANT, days=30)
+
+    # The same numbers from the data file and the forecasts as returned, in pandas.
+    hourly = _hourly_means("2017-02-05", "2017-02-23")
+    f = pd.concat([r.frame.assign(model_id=r.model_id) for r in served], ignore_index=True)
+    f["actual"] = hourly.reindex(pd.DatetimeIndex(f["timestamp"])).to_numpy()
+    f["naive"] = hourly.reindex(pd.DatetimeIndex(f["timestamp"]) - pd.Timedelta(hours=168)).to_numpy()
+    f = f.dropna(subset=["actual"])
+    model = served[0].model_id
+    expect = {"rows": len(f), "mae": (f["actual"] - f["point"]).abs().mean(),
+              "coverage": ((f["p10"] <= f["actual"]) & (f["actual"] <= f["p90"])).mean(),
+              "pinball": sum(((f["actual"] - f[c]) * a).where(f["actual"] >= f[c],
+                                                                (f["actual"] - f[c]) * (a - 1)).mean()
+                             for c, a in (("p10", 0.1), ("p50", 0.5), ("p90", 0.9))) / 3,
+              "naive_168_mae": (f["actual"] - f["naive"]).abs().mean()}
+    got = table.set_index(["model_id", "asset_id", "bucket"]).loc[(model, "(all)", "all")]
+    assert got["rows"] == expect["rows"] == 90
+    for k in ("mae", "coverage", "pinball", "naive_168_mae"):
+        assert got[k] == pytest.approx(expect[k], rel=1e-9), k
+    short = f[f["horizon_h"] <= 6]
+    assert table.set_index(["model_id", "asset_id", "bucket"]).loc[(model, "zone1", "1-6h"), "mae"] == \
+        pytest.approx((short["actual"] - short["point"]).abs().mean(), rel=1e-9)
+    assert [p for p in pooled if p["model_id"] == model][0]["mae"] == pytest.approx(expect["mae"], rel=1e-9)
+    run_id = lifecycle.show(ems.mlflow, model).run_id
+    assert ems.mlflow.get_run(run_id).data.metrics["live_mae_all"] == pytest.approx(expect["mae"], rel=1e-9)
+
+
+def test_ems_up_with_scheduler_serves_the_pipelines_and_their_schedules(ems, monkeypatch):
+    import urllib.request
+
+    from stack.scheduler import Scheduler
+    from tests.helpers.stack import TEST_PORTS
+    from tests.helpers.stack import ems as ems_cli
+
+    monkeypatch.setenv("EMS_SCHEDULER_PORT", str(TEST_PORTS["mlflow"] + 20))
+    scheduler = Scheduler(Settings())
+    try:
+        ems_cli("up", "--with-scheduler")
+        assert scheduler.pidfile.read() is not None and scheduler.healthy()
+        query = b'{"query": "{ repositoriesOrError { ... on RepositoryConnection { nodes { jobs { name } ' \
+                b'schedules { name cronSchedule } } } } }"}'
+        request = urllib.request.Request(f"http://127.0.0.1:{scheduler.port}/graphql", data=query,
+                                         headers={"content-type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as r:
+            (repo,) = json.loads(r.read())["data"]["repositoriesOrError"]["nodes"]
+        assert {"hourly", "daily", "backfill"} <= {j["name"] for j in repo["jobs"]}
+        assert {(s["name"], s["cronSchedule"]) for s in repo["schedules"]} == {
+            ("hourly_schedule", "5 * * * *"), ("daily_schedule", "30 2 * * *")}
+    finally:
+        scheduler.down()
+    assert scheduler.pidfile.read() is None and not scheduler.healthy()
