@@ -17,6 +17,10 @@ latest hour has the same event time, so these writes go with `skip_dedup` (the r
 latest per entity by construction, so nothing newer can be overwritten by an older one).
 `feast materialize-incremental` keeps its own bookkeeping (event times after its previous run) and
 can still be used alongside.
+
+With `batch_engine: spark.engine` in the Feast yaml (deploy/feature_store.spark.yaml) the rows are read
+the same way and written from Spark partitions by Feast's own partition writer (warehouse/spark.py);
+the bookkeeping is the same, and a failed Spark job leaves the queue in place like any other failure.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from psycopg import sql
 
 from core.settings import Settings
 from warehouse.db import connect
+from warehouse.spark import is_spark, write_online
 
 logger = logging.getLogger(__name__)
 
@@ -127,6 +132,7 @@ def _write_view(conn, store, fv, entities: list[tuple[str, str]], end: datetime,
     join_keys = {entity.name: entity.dtype.to_value_type() for entity in fv.entity_columns}
     config = _no_dedup(store.config)
     online = store._get_provider().online_store  # Feast's own writer for the configured store
+    spark = is_spark(config)  # batch_engine: spark.engine -> the writes run on Spark partitions
     written = 0
     for start in range(0, len(entities), CHUNK):
         chunk = entities[start:start + CHUNK]
@@ -138,7 +144,10 @@ def _write_view(conn, store, fv, entities: list[tuple[str, str]], end: datetime,
         if not rows:
             continue
         table = pa.Table.from_pylist([dict(zip(names, row, strict=True)) for row in rows])
-        online.online_write_batch(config, fv, _convert_arrow_to_proto(table, fv, join_keys), None)
+        if spark:
+            write_online(config, fv, table)
+        else:
+            online.online_write_batch(config, fv, _convert_arrow_to_proto(table, fv, join_keys), None)
         written += len(rows)
     return written
 
