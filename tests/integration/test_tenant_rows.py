@@ -87,6 +87,24 @@ def test_a_tenant_role_sees_only_its_own_rows_everywhere(stack, tenants):
         assert tenants_in(operator, "weather_hourly", "site_id") >= {SITE_A, SITE_B}
 
 
+def test_a_tenant_role_reads_the_forecasts_of_its_own_sites_only(stack, tenants):
+    """The covariate store (weather forecasts per site, issue time): A's role sees its site's forecasts, in the
+    table and per asset in the view Feast reads; B's site's are absent; the operator sees both."""
+    issued = datetime(2017, 6, 5, tzinfo=UTC)
+    with psycopg.connect(stack.postgres.conninfo()) as operator:
+        for site in (SITE_A, SITE_B):
+            operator.execute("INSERT INTO covariate_forecasts (series_id, target_time, issue_time, temperature) "
+                             "VALUES (%s, %s, %s, 20) ON CONFLICT DO NOTHING",
+                             (site, issued.replace(hour=6), issued))
+        assert tenants_in(operator, "covariate_forecasts", "series_id") >= {SITE_A, SITE_B}
+    with as_tenant(stack, A, tenants[A]) as conn:
+        assert tenants_in(conn, "covariate_forecasts", "series_id") == {SITE_A}
+        assert tenants_in(conn, "asset_covariate_forecasts") == {A}
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("INSERT INTO covariate_forecasts (series_id, target_time, issue_time) "
+                         "VALUES (%s, now(), now())", (SITE_A,))
+
+
 @pytest.mark.parametrize("attempt", [
     "SELECT count(*) FROM readings WHERE tenant_id = 'rls-b'",
     "SELECT count(*) FROM readings_hourly WHERE tenant_id = 'rls-b'",
@@ -136,7 +154,7 @@ def test_no_relation_with_tenant_rows_is_readable_without_a_policy(stack, tenant
             WHERE n.nspname = 'public' AND c.relkind IN ('r', 'v', 'm', 'p')
               AND has_table_privilege('ems_tenant', c.oid, 'SELECT')
               AND EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid
-                          AND a.attname IN ('tenant_id', 'site_id') AND NOT a.attisdropped)""").fetchall()
+                          AND a.attname IN ('tenant_id', 'site_id', 'series_id') AND NOT a.attisdropped)""").fetchall()
         caggs = set()
         if PG_FLAVOUR == "timescale":
             chunk = operator.execute("SELECT format('%I.%I', chunk_schema, chunk_name) FROM "
