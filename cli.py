@@ -500,15 +500,23 @@ def _warnings(result) -> None:
 @app.command("forecast")
 def forecast_cmd(
     tenant: Tenant,
-    asset: AssetId,
+    asset: Annotated[str | None, typer.Option("--asset", "-a", help="Asset id (or --all-assets).")] = None,
     horizon: Annotated[int, typer.Option("--horizon", "-H", help="Hours ahead, 1..168.")] = 24,
     model: ModelOption = None,
     as_json: AsJson = False,
     plot: PlotFile = None,
     log: Annotated[bool, typer.Option("--log", help="Also write it to the forecast log (live accuracy, "
                                       "`ems monitor`).")] = False,
+    all_assets: Annotated[bool, typer.Option("--all-assets", help="Every asset of the tenant with one model "
+                                             "version, written to the forecast log.")] = False,
+    engine: Annotated[str, typer.Option("--engine", help="With --all-assets: local | spark (the Feast yaml's "
+                                        "spark.engine session).")] = "local",
+    out: Annotated[Path | None, typer.Option("--out", help="With --all-assets: also write Parquet here.")] = None,
 ) -> None:
     """Forecast an asset's hourly load (p10/p50/p90 + point) with the production model."""
+    if all_assets or asset is None:
+        _forecast_all(tenant, asset, all_assets, horizon, model, engine, out, as_json)
+        return
     result = _run(_client().forecast, tenant, asset, horizon, model=model)
     if log:
         from inference.accuracy import log_forecast
@@ -526,6 +534,23 @@ def forecast_cmd(
                           _cell(r.p50), _cell(r.p90))
         console.print(table)
     _save_plot(result, plot)
+
+
+def _forecast_all(tenant, asset, all_assets, horizon, model, engine, out, as_json) -> None:
+    if all_assets == (asset is not None):
+        raise _fail(ValueError("give --asset ID or --all-assets" + (", not both" if asset else "")))
+    from inference.batch import forecast_all
+
+    run = _run(forecast_all, settings(), tenant, horizon, model=model, engine=engine, out=out)
+    if as_json:
+        _print_json({"tenant": tenant, "model_id": run.model_id, "engine": engine, "assets": run.assets,
+                     "rows": int(run.rows["error"].isna().sum()), "seconds": round(run.seconds, 3),
+                     "skipped": run.skipped})
+        return
+    console.print(f"{run.assets} assets of {tenant} forecast with {run.model_id} on {engine} in {run.seconds:.1f} s "
+                  f"({int(run.rows['error'].isna().sum())} rows in the forecast log)")
+    for skipped, reason in run.skipped.items():
+        err_console.print(f"skipped {skipped}: {reason}")
 
 
 @app.command("anomaly")

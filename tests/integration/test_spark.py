@@ -230,3 +230,47 @@ def test_spark_yaml_names_the_engine(spark_env):
         os.environ.update(saved)
     assert config.batch_engine.type == "spark.engine"
     assert config.batch_engine.spark_conf["spark.master"] == "local[2]"
+
+
+# ------------------------------------------------------------------ 4: batch scoring on Spark
+def test_batch_forecast_on_spark_equals_each_per_asset_forecast(stack, store, env, spark_env, tmp_path):
+    from inference.client import Client
+    from registry import lifecycle, train_forecast
+    from tests.helpers.api import FAST, SPLIT
+
+    tenant = "spark-batch"
+    tet = tetouan_slice(tmp_path / "tet.csv", "2017-01-01", "2017-01-29")
+    ingest_readings(stack, tet, tenant, wide=True, site="tetouan-batch",
+                    columns="zone1=zone1_power_consumption,zone2=zone2_power_consumption,"
+                            "zone3=zone3_power_consumption")
+    ingest_weather(stack, tet, "tetouan-batch", columns="temperature,humidity,solar_irradiance=general_diffuse_flows")
+    refresh(stack)
+    ems("materialize", env=env)
+    trained = train_forecast.train(stack, store, tenant, split=SPLIT, boosting=FAST)
+    lifecycle.promote(lifecycle.client(stack.mlflow_tracking_uri), trained.model_id, "production", force=True)
+
+    proc = ems("forecast", "--tenant", tenant, "--all-assets", "--engine", "spark", "--horizon", "24",
+               "--out", str(tmp_path / "out"), "--json", env=spark_env)
+    doc = json.loads(proc.stdout)
+    assert doc == {**doc, "model_id": trained.model_id, "engine": "spark", "assets": 3, "rows": 72, "skipped": {}}
+    batch = pd.read_parquet(tmp_path / "out" / f"tenant={tenant}").set_index(["asset_id", "horizon_h"])
+    with connect(stack) as conn:
+        logged = pd.DataFrame(conn.execute(
+            "SELECT asset_id, model_id, issue_time, target_time, horizon_h, point, p10, p50, p90 FROM forecast_log"
+            " WHERE tenant_id = %s", (tenant,)).fetchall(),
+            columns=["asset_id", "model_id", "issue_time", "target_time", "horizon_h", "point", "p10", "p50", "p90"])
+    assert len(logged) == 72 and set(logged["model_id"]) == {trained.model_id}
+    logged = logged.set_index(["asset_id", "horizon_h"])
+    client = Client(stack, store=store)
+    for asset in ("zone1", "zone2", "zone3"):
+        one = client.forecast(tenant, asset, 24)
+        assert one.model_id == trained.model_id
+        frame = one.frame.set_index("horizon_h")
+        got = batch.loc[asset]
+        assert (got["model_id"] == one.model_id).all()
+        assert (got["feature_time"] == pd.Timestamp(one.feature_time)).all()
+        assert (got["timestamp"].to_numpy() == pd.to_datetime(frame["timestamp"], utc=True).to_numpy()).all()
+        for column in ("point", "p10", "p50", "p90"):  # the same code on the executors: bit for bit
+            assert got[column].tolist() == frame[column].tolist(), (asset, column)
+            assert logged.loc[asset, column].sort_index().tolist() == frame[column].tolist(), (asset, column)
+        assert (logged.loc[asset, "issue_time"] == pd.Timestamp(one.feature_time)).all()

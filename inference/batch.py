@@ -1,0 +1,132 @@
+"""Batch scoring: forecast every asset of a tenant with one model version, in this process or on Spark.
+
+The model version is resolved once, on the driver (the production one unless `model` names another),
+and every asset is forecast with that id, so a promotion during the run cannot mix versions. On Spark
+the assets are spread over partitions (`mapInPandas`); each partition builds one SDK `Client` and calls
+the same `Client.forecast` as a per-asset call (features from the online store, the calendar of each
+target hour, the boosters), so a batch row equals the per-asset forecast by construction, and the
+expensive parts (feature reads, model load, predictions) run on the executors. Each asset's rows go to
+the forecast log (`forecast_log`: model id, issue time = feature time, one row per target hour; idempotent,
+so a rerun after a failure replaces, never duplicates) and, with `out`, to Parquet. The Spark session is
+the one the Feast yaml's `batch_engine: spark.engine` block describes (warehouse/spark.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from core.errors import EmsError, InvalidArgumentError
+from core.names import DEFAULT_FORECAST_NAME, check_tenant_id
+from inference import checks
+
+logger = logging.getLogger(__name__)
+
+ENGINES = ("local", "spark")
+COLUMNS = {"tenant_id": "string", "asset_id": "string", "model_id": "string", "feature_time": "timestamp",
+           "timestamp": "timestamp", "horizon_h": "int", "point": "double", "p10": "double", "p50": "double",
+           "p90": "double", "source": "string", "error": "string"}
+
+
+@dataclass
+class BatchForecast:
+    """The rows of a batch run (COLUMNS; `error` set on the one row of an asset that could not be forecast)."""
+
+    tenant: str
+    model_id: str
+    engine: str
+    rows: pd.DataFrame
+    seconds: float
+    skipped: dict[str, str] = field(default_factory=dict)  # asset -> reason
+
+    @property
+    def assets(self) -> int:
+        return int(self.rows.loc[self.rows["error"].isna(), "asset_id"].nunique())
+
+
+def forecast_all(settings, tenant: str, horizon: int = 24, model: str | None = None, engine: str = "local",
+                 out: Path | None = None, log: bool = True, store=None) -> BatchForecast:
+    """Forecast the next `horizon` hours of every asset of `tenant` with one model version (`model`: an id
+    or name; default the production `load_forecaster`) on `engine` (local | spark); rows go to the
+    forecast log (`log`) and, with `out`, to `out`/tenant=<tenant>/ as Parquet."""
+    from inference.client import Client
+    from warehouse.point_in_time import tenant_assets
+
+    check_tenant_id(tenant)
+    horizon = checks.horizon(horizon)
+    if engine not in ENGINES:
+        raise InvalidArgumentError(f"engine={engine!r} is not one of {', '.join(ENGINES)}")
+    assets = tenant_assets(settings, tenant, None)
+    client = Client(settings, store=store)
+    model_id = client._served(tenant, model, DEFAULT_FORECAST_NAME, "forecast").info.id
+    started = time.perf_counter()
+    if engine == "local":
+        rows = pd.concat(list(score_assets(iter([pd.DataFrame({"asset_id": assets})]), settings, tenant, horizon,
+                                           model_id, log, client)), ignore_index=True)
+    else:
+        rows = _on_spark(client.store.config, settings, tenant, assets, horizon, model_id, log)
+    seconds = time.perf_counter() - started
+    rows = rows.sort_values(["asset_id", "horizon_h"], ignore_index=True)
+    if out is not None:
+        target = Path(out) / f"tenant={tenant}"
+        target.mkdir(parents=True, exist_ok=True)
+        rows.drop(columns=["tenant_id"]).to_parquet(target / f"{model_id.replace(':', '_')}.parquet", index=False)
+    skipped = dict(rows.loc[rows["error"].notna(), ["asset_id", "error"]].itertuples(index=False, name=None))
+    logger.info("batch forecast of %s: %d assets on %s in %.2f s (%d skipped)", tenant, len(assets), engine,
+                seconds, len(skipped))
+    return BatchForecast(tenant, model_id, engine, rows, seconds, skipped)
+
+
+def score_assets(frames, settings, tenant: str, horizon: int, model_id: str, log: bool, client=None):
+    """For each frame of asset ids, the forecast rows of its assets (COLUMNS). Runs in a Spark partition
+    as well as in this process: the SDK's own `Client.forecast`, one Client per partition."""
+    from inference.accuracy import log_forecast
+    from inference.client import Client
+
+    client = client or Client(settings)
+    for frame in frames:
+        parts = []
+        for asset in frame["asset_id"]:
+            try:
+                result = client.forecast(tenant, asset, horizon, model=model_id)
+            except EmsError as e:  # one asset without features must not stop the portfolio
+                parts.append(pd.DataFrame({"asset_id": [asset], "error": [str(e)]}))
+                continue
+            if log:
+                log_forecast(settings, result)
+            f = result.frame
+            parts.append(pd.DataFrame({
+                "asset_id": asset, "model_id": result.model_id, "feature_time": _utc(result.feature_time),
+                "timestamp": pd.to_datetime(f["timestamp"], utc=True), "horizon_h": f["horizon_h"].astype("int32"),
+                "point": f["point"], "p10": f["p10"], "p50": f["p50"], "p90": f["p90"], "source": result.source,
+                "error": None}))
+        rows = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame({"asset_id": []})
+        rows["tenant_id"] = tenant
+        yield rows.reindex(columns=list(COLUMNS)).astype({"horizon_h": "Int32"})
+
+
+def _utc(t) -> pd.Timestamp:
+    t = pd.Timestamp(t)
+    return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
+
+
+def _on_spark(config, settings, tenant, assets, horizon, model_id, log) -> pd.DataFrame:
+    from warehouse.spark import is_spark, session
+
+    if not is_spark(config):
+        raise InvalidArgumentError("engine='spark' needs `batch_engine: spark.engine` in the Feast yaml: set "
+                                   "FEAST_FS_YAML_FILE_PATH=deploy/feature_store.spark.yaml (and EMS_SPARK_MASTER)")
+    spark = session(config)
+    schema = ", ".join(f"{name} {kind}" for name, kind in COLUMNS.items())
+    frame = spark.createDataFrame(pd.DataFrame({"asset_id": assets}))
+    partitions = min(len(assets), config.batch_engine.partitions or spark.sparkContext.defaultParallelism)
+    frame = frame.repartition(partitions)
+    scored = frame.mapInPandas(lambda frames: score_assets(frames, settings, tenant, horizon, model_id, log), schema)
+    rows = scored.toPandas()
+    for column in ("feature_time", "timestamp"):  # Spark hands back session-zone (UTC) naive times
+        rows[column] = pd.to_datetime(rows[column]).dt.tz_localize("UTC")
+    return rows.astype({"horizon_h": "Int32"})
