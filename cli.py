@@ -1210,7 +1210,7 @@ def pipelines_run(
     config = {"hourly": {"score": {"tenants": tenant or [], "lookback_hours": lookback_hours,
                                    "sensitivity": sensitivity}},
               "daily": {op: {"tenants": tenant or [], "window_days": window_days, "history_days": history_days,
-                             "margin": margin} for op in ("train_challengers", "backtest", "decide")},
+                             "margin": margin} for op in ("drift", "train_challengers", "backtest", "decide")},
               "backfill": {op: {"files": [str(f) for f in file or []], "tenant": (tenant or [""])[0], "wide": wide,
                                 "columns": columns, "site": site, "start": start or ""}
                            for op in ("ingest", "materialize_from")}}[name]
@@ -1306,6 +1306,36 @@ def monitor(
         out.add_row(r.model_id, r.asset_id, r.bucket, str(r.rows), _cell(r.mae), _cell(r.mape), _cell(r.pinball),
                     _cell(r.coverage), _cell(r.naive_168_mae), _cell(r.skill_naive_168))
     console.print(out)
+
+
+@app.command()
+def drift(
+    tenant: Tenant,
+    recent_days: Annotated[int, typer.Option(help="The last N days (1..90) compared with the reference.")] = 7,
+    psi: Annotated[float, typer.Option(help="PSI threshold (> 0).")] = 0.25,
+    reference_start: Annotated[datetime | None, typer.Option(help="Reference window start (UTC); default: the "
+                                                             "serving forecaster's training window.")] = None,
+    reference_end: Annotated[datetime | None, typer.Option(help="Reference window end (UTC).")] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Drift (PSI, nulls) and freshness (feature age, materialization lag) of a tenant's features; records alerts."""
+    from inference.drift import Thresholds, check
+    from pipelines.runtime import Runtime
+
+    if (reference_start is None) != (reference_end is None):
+        raise _fail(ValueError("give both --reference-start and --reference-end, or neither"))
+    reference = (reference_start.replace(tzinfo=UTC), reference_end.replace(tzinfo=UTC)) if reference_start else None
+    report = _run(check, Runtime(settings()), tenant, reference=reference, recent_days=recent_days,
+                  thresholds=Thresholds(psi=psi))
+    if as_json:
+        _print_json(report.as_dict())
+        return
+    table = Table("asset", "kind", "subject", "value", "threshold",
+                  title=f"{tenant}: recent {report.recent[0]} .. {report.recent[1]} vs {report.reference[0]} .. "
+                        f"{report.reference[1]}")
+    for c in report.crossings:
+        table.add_row(c["asset"] or "-", c["kind"], c["subject"], _cell(c["value"]), _cell(c["threshold"]))
+    console.print(table if report.crossings else f"{tenant}: no threshold crossed")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
-"""The daily pipeline: per tenant with a production forecaster, train a challenger on the latest data,
-backtest champion and challenger on the same recent window, promote only a clear winner
-(pipelines/challenger.py). Three steps, so a retry after a transient failure in the backtest or the
-decision does not train again (and a rerun for the same data reuses the trained challenger)."""
+"""The daily pipeline: per tenant with a production forecaster, check drift and freshness (alert
+records, inference/drift.py), train a challenger on the latest data, backtest champion and challenger
+on the same recent window, promote only a clear winner (pipelines/challenger.py); the open drift
+alerts are recorded with the decision as the reasons the retraining answered. Separate steps, so a
+retry after a transient failure in the backtest or the decision does not train again (and a rerun
+for the same data reuses the trained challenger)."""
 # No `from __future__ import annotations`: Dagster resolves the ops' Config annotations when decorating.
 
 
@@ -20,6 +22,8 @@ class DailyConfig(dg.Config):
     margin: float = 0.02  # the challenger's day-ahead MAE must be this share below the champion's
     coverage_min: float = 0.75
     coverage_max: float = 0.85
+    psi_threshold: float = 0.25  # inference/drift.py Thresholds
+    recent_days: int = 7  # drift: the last days compared with the champion's training window
 
     def split(self):
         from registry.training_data import SplitConfig
@@ -50,15 +54,36 @@ def _tenants(ems, config: DailyConfig) -> list[str]:
     return [t for t in serving if not config.tenants or t in config.tenants]
 
 
-def _train_all(ems, config: DailyConfig) -> list[dict]:
-    from pipelines.challenger import train_challenger
+def _drift_all(ems, config: DailyConfig) -> dict[str, dict]:
+    from inference.drift import Thresholds, check
+    from warehouse.monitor import open_alerts
 
-    return [train_challenger(ems, t, config.name, config.split(), config.boosting()) for t in _tenants(ems, config)]
+    out = {}
+    for tenant in _tenants(ems, config):
+        report = check(ems, tenant, recent_days=config.recent_days, thresholds=Thresholds(psi=config.psi_threshold))
+        out[tenant] = {"recorded": report.recorded, "open": [
+            f"{a.kind} {a.asset_id or '-'} {a.subject} {a.value:.3g} > {a.threshold:.3g}"
+            for a in open_alerts(ems.settings, tenant) if a.kind in ("psi", "nulls")]}
+    return out
 
 
 @dg.op(retry_policy=RETRY, required_resource_keys={"ems"})
-def train_challengers(context: dg.OpExecutionContext, config: DailyConfig) -> list[dict]:
-    trained = step(context, "train challengers", _train_all, context.resources.ems, config)
+def drift(context: dg.OpExecutionContext, config: DailyConfig) -> dict:
+    found = step(context, "drift", _drift_all, context.resources.ems, config)
+    context.log.info(f"drift: {found}")
+    return found
+
+
+def _train_all(ems, config: DailyConfig, drifted: dict) -> list[dict]:
+    from pipelines.challenger import train_challenger
+
+    return [{**train_challenger(ems, t, config.name, config.split(), config.boosting()),
+             "triggers": drifted.get(t, {}).get("open", [])} for t in _tenants(ems, config)]
+
+
+@dg.op(retry_policy=RETRY, required_resource_keys={"ems"})
+def train_challengers(context: dg.OpExecutionContext, config: DailyConfig, drifted: dict) -> list[dict]:
+    trained = step(context, "train challengers", _train_all, context.resources.ems, config, drifted)
     context.log.info(f"challengers: {[(t['tenant'], t['challenger'], t['reused']) for t in trained]}")
     return trained
 
@@ -80,11 +105,11 @@ def decide(context: dg.OpExecutionContext, config: DailyConfig, trained: list[di
     for t, b in zip(trained, tested, strict=True):
         d = step(context, f"decide {t['tenant']}", conclude, ems, t, b, config.rule())
         context.log.info(f"{d.tenant}: {d.challenger} {d.decision}: {d.reason}")
-        out.append(d.as_dict())
+        out.append({**d.as_dict(), "triggers": t.get("triggers", [])})
     return out
 
 
-@dg.job(description="challenger training -> champion/challenger backtest -> promote a clear winner")
+@dg.job(description="drift check -> challenger training -> champion/challenger backtest -> promote a clear winner")
 def daily():
-    trained = train_challengers()
+    trained = train_challengers(drift())
     decide(trained, backtest(trained))

@@ -149,7 +149,7 @@ DAILY = {"tenants": [TENANT], "window_days": 14, "history_days": 56, "num_boost_
 
 def _daily(ems, **overrides) -> dict:
     config = DAILY | overrides
-    run = execute("daily", ems, {op: config for op in ("train_challengers", "backtest", "decide")})
+    run = execute("daily", ems, {op: config for op in ("drift", "train_challengers", "backtest", "decide")})
     (decision,) = [d for d in run.outputs["decide"] if d["tenant"] == TENANT]
     return decision
 
@@ -267,3 +267,33 @@ def test_ems_up_with_scheduler_serves_the_pipelines_and_their_schedules(ems, mon
     finally:
         scheduler.down()
     assert scheduler.pidfile.read() is None and not scheduler.healthy()
+
+
+def test_psi_crosses_the_threshold_on_a_level_shift_and_not_on_the_same_series_without_it(ems):
+    from inference.drift import check
+    from warehouse.monitor import open_alerts
+
+    shifted = pd.Timestamp("2017-02-19T00:00:00")
+    for tenant, scale in (("pipen", 1.0), ("pipes", 1.6)):  # the same real series, the last week x1.6
+        f = pd.read_csv(zone1(ems.tmp / f"{tenant}.csv", "2017-01-15", "2017-02-26"))
+        f.loc[pd.to_datetime(f["timestamp"]) >= shifted, "value"] *= scale
+        f.to_csv(ems.tmp / f"{tenant}.csv", index=False)
+        ingest_readings(ems.settings, ems.tmp / f"{tenant}.csv", tenant)
+    refresh(ems.settings)
+    reference = (pd.Timestamp("2017-01-22T00:00:00Z").to_pydatetime(), shifted.tz_localize("UTC").to_pydatetime())
+    now = pd.Timestamp("2017-02-26T01:00:00Z").to_pydatetime()
+    stable = check(ems, "pipen", reference=reference, recent_days=7, now=now)
+    moved = check(ems, "pipes", reference=reference, recent_days=7, now=now)
+    assert stable.recent == moved.recent == ("2017-02-19T00:00:00+00:00", "2017-02-26T00:00:00+00:00")
+    assert set(stable.psi["zone1"]) == {"lag_1h", "lag_24h", "lag_168h"}  # no weather for this asset
+    assert max(stable.psi["zone1"].values()) < 0.25
+    assert [c for c in stable.crossings if c["kind"] == "psi"] == []
+    assert moved.psi["zone1"]["lag_1h"] > 0.25 and moved.psi["zone1"]["lag_24h"] > 0.25
+    # lag_168h looks a week back, so it reads the unshifted week for most of the window
+    assert moved.psi["zone1"]["lag_168h"] < moved.psi["zone1"]["lag_1h"]
+    kinds = {(a.kind, a.subject) for a in open_alerts(ems.settings, "pipes")}
+    assert ("psi", "lag_1h") in kinds and ("feature_age", "online") in kinds  # never materialized
+    assert ("psi", "lag_1h") not in {(a.kind, a.subject) for a in open_alerts(ems.settings, "pipen")}
+    again = check(ems, "pipes", reference=reference, recent_days=7, now=now)
+    assert again.recorded["opened"] == 0 and again.recorded["updated"] == len(again.crossings)
+    assert len(open_alerts(ems.settings, "pipes")) == len(moved.crossings)
