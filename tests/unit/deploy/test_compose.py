@@ -85,7 +85,7 @@ def test_images_are_pinned(compose):
 def test_app_image_is_built_from_the_project_at_its_version(compose):
     version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
     built = {name: svc for name, svc in compose["services"].items() if "build" in svc}
-    assert set(built) == {"mlflow", "init", "app", "api"}
+    assert set(built) == {"mlflow", "init", "app", "api", "scheduler", "scheduler-ui"}
     for name, svc in built.items():
         assert svc["image"] == f"ems-ai-hub:{version}", name
         assert (ROOT / svc["build"]["context"] / svc["build"]["dockerfile"]).is_file(), name
