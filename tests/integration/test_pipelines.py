@@ -297,3 +297,45 @@ def test_psi_crosses_the_threshold_on_a_level_shift_and_not_on_the_same_series_w
     again = check(ems, "pipes", reference=reference, recent_days=7, now=now)
     assert again.recorded["opened"] == 0 and again.recorded["updated"] == len(again.crossings)
     assert len(open_alerts(ems.settings, "pipes")) == len(moved.crossings)
+
+
+def test_a_tenant_database_role_sees_only_its_own_alerts_forecast_log_and_drift_alerts(ems):
+    import secrets
+
+    import psycopg
+
+    from warehouse.tenant_roles import create_tenant_role, role_name
+
+    password = secrets.token_urlsafe(18)
+    create_tenant_role(ems.settings, "pipen", password)
+    a = ems.settings.postgres
+    with psycopg.connect(host=a.host, port=a.port, dbname=a.database, user=role_name("pipen"), password=password,
+                         sslmode=a.sslmode) as conn:
+        for table in ("anomaly_alerts", "forecast_log", "monitor_alerts"):
+            seen = {t for (t,) in conn.execute(f"SELECT DISTINCT tenant_id FROM {table}")}  # noqa: S608 (fixed)
+            assert seen <= {"pipen"}, table
+        assert {t for (t,) in conn.execute("SELECT DISTINCT tenant_id FROM monitor_alerts")} == {"pipen"}
+    with psycopg.connect(ems.settings.postgres.conninfo()) as operator:  # the operator sees every tenant
+        assert {t for (t,) in operator.execute("SELECT DISTINCT tenant_id FROM monitor_alerts")} >= {"pipes", "pipe"}
+        assert {t for (t,) in operator.execute("SELECT DISTINCT tenant_id FROM anomaly_alerts")} >= {"pipe"}
+
+
+def test_cli_monitor_alerts_and_drift_print_one_json_document(ems):
+    from tests.helpers.stack import ems as ems_cli
+
+    plot = ems.tmp / "monitor.png"
+    rows = json.loads(ems_cli("monitor", "--tenant", TENANT, "--days", "30", "--json", "--plot", str(plot)).stdout)
+    assert {r["bucket"] for r in rows} >= {"1-6h", "7-24h", "25-72h", "all"} and plot.stat().st_size > 10_000
+    listed = json.loads(ems_cli("alerts", "list", "--tenant", TENANT, "--json").stdout)
+    assert listed and {a["state"] for a in listed} <= {"open", "acknowledged"}
+    opened = [a for a in listed if a["state"] == "open"]
+    if opened:
+        acked = json.loads(ems_cli("alerts", "ack", "--tenant", TENANT, str(opened[0]["id"]), "--json").stdout)
+        assert acked["state"] == "acknowledged"
+    bad = ems_cli("alerts", "list", "--tenant", TENANT, "--state", "closed", check=False)
+    assert bad.returncode == 1 and "state 'closed' is not one of open, acknowledged" in bad.stderr
+    report = json.loads(ems_cli("drift", "--tenant", "pipes", "--reference-start", "2017-01-22T00:00:00",
+                                "--reference-end", "2017-02-19T00:00:00", "--json").stdout)
+    assert report["psi"]["zone1"]["lag_1h"] > 0.25
+    bad = ems_cli("monitor", "--tenant", TENANT, "--days", "0", check=False)
+    assert bad.returncode == 1 and "days=0 is out of range 1..3650" in bad.stderr
