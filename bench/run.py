@@ -54,6 +54,11 @@ def run(settings, quick: bool = False, out: Path | None = None, only: list[str] 
 
         return model_load_rows(ctx, model_id())
 
+    def scale():
+        from bench.rows_scale import scale_rows
+
+        return scale_rows(ctx, data(), store, model_id())
+
     groups: list[tuple[str, Callable[[], list[core.Row]]]] = [
         ("startup", lambda: startup_rows(ctx)),
         ("ingest", ingest),
@@ -63,6 +68,7 @@ def run(settings, quick: bool = False, out: Path | None = None, only: list[str] 
         ("http", http),  # `ems serve --workers 2` under load, against the same calls without HTTP
         ("model_load", model_load),
         ("pit", lambda: pit_rows(ctx, data())),
+        ("scale", scale),  # Spark local[1]/local[2] against the single-process paths (issue 22)
         ("cycle", cycle),  # its own tenants (bench/data.py History); last: it appends hours on every run
     ]
     groups = select(groups, only)

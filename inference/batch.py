@@ -49,10 +49,11 @@ class BatchForecast:
 
 
 def forecast_all(settings, tenant: str, horizon: int = 24, model: str | None = None, engine: str = "local",
-                 out: Path | None = None, log: bool = True, store=None) -> BatchForecast:
-    """Forecast the next `horizon` hours of every asset of `tenant` with one model version (`model`: an id
-    or name; default the production `load_forecaster`) on `engine` (local | spark); rows go to the
-    forecast log (`log`) and, with `out`, to `out`/tenant=<tenant>/ as Parquet."""
+                 out: Path | None = None, log: bool = True, store=None, assets: list[str] | None = None
+                 ) -> BatchForecast:
+    """Forecast the next `horizon` hours of every asset of `tenant` (or of `assets`) with one model version
+    (`model`: an id or name; default the production `load_forecaster`) on `engine` (local | spark); rows go
+    to the forecast log (`log`) and, with `out`, to `out`/tenant=<tenant>/ as Parquet."""
     from inference.client import Client
     from warehouse.point_in_time import tenant_assets
 
@@ -60,7 +61,7 @@ def forecast_all(settings, tenant: str, horizon: int = 24, model: str | None = N
     horizon = checks.horizon(horizon)
     if engine not in ENGINES:
         raise InvalidArgumentError(f"engine={engine!r} is not one of {', '.join(ENGINES)}")
-    assets = tenant_assets(settings, tenant, None)
+    assets = tenant_assets(settings, tenant, assets)
     client = Client(settings, store=store)
     model_id = client._served(tenant, model, DEFAULT_FORECAST_NAME, "forecast").info.id
     started = time.perf_counter()
