@@ -1215,7 +1215,8 @@ def pipelines_run(
                                 "columns": columns, "site": site, "start": start or ""}
                            for op in ("ingest", "materialize_from")}}[name]
     with console.status(f"running pipeline {name}…"):
-        run = _run(execute, name, Runtime(settings()), config)
+        # Dagster's own event log on stderr only with --verbose: a failure is our one error line
+        run = _run(execute, name, Runtime(settings()), config, log_level="INFO" if _State.verbose else "CRITICAL")
     if as_json:
         _print_json(run.as_dict())
         return

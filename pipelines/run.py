@@ -41,16 +41,19 @@ def jobs() -> dict[str, dg.JobDefinition]:
     return {"hourly": hourly, "daily": daily, "backfill": backfill}
 
 
-def execute(name: str, runtime: Runtime, config: dict | None = None, raise_on_error: bool = True) -> PipelineRun:
+def execute(name: str, runtime: Runtime, config: dict | None = None, raise_on_error: bool = True,
+            log_level: str = "INFO") -> PipelineRun:
     """Run pipeline `name` in process with `config` ({op name: {field: value}}); a failed run raises
-    PipelineError naming its step (or, with raise_on_error=False, is returned with success False)."""
+    PipelineError naming its step (or, with raise_on_error=False, is returned with success False).
+    `log_level`: of Dagster's console log of the run's events (stderr); CRITICAL silences it."""
     from core.errors import InvalidArgumentError
 
     known = jobs()
     if name not in known:
         raise InvalidArgumentError(f"pipeline {name!r} is not one of {', '.join(known)}")
     job = known[name]
-    run_config = {"ops": {op: {"config": values} for op, values in (config or {}).items()}}
+    run_config = {"ops": {op: {"config": values} for op, values in (config or {}).items()},
+                  "loggers": {"console": {"config": {"log_level": log_level}}}}
     t0 = time.perf_counter()
     with dg.DagsterInstance.ephemeral() as instance:  # in memory: run history lives in the scheduler's instance
         result = job.execute_in_process(run_config=run_config, resources={"ems": runtime}, raise_on_error=False,

@@ -1,7 +1,9 @@
-"""The Dagster pipelines (issue 23) through Dagster's in-process executor on the real stack: the hourly
-run picks up late data and records a de-duplicated alert; Redis stopped under the hourly run is retried
-and the run succeeds, bad input is not retried; the daily run promotes a clearly better challenger and
-keeps the champion against a worse one, both trained by the product's own code on real Tetouan data."""
+"""The Dagster pipelines (issue 23) through Dagster's in-process executor on the real stack (the tests
+marked `warehouse` also run on TimescaleDB): the hourly run picks up late data and records a
+de-duplicated alert; Redis stopped under the hourly run is retried and the run succeeds, bad input is
+not retried; the daily run promotes a clearly better challenger and keeps the champion against a worse
+one, both trained by the product's own code on real Tetouan data; backfill; live accuracy equals pandas;
+PSI crosses on a level shift only; tenant roles see their own monitoring rows; the scheduler and CLI."""
 
 from __future__ import annotations
 
@@ -69,6 +71,7 @@ def ems(stack, store, tmp_path_factory):
     return runtime
 
 
+@pytest.mark.warehouse  # also on TimescaleDB: the new tables' migrations and RLS
 def test_hourly_picks_up_late_data_and_records_one_alert_per_anomalous_window(ems):
     first = execute("hourly", ems, {"score": {"tenants": [TENANT]}})
     assert first.success and [s["status"] for s in first.steps.values()] == ["succeeded"] * 5
@@ -269,6 +272,7 @@ def test_ems_up_with_scheduler_serves_the_pipelines_and_their_schedules(ems, mon
     assert scheduler.pidfile.read() is None and not scheduler.healthy()
 
 
+@pytest.mark.warehouse  # also on TimescaleDB: the new tables' migrations and RLS
 def test_psi_crosses_the_threshold_on_a_level_shift_and_not_on_the_same_series_without_it(ems):
     from inference.drift import check
     from warehouse.monitor import open_alerts
@@ -299,6 +303,7 @@ def test_psi_crosses_the_threshold_on_a_level_shift_and_not_on_the_same_series_w
     assert len(open_alerts(ems.settings, "pipes")) == len(moved.crossings)
 
 
+@pytest.mark.warehouse  # also on TimescaleDB: the new tables' migrations and RLS
 def test_a_tenant_database_role_sees_only_its_own_alerts_forecast_log_and_drift_alerts(ems):
     import secrets
 
@@ -316,7 +321,7 @@ def test_a_tenant_database_role_sees_only_its_own_alerts_forecast_log_and_drift_
             assert seen <= {"pipen"}, table
         assert {t for (t,) in conn.execute("SELECT DISTINCT tenant_id FROM monitor_alerts")} == {"pipen"}
     with psycopg.connect(ems.settings.postgres.conninfo()) as operator:  # the operator sees every tenant
-        assert {t for (t,) in operator.execute("SELECT DISTINCT tenant_id FROM monitor_alerts")} >= {"pipes", "pipe"}
+        assert {t for (t,) in operator.execute("SELECT DISTINCT tenant_id FROM monitor_alerts")} >= {"pipes", "pipen"}
         assert {t for (t,) in operator.execute("SELECT DISTINCT tenant_id FROM anomaly_alerts")} >= {"pipe"}
 
 
@@ -339,3 +344,9 @@ def test_cli_monitor_alerts_and_drift_print_one_json_document(ems):
     assert report["psi"]["zone1"]["lag_1h"] > 0.25
     bad = ems_cli("monitor", "--tenant", TENANT, "--days", "0", check=False)
     assert bad.returncode == 1 and "days=0 is out of range 1..3650" in bad.stderr
+    run = json.loads(ems_cli("pipelines", "run", "hourly", "--tenant", TENANT, "--json").stdout)
+    assert run["success"] and run["pipeline"] == "hourly" and set(run["steps"]) == {
+        "refresh", "materialize", "score", "record", "accuracy"}
+    bad = ems_cli("pipelines", "run", "hourly", "--tenant", TENANT, "--lookback-hours", "500", check=False)
+    assert bad.returncode == 1 and "lookback_hours=500 is out of range 1..168" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1
