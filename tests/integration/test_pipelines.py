@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from core.errors import UnknownAssetError
+from core.errors import InvalidArgumentError, UnknownAssetError
 from core.settings import Settings
 from inference.accuracy import log_forecast, report
 from inference.client import Client
@@ -350,3 +350,30 @@ def test_cli_monitor_alerts_and_drift_print_one_json_document(ems):
     bad = ems_cli("pipelines", "run", "hourly", "--tenant", TENANT, "--lookback-hours", "500", check=False)
     assert bad.returncode == 1 and "lookback_hours=500 is out of range 1..168" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_alert_records_merge_consecutive_hours_and_an_acknowledged_alert_is_not_extended(ems):
+    t = pd.Timestamp("2017-03-10T05:00:00Z").to_pydatetime()
+    hour = pd.Timedelta(hours=1).to_pytimedelta()
+
+    def h(i: int, score: float, severity: str = "medium") -> alerts.AnomalousHour:
+        return alerts.AnomalousHour(t + i * hour, score, severity, f"hour {i}")
+
+    def mine() -> list[alerts.Alert]:
+        return sorted(alerts.list_alerts(ems.settings, "pipea", asset="m1"), key=lambda a: a.window_start)
+
+    r = alerts.record(ems.settings, "pipea", "m1", "anomaly_z_score", "pipea:anomaly_z_score:1",
+                      [h(1, 3.0), h(0, 2.6), h(5, 2.2, "low")])
+    assert (r.opened, r.extended, r.unchanged) == (2, 1, 0)
+    first, second = mine()
+    assert (first.window_start, first.window_end, first.score, first.explanation) == (t, t + 2 * hour, 3.0, "hour 1")
+    assert (second.window_start, second.window_end, second.severity) == (t + 5 * hour, t + 6 * hour, "low")
+    r = alerts.record(ems.settings, "pipea", "m1", "anomaly_z_score", "pipea:anomaly_z_score:1",
+                      [h(0, 4.0, "high"), h(1, 1.0)])  # re-scored: only a higher score changes anything
+    assert (r.opened, r.extended, r.unchanged) == (0, 0, 2)
+    assert [(a.score, a.severity) for a in mine()][0] == (4.0, "high")
+    alerts.acknowledge(ems.settings, "pipea", first.id, by="tester")
+    r = alerts.record(ems.settings, "pipea", "m1", "anomaly_z_score", "pipea:anomaly_z_score:1", [h(2, 2.4, "low")])
+    assert r.opened == 1 and len(mine()) == 3  # next to an acknowledged alert: a new one
+    with pytest.raises(InvalidArgumentError, match="severity 'huge' is not one of low, medium, high, critical"):
+        alerts.record(ems.settings, "pipea", "m1", "anomaly_z_score", "x", [h(9, 9.0, "huge")])
