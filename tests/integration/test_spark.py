@@ -4,12 +4,14 @@ local[2]) writes exactly what the local engine writes.
 Each comparison starts both engines from the same state: Redis (every key DUMPed), the online refresh
 queue and the views' bookkeeping are snapshotted, the local run goes first, then that state is restored
 and the Spark run goes; the whole Redis keyspace is compared key by key and field by field.
-1. `ems materialize --full`, then after late data, a correction of the latest hour, a new asset whose
-   data ends years before the others (older than the views' TTL) and a backfill of history before an
-   asset's first reading: `ems materialize` (change-driven) on both engines.
+1. `ems materialize --full` (the CLI on the local engine, its function in this process on Spark), then
+   after late data, a correction of the latest hour, a new asset whose data ends years before the others
+   (older than the views' TTL) and a backfill of history before an asset's first reading: `ems
+   materialize` (change-driven) on both engines.
 2. The untouched `feast materialize START END` on a flushed Redis, both yamls.
 3. Redis unreachable: `ems materialize` on Spark fails with one line naming Redis, and the queue and the
    views' bookkeeping are as they were; the next run with Redis back writes what was queued.
+4. Batch scoring: `ems forecast --all-assets --engine spark` equals per-asset `Client.forecast`, bit for bit.
 """
 
 from __future__ import annotations
@@ -17,14 +19,15 @@ from __future__ import annotations
 import json
 import os
 import sys
-from datetime import timedelta
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import redis
 
-from core.settings import ROOT, read_feast_yaml
+from core.settings import ROOT, Settings, read_feast_yaml
 from tests.helpers.data import pjm_slice, tetouan_slice
 from tests.helpers.stack import ems, feast
 from warehouse.db import connect
@@ -91,16 +94,47 @@ def restore(settings, client, state: dict) -> None:
                     cur.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)  # noqa: S608
 
 
-def both_engines(settings, client, env, spark_env, *args: str) -> tuple[dict, dict, dict]:
-    """`ems materialize ARGS --json` on the local engine and on Spark from the same state: (Redis before,
-    Redis after the local run, its JSON report); asserts Spark's Redis and report are the same."""
+@contextmanager
+def environment(values: dict[str, str]):
+    saved = dict(os.environ)
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+@pytest.fixture(scope="module")
+def spark_in_process(spark_env):
+    """`ems materialize`'s function on the Spark yaml in this process: one JVM and one set of warm Python
+    workers for the module's comparisons (the CLI on Spark is run by the Redis-down and batch tests)."""
+    from warehouse.store import get_store, materialize
+
+    def run(full: bool) -> dict:
+        with environment(spark_env):
+            settings = Settings()
+            report = materialize(settings, end=datetime.fromisoformat(END).replace(tzinfo=UTC), full=full,
+                                 store=get_store(settings))
+        return {"written": report.written, "full": report.full, "queued": report.queued, "end": str(report.end)}
+
+    yield run
+    from pyspark.sql import SparkSession
+
+    if SparkSession.getActiveSession() is not None:
+        SparkSession.getActiveSession().stop()
+
+
+def both_engines(settings, client, env, spark_run, *args: str) -> tuple[dict, dict, dict]:
+    """`ems materialize ARGS --json` on the local engine, and the same on Spark from the same state:
+    (Redis before, Redis after the local run, its JSON report); asserts Spark's Redis and report are the same."""
     state = snapshot(settings, client)
     before = redis_contents(client)
     local_doc = json.loads(ems("materialize", *args, "--end", END, "--json", env=env).stdout)
     local = redis_contents(client)
     restore(settings, client, state)
     assert redis_contents(client) == before
-    spark_doc = json.loads(ems("materialize", *args, "--end", END, "--json", env=spark_env).stdout)
+    spark_doc = spark_run(full="--full" in args)
     spark = redis_contents(client)
     assert spark_doc == local_doc
     assert_same_contents(local, spark)
@@ -156,15 +190,16 @@ def late_data(settings, tmp: Path) -> None:
 
 
 # ------------------------------------------------------------------ 1 + 2: the same Redis as the local engine
-def test_spark_engine_writes_exactly_what_the_local_engine_writes(stack, store, env, spark_env, client, tmp_path):
+def test_spark_engine_writes_exactly_what_the_local_engine_writes(stack, store, env, spark_env, spark_in_process,
+                                                                  client, tmp_path):
     load_demo(stack, tmp_path)
-    before, full, doc = both_engines(stack, client, env, spark_env, "--full")
+    before, full, doc = both_engines(stack, client, env, spark_in_process, "--full")
     keys = entity_keys(store, TENANT, ["zone1", "zone2", "zone3", "pjm_aep"])
     assert all(keys[a] in full for a in ("zone1", "zone2", "zone3")) and keys["pjm_aep"] not in full
     assert doc["written"]["load_lags"] >= 3
 
     late_data(stack, tmp_path)
-    before, after, doc = both_engines(stack, client, env, spark_env)
+    before, after, doc = both_engines(stack, client, env, spark_in_process)
     assert doc["queued"] >= 4, doc
     assert keys["pjm_aep"] in after  # the new asset whose data ends in 2016
     for asset in ("zone1", "zone2", "zone3"):  # the late hour, the correction, the backfill moved each row
