@@ -924,7 +924,7 @@ def bench(
                                                   "(default .ems/bench/reports).")] = None,
     only: Annotated[list[str] | None, typer.Option(
         help="Run only these row groups: startup, ingest, materialize, online, serving, http, model_load, pit, "
-             "cycle.")] = None,
+             "scale (Spark local[1]/local[2], needs ems[spark] and Java), cycle.")] = None,
     as_json: AsJson = False,
 ) -> None:
     """Measure every hot path against a raw floor in the same run (needs `ems up`; adds tenant `bench`)."""
