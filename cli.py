@@ -147,7 +147,8 @@ def _print_json(doc) -> None:
 @app.command()
 def up(
     auth: Annotated[bool | None, typer.Option(
-        "--auth/--no-auth", help="MLflow with its basic-auth app (users, per-tenant access) and Redis without its default user (a client without credentials gets NOAUTH); default: as last time.")
+        "--auth/--no-auth", help="MLflow with its basic-auth app (users, per-tenant access) and Redis without its "
+                                 "default user (a client without credentials gets NOAUTH); default: as last time.")
     ] = None,
     with_api: Annotated[bool, typer.Option("--with-api", help="Also start the AI Hub API (`ems serve`).")] = False,
     with_scheduler: Annotated[bool, typer.Option("--with-scheduler", help="Also start the pipelines' scheduler and "
@@ -180,7 +181,8 @@ def up(
         console.print(f"applied {len(applied)} migration(s): {', '.join(applied)}")
     if auth:
         console.print("MLflow asks for a login (MLFLOW_TRACKING_USERNAME / _PASSWORD) and Redis for a user "
-                      "(the Feast yaml's username= / password=, or EMS_REDIS_USERNAME / _PASSWORD): README, trust model")
+                      "(the Feast yaml's username= / password=, or EMS_REDIS_USERNAME / _PASSWORD): README, "
+                      "trust model")
 
 
 @app.command()
@@ -376,6 +378,48 @@ def ingest_weather(
     _ingest_report(report, as_json)
 
 
+assets_app = typer.Typer(no_args_is_help=True,
+                         help="What each asset is: consumption meter, generation unit, market zone.")
+app.add_typer(assets_app, name="assets")
+
+
+@assets_app.command("set")
+def assets_set(
+    tenant: Tenant,
+    asset: Annotated[str, typer.Option("--asset", "-a", help="Asset id.")],
+    kind: Annotated[str, typer.Option("--kind", help="consumption (load forecasts) | generation | market (prices).")],
+    capacity: Annotated[float | None, typer.Option(
+        help="Generation units: capacity (> 0) in the readings' unit.")] = None,
+    technology: Annotated[str | None, typer.Option(help="Generation units: wind | pv.")] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Say what an ingested asset is; a forecast of a type its kind does not have is refused."""
+    from warehouse.assets import set_kind
+
+    row = _run(set_kind, settings(), tenant, asset, kind, capacity, technology)
+    if as_json:
+        _print_json(row)
+    else:
+        console.print(f"{tenant}/{asset}: {row['kind']}" + (f" ({row['technology']}, capacity {row['capacity']:g})"
+                                                          if row["kind"] == "generation" else ""))
+
+
+@assets_app.command("list")
+def assets_list(tenant: Tenant, as_json: AsJson = False) -> None:
+    """The tenant's assets with kind, capacity, technology, site and time zone."""
+    from warehouse.assets import list_assets
+
+    frame = _run(list_assets, settings(), tenant)
+    if as_json:
+        _print_json(json.loads(frame.to_json(orient="records")))
+        return
+    table = Table("asset", "kind", "capacity", "technology", "site", "time zone", title=f"assets of {tenant}")
+    for r in frame.itertuples():
+        table.add_row(r.asset_id, r.kind, _cell(r.capacity) if r.capacity == r.capacity and r.capacity is not None
+                      else "", r.technology or "", r.site_id or "", r.timezone)
+    console.print(table)
+
+
 @app.command()
 def refresh(as_json: AsJson = False) -> None:
     """Recompute the hourly aggregates and feature tables for what was ingested since the last run."""
@@ -512,12 +556,14 @@ def forecast_cmd(
     engine: Annotated[str, typer.Option("--engine", help="With --all-assets: local | spark (the Feast yaml's "
                                         "spark.engine session).")] = "local",
     out: Annotated[Path | None, typer.Option("--out", help="With --all-assets: also write Parquet here.")] = None,
+    forecast_type: Annotated[str, typer.Option(
+        "--type", help="load | generation | price: what the asset's kind has (`ems assets list`).")] = "load",
 ) -> None:
     """Forecast an asset's hourly load (p10/p50/p90 + point) with the production model."""
     if all_assets or asset is None:
         _forecast_all(tenant, asset, all_assets, horizon, model, engine, out, as_json)
         return
-    result = _run(_client().forecast, tenant, asset, horizon, model=model)
+    result = _run(_client().forecast, tenant, asset, horizon, model=model, forecast_type=forecast_type)
     if log:
         from inference.accuracy import log_forecast
 

@@ -32,6 +32,13 @@ TAG_VALIDATION = "validation_status"
 TAG_ARTIFACT_LOCATION = "artifact_location"  # where the version's files are (its logged model's artifacts)
 MODEL_TYPES = ("forecast", "anomaly")
 DEFAULT_FORECAST_NAME = "load_forecaster"
+# What a forecast is of, the kind of asset that has it, and the model name served for it by default.
+TAG_FORECAST_TYPE = "forecast_type"  # on forecast versions; versions without it forecast load
+FORECAST_TYPES = {"load": "consumption", "generation": "generation", "price": "market"}
+DEFAULT_FORECAST_NAMES = {"load": DEFAULT_FORECAST_NAME, "generation": "generation_forecaster",
+                          "price": "price_forecaster"}
+ASSET_KINDS = ("consumption", "generation", "market")
+TECHNOLOGIES = ("wind", "pv")
 ANOMALY_METHODS = ("z_score", "iqr", "isolation_forest", "local_outlier_factor")  # trained detectors
 STATISTICAL_METHODS = ("z_score", "iqr")  # scored against the 24 h rolling statistics, no fitted model
 FORECAST_RESIDUAL = "forecast_residual"  # scored on the production forecaster's residuals

@@ -17,7 +17,7 @@ from core.errors import (
     InvalidSeriesError,
     ModelNotFoundError,
 )
-from core.names import check_model_name, parse_model_id
+from core.names import FORECAST_TYPES, check_model_name, parse_model_id
 from registry.design import HOUR, MAX_HORIZON
 
 MAX_RANGE_HOURS = 24 * 92  # longest [start, end) an anomaly call reads
@@ -29,6 +29,13 @@ def horizon(value) -> int:
     if not 1 <= value <= MAX_HORIZON:
         raise InvalidHorizonError(f"horizon={value!r} is out of range 1..{MAX_HORIZON} (hours)")
     return int(value)
+
+
+def forecast_type(value) -> str:
+    if value not in FORECAST_TYPES:
+        raise InvalidArgumentError(f"forecast_type={value!r} is not a forecast type; use one of "
+                                   f"{', '.join(FORECAST_TYPES)}")
+    return value
 
 
 def model(value, tenant: str) -> str | None:

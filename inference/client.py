@@ -21,11 +21,20 @@ import pandas as pd
 import psycopg
 from cachetools import LRUCache, TTLCache
 
-from core.errors import EmsError, FeaturesUnavailableError, ModelNotFoundError, UnknownAssetError
+from core.errors import (
+    EmsError,
+    FeaturesUnavailableError,
+    InvalidArgumentError,
+    ModelNotFoundError,
+    UnknownAssetError,
+)
 from core.names import (
     DEFAULT_FORECAST_NAME,
+    DEFAULT_FORECAST_NAMES,
     DETECT_METHODS,
     FORECAST_RESIDUAL,
+    FORECAST_TYPES,
+    TAG_FORECAST_TYPE,
     InvalidMethodError,
     check_asset_id,
     check_model_name,
@@ -73,26 +82,29 @@ class Client:
             self._db = open_connection(self.settings, autocommit=True)
         return self._db
 
-    def _latest_times(self, tenant: str, asset: str) -> tuple:
-        """(end of the asset's latest complete hour, end of its latest reading's hour), cached for
-        latest_ttl_seconds."""
+    def _state(self, tenant: str, asset: str):
+        """The asset's warehouse.store.AssetState (latest hours, kind), cached for latest_ttl_seconds."""
         key = (tenant, asset)
         with self._caches:
             hit = self._latest.get(key)
         if hit is None:
-            from warehouse.store import latest_times
+            from warehouse.store import asset_states
 
             try:
-                hit = latest_times(self.settings, tenant, [asset], self._conn())[asset]
+                hit = asset_states(self.settings, tenant, [asset], self._conn())[asset]
             except psycopg.OperationalError:
                 if not self._db.broken:
                     raise
                 # Postgres restarted or stopped since the connection was last used: one new connection
                 # (DatabaseUnavailableError, naming the address, if it is down).
-                hit = latest_times(self.settings, tenant, [asset], self._conn())[asset]
+                hit = asset_states(self.settings, tenant, [asset], self._conn())[asset]
             with self._caches:
                 self._latest[key] = hit
         return hit
+
+    def _latest_times(self, tenant: str, asset: str) -> tuple:
+        """(end of the asset's latest complete hour, end of its latest reading's hour)."""
+        return self._state(tenant, asset)[:2]
 
     def _issue_time(self, tenant: str, asset: str, as_of: datetime | None) -> pd.Timestamp:
         return feats.resolve_issue_time(self._latest_times(tenant, asset)[0], tenant, asset, as_of)
@@ -126,7 +138,7 @@ class Client:
         return served
 
     def warm(self, tenant: str, assets: list[str], forecast: bool = False, model: str | None = None,
-             quantiles: bool = True) -> bool:
+             quantiles: bool = True, forecast_type: str = "load") -> bool:
         """True when an online features read of `assets` now (with `forecast`: a forecast of each with
         `model`, as `forecast` takes it) would read nothing but Redis: the assets' latest hours, the
         serving model and (with quantiles) its recent widths at the issue hour are all cached. The HTTP
@@ -138,7 +150,7 @@ class Client:
             return False
         if not forecast:
             return True
-        served = self.models.warm(tenant, model or DEFAULT_FORECAST_NAME)
+        served = self.models.warm(tenant, model or DEFAULT_FORECAST_NAMES.get(forecast_type, DEFAULT_FORECAST_NAME))
         if served is None:
             return False
         if not quantiles or HORIZON not in getattr(served.python_model, "features", ()):
@@ -146,12 +158,14 @@ class Client:
         # The issue hour is the latest complete hour as stored (an hour-aligned UTC datetime, which
         # hashes as the Timestamp key it equals); an unaligned one misses here and goes the slow way.
         with self._caches:
-            return all((served.info.id, tenant, a, hit[0]) in self._recent for a, hit in zip(assets, latest, strict=True))
+            return all((served.info.id, tenant, a, hit[0]) in self._recent
+                       for a, hit in zip(assets, latest, strict=True))
 
     # ------------------------------------------------------------------ forecast
     def forecast(self, tenant: str, asset: str, horizon: int = 24, quantiles: bool = True, model: str | None = None,
                  as_of: datetime | None = None, history: pd.Series | None = None,
-                 timezone: str = "UTC", overrides: dict[str, float] | None = None) -> ForecastResult:
+                 timezone: str = "UTC", overrides: dict[str, float] | None = None,
+                 forecast_type: str = "load") -> ForecastResult:
         """Forecast the next `horizon` hours (1-168) of an asset's hourly mean load.
 
         model: a model id `tenant:name:version`, a model name (its production version) or None
@@ -161,9 +175,12 @@ class Client:
         that replace inputs the model reads at issue time (lags, rolling statistics, the weather
         observed at issue time, profile values; e.g. a corrected temperature), for every target hour;
         calendar inputs follow from each target hour and cannot be overridden. Each override is named
-        in the result's warnings."""
+        in the result's warnings. forecast_type: load | generation | price; the asset's kind must have it
+        (a consumption meter load, a generation unit generation, a market zone price) and so must the model
+        (its `forecast_type` tag; versions without one forecast load)."""
         check_tenant_id(tenant)
         check_asset_id(asset)
+        forecast_type = checks.forecast_type(forecast_type)
         horizon = checks.horizon(horizon)
         checks.flag(quantiles, "quantiles", "True: p10/p50/p90 and point; False: point only")
         checks.model(model, tenant)
@@ -171,8 +188,14 @@ class Client:
         checks.series(history, "history")
         checks.timezone(timezone)
         # the asset first (one clear error for an unknown tenant/asset), then its model
+        if history is None:  # the asset first (unknown, or of a kind without this forecast type), then its model
+            self._check_kind(tenant, asset, forecast_type)
+        served = self._served(tenant, model, DEFAULT_FORECAST_NAMES[forecast_type], "forecast")
+        served_type = served.info.tags.get(TAG_FORECAST_TYPE, "load")
+        if served_type != forecast_type:
+            raise InvalidArgumentError(f"model {served.info.id} forecasts {served_type}, not {forecast_type}: "
+                                       f"name a {forecast_type} model or leave the model out")
         t = None if history is not None else self._issue_time(tenant, asset, as_of)
-        served = self._served(tenant, model, DEFAULT_FORECAST_NAME, "forecast")
         inputs = self._forecast_inputs(served, tenant, asset, horizon, as_of, history, timezone, t)
         model = served.python_model
         if overrides is not None:
@@ -197,6 +220,17 @@ class Client:
             history_loader=None if history is not None else _history_loader(self.settings, tenant, asset,
                                                                               inputs.issue_time),
         )
+
+    def _check_kind(self, tenant: str, asset: str, forecast_type: str) -> None:
+        """One clear error when the asset's kind does not have this forecast type."""
+        state = self._state(tenant, asset)
+        if FORECAST_TYPES[forecast_type] != state.kind:
+            what = (f"a generation unit ({state.technology}, capacity {state.capacity:g})"
+                    if state.kind == "generation" else {"consumption": "a consumption meter",
+                                                        "market": "a market zone"}[state.kind])
+            has = next(t for t, kind in FORECAST_TYPES.items() if kind == state.kind)
+            raise InvalidArgumentError(f"asset {asset!r} of tenant {tenant!r} is {what}: it has {has} forecasts, "
+                                       f"not forecast_type={forecast_type!r}")
 
     @staticmethod
     def _override(inputs: feats.Inputs, features: list[str], values: dict) -> None:

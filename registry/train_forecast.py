@@ -17,6 +17,7 @@ import pandas as pd
 from core.names import (
     DEFAULT_FORECAST_NAME,
     DEFAULT_FORECAST_SERVICE,
+    TAG_FORECAST_TYPE,
     TAG_VALIDATION,
     check_model_name,
 )
@@ -189,7 +190,8 @@ def train(settings: Settings, store, tenant: str, assets: list[str] | None = Non
         timings["total_s"] = time.perf_counter() - t0
         mlflow.log_metrics({**scores, "model_bytes": float(model_bytes), **timings})
         mlflow.log_dict(per_asset, "metrics_by_asset.json")
-        tags = tracking.version_tags(store, tenant, "forecast", service, ts.window, ts.fingerprint())
+        tags = tracking.version_tags(store, tenant, "forecast", service, ts.window, ts.fingerprint()) | {
+            TAG_FORECAST_TYPE: "load"}
         tags[TAG_VALIDATION] = _validation(scores)
         version = tracking.register(settings, tenant, name, info.model_uri, run.info.run_id, tags)
     tick("done", len(STEPS), len(STEPS))

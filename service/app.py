@@ -253,10 +253,11 @@ def create_app(settings, verifier: TokenVerifier | None = None, client=None) -> 
         history = _series(body.historical_data, "historical_data")
         call = partial(sdk.forecast, body.tenant_id, body.asset_id, horizon=body.horizon_hours,
                        quantiles=body.include_quantiles, model=body.model_name, history=history,
-                       timezone=body.timezone, overrides=body.features)
+                       timezone=body.timezone, overrides=body.features, forecast_type=body.forecast_type)
         result = await run(call, history is None and sdk.warm(body.tenant_id, [body.asset_id], forecast=True,
                                                                 model=body.model_name,
-                                                                quantiles=body.include_quantiles))
+                                                                quantiles=body.include_quantiles,
+                                                                forecast_type=body.forecast_type))
         feature_source.labels(result.source).inc()
         feature_age.labels(result.source).observe(result.feature_age_seconds)
         return {"forecast_id": uuid.uuid4().hex, "forecast_type": body.forecast_type,
@@ -271,7 +272,8 @@ def create_app(settings, verifier: TokenVerifier | None = None, client=None) -> 
         for asset in dict.fromkeys(body.asset_ids):
             try:
                 result = sdk.forecast(body.tenant_id, asset, horizon=body.horizon_hours,
-                                      quantiles=body.include_quantiles, model=body.model_name)
+                                      quantiles=body.include_quantiles, model=body.model_name,
+                                      forecast_type=body.forecast_type)
             except EmsError as e:
                 failed.append({"asset_id": asset, "code": error_code(e), "message": str(e)})
                 continue

@@ -10,17 +10,17 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from core.names import DETECT_METHODS
+from core.names import DETECT_METHODS, FORECAST_TYPES
 
 MAX_BATCH = 1000  # assets in one batch forecast or feature read
-FORECAST_TYPES = ("load",)  # generation and price come with their forecasters
 INTERVALS = (60,)  # minutes; 15 and 30 come with sub-hourly features
 
 
 # ------------------------------------------------------------------ requests
 def _forecast_type(value: str) -> str:
+    """load | generation | price; whether the asset and its model have it is the SDK's check (422)."""
     if value not in FORECAST_TYPES:
-        raise ValueError(f"forecast_type {value!r} is not supported yet; supported: {', '.join(FORECAST_TYPES)}")
+        raise ValueError(f"forecast_type {value!r} is not a forecast type; use one of {', '.join(FORECAST_TYPES)}")
     return value
 
 

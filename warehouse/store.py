@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 import pandas as pd
 from psycopg import sql
@@ -150,26 +151,41 @@ def _earliest_event(settings: Settings, source_query: str) -> datetime | None:
 
 
 LATEST_HOUR_SQL = f"""
-    SELECT a.asset_id, {LATEST_COLUMNS}
+    SELECT a.asset_id, {LATEST_COLUMNS}, a.kind, a.capacity, a.technology
     FROM assets a WHERE a.tenant_id = %s AND a.asset_id = ANY(%s)
 """  # the tenant filter as a plain equality: this runs on every forecast call
 
 
-def latest_times(settings: Settings, tenant: str, assets: list[str], conn=None
-                 ) -> dict[str, tuple[datetime | None, datetime | None]]:
-    """Per asset: (end of its latest complete hour in the hourly aggregate = the issue time of its newest
-    features, end of the hour of its latest reading). Raises UnknownAssetError for an asset the tenant
-    does not have. `conn`: an open connection to reuse (the SDK keeps one), else a new one."""
+class AssetState(NamedTuple):
+    """What a forecast call needs to know of an asset, read in one query."""
+
+    features_end: datetime | None  # end of its latest complete hour: the issue time of its newest features
+    readings_end: datetime | None  # end of the hour of its latest reading
+    kind: str  # consumption | generation | market (core.names.ASSET_KINDS)
+    capacity: float | None  # generation units
+    technology: str | None  # generation units: wind | pv
+
+
+def asset_states(settings: Settings, tenant: str, assets: list[str], conn=None) -> dict[str, AssetState]:
+    """Per asset its AssetState. Raises UnknownAssetError for an asset the tenant does not have. `conn`: an
+    open connection to reuse (the SDK keeps one), else a new one."""
     if conn is not None:
         rows = conn.execute(LATEST_HOUR_SQL, (tenant, assets)).fetchall()
     else:
         with connect(settings) as c:
             rows = c.execute(LATEST_HOUR_SQL, (tenant, assets)).fetchall()
-    known = {asset: (features_end, readings_end) for asset, features_end, readings_end in rows}
+    known = {asset: AssetState(*rest) for asset, *rest in rows}
     missing = [a for a in assets if a not in known]
     if missing:
         raise UnknownAssetError(f"tenant {tenant!r} has no asset(s) {', '.join(map(repr, missing))}")
     return known
+
+
+def latest_times(settings: Settings, tenant: str, assets: list[str], conn=None
+                 ) -> dict[str, tuple[datetime | None, datetime | None]]:
+    """Per asset: (end of its latest complete hour in the hourly aggregate = the issue time of its newest
+    features, end of the hour of its latest reading); see asset_states."""
+    return {a: state[:2] for a, state in asset_states(settings, tenant, assets, conn).items()}
 
 
 def latest_feature_time(settings: Settings, tenant: str, assets: list[str], conn=None) -> dict[str, datetime | None]:

@@ -96,7 +96,11 @@ def test_a_token_reaches_its_own_tenant_and_roles_only(api, keys):
 @pytest.mark.parametrize(("body", "status", "code", "message"), [
     ({"horizon_hours": 0}, 422, "invalid_horizon", "horizon=0 is out of range 1..168"),
     ({"horizon_hours": 169}, 422, "invalid_horizon", "horizon=169 is out of range 1..168"),
-    ({"forecast_type": "generation"}, 422, "invalid_request", "forecast_type 'generation' is not supported yet"),
+    ({"forecast_type": "wind"}, 422, "invalid_request", "forecast_type 'wind' is not a forecast type; use one of "
+                                                         "load, generation, price"),
+    ({"forecast_type": "generation"}, 422, "invalid_argument", "asset 'zone1' of tenant 'api-a' is a consumption "
+                                                               "meter: it has load forecasts, not "
+                                                               "forecast_type='generation'"),
     ({"interval_minutes": 15}, 422, "invalid_request", "interval_minutes 15 is not supported yet; supported: 60"),
     ({"asset_id": "nope"}, 404, "unknown_asset", "has no asset(s) 'nope'"),
     ({"model_name": f"{A}:load_forecaster:99"}, 404, "model_not_found", "does not exist"),
@@ -107,6 +111,52 @@ def test_bad_forecast_requests_get_one_clear_error(api, keys, body, status, code
     r = call("POST", f"{base}/ai/forecast", keys.token(A, ["forecaster"]),
              json={"tenant_id": A, "asset_id": "zone1", **body})
     assert r.status_code == status and r.json()["code"] == code and message in r.json()["message"], r.text
+
+
+def test_a_forecast_type_the_asset_or_model_does_not_have_is_one_clear_error(api, keys, stack, tmp_path):
+    """A generation unit (set with `ems assets set`) has generation forecasts: load is refused naming what it is;
+    generation with the tenant's load model named is refused naming the model; without a model, there is no
+    production generation_forecaster (404). A bad kind or capacity is one line from the CLI."""
+    from tests.helpers.data import tetouan_slice
+    from warehouse.ingest import ingest_readings
+
+    base, model_id = api
+    ingest_readings(stack, tetouan_slice(tmp_path / "g.csv", "2017-06-01", "2017-06-02"), A, wide=True,
+                    columns="gen1=zone2_power_consumption")
+    made = json.loads(ems("assets", "set", "--tenant", A, "--asset", "gen1", "--kind", "generation", "--capacity",
+                          "16", "--technology", "wind", "--json").stdout)
+    assert made == {"tenant": A, "asset": "gen1", "kind": "generation", "capacity": 16.0, "technology": "wind"}
+    listed = {r["asset_id"]: r["kind"] for r in json.loads(ems("assets", "list", "--tenant", A, "--json").stdout)}
+    assert listed == {"gen1": "generation", "zone1": "consumption"}
+    token = keys.token(A, ["forecaster"])
+    load = call("POST", f"{base}/ai/forecast", token, json={"tenant_id": A, "asset_id": "gen1"})
+    assert load.status_code == 422 and load.json()["message"] == (
+        "asset 'gen1' of tenant 'api-a' is a generation unit (wind, capacity 16): it has generation forecasts, "
+        "not forecast_type='load'"), load.text
+    named = call("POST", f"{base}/ai/forecast", token,
+                 json={"tenant_id": A, "asset_id": "gen1", "forecast_type": "generation", "model_name": model_id})
+    assert named.status_code == 422 and f"model {model_id} forecasts load, not generation" in named.json()["message"], \
+        named.text
+    default = call("POST", f"{base}/ai/forecast", token,
+                   json={"tenant_id": A, "asset_id": "gen1", "forecast_type": "generation"})
+    assert default.status_code == 404 and "generation_forecaster" in default.json()["message"], default.text
+    for bad, message in ((["--kind", "battery"], "kind='battery' is not an asset kind; use one of consumption, "
+                                                 "generation, market"),
+                         (["--kind", "generation", "--capacity", "0", "--technology", "wind"],
+                          "capacity=0.0 is not a positive number"),
+                         (["--kind", "generation", "--capacity", "5", "--technology", "hydro"],
+                          "technology='hydro' is not known; use one of wind, pv"),
+                         (["--kind", "market", "--capacity", "5"], "a market asset has no capacity or technology")):
+        proc = ems("assets", "set", "--tenant", A, "--asset", "gen1", *bad, check=False)
+        assert proc.returncode == 1 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, \
+            proc.stderr
+    assert json.loads(ems("assets", "list", "--tenant", A, "--json").stdout)[0]["capacity"] == 16.0  # unchanged
+    for kind, message in (("price", "asset 'zone1' of tenant 'api-a' is a consumption meter: it has load forecasts, "
+                                    "not forecast_type='price'"),
+                          ("wind", "forecast_type='wind' is not a forecast type; use one of load, generation, price")):
+        proc = ems("forecast", "--tenant", A, "--asset", "zone1", "--type", kind, check=False)
+        assert proc.returncode == 1 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, \
+            proc.stderr
 
 
 def test_anomaly_explain_and_the_model_lifecycle(api, keys):
