@@ -19,7 +19,7 @@ from pathlib import Path
 
 from cachetools import LRUCache
 
-from core.errors import EmsError, ModelNotFoundError, ModelUnavailableError
+from core.errors import ModelNotFoundError, ModelUnavailableError
 from core.names import (
     TAG_ARTIFACT_LOCATION,
     check_model_name,

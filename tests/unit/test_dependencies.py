@@ -24,7 +24,8 @@ def declared() -> set[str]:
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     # extras count: a module that imports one (pyspark for `ems[spark]`) says how to install it when missing
-    deps = [*project["dependencies"], *(d for extra in project.get("optional-dependencies", {}).values() for d in extra)]
+    extras = project.get("optional-dependencies", {}).values()
+    deps = [*project["dependencies"], *(d for extra in extras for d in extra)]
     return {_norm(re.split(r"[\[<>=!~; ]", d, maxsplit=1)[0]) for d in deps}
 
 
