@@ -188,14 +188,15 @@ class Client:
         checks.series(history, "history")
         checks.timezone(timezone)
         # the asset first (one clear error for an unknown tenant/asset), then its model
-        if history is None:  # the asset first (unknown, or of a kind without this forecast type), then its model
+        # the asset first (unknown, of a kind without this forecast type, as_of past its data), then its model
+        if history is None:
             self._check_kind(tenant, asset, forecast_type)
+        t = None if history is not None else self._issue_time(tenant, asset, as_of)
         served = self._served(tenant, model, DEFAULT_FORECAST_NAMES[forecast_type], "forecast")
         served_type = served.info.tags.get(TAG_FORECAST_TYPE, "load")
         if served_type != forecast_type:
             raise InvalidArgumentError(f"model {served.info.id} forecasts {served_type}, not {forecast_type}: "
                                        f"name a {forecast_type} model or leave the model out")
-        t = None if history is not None else self._issue_time(tenant, asset, as_of)
         inputs = self._forecast_inputs(served, tenant, asset, horizon, as_of, history, timezone, t)
         model = served.python_model
         if overrides is not None:

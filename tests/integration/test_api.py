@@ -119,10 +119,12 @@ def test_a_forecast_type_the_asset_or_model_does_not_have_is_one_clear_error(api
     production generation_forecaster (404). A bad kind or capacity is one line from the CLI."""
     from tests.helpers.data import tetouan_slice
     from warehouse.ingest import ingest_readings
+    from warehouse.refresh import refresh
 
     base, model_id = api
     ingest_readings(stack, tetouan_slice(tmp_path / "g.csv", "2017-06-01", "2017-06-02"), A, wide=True,
                     columns="gen1=zone2_power_consumption")
+    refresh(stack)  # its hours exist, so only the kind or the model can refuse a forecast
     made = json.loads(ems("assets", "set", "--tenant", A, "--asset", "gen1", "--kind", "generation", "--capacity",
                           "16", "--technology", "wind", "--json").stdout)
     assert made == {"tenant": A, "asset": "gen1", "kind": "generation", "capacity": 16.0, "technology": "wind"}
