@@ -57,6 +57,7 @@ class BoosterConfig:
     num_leaves: int = 127
     min_data_in_leaf: int = 50
     feature_fraction: float = 0.9
+    lambda_l2: float = 0.0  # LightGBM's default (no L2 penalty on leaf values); `ems tune forecast` searches it
     num_threads: int = 0  # LightGBM default: all cores
     # Conformal calibration of the p10-p90 interval: p10/p90 boosters fitted once more without the last
     # calibration_days before each asset's training end, scored on those days (0 = no calibration).
@@ -67,7 +68,8 @@ class BoosterConfig:
     def params(self, output: str) -> dict:
         base = {"learning_rate": self.learning_rate, "num_leaves": self.num_leaves, "verbose": -1,
                 "min_data_in_leaf": self.min_data_in_leaf, "feature_fraction": self.feature_fraction,
-                "num_threads": self.num_threads, "seed": 0, "deterministic": True, "force_col_wise": True}
+                "lambda_l2": self.lambda_l2, "num_threads": self.num_threads, "seed": 0, "deterministic": True,
+                "force_col_wise": True}
         return base | {"objective": "quantile", "alpha": ALPHAS[output]}
 
 
@@ -83,7 +85,9 @@ class TrainResult:
     fingerprint: str = ""
 
 
-def fit(ts: training_data.TrainingSet, cfg: BoosterConfig, progress: Progress | None = None) -> QuantileForecaster:
+def fit(ts: training_data.TrainingSet, cfg: BoosterConfig, progress: Progress | None = None,
+        outputs: tuple[str, ...] = BOOSTERS) -> QuantileForecaster:
+    """The boosters named in `outputs` (default all; the model search fits p50 alone) and the interval calibration."""
     import lightgbm as lgb
 
     known = has_level(ts.train, ts.features)
@@ -98,7 +102,7 @@ def fit(ts: training_data.TrainingSet, cfg: BoosterConfig, progress: Progress | 
     origin = anchor_matrix(ts.train[cols].to_numpy(dtype=float), cols, lvl) if anchored else 0.0
     target = (ts.train["y"].to_numpy() - origin) / lvl  # registry/forecaster.py: change from the anchor
     boosters = {}
-    for i, name in enumerate(BOOSTERS):
+    for i, name in enumerate(outputs):
         if progress:
             progress(name, 1 + i, len(STEPS))
         boosters[name] = lgb.train(cfg.params(name), _dataset(X, target), num_boost_round=cfg.num_boost_round)
@@ -147,8 +151,10 @@ def calibrate(ts: training_data.TrainingSet, cfg: BoosterConfig, X: pd.DataFrame
 def train(settings: Settings, store, tenant: str, assets: list[str] | None = None,
           service: str = DEFAULT_FORECAST_SERVICE, name: str = DEFAULT_FORECAST_NAME,
           split: training_data.SplitConfig | None = None, boosting: BoosterConfig | None = None,
-          until: datetime | None = None, progress: Progress | None = None) -> TrainResult:
-    """Build the training set, fit, evaluate, log and register a new staging version."""
+          until: datetime | None = None, progress: Progress | None = None, run_tags: dict | None = None,
+          version_tags: dict | None = None) -> TrainResult:
+    """Build the training set, fit, evaluate, log and register a new staging version. run_tags/version_tags:
+    extra tags on the MLflow run and the version (`ems tune forecast`: the search's id)."""
     import mlflow
     from mlflow.models import infer_signature
 
@@ -158,7 +164,8 @@ def train(settings: Settings, store, tenant: str, assets: list[str] | None = Non
     tick = progress or (lambda *_: None)
     tick(STEPS[0], 0, len(STEPS))
     plan = training_data.plan(settings, store, tenant, assets, service, split, until)
-    with tracking.training_run(settings, store, tenant, f"forecast {name}", {"model_type": "forecast"}) as run:
+    with tracking.training_run(settings, store, tenant, f"forecast {name}",
+                               {"model_type": "forecast", **(run_tags or {})}) as run:
         ts = training_data.build(store, plan)
         timings["training_set_s"] = time.perf_counter() - t0
         t1 = time.perf_counter()
@@ -193,6 +200,7 @@ def train(settings: Settings, store, tenant: str, assets: list[str] | None = Non
         tags = tracking.version_tags(store, tenant, "forecast", service, ts.window, ts.fingerprint()) | {
             TAG_FORECAST_TYPE: "load"}
         tags[TAG_VALIDATION] = _validation(scores)
+        tags |= version_tags or {}
         version = tracking.register(settings, tenant, name, info.model_uri, run.info.run_id, tags)
     tick("done", len(STEPS), len(STEPS))
     return TrainResult(version.id, run.info.run_id, info.model_uri, scores, per_asset, timings, model_bytes,
