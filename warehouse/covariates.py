@@ -38,6 +38,15 @@ WEATHER_FORECAST_VARIABLES = {
     "wind_u": (-120.0, 120.0),  # m/s, eastward component
     "wind_v": (-120.0, 120.0),  # m/s, northward component
 }
+# A market zone's exogenous day-ahead forecasts (112_market_covariates.sql), in MW: a load or a wind power
+# forecast is never negative and has no upper bound a real system could not break.
+MARKET_FORECAST_VARIABLES = {
+    "load_forecast": (0.0, float("inf")),  # the zone's (NP: grid, PJM: system) load forecast
+    "wind_forecast": (0.0, float("inf")),  # wind power forecast
+    "zonal_load_forecast": (0.0, float("inf")),  # PJM: the zone's own load forecast (e.g. COMED)
+}
+# One ingest path for both (`ems ingest-weather --forecast`): the column names say what a value is.
+COVARIATE_FORECAST_VARIABLES = {**WEATHER_FORECAST_VARIABLES, **MARKET_FORECAST_VARIABLES}
 TIMES = ("issue_time", "target_time")
 ISSUED_AFTER_TARGET = "issued_after_target"
 OUT_OF_RANGE = "value_out_of_range"
@@ -92,7 +101,8 @@ def validate(df: pd.DataFrame, allowed: dict[str, tuple[float, float]], tz: str 
 
 
 def ingest_forecasts(settings: Settings, path: Path, series: str, *, columns: str | None = None, tz: str = "UTC",
-                     allowed: dict[str, tuple[float, float]] = WEATHER_FORECAST_VARIABLES, now: datetime | None = None,
+                     allowed: dict[str, tuple[float, float]] = COVARIATE_FORECAST_VARIABLES,
+                     now: datetime | None = None,
                      reject_file: Path | None = None, progress: Progress | None = None) -> IngestReport:
     """Load forecasts of `series` (a site id): only the variables in the file are written; a stored value is
     never erased by a missing cell; the whole file in one transaction."""
@@ -143,10 +153,10 @@ def covariates_at(settings: Settings, series: str, origin: datetime, targets, va
     """Per target hour (UTC hour starts), the latest forecast of `series` issued at or before `origin`:
     a frame indexed by target_time with `issue_time` and the variables (NaN where nothing was issued by then)."""
     variables = list(variables or WEATHER_FORECAST_VARIABLES)
-    unknown = [c for c in variables if c not in WEATHER_FORECAST_VARIABLES]
+    unknown = [c for c in variables if c not in COVARIATE_FORECAST_VARIABLES]
     if unknown:
         raise ValueError(f"unknown forecast variable(s) {', '.join(unknown)}; known: "
-                         f"{', '.join(WEATHER_FORECAST_VARIABLES)}")
+                         f"{', '.join(COVARIATE_FORECAST_VARIABLES)}")
     origin = pd.Timestamp(origin)
     if origin.tzinfo is None:
         raise ValueError(f"origin {origin} has no time zone; give it in UTC")

@@ -1,0 +1,102 @@
+"""The price forecaster's design and model (registry/price.py): small seeded series built here."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from core.errors import InvalidSeriesError
+from registry import price
+
+EXOG = ("load_forecast", "wind_forecast")
+
+
+def hourly(n_days: int, seed: int = 0, level: float = 30.0) -> pd.DataFrame:
+    """A daily-profile price driven by the load forecast (with noise), negative prices on windy nights."""
+    rng = np.random.default_rng(seed)
+    ts = pd.date_range("2016-01-01", periods=n_days * 24, freq="h")
+    hour = ts.hour.to_numpy()
+    load = 40_000 + 8_000 * np.sin((hour - 6) / 24 * 2 * np.pi) + rng.normal(0, 1_000, len(ts))
+    wind = np.clip(rng.normal(3_000, 1_500, len(ts)), 0, None)
+    p = level + 0.002 * (load - 40_000) - 0.004 * (wind - 3_000) + rng.normal(0, 0.5, len(ts))
+    return pd.DataFrame({"timestamp": ts, "price": p, "load_forecast": load, "wind_forecast": wind})
+
+
+def test_to_days_shapes_and_holiday():
+    days = price.to_days(hourly(10), EXOG, ("NO",))
+    assert days.price.shape == (10, 24) and days.exog.shape == (10, 2, 24)
+    assert days.holiday[0] == 1.0 and days.holiday[1:].sum() == 0  # 1 January is a holiday in Norway
+    assert days.exog[2, 1, 5] == hourly(10)["wind_forecast"].iloc[2 * 24 + 5]
+
+
+def test_price_as_text_is_one_clear_error_naming_the_value():
+    frame = hourly(3).astype({"price": object})
+    frame.loc[30, "price"] = "12,5 EUR"
+    with pytest.raises(InvalidSeriesError, match=r"price at 2016-01-02 06:00:00 is '12,5 EUR', not a number"):
+        price.to_days(frame, EXOG)
+
+
+def test_incomplete_day_and_gap_are_refused():
+    with pytest.raises(InvalidSeriesError, match="whole days of hours 0..23"):
+        price.to_days(hourly(3).iloc[:-1], EXOG)
+    frame = hourly(4)
+    with pytest.raises(InvalidSeriesError, match="gap in its days"):
+        price.to_days(frame.drop(index=range(24, 48)).reset_index(drop=True), EXOG)
+    with pytest.raises(InvalidSeriesError, match="no column 'wind_forecast'"):
+        price.to_days(frame.drop(columns="wind_forecast"), EXOG)
+
+
+def test_lear_design_reads_only_the_day_before_and_earlier_prices():
+    days = price.to_days(hourly(20), EXOG)
+    x = price.lear_design(days, np.array([10, 11]))
+    assert x.shape == (2, 4 * 24 + 2 * 3 * 24 + 7 + 1)
+    np.testing.assert_array_equal(x[0, :24], days.price[9])  # d-1
+    np.testing.assert_array_equal(x[0, 72:96], days.price[3])  # d-7
+    np.testing.assert_array_equal(x[0, 96:120], days.exog[10, 0])  # the target day's load forecast
+    assert not np.isin(days.price[10], x[0]).any()  # the target day's prices are nowhere in its row
+    assert x[0, 96 + 144:96 + 151].sum() == 1  # one day-of-week dummy
+
+
+def test_lasso_aic_equals_scikit_learn_lassolarsic():
+    from sklearn.linear_model import LassoLarsIC
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(300, 20))
+    y = np.column_stack([x[:, :3] @ [1.0, -2.0, 0.5], x[:, 5] * 3.0]) + rng.normal(0, 0.3, (300, 2))
+    coef, icpt = price.lasso_aic(x, y)
+    for h in range(2):
+        ref = LassoLarsIC(criterion="aic").fit(x, y[:, h])
+        np.testing.assert_allclose(coef[h], ref.coef_, atol=1e-10)
+        assert icpt[h] == pytest.approx(ref.intercept_, abs=1e-10)
+
+
+def test_invariant_scaling_round_trips():
+    x = np.random.default_rng(2).standard_t(2, size=(200, 3)) * 50
+    s = price._Invariant().fit(x)
+    np.testing.assert_allclose(s.inverse(s.transform(x)), x, rtol=1e-9, atol=1e-9)
+
+
+def test_lear_and_tree_learn_the_load_effect_and_keep_negative_prices():
+    days = price.to_days(hourly(420, level=2.0), EXOG)
+    idx = np.arange(400, 420)
+    y = days.price[idx]
+    naive = days.price[idx - 1]
+    lear = price.predict_lear(price.fit_lear(days, 400, windows=(364,)), days, idx)
+    tree = price.predict_tree(price.fit_tree(days, 400), days, idx)
+    for f in (lear, tree):
+        assert np.abs(f - y).mean() < 0.6 * np.abs(naive - y).mean()
+    assert (y < 0).any() and (lear < 0).any()  # no clipping at 0
+
+
+def test_lear_needs_its_window():
+    days = price.to_days(hourly(100), EXOG)
+    with pytest.raises(InvalidSeriesError, match="at least 371 days"):
+        price.fit_lear(days, 100, windows=(364,))
+
+
+def test_forecaster_bands_come_from_its_residuals():
+    days = price.to_days(hourly(420), EXOG)
+    f = price.PriceForecaster("np", weight_lear=1.0).fit(days, 400)
+    f.residuals = np.tile(np.arange(-5.0, 6.0)[:, None], (1, 24))
+    q = f.quantiles(days, np.array([405]))
+    np.testing.assert_allclose(q["p90"] - q["p50"], 4.0)
+    np.testing.assert_allclose(q["p10"] - q["p50"], -4.0)
