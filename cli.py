@@ -558,12 +558,18 @@ def forecast_cmd(
     out: Annotated[Path | None, typer.Option("--out", help="With --all-assets: also write Parquet here.")] = None,
     forecast_type: Annotated[str, typer.Option(
         "--type", help="load | generation | price: what the asset's kind has (`ems assets list`).")] = "load",
+    weather_forecast: Annotated[Path | None, typer.Option(
+        "--weather-forecast", help="CSV of your weather forecast for the target hours: target_time (hour start, "
+        "ISO 8601 with zone) and any of temperature, humidity, solar_irradiance, wind_speed; for a model on a "
+        "service with target-hour weather (forecast_weather_ahead). Replaces the stored forecasts.")] = None,
 ) -> None:
     """Forecast an asset's hourly load (p10/p50/p90 + point) with the production model."""
     if all_assets or asset is None:
         _forecast_all(tenant, asset, all_assets, horizon, model, engine, out, as_json)
         return
-    result = _run(_client().forecast, tenant, asset, horizon, model=model, forecast_type=forecast_type)
+    weather = _weather_file(weather_forecast) if weather_forecast else None
+    result = _run(_client().forecast, tenant, asset, horizon, model=model, forecast_type=forecast_type,
+                  weather_forecast=weather)
     if log:
         from inference.accuracy import log_forecast
 
@@ -580,6 +586,24 @@ def forecast_cmd(
                           _cell(r.p50), _cell(r.p90))
         console.print(table)
     _save_plot(result, plot)
+
+
+def _weather_file(path: Path):
+    """A weather forecast CSV as a frame indexed by target_time (checked by the SDK)."""
+    import pandas as pd
+
+    try:
+        frame = pd.read_csv(path)
+    except (OSError, ValueError) as e:
+        raise _fail(ValueError(f"--weather-forecast {path}: cannot read it as CSV ({e})")) from e
+    if "target_time" not in frame.columns:
+        raise _fail(ValueError(f"--weather-forecast {path}: no target_time column; it has {', '.join(frame.columns)}"))
+    times = pd.to_datetime(frame.pop("target_time"), utc=True, errors="coerce")
+    if times.isna().any():
+        raise _fail(ValueError(f"--weather-forecast {path}: target_time on line {int(times.isna().argmax()) + 2} "
+                               "is not an ISO 8601 time"))
+    frame.index = pd.DatetimeIndex(times)
+    return frame
 
 
 def _forecast_all(tenant, asset, all_assets, horizon, model, engine, out, as_json) -> None:

@@ -14,7 +14,7 @@ ASSET_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}"
 
 # The seed services, then the richer forecasting sets (feature_repo/services.py).
 FEATURE_SERVICES = ("forecast_basic", "forecast_advanced", "anomaly_detection", "forecast_load", "forecast_weather",
-                    "forecast_regional")
+                    "forecast_regional", "forecast_weather_ahead")
 
 # Model registry: public id `{tenant}:{name}:{version}`, registered model `{tenant}.{name}`.
 MODEL_NAME_PATTERN = r"[a-z0-9][a-z0-9_-]{0,62}"

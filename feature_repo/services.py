@@ -3,7 +3,7 @@
 from feast import FeatureService
 
 from feature_repo.on_demand import calendar
-from feature_repo.views import load_lags, load_rolling, weather_hourly
+from feature_repo.views import load_lags, load_rolling, weather_forecast, weather_hourly
 
 forecast_basic = FeatureService(
     name="forecast_basic",
@@ -68,4 +68,13 @@ forecast_regional = FeatureService(
     description="20 features: forecast_weather; a forecaster trained on it also reads how the asset's site peers "
                 "(the tenant's other assets at its site) load relative to their last week (4 peer inputs).",
     tags={"model_type": "forecast", "peer_inputs": "site"},
+)
+
+forecast_weather_ahead = FeatureService(
+    name="forecast_weather_ahead",
+    features=[*_LOAD_STATE, weather_forecast[["temperature", "humidity", "solar_irradiance", "wind_speed"]]],
+    description="20 features: forecast_load + the site's weather forecast for each target hour (the latest issued "
+                "at or before the issue time; inputs target_temperature, ...). Trained on archived forecasts, or "
+                "on the observed weather with a forecast's error where none are archived (registry/target_weather.py).",
+    tags={"model_type": "forecast", "weather": "target_hour_forecast"},
 )

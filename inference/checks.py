@@ -151,3 +151,52 @@ def time_range(start, end) -> tuple[pd.Timestamp, pd.Timestamp]:
         raise InvalidRangeError(f"range {s.isoformat()} .. {e.isoformat()} spans {(e - s) / HOUR:.0f} h; "
                                 f"the limit is {MAX_RANGE_HOURS} h (92 days)")
     return s, e
+
+
+def weather_forecast(value, horizon: int, t: pd.Timestamp | None) -> pd.DataFrame | None:
+    """A caller's weather forecast for the target hours, as a frame indexed by target-hour start (UTC) with
+    known variables in their physical range (warehouse/covariates.py): a DataFrame indexed by time, or a
+    mapping variable -> `horizon` values (one per target hour after the issue time `t`; with a supplied
+    history `t` is its end)."""
+    from warehouse.covariates import WEATHER_FORECAST_VARIABLES as RANGES
+
+    if value is None:
+        return None
+    if isinstance(value, pd.DataFrame):
+        index = value.index
+        if not isinstance(index, pd.DatetimeIndex) or index.tz is None:
+            got = f"{type(index).__name__}{' without a time zone' if index.dtype.kind == 'M' else ''}"
+            raise InvalidArgumentError("weather_forecast: index it by the target hours' start as time-zone aware "
+                                       f"timestamps (got {got})")
+        frame = value.copy()
+        frame.index = index.tz_convert("UTC")
+    elif isinstance(value, Mapping):
+        if t is None:
+            raise InvalidArgumentError("weather_forecast as per-hour lists needs an issue time; pass a DataFrame "
+                                       "indexed by the target hours")
+        frame = pd.DataFrame(index=pd.DatetimeIndex([t + (h - 1) * HOUR for h in range(1, horizon + 1)]))
+        for name, values in value.items():
+            seq = np.atleast_1d(np.asarray(values, dtype=object))
+            if len(seq) != horizon:
+                raise InvalidArgumentError(f"weather_forecast[{name!r}] has {len(seq)} values; give one per target "
+                                           f"hour ({horizon})")
+            frame[name] = list(seq)
+    else:
+        raise InvalidArgumentError(f"weather_forecast={type(value).__name__} is not a DataFrame or a mapping of "
+                                   "variable -> one value per target hour")
+    unknown = [c for c in frame.columns if c not in RANGES]
+    if unknown:
+        raise InvalidArgumentError(f"weather_forecast: unknown variable(s) {', '.join(map(repr, unknown))}; known: "
+                                   f"{', '.join(RANGES)}")
+    for name in frame.columns:
+        numbers = pd.to_numeric(frame[name], errors="coerce")
+        bad = frame[name][numbers.isna() & frame[name].notna()]
+        if len(bad):
+            raise InvalidArgumentError(f"weather_forecast[{name!r}] value {bad.iloc[0]!r} is not a number")
+        lo, hi = RANGES[name]
+        out = numbers[(numbers < lo) | (numbers > hi)]
+        if len(out):
+            raise InvalidArgumentError(f"weather_forecast[{name!r}] value {out.iloc[0]:g} at {out.index[0]} is out of "
+                                       f"range {lo:g}..{hi:g}")
+        frame[name] = numbers.astype("float64")
+    return frame

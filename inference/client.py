@@ -50,6 +50,7 @@ from inference.results import AnomalyResult, Explanation, ForecastResult, Global
 from registry import lifecycle
 from registry.design import HORIZON, HOUR, uses_peers
 from registry.severity import check_sensitivity
+from registry.target_weather import PREFIX as TARGET_PREFIX
 
 logger = logging.getLogger(__name__)
 
@@ -151,8 +152,8 @@ class Client:
         if not forecast:
             return True
         served = self.models.warm(tenant, model or DEFAULT_FORECAST_NAMES.get(forecast_type, DEFAULT_FORECAST_NAME))
-        if served is None:
-            return False
+        if served is None or any(f.startswith(TARGET_PREFIX) for f in getattr(served.python_model, "features", ())):
+            return False  # target-hour weather is read from the warehouse
         if not quantiles or HORIZON not in getattr(served.python_model, "features", ()):
             return True
         # The issue hour is the latest complete hour as stored (an hour-aligned UTC datetime, which
@@ -165,7 +166,7 @@ class Client:
     def forecast(self, tenant: str, asset: str, horizon: int = 24, quantiles: bool = True, model: str | None = None,
                  as_of: datetime | None = None, history: pd.Series | None = None,
                  timezone: str = "UTC", overrides: dict[str, float] | None = None,
-                 forecast_type: str = "load") -> ForecastResult:
+                 forecast_type: str = "load", weather_forecast=None) -> ForecastResult:
         """Forecast the next `horizon` hours (1-168) of an asset's hourly mean load.
 
         model: a model id `tenant:name:version`, a model name (its production version) or None
@@ -177,7 +178,11 @@ class Client:
         calendar inputs follow from each target hour and cannot be overridden. Each override is named
         in the result's warnings. forecast_type: load | generation | price; the asset's kind must have it
         (a consumption meter load, a generation unit generation, a market zone price) and so must the model
-        (its `forecast_type` tag; versions without one forecast load)."""
+        (its `forecast_type` tag; versions without one forecast load). weather_forecast: the caller's weather
+        forecast for the target hours, for a model whose feature service has target-hour weather (e.g.
+        forecast_weather_ahead): a DataFrame indexed by the target hours' start (time-zone aware) or a mapping
+        variable -> one value per target hour (temperature, humidity, solar_irradiance, wind_speed, wind_u,
+        wind_v); it replaces the stored forecasts for those hours and is named in the warnings."""
         check_tenant_id(tenant)
         check_asset_id(asset)
         forecast_type = checks.forecast_type(forecast_type)
@@ -197,7 +202,8 @@ class Client:
         if served_type != forecast_type:
             raise InvalidArgumentError(f"model {served.info.id} forecasts {served_type}, not {forecast_type}: "
                                        f"name a {forecast_type} model or leave the model out")
-        inputs = self._forecast_inputs(served, tenant, asset, horizon, as_of, history, timezone, t)
+        weather = self._weather(served, weather_forecast, horizon, t, history)
+        inputs = self._forecast_inputs(served, tenant, asset, horizon, as_of, history, timezone, t, weather)
         model = served.python_model
         if overrides is not None:
             self._override(inputs, model.features, overrides)
@@ -270,15 +276,29 @@ class Client:
                 self._recent[key] = found
         return found
 
-    def _forecast_inputs(self, served, tenant, asset, horizon, as_of, history, timezone, t=None) -> feats.Inputs:
+    def _weather(self, served, value, horizon: int, t, history) -> pd.DataFrame | None:
+        """The caller's weather forecast, checked; one clear error when the model reads none."""
+        if value is None:
+            return None
+        if not any(f.startswith(TARGET_PREFIX) for f in getattr(served.python_model, "features", ())):
+            raise InvalidArgumentError(f"model {served.info.id} (feature service {served.feature_service!r}) reads no "
+                                       "weather forecast for the target hours: leave weather_forecast out, or use a "
+                                       "model trained on a service with one (e.g. forecast_weather_ahead)")
+        if history is not None:
+            t = hourly(history).index[-1] + HOUR
+        return checks.weather_forecast(value, horizon, t)
+
+    def _forecast_inputs(self, served, tenant, asset, horizon, as_of, history, timezone, t=None,
+                         weather=None) -> feats.Inputs:
         peers = uses_peers(getattr(served.python_model, "features", ()))
         if history is not None:
-            inputs = feats.history_forecast_inputs(self.store, served.feature_service, history, horizon, timezone)
+            inputs = feats.history_forecast_inputs(self.store, served.feature_service, history, horizon, timezone,
+                                                   weather)
             if peers:
                 inputs.warnings.append("a supplied history has no site peers: the model's peer inputs are missing")
             return inputs
         return feats.forecast_inputs(self._source(tenant, asset), served.feature_service, horizon, as_of, t,
-                                     peers=peers)
+                                     peers=peers, weather=weather)
 
     # ------------------------------------------------------------------ features
     def online_features(self, tenant: str, assets: list[str], service: str) -> tuple[list[dict], list[str]]:

@@ -20,10 +20,11 @@ from cachetools import LRUCache
 from core.errors import FeaturesUnavailableError, InvalidRangeError
 from inference import history as hist
 from inference.checks import time_range, utc_hour
+from registry import target_weather as tw
 from registry.design import HORIZON, HOUR, MAX_HORIZON, PEER, aligned, gaps, missing_hours, peer_inputs, uses_peers
 from registry.gaps import gap_state
 from warehouse import hourly
-from warehouse.store import feature_service, latest_feature_time, service_columns
+from warehouse.store import grid_features, latest_feature_time, service_columns, service_target_columns
 from warehouse.validate import WEATHER_VARIABLES
 
 logger = logging.getLogger(__name__)
@@ -94,9 +95,12 @@ def resolve_issue_time(latest, tenant: str, asset: str, as_of: datetime | None) 
 
 
 def forecast_inputs(src: AssetSource, service: str, horizon: int, as_of: datetime | None = None,
-                    t: pd.Timestamp | None = None, peers: bool = False) -> Inputs:
+                    t: pd.Timestamp | None = None, peers: bool = False,
+                    weather: pd.DataFrame | None = None) -> Inputs:
     """`t`: the issue time when the caller has already looked it up (issue_time); `peers`: add the
-    peer inputs (a model trained on a service tagged peer_inputs=site has them among its features)."""
+    peer inputs (a model trained on a service tagged peer_inputs=site has them among its features);
+    `weather`: the caller's weather forecast for the target hours (registry/target_weather.py), for a
+    service with target-hour weather (else the stored forecasts issued by t)."""
     issue_cols, calendar_cols = service_columns(src.store, service)
     t = t if t is not None else issue_time(src, as_of)
     extra, gap = _aligned_inputs(src, t, horizon)
@@ -104,6 +108,10 @@ def forecast_inputs(src: AssetSource, service: str, horizon: int, as_of: datetim
         extra |= _peer_inputs(src, t, horizon)
     targets = [t + (h - 1) * HOUR for h in range(1, horizon + 1)]  # calendar of the hour starting here
     warnings: list[str] = [gap] if gap else []
+    if variables := service_target_columns(src.store, service):
+        columns, notes = tw.serving_columns(src.settings, _site(src), t, horizon, variables, weather)
+        extra |= columns
+        warnings += notes
     frame = None
     if as_of is None:
         frame, warning = _online(src, service, targets, issue_cols, t)
@@ -197,6 +205,13 @@ def aligned_from(series_by_hour_end: pd.Series, t: pd.Timestamp) -> dict[str, np
     return out | {k: np.repeat(v, MAX_HORIZON) for k, v in gap_state(series_by_hour_end, [t]).items()}
 
 
+def _site(src: AssetSource) -> str | None:
+    """The asset's weather site (None without one)."""
+    row = hourly.fetch(src.settings, src.conn, "SELECT site_id FROM assets WHERE tenant_id = %s AND asset_id = %s",
+                       (src.tenant, src.asset))
+    return row[0][0] if row else None
+
+
 def _inputs(frame, issue_cols, calendar_cols, t, horizon, source, warnings, extra=None, asset=None) -> Inputs:
     """`frame`: columns (a DataFrame or a dict of lists) holding the issue-time and calendar features;
     `extra`: further model inputs per target hour (the target-aligned lags)."""
@@ -228,10 +243,10 @@ def _online(src: AssetSource, service: str, targets, issue_cols, t) -> tuple[dic
 
 
 def _offline(src: AssetSource, service: str, t, targets) -> pd.DataFrame:
-    fs = feature_service(src.store, service)
+    grid = grid_features(src.store, service)
     entity_df = pd.DataFrame({"tenant_id": src.tenant, "asset_id": src.asset, "event_timestamp": [t] * len(targets),
                               "target_time": targets})
-    return src.store.get_historical_features(entity_df=entity_df, features=fs).to_df()
+    return src.store.get_historical_features(entity_df=entity_df, features=grid).to_df()
 
 
 def recent_forecast_rows(src: AssetSource, service: str, features: list[str], t: pd.Timestamp,
@@ -250,11 +265,14 @@ def recent_forecast_rows(src: AssetSource, service: str, features: list[str], t:
     entity_df = pd.DataFrame({"tenant_id": src.tenant, "asset_id": src.asset, "event_timestamp": issue,
                               "target_time": target - HOUR, "row": np.arange(len(issue))})
     frame = src.store.get_historical_features(entity_df=entity_df,
-                                              features=feature_service(src.store, service)).to_df()
+                                              features=grid_features(src.store, service)).to_df()
     frame = frame.sort_values("row").reset_index(drop=True)
     columns = {c: frame[c].to_numpy(dtype=float) for c in [*issue_cols, *calendar_cols]}
     columns |= aligned(series, issue, horizon)
     columns |= gap_state(series, issue)
+    if variables := service_target_columns(src.store, service):
+        rows = pd.DataFrame({"asset_id": src.asset, "issue_time": issue, "target_time": target})
+        columns |= tw.training_columns(src.settings, src.store, src.tenant, rows, variables)[0]
     if uses_peers(features):
         columns |= peer_columns(src, issue, horizon)
     columns[HORIZON] = horizon.to_numpy(dtype=float)
@@ -263,8 +281,10 @@ def recent_forecast_rows(src: AssetSource, service: str, features: list[str], t:
     return np.column_stack([columns[f] for f in features])[keep], horizon.to_numpy()[keep], y[keep]
 
 
-def history_forecast_inputs(store, service: str, series: pd.Series, horizon: int, timezone: str) -> Inputs:
-    """Inputs from a caller-supplied series: issue time = end of its last hour."""
+def history_forecast_inputs(store, service: str, series: pd.Series, horizon: int, timezone: str,
+                            weather: pd.DataFrame | None = None) -> Inputs:
+    """Inputs from a caller-supplied series: issue time = end of its last hour; target-hour weather from the
+    caller's `weather` only."""
     issue_cols, calendar_cols = service_columns(store, service)
     buckets = hist.hourly(series)
     t = buckets.index[-1] + HOUR
@@ -278,7 +298,12 @@ def history_forecast_inputs(store, service: str, series: pd.Series, horizon: int
     extra |= {name: np.full(horizon, np.nan) for name in PEER}  # a supplied series has no site peers
     span = int((t - by_end.index[0]) / HOUR) + 1  # hours from the history's first to its issue time
     gap = gap_warning(by_end, t, "the supplied history", min(MAX_HORIZON, span))
-    return _inputs(frame, issue_cols, calendar_cols, t, horizon, "history", [gap] if gap else [], extra)
+    warnings = [gap] if gap else []
+    if variables := service_target_columns(store, service):
+        columns, notes = tw.serving_columns(None, None, t, horizon, variables, weather)
+        extra |= columns
+        warnings += notes
+    return _inputs(frame, issue_cols, calendar_cols, t, horizon, "history", warnings, extra)
 
 
 def anomaly_frame(src: AssetSource, service: str, start, end) -> pd.DataFrame:
@@ -293,7 +318,7 @@ def anomaly_frame(src: AssetSource, service: str, start, end) -> pd.DataFrame:
     entity_df = pd.DataFrame({"tenant_id": src.tenant, "asset_id": src.asset, "event_timestamp": values.index,
                               "target_time": values.index})
     frame = src.store.get_historical_features(entity_df=entity_df,
-                                              features=feature_service(src.store, service)).to_df()
+                                              features=grid_features(src.store, service)).to_df()
     frame = frame.sort_values("event_timestamp").reset_index(drop=True)
     frame["value"] = values.reindex(pd.to_datetime(frame["event_timestamp"], utc=True)).to_numpy()
     return frame

@@ -28,9 +28,10 @@ from registry.design import (
     sample_pairs,
 )
 from registry.gaps import GAP, gap_state, inject
+from registry.target_weather import MODES, model_names, training_columns
 from warehouse import hourly
 from warehouse.db import connect
-from warehouse.store import feature_service, service_columns, service_uses_peers
+from warehouse.store import grid_features, service_columns, service_target_columns, service_uses_peers
 
 logger = logging.getLogger(__name__)
 BASELINES = tuple(BASELINE_SOURCES)
@@ -68,6 +69,10 @@ class SplitConfig:
     # window starts (another asset's later data would tell it about the weather, holidays and shocks of
     # that window). Off: each asset trains up to its own split (training for deployment).
     shared_cutoff: bool = False
+    # Target-hour weather (registry/target_weather.py), for services with a view keyed by target_hour:
+    # "forecast" (archived forecasts, else the observed weather with a forecast's error) or "oracle" (the
+    # observed weather itself: an evaluation's upper bound, never a model to serve).
+    target_weather: str = "forecast"
 
     def check(self) -> SplitConfig:
         rules = {
@@ -82,6 +87,8 @@ class SplitConfig:
                 raise ValueError(f"{name}={value!r} is out of range {lo}..{hi}")
         if not isinstance(self.gap_share, int | float) or not 0 <= self.gap_share <= 1:
             raise ValueError(f"gap_share={self.gap_share!r} is out of range 0..1")
+        if self.target_weather not in MODES:
+            raise ValueError(f"target_weather={self.target_weather!r} is not one of {', '.join(MODES)}")
         if self.min_history_days <= self.holdout_days:
             raise ValueError(f"min_history_days={self.min_history_days} must exceed holdout_days={self.holdout_days}")
         return self
@@ -114,11 +121,12 @@ class TrainingSet:
     series: dict[str, pd.Series] = field(repr=False)
     peers: dict[str, list[str]] = field(default_factory=dict)  # asset -> its site peers (peer inputs)
     gap_inputs: bool = False  # the GAP inputs (registry/gaps.py)
+    target_features: list[str] = field(default_factory=list)  # target_<variable> (registry/target_weather.py)
 
     @property
     def features(self) -> list[str]:
-        return [*self.issue_features, *ALIGNED, *(PEER if self.peers else ()), *(GAP if self.gap_inputs else ()),
-                *self.calendar_features, HORIZON]
+        return [*self.issue_features, *self.target_features, *ALIGNED, *(PEER if self.peers else ()),
+                *(GAP if self.gap_inputs else ()), *self.calendar_features, HORIZON]
 
     @property
     def window(self) -> tuple[pd.Timestamp, pd.Timestamp]:
@@ -181,14 +189,14 @@ def asset_windows(series: dict[str, pd.Series], assets: list[str], cfg: SplitCon
 def point_in_time_features(store, service: str, tenant: str, windows: list[AssetWindow]) -> pd.DataFrame:
     """The service's features at every hour boundary E of each asset's window, from Feast's
     point-in-time join; calendar (on-demand) features describe the hour starting at E."""
-    fs = feature_service(store, service)
+    features = grid_features(store, service)
     frames = []
     for w in windows:
         grid = pd.date_range(w.start, w.end, freq="h")
         frames.append(pd.DataFrame({"tenant_id": tenant, "asset_id": w.asset_id, "event_timestamp": grid,
                                     "target_time": grid}))
     entity_df = pd.concat(frames, ignore_index=True)
-    out = store.get_historical_features(entity_df=entity_df, features=fs).to_df()
+    out = store.get_historical_features(entity_df=entity_df, features=features).to_df()
     out["event_timestamp"] = pd.to_datetime(out["event_timestamp"], utc=True)
     return out
 
@@ -207,10 +215,11 @@ class Plan:
     windows: list[AssetWindow]
     peers: dict[str, list[str]] = field(default_factory=dict)  # asset -> site peers, when the service asks
     peer_series: dict[str, pd.Series] = field(default_factory=dict, repr=False)  # peers not trained on
+    target_cols: list[str] = field(default_factory=list)  # the service's target-hour variables
 
     @property
     def features(self) -> list[str]:
-        return [*self.issue_cols, *self.calendar_cols]
+        return [*self.issue_cols, *model_names(self.target_cols), *self.calendar_cols]
 
 
 def plan(settings: Settings, store, tenant: str, assets: list[str] | None = None,
@@ -234,7 +243,8 @@ def plan(settings: Settings, store, tenant: str, assets: list[str] | None = None
         else:
             logger.warning("%s asks for peer inputs but no asset of %s has a site peer (the tenant's other assets "
                            "at its site; `ems ingest --site`): trained without them", service, tenant)
-    return Plan(settings, tenant, service, cfg, issue_cols, calendar_cols, series, windows, peers, peer_series)
+    return Plan(settings, tenant, service, cfg, issue_cols, calendar_cols, series, windows, peers, peer_series,
+                service_target_columns(store, service))
 
 
 def build(store, p: Plan) -> TrainingSet:
@@ -272,6 +282,15 @@ def build(store, p: Plan) -> TrainingSet:
                 columns |= gap_state(series[asset], part["issue_time"])
             for name in names:
                 rows.loc[part.index, name] = columns[name]
+    if p.target_cols:  # before gap injection: the copies keep their rows' weather (not read from the load)
+        for name, rows in (("training", train), ("held-out", holdout)):
+            columns, counts = training_columns(p.settings, store, tenant, rows, p.target_cols, cfg.target_weather,
+                                               cfg.seed)
+            for c, values in columns.items():
+                rows[c] = values
+            logger.info("target-hour weather of %d %s rows (%s): %d archived forecasts, %d observed%s, %d missing",
+                        len(rows), name, cfg.target_weather, counts["archived"], counts["observed"],
+                        " with forecast error" if cfg.target_weather == "forecast" else "", counts["missing"])
     if cfg.gap_share:
         gapped = inject(train, series, [*issue_cols, *ALIGNED, *(GAP if cfg.gap_inputs else ())], rng, cfg.gap_share)
         train = pd.concat([train, gapped], ignore_index=True)
@@ -288,7 +307,8 @@ def build(store, p: Plan) -> TrainingSet:
     logger.info("training set %s/%s: %d training rows, %d held-out rows, %d assets", tenant, service,
                 len(train), len(holdout), len(windows))
     return TrainingSet(tenant, service, issue_cols, calendar_cols, train.reset_index(drop=True),
-                       holdout.reset_index(drop=True), windows, scales, series, p.peers, cfg.gap_inputs)
+                       holdout.reset_index(drop=True), windows, scales, series, p.peers, cfg.gap_inputs,
+                       model_names(p.target_cols))
 
 
 def labels(series: dict[str, pd.Series]) -> pd.Series:

@@ -23,7 +23,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
-from core.errors import EmsError, FeaturesUnavailableError, InvalidSeriesError, TooManyJobsError, error_code
+from core.errors import (
+    EmsError,
+    FeaturesUnavailableError,
+    InvalidArgumentError,
+    InvalidSeriesError,
+    TooManyJobsError,
+    error_code,
+)
 from core.names import parse_model_id
 from service import telemetry
 from service.auth import AuthError, Caller, TokenVerifier
@@ -67,6 +74,20 @@ def _series(readings: list[Reading] | None, name: str) -> pd.Series | None:
         raise InvalidSeriesError(f"{name} is not a time series{at}: {reason}; use times between 1677 and 2262, "
                                  "all with a UTC offset or all without") from None
     return pd.Series([r.value for r in readings], index=index)
+
+
+def _weather(hours) -> pd.DataFrame | None:
+    """weather_forecast entries as a frame indexed by target hour (the SDK checks names, ranges and zones)."""
+    if hours is None:
+        return None
+    frame = pd.DataFrame([h.model_dump(exclude_none=True) for h in hours])
+    if frame.empty:
+        return None
+    stamps = frame.pop("timestamp")
+    if any(t.tzinfo is None for t in stamps):
+        raise InvalidArgumentError("weather_forecast: every timestamp needs a UTC offset (e.g. 2017-12-31T00:00:00Z)")
+    frame.index = pd.DatetimeIndex(pd.to_datetime(stamps, utc=True))
+    return frame
 
 
 # ------------------------------------------------------------------ errors
@@ -253,11 +274,12 @@ def create_app(settings, verifier: TokenVerifier | None = None, client=None) -> 
         history = _series(body.historical_data, "historical_data")
         call = partial(sdk.forecast, body.tenant_id, body.asset_id, horizon=body.horizon_hours,
                        quantiles=body.include_quantiles, model=body.model_name, history=history,
-                       timezone=body.timezone, overrides=body.features, forecast_type=body.forecast_type)
-        result = await run(call, history is None and sdk.warm(body.tenant_id, [body.asset_id], forecast=True,
-                                                                model=body.model_name,
-                                                                quantiles=body.include_quantiles,
-                                                                forecast_type=body.forecast_type))
+                       timezone=body.timezone, overrides=body.features, forecast_type=body.forecast_type,
+                       weather_forecast=_weather(body.weather_forecast))
+        warm = history is None and body.weather_forecast is None and sdk.warm(
+            body.tenant_id, [body.asset_id], forecast=True, model=body.model_name, quantiles=body.include_quantiles,
+            forecast_type=body.forecast_type)
+        result = await run(call, warm)
         feature_source.labels(result.source).inc()
         feature_age.labels(result.source).observe(result.feature_age_seconds)
         return {"forecast_id": uuid.uuid4().hex, "forecast_type": body.forecast_type,

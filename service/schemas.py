@@ -41,6 +41,14 @@ class Reading(BaseModel):
     value: float
 
 
+class WeatherHour(BaseModel):
+    timestamp: datetime = Field(description="start of the target hour, ISO 8601 with a UTC offset")
+    temperature: float | None = Field(None, description="deg C")
+    humidity: float | None = Field(None, description="% relative humidity")
+    solar_irradiance: float | None = Field(None, description="W/m2")
+    wind_speed: float | None = Field(None, description="m/s")
+
+
 class ForecastRequest(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [
         {"tenant_id": "demo", "asset_id": "zone1", "forecast_type": "load", "horizon_hours": 24,
@@ -58,9 +66,15 @@ class ForecastRequest(BaseModel):
         None, description="overrides of inputs the model reads at issue time (lags, rolling statistics, the weather "
                           "observed at issue time, profile values), name -> number, applied to every target hour; "
                           "calendar inputs follow from each target hour and cannot be overridden. The response "
-                          "names each override in its warnings. Weather forecasts for the target hours are not "
-                          "an input of the load models yet.",
+                          "names each override in its warnings. A weather forecast for the target hours goes in "
+                          "weather_forecast.",
         examples=[{"temperature": 31.5}])
+    weather_forecast: list[WeatherHour] | None = Field(
+        None, description="your weather forecast for the target hours, one entry per hour (variables left out stay "
+                          "as stored), for a model whose feature service reads target-hour weather "
+                          "(forecast_weather_ahead); replaces the stored forecasts and is named in the warnings. "
+                          "A model without such inputs answers 422.",
+        examples=[[{"timestamp": "2017-12-31T00:00:00Z", "temperature": 14.2}]])
 
     _type = field_validator("forecast_type")(lambda value: _forecast_type(value))
     _interval = field_validator("interval_minutes")(lambda value: _interval_minutes(value))

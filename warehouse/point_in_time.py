@@ -19,7 +19,7 @@ from core.errors import InvalidRangeError, UnknownAssetError
 from core.names import check_asset_id, check_tenant_id
 from core.settings import Settings
 from warehouse.db import connect
-from warehouse.store import feature_service
+from warehouse.store import feature_service, grid_features
 
 logger = logging.getLogger(__name__)
 MAX_EXPORT_ROWS = 2_000_000  # assets x hours of one export
@@ -59,7 +59,7 @@ def features_at(settings: Settings, store, service: str, tenant: str, assets: li
     when = [_utc(at[a] if isinstance(at, dict) else at, "timestamp") for a in assets]
     fs = feature_service(store, service)
     entity_df = pd.DataFrame({"tenant_id": tenant, "asset_id": assets, "event_timestamp": when, "target_time": when})
-    out = store.get_historical_features(entity_df=entity_df, features=fs).to_df()
+    out = store.get_historical_features(entity_df=entity_df, features=grid_features(store, service)).to_df()
     ordered = [f.name for p in fs.feature_view_projections for f in p.features]
     out = out.set_index("asset_id").loc[assets].reset_index()
     return out[["tenant_id", "asset_id", "event_timestamp", *ordered]]
@@ -82,7 +82,7 @@ def export(settings: Settings, store, service: str, tenant: str, start: datetime
     if rows > MAX_EXPORT_ROWS:
         raise InvalidRangeError(f"{len(assets)} assets x {len(grid)} hours = {rows:,} rows; one export may hold "
                                 f"1..{MAX_EXPORT_ROWS:,}: export fewer assets or a shorter range")
-    fs = feature_service(store, service)
+    grid_refs = grid_features(store, service)
     per_batch = max(1, BATCH_ROWS // len(grid))
     batches = [assets[i:i + per_batch] for i in range(0, len(assets), per_batch)]
     written, schema = 0, None
@@ -95,7 +95,7 @@ def export(settings: Settings, store, service: str, tenant: str, start: datetime
                 progress("point-in-time join", i, len(batches))
             entity_df = pd.DataFrame([(tenant, a, t, t) for a in batch for t in grid],
                                      columns=["tenant_id", "asset_id", "event_timestamp", "target_time"])
-            frame = store.get_historical_features(entity_df=entity_df, features=fs).to_df()
+            frame = store.get_historical_features(entity_df=entity_df, features=grid_refs).to_df()
             frame = frame.sort_values(["asset_id", "event_timestamp"], kind="stable").reset_index(drop=True)
             table = pa.Table.from_pandas(frame, preserve_index=False)
             if schema is None:

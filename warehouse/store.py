@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -60,7 +61,8 @@ def registry_reachable(store) -> Iterator[None]:
 # Feast rebuilds a FeatureService from its proto on every registry lookup (~10 ms here, typeguard
 # checks included) even when the registry itself is cached; keep the objects for the registry's
 # own cache_ttl_seconds, so staleness is the same as Feast's.
-_SERVICES: dict[tuple[int, str], tuple[float, object, tuple[list[str], list[str]]]] = {}
+_SERVICES: dict[tuple[int, str], tuple[float, object, tuple[list[str], list[str]], list[str], object]] = {}
+TARGET_ENTITY = "target_hour"  # views keyed by it hold covariates for the target hour (feature_repo/views.py)
 
 
 def _cached_service(store, name: str):
@@ -80,11 +82,22 @@ def _cached_service(store, name: str):
                 f"feature service {name!r} is not registered; known: {', '.join(known) or 'none (run `feast apply`)'}"
             ) from e
         on_demand = {v.name for v in store.list_on_demand_feature_views(allow_cache=True)}
-    issue, calendar = [], []
+        targeted = {v.name for v in store.list_feature_views(allow_cache=True) if TARGET_ENTITY in v.entities}
+    issue, calendar, target = [], [], []
     for projection in fs.feature_view_projections:
         names = [f.name for f in projection.features]
-        (calendar if projection.name in on_demand else issue).extend(names)
-    _SERVICES[key] = hit = (time.monotonic(), fs, (issue, calendar))
+        (calendar if projection.name in on_demand else target if projection.name in targeted else issue).extend(names)
+    if target:
+        # Target-hour covariates are joined per (issue time, target hour), not on the hourly grid of the
+        # other views: every grid read (training grid, online, offline, anomaly frames) gets the service
+        # without them, and registry/target_weather.py adds them to each (issue, target) row.
+        grid = copy.copy(fs)
+        grid.feature_view_projections = [p for p in fs.feature_view_projections if p.name not in targeted]
+        fs = grid
+    # What get_historical_features joins on the grid: the service itself, or (with target-hour views, which
+    # Feast would add back from the registry by the service's name) the references of the rest.
+    refs = [f"{p.name_to_use()}:{f.name}" for p in fs.feature_view_projections for f in p.features] if target else fs
+    _SERVICES[key] = hit = (time.monotonic(), fs, (issue, calendar), target, refs)
     return hit
 
 
@@ -98,14 +111,27 @@ def service_uses_peers(store, service: str) -> bool:
 
 
 def feature_service(store, name: str):
-    """A registered FeatureService by name (one clear error listing the known ones otherwise)."""
+    """A registered FeatureService by name (one clear error listing the known ones otherwise), without its
+    target-hour covariate views (service_target_columns): what every hourly-grid read joins."""
     return _cached_service(store, name)[1]
+
+
+def grid_features(store, name: str):
+    """The `features` argument of get_historical_features for a service's hourly-grid join (the service, or
+    the references of its views other than the target-hour ones)."""
+    return _cached_service(store, name)[4]
 
 
 def service_columns(store, service: str) -> tuple[list[str], list[str]]:
     """(issue-time features, target-time calendar features) of a feature service, in service order."""
     issue, calendar = _cached_service(store, service)[2]
     return list(issue), list(calendar)
+
+
+def service_target_columns(store, service: str) -> list[str]:
+    """The service's covariates for the target hour (views keyed by target_hour, e.g. weather_forecast), as
+    the view names them; models read them as `target_<name>` (registry/target_weather.py)."""
+    return list(_cached_service(store, service)[3])
 
 
 def materialize(

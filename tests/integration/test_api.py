@@ -12,8 +12,8 @@ import jwt
 import pytest
 import requests
 
-from registry import lifecycle
-from tests.helpers.api import AUDIENCE, call, served_keys, serving, trained_tenant
+from registry import lifecycle, train_forecast
+from tests.helpers.api import AUDIENCE, FAST, SPLIT, call, served_keys, serving, trained_tenant
 from tests.helpers.stack import TEST_PORTS, ems
 
 pytestmark = pytest.mark.integration
@@ -278,3 +278,25 @@ def test_issue_time_inputs_can_be_overridden_and_calendar_ones_cannot(api, keys)
                             ({"lag_1h": "a lot"}, "features.lag_1h")):
         bad = call("POST", f"{base}/ai/forecast", token, json={**body, "features": features})
         assert bad.status_code == 422 and names in bad.json()["message"], bad.text
+
+
+def test_a_weather_forecast_for_the_target_hours_goes_in_the_call(api, stack, store, keys):
+    """A model on forecast_weather_ahead takes the caller's forecast (named in the warnings); the default
+    model reads none and says so; a timestamp without a UTC offset is refused."""
+    base, _ = api
+    weather = train_forecast.train(stack, store, A, service="forecast_weather_ahead", name="api_weather",
+                                   split=SPLIT, boosting=FAST)
+    token = keys.token(A, ["forecaster"])
+    body = {"tenant_id": A, "asset_id": "zone1", "horizon_hours": 3, "model_name": weather.model_id}
+    hours = [{"timestamp": f"2017-06-29T0{h}:00:00Z", "temperature": 30.0 + h} for h in range(3)]
+    r = call("POST", f"{base}/ai/forecast", token, json={**body, "weather_forecast": hours})
+    assert r.status_code == 200, r.text
+    assert any("supplied by the caller (temperature)" in w for w in r.json()["warnings"])
+    plain = call("POST", f"{base}/ai/forecast", token, json={**body, "model_name": None, "weather_forecast": hours})
+    assert plain.status_code == 422 and "reads no weather forecast" in plain.json()["message"], plain.text
+    naive = [{"timestamp": "2017-06-29T00:00:00", "temperature": 20.0}]
+    bad = call("POST", f"{base}/ai/forecast", token, json={**body, "weather_forecast": naive})
+    assert bad.status_code == 422 and "needs a UTC offset" in bad.json()["message"], bad.text
+    hot = [{"timestamp": "2017-06-29T00:00:00Z", "temperature": 99.0}]
+    bad = call("POST", f"{base}/ai/forecast", token, json={**body, "weather_forecast": hot})
+    assert bad.status_code == 422 and "value 99 at" in bad.json()["message"], bad.text
