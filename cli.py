@@ -821,15 +821,36 @@ def evaluate_forecast(
     out: Annotated[Path | None, typer.Option("--out", file_okay=False, help="Report folder (default "
                                              "{EMS_HOME}/reports/backtest/<tenant>-<stamp>).")] = None,
     as_json: AsJson = False,
+    protocol: Annotated[str, typer.Option("--protocol", help="backtest: the tenant's ingested data | epf: the "
+                                          "epftoolbox day-ahead price protocol on the shared data (--market).")]
+    = "backtest",
+    market: Annotated[str, typer.Option("--market", help="epf: np | pjm.")] = "np",
+    data: Annotated[Path, typer.Option("--data", file_okay=False, help="epf: the shared data folder.")]
+    = Path("../shared/data"),
+    recalibrate_days: Annotated[int, typer.Option("--recalibrate-days", help="epf: refit the price forecaster "
+                                                  "every N days (1..91).")] = 28,
+    plot: Annotated[Path | None, typer.Option("--plot", dir_okay=False, help="epf: PNG of the last test week.")]
+    = None,
+    target_weather: Annotated[str, typer.Option("--target-weather", help="backtest, services with target-hour "
+                                                "weather (forecast_weather_ahead): forecast (archived forecasts, "
+                                                "else observed weather with a forecast's error) | oracle (observed "
+                                                "weather: the upper bound).")] = "forecast",
 ) -> None:
     """Rolling-origin backtest: train once before the last N days, forecast each day, score vs seasonal-naive."""
+    if protocol == "epf":
+        _evaluate_epf(market, data, recalibrate_days, plot, as_json)
+        return
+    if protocol != "backtest":
+        raise _fail(ValueError(f"--protocol {protocol!r} is not one of backtest, epf"))
+    if tenant is None:
+        raise _fail(ValueError("give --tenant (or EMS_TENANT) for the backtest protocol"))
     from evaluation import backtest, backtest_report
     from warehouse.store import get_store
 
     hours = _run(backtest.check, _hours_list(horizons), origins, history_days)  # before any I/O
     store = get_store(settings())
     result = _steps("backtest", backtest.run, settings(), store, tenant, asset, hours, origins, features,
-                    history_days)
+                    history_days, target_weather=target_weather)
     with contextlib.redirect_stdout(sys.stderr), err_console.status("writing the report…"):
         report = backtest_report.publish(settings(), store, result, out)
     for w in report.warnings:

@@ -152,14 +152,19 @@ def check(horizons: Iterable[int], origins: int, history_days: int) -> tuple[int
 
 def run(settings: Settings, store, tenant: str, assets: list[str] | None = None, horizons: Iterable[int] = (24, 168),
         origins: int = 56, service: str = DEFAULT_FORECAST_SERVICE, history_days: int = 1095,
-        boosting: train_forecast.BoosterConfig | None = None, progress: Progress | None = None) -> BacktestResult:
+        boosting: train_forecast.BoosterConfig | None = None, progress: Progress | None = None,
+        target_weather: str = "forecast") -> BacktestResult:
     """Fit once on each asset's data before its last `origins` days, forecast every daily origin of
-    those days for horizons 1..max(horizons) and score them against the seasonal-naive baselines."""
+    those days for horizons 1..max(horizons) and score them against the seasonal-naive baselines.
+    target_weather (services with target-hour weather, registry/target_weather.py): "forecast" (archived
+    forecasts, else the observed weather with a forecast's error, in training and test rows alike) or
+    "oracle" (the observed weather itself: the upper bound of what weather can give)."""
     hs = check(horizons, origins, history_days)
     boosting = boosting or train_forecast.BoosterConfig()
     tick = progress or (lambda *_: None)
     split = training_data.SplitConfig(history_days=history_days, holdout_days=origins,
-                                      min_history_days=origins + MIN_TRAIN_DAYS, shared_cutoff=True)
+                                      min_history_days=origins + MIN_TRAIN_DAYS, shared_cutoff=True,
+                                      target_weather=target_weather)
     timings, t0 = {}, time.perf_counter()
     tick(STEPS[0], 0, len(STEPS))
     p = training_data.plan(settings, store, tenant, assets, service, split)

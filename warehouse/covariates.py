@@ -27,7 +27,7 @@ from core.names import check_asset_id
 from core.settings import Settings
 from warehouse import validate as v
 from warehouse.db import connect
-from warehouse.ingest import IngestReport, Progress, _copy, _write_rejects
+from warehouse.ingest import IngestReport, Progress, copy_rows, write_rejects
 
 # What a weather forecast may hold, and its physical range (a value outside it is a unit or parsing error).
 WEATHER_FORECAST_VARIABLES = {
@@ -76,28 +76,16 @@ def validate(df: pd.DataFrame, allowed: dict[str, tuple[float, float]], tz: str 
     A missing cell is that variable's NULL; a row with every variable missing is rejected."""
     df = df.reset_index(drop=True)
     variables = [c for c in allowed if c in df.columns]
-    reason = pd.Series(pd.NA, index=df.index, dtype=v.STR)
-    rows = pd.DataFrame({"line": df["line"]})
-    missing = pd.Series(True, index=df.index)
-    for col in variables:
-        values, col_reason = v.parse_values(df[col])
-        gone = (col_reason == v.NAN).fillna(False)
-        lo, hi = allowed[col]
-        outside = (values < lo) | (values > hi)
-        rows[col] = values.mask(gone)
-        missing &= gone
-        reason = reason.fillna(col_reason.mask(gone))
-        reason[outside & reason.isna()] = OUT_OF_RANGE
-    reason[missing] = reason[missing].fillna(v.NAN)
-    issue, issue_reason = v._times(df["issue_time"], tz, now, None)  # issued in the future: rejected
+    rows, reason = v.variable_values(df, variables, allowed, OUT_OF_RANGE)
+    issue, issue_reason = v.parse_times(df["issue_time"], tz, now, None)  # issued in the future: rejected
     target = v.parse_timestamps(df["target_time"], tz)  # targets are in the future by nature
     rows["issue_time"], rows["target_time"] = issue, target
-    reason = reason.fillna(issue_reason).fillna(v._timestamp_reasons(df["target_time"], target))
+    reason = reason.fillna(issue_reason).fillna(v.timestamp_reasons(df["target_time"], target))
     late = rows["issue_time"] > rows["target_time"]
     reason[late] = reason[late].fillna(ISSUED_AFTER_TARGET)
     ok = reason.isna()
-    reason[ok] = v._duplicate_reasons(rows[ok], ["target_time", "issue_time"], variables)
-    return v._split(df, rows, reason)
+    reason[ok] = v.duplicate_reasons(rows[ok], ["target_time", "issue_time"], variables)
+    return v.split_rejects(df, rows, reason)
 
 
 def ingest_forecasts(settings: Settings, path: Path, series: str, *, columns: str | None = None, tz: str = "UTC",
@@ -112,7 +100,7 @@ def ingest_forecasts(settings: Settings, path: Path, series: str, *, columns: st
     table = select(v.read_table(path), v.parse_column_spec(columns), allowed)
     checked = validate(table, allowed, tz=tz, now=now)
     report = IngestReport(str(path), series, checked.rows_read, 0, 0, 0, len(checked.rejects))
-    report.reject_file = _write_rejects(settings, path, checked.rejects, reject_file)
+    report.reject_file = write_rejects(settings, path, checked.rejects, reject_file)
     if checked.rows.empty:
         raise v.IngestError(
             f"{Path(path).name}: nothing to load, all {checked.rows_read} rows were rejected: "
@@ -125,9 +113,9 @@ def ingest_forecasts(settings: Settings, path: Path, series: str, *, columns: st
         conn.execute(sql.SQL("CREATE TEMP TABLE ingest_forecasts (ts timestamptz, issue_time timestamptz, {}) "
                              "ON COMMIT DROP").format(
             sql.SQL(", ").join(sql.SQL("{} float8").format(sql.Identifier(c)) for c in variables)))
-        conn.execute("SET LOCAL TIME ZONE 'UTC'")  # _copy writes naive UTC text
+        conn.execute("SET LOCAL TIME ZONE 'UTC'")  # copy_rows writes naive UTC text
         staged["issue_time"] = staged["issue_time"].dt.tz_convert("UTC").dt.tz_localize(None)
-        _copy(conn, "ingest_forecasts", staged, progress)
+        copy_rows(conn, "ingest_forecasts", staged, progress)
         new = sql.SQL(", ").join(sql.SQL("coalesce(EXCLUDED.{c}, f.{c})").format(c=sql.Identifier(c))
                                  for c in variables)
         report.inserted, report.updated = conn.execute(sql.SQL(

@@ -94,7 +94,7 @@ def ingest_readings(
                           assets=sorted(checked.rows["asset_id"].unique().tolist()))
     report.phases["read"] = read - started
     lap = _lap(report, read)
-    report.reject_file = _write_rejects(settings, path, checked.rejects, reject_file)
+    report.reject_file = write_rejects(settings, path, checked.rejects, reject_file)
     if checked.rows.empty:
         raise v.IngestError(
             f"{Path(path).name}: nothing to load, all {checked.rows_read} rows were rejected: "
@@ -193,7 +193,7 @@ def _copy_new(conn: psycopg.Connection, tenant: str, rows: pd.DataFrame, spans: 
     try:
         try:
             with conn.transaction():  # a savepoint: a unique violation undoes only this COPY
-                _copy(conn, "readings", rows[columns], progress, total=total, tenant_id=tenant)
+                copy_rows(conn, "readings", rows[columns], progress, total=total, tenant_id=tenant)
         except (psycopg.errors.FeatureNotSupported, psycopg.errors.WrongObjectType) as e:
             # A tenant's database role: Postgres refuses COPY into a table under row-level security (plain path)
             # and into a view (tenant_scope on TimescaleDB); the rows go in by COPY to a temp table and one
@@ -203,7 +203,7 @@ def _copy_new(conn: psycopg.Connection, tenant: str, rows: pd.DataFrame, spans: 
             with conn.transaction():
                 conn.execute(sql.SQL("CREATE TEMP TABLE ingest_new ({}) ON COMMIT DROP").format(sql.SQL(", ").join(
                     sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(READING_TYPES[c])) for c in columns)))
-                _copy(conn, "ingest_new", rows[columns], progress, total=total)
+                copy_rows(conn, "ingest_new", rows[columns], progress, total=total)
                 names = sql.SQL(", ").join(map(sql.Identifier, columns))
                 conn.execute(sql.SQL("INSERT INTO readings (tenant_id, {c}) SELECT %s, {c} FROM ingest_new").format(
                     c=names), (tenant,))
@@ -227,7 +227,7 @@ def _upsert(conn: psycopg.Connection, tenant: str, rows: pd.DataFrame, progress:
     conn.execute(
         "CREATE TEMP TABLE ingest_readings (asset_id text, ts timestamptz, value float8, unit text) ON COMMIT DROP"
     )
-    _copy(conn, "ingest_readings", rows[["asset_id", "ts", "value", "unit"]], progress, done=done, total=total)
+    copy_rows(conn, "ingest_readings", rows[["asset_id", "ts", "value", "unit"]], progress, done=done, total=total)
     # Rows already stored as they are go no further: a re-ingest then writes nothing, and on
     # TimescaleDB the upsert never decompresses a chunk for a row it would not change.
     conn.execute(
@@ -299,7 +299,7 @@ def ingest_weather(
     table = v.select_columns(v.read_table(path), v.parse_column_spec(columns), allowed=v.WEATHER_VARIABLES)
     checked = v.validate_weather(table, tz=tz, now=now, period_ending=period_ending)
     report = IngestReport(str(path), site, checked.rows_read, 0, 0, 0, len(checked.rejects))
-    report.reject_file = _write_rejects(settings, path, checked.rejects, reject_file)
+    report.reject_file = write_rejects(settings, path, checked.rejects, reject_file)
     if checked.rows.empty:
         raise v.IngestError(
             f"{Path(path).name}: nothing to load, all {checked.rows_read} rows were rejected: "
@@ -314,7 +314,7 @@ def ingest_weather(
                 sql.SQL(", ").join(sql.SQL("{} float8").format(sql.Identifier(c)) for c in variables)
             )
         )
-        _copy(conn, "ingest_weather", checked.rows[["ts", *variables]], progress)
+        copy_rows(conn, "ingest_weather", checked.rows[["ts", *variables]], progress)
         conn.execute(  # unchanged rows go no further (see _upsert)
             sql.SQL("DELETE FROM ingest_weather i USING weather w WHERE w.site_id = %(site)s AND w.ts = i.ts"
                     " AND ({old}) IS NOT DISTINCT FROM ({new})").format(
@@ -355,7 +355,7 @@ def ingest_weather(
     return report
 
 
-def _copy(conn: psycopg.Connection, table: str, frame: pd.DataFrame, progress: Progress | None, *,
+def copy_rows(conn: psycopg.Connection, table: str, frame: pd.DataFrame, progress: Progress | None, *,
           done: int = 0, total: int | None = None, tenant_id: str | None = None) -> None:
     """COPY a frame (plus a constant `tenant_id` column if given) into `table` as CSV written by Arrow,
     chunk by chunk so progress can be shown. Times go as naive UTC text (the connection is in UTC):
@@ -399,7 +399,7 @@ def _lap(report: IngestReport, since: float) -> Callable[[str], None]:
     return lap
 
 
-def _write_rejects(settings: Settings, path: Path, rejects: pd.DataFrame, target: Path | None) -> str | None:
+def write_rejects(settings: Settings, path: Path, rejects: pd.DataFrame, target: Path | None) -> str | None:
     if rejects.empty:
         return None
     if target is None:

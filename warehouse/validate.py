@@ -209,7 +209,7 @@ def validate_readings(df: pd.DataFrame, tz: str = "UTC", now: datetime | None = 
 
     repeats = None if tz == "UTC" else pd.DataFrame({"a": asset, "t": df["timestamp"].astype(STR)}).duplicated()
     first = None if repeats is None else (~repeats).to_numpy()
-    ts, ts_reason = _times(df["timestamp"], tz, now, first, period_ending)
+    ts, ts_reason = parse_times(df["timestamp"], tz, now, first, period_ending)
     reason = reason.fillna(ts_reason)
 
     rows = pd.DataFrame({"line": df["line"], "asset_id": asset, "ts": ts, "value": values})
@@ -217,8 +217,8 @@ def validate_readings(df: pd.DataFrame, tz: str = "UTC", now: datetime | None = 
         unit = df["unit"].astype(STR).str.strip()
         rows["unit"] = unit.mask(unit == "")
     ok = reason.isna()
-    reason[ok] = _duplicate_reasons(rows[ok], ["asset_id", "ts"], ["value"])
-    return _split(df, rows, reason)
+    reason[ok] = duplicate_reasons(rows[ok], ["asset_id", "ts"], ["value"])
+    return split_rejects(df, rows, reason)
 
 
 def validate_weather(df: pd.DataFrame, tz: str = "UTC", now: datetime | None = None,
@@ -228,6 +228,22 @@ def validate_weather(df: pd.DataFrame, tz: str = "UTC", now: datetime | None = N
     value only when every variable of it is missing (a non-numeric cell still rejects its row)."""
     df = df.reset_index(drop=True)
     variables = [c for c in WEATHER_VARIABLES if c in df.columns]
+    rows, reason = variable_values(df, variables)
+    first = None if tz == "UTC" else (~df["timestamp"].astype(STR).duplicated()).to_numpy()
+    ts, ts_reason = parse_times(df["timestamp"], tz, now, first, period_ending)
+    reason = reason.fillna(ts_reason)
+    rows.insert(1, "ts", ts)
+    ok = reason.isna()
+    reason[ok] = duplicate_reasons(rows[ok], ["ts"], variables)
+    return split_rejects(df, rows, reason)
+
+
+def variable_values(df: pd.DataFrame, variables: list[str], ranges: dict[str, tuple[float, float]] | None = None,
+                    out_of_range: str = "value_out_of_range") -> tuple[pd.DataFrame, pd.Series]:
+    """Rows (line + each variable parsed) and a reason per row for files of several variables per row (weather,
+    covariate forecasts): a missing cell (empty, NaN, inf) is that variable's NULL and the row's other
+    variables load; a row is rejected as missing only when all its variables are; a non-numeric cell, or a
+    value outside its `ranges` entry, rejects its row."""
     reason = pd.Series(pd.NA, index=df.index, dtype=STR)
     rows = pd.DataFrame({"line": df["line"]})
     missing = pd.Series(True, index=df.index)
@@ -237,18 +253,15 @@ def validate_weather(df: pd.DataFrame, tz: str = "UTC", now: datetime | None = N
         rows[col] = values.mask(gone)
         missing &= gone
         reason = reason.fillna(col_reason.mask(gone))
+        if ranges is not None:
+            lo, hi = ranges[col]
+            reason[((values < lo) | (values > hi)) & reason.isna()] = out_of_range
     if variables:
         reason[missing] = reason[missing].fillna(NAN)
-    first = None if tz == "UTC" else (~df["timestamp"].astype(STR).duplicated()).to_numpy()
-    ts, ts_reason = _times(df["timestamp"], tz, now, first, period_ending)
-    reason = reason.fillna(ts_reason)
-    rows.insert(1, "ts", ts)
-    ok = reason.isna()
-    reason[ok] = _duplicate_reasons(rows[ok], ["ts"], variables)
-    return _split(df, rows, reason)
+    return rows, reason
 
 
-def _times(raw: pd.Series, tz: str, now: datetime | None, first: np.ndarray | None,
+def parse_times(raw: pd.Series, tz: str, now: datetime | None, first: np.ndarray | None,
            period_ending: timedelta | None = None) -> tuple[pd.Series, pd.Series]:
     """UTC timestamps (period starts) and a reason per row whose time is unusable or in the future.
     `first` marks first copies of a repeated local time (not needed in UTC, which has no repeats)."""
@@ -256,13 +269,13 @@ def _times(raw: pd.Series, tz: str, now: datetime | None, first: np.ndarray | No
     now = pd.Timestamp(now or datetime.now().astimezone()).tz_convert("UTC")
     period = pd.Timedelta(period_ending or 0)
     ts = parse_timestamps(raw, tz, first, shift=-period)
-    reason = _timestamp_reasons(raw, ts)
+    reason = timestamp_reasons(raw, ts)
     late = ts + period > now  # the labelled moment (end of a period) is after now
     reason[late] = reason[late].fillna(FUTURE)
     return ts, reason
 
 
-def _timestamp_reasons(raw: pd.Series, ts: pd.Series) -> pd.Series:
+def timestamp_reasons(raw: pd.Series, ts: pd.Series) -> pd.Series:
     """For rows whose timestamp did not parse: unparseable text vs a local time that does not exist."""
     reason = pd.Series(pd.NA, index=raw.index, dtype=STR)
     missing = ts.isna()
@@ -280,7 +293,7 @@ def _unparseable(raw: pd.Series) -> pd.Series:
     return pd.to_datetime(text, format="ISO8601", errors="coerce").isna()
 
 
-def _duplicate_reasons(rows: pd.DataFrame, key: list[str], values: list[str]) -> pd.Series:
+def duplicate_reasons(rows: pd.DataFrame, key: list[str], values: list[str]) -> pd.Series:
     """Within the file: identical copies keep the first; copies that disagree are all rejected."""
     reason = pd.Series(pd.NA, index=rows.index, dtype=STR)
     dup = rows.duplicated(key, keep=False)
@@ -294,7 +307,7 @@ def _duplicate_reasons(rows: pd.DataFrame, key: list[str], values: list[str]) ->
     return reason
 
 
-def _split(raw: pd.DataFrame, rows: pd.DataFrame, reason: pd.Series) -> Validated:
+def split_rejects(raw: pd.DataFrame, rows: pd.DataFrame, reason: pd.Series) -> Validated:
     bad = reason.notna()
     rejects = raw[bad].astype(STR).copy()
     rejects["reason"] = reason[bad]
