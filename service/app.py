@@ -32,6 +32,7 @@ from core.errors import (
     error_code,
 )
 from core.names import parse_model_id
+from inference.accuracy import log_forecast
 from service import telemetry
 from service.auth import AuthError, Caller, TokenVerifier
 from service.schemas import (
@@ -272,6 +273,9 @@ def create_app(settings, verifier: TokenVerifier | None = None, client=None) -> 
         """Hourly point and p10/p50/p90 forecasts of one asset's load, with the model and features used."""
         caller.require("forecaster", body.tenant_id)
         history = _series(body.historical_data, "historical_data")
+        if body.log and history is not None:
+            raise InvalidArgumentError("log: a forecast from historical_data has no stored asset to score it against; "
+                                       "log forecasts of stored assets only")
         call = partial(sdk.forecast, body.tenant_id, body.asset_id, horizon=body.horizon_hours,
                        quantiles=body.include_quantiles, model=body.model_name, history=history,
                        timezone=body.timezone, overrides=body.features, forecast_type=body.forecast_type,
@@ -280,6 +284,8 @@ def create_app(settings, verifier: TokenVerifier | None = None, client=None) -> 
             body.tenant_id, [body.asset_id], forecast=True, model=body.model_name, quantiles=body.include_quantiles,
             forecast_type=body.forecast_type)
         result = await run(call, warm)
+        if body.log:
+            await run_in_threadpool(log_forecast, sdk.settings, result)
         feature_source.labels(result.source).inc()
         feature_age.labels(result.source).observe(result.feature_age_seconds)
         return {"forecast_id": uuid.uuid4().hex, "forecast_type": body.forecast_type,
@@ -299,6 +305,8 @@ def create_app(settings, verifier: TokenVerifier | None = None, client=None) -> 
             except EmsError as e:
                 failed.append({"asset_id": asset, "code": error_code(e), "message": str(e)})
                 continue
+            if body.log:
+                log_forecast(sdk.settings, result)
             feature_source.labels(result.source).inc()
             feature_age.labels(result.source).observe(result.feature_age_seconds)
             results.append(result.to_dict())

@@ -75,6 +75,9 @@ class ForecastRequest(BaseModel):
                           "(forecast_weather_ahead); replaces the stored forecasts and is named in the warnings. "
                           "A model without such inputs answers 422.",
         examples=[[{"timestamp": "2017-12-31T00:00:00Z", "temperature": 14.2}]])
+    log: bool = Field(False, description="also write the forecast to the forecast log (live accuracy: `ems monitor` "
+                                         "joins it with the actuals as they arrive); idempotent per model, issue "
+                                         "time and target hour")
 
     _type = field_validator("forecast_type")(lambda value: _forecast_type(value))
     _interval = field_validator("interval_minutes")(lambda value: _interval_minutes(value))
@@ -117,6 +120,9 @@ class BatchForecastRequest(BaseModel):
     interval_minutes: int = 60
     include_quantiles: bool = True
     model_name: str | None = None
+    log: bool = Field(False, description="also write the forecast to the forecast log (live accuracy: `ems monitor` "
+                                         "joins it with the actuals as they arrive); idempotent per model, issue "
+                                         "time and target hour")
 
     _type = field_validator("forecast_type")(lambda value: _forecast_type(value))
     _interval = field_validator("interval_minutes")(lambda value: _interval_minutes(value))

@@ -300,3 +300,30 @@ def test_a_weather_forecast_for_the_target_hours_goes_in_the_call(api, stack, st
     hot = [{"timestamp": "2017-06-29T00:00:00Z", "temperature": 99.0}]
     bad = call("POST", f"{base}/ai/forecast", token, json={**body, "weather_forecast": hot})
     assert bad.status_code == 422 and "value 99 at" in bad.json()["message"], bad.text
+
+
+def test_a_forecast_served_over_http_can_be_logged_and_a_rerun_logs_it_once(api, stack, keys):
+    from warehouse.db import connect
+
+    base, model_id = api
+    token = keys.token(A, ["forecaster"])
+    body = {"tenant_id": A, "asset_id": "zone1", "horizon_hours": 6, "log": True}
+
+    def logged() -> int:
+        with connect(stack) as conn:
+            return conn.execute("SELECT count(*) FROM forecast_log WHERE tenant_id = %s AND model_id = %s",
+                                (A, model_id)).fetchone()[0]
+
+    before = logged()
+    for _ in range(2):
+        r = call("POST", f"{base}/ai/forecast", token, json=body)
+        assert r.status_code == 200, r.text
+    assert logged() - before == 6  # one row per target hour, the rerun overwrites them
+    batch = call("POST", f"{base}/ai/forecast/batch", token,
+                 json={"tenant_id": A, "asset_ids": ["zone1"], "horizon_hours": 8, "log": True})
+    assert batch.status_code == 200 and not batch.json()["errors"], batch.text
+    assert logged() - before == 8
+    history = [{"timestamp": f"2017-06-0{d}T{h:02d}:00:00Z", "value": 100.0 + h}
+               for d in range(1, 9) for h in range(24)]
+    bad = call("POST", f"{base}/ai/forecast", token, json={**body, "historical_data": history})
+    assert bad.status_code == 422 and "log: a forecast from historical_data" in bad.json()["message"], bad.text
