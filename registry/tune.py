@@ -112,7 +112,7 @@ class Entry:
     design: str | None
     params: dict
     metrics: dict[str, float]
-    state: str = "complete"  # complete | pruned (stopped after a window: worse than the median, or out of time)
+    state: str = "complete"  # complete | pruned (worse than the median after a window) | out_of_time
     run_id: str | None = None
 
 
@@ -147,6 +147,21 @@ class SearchResult:
     trials_pruned: int
     timings: dict[str, float] = field(default_factory=dict)
     skipped_designs: dict[str, str] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        """A JSON-ready copy (NaN and infinities as None)."""
+        return finite(asdict(self))
+
+
+def finite(doc):
+    """`doc` with every non-finite float replaced by None (JSON has no NaN)."""
+    if isinstance(doc, dict):
+        return {k: finite(v) for k, v in doc.items()}
+    if isinstance(doc, list | tuple):
+        return [finite(v) for v in doc]
+    if isinstance(doc, float | np.floating):
+        return float(doc) if math.isfinite(doc) else None
+    return doc
 
 
 def _scores(rows: pd.DataFrame, point: np.ndarray, scales: dict) -> dict[str, float]:
@@ -305,17 +320,18 @@ def search(settings: Settings, store, tenant: str, assets: list[str] | None = No
                 points, state, t1 = [], "complete", time.perf_counter()
                 try:
                     for k in range(cfg.windows):
-                        if k and trial.number and time.perf_counter() > deadline:
-                            raise optuna.TrialPruned("time budget spent")
-                        ts = sets[design]
+                        if k and trial.number and not fits_in_budget():  # trial 0 (the default) always ends
+                            raise optuna.TrialPruned("time budget: the next window would end after it")
+                        ts, t_window = sets[design], time.perf_counter()
                         fit_rows, _ = run.masks[design][k]
                         points.append(_point_forecast(ts, booster, ts.train[fit_rows], run.rows[design][k]))
+                        window_s.append(time.perf_counter() - t_window)
                         metrics = run.pooled(design, points)
                         trial.report(metrics[OBJECTIVE], k)
                         if trial.should_prune():
                             raise optuna.TrialPruned(f"pruned after window {k}")
-                except optuna.TrialPruned:
-                    state = "pruned"
+                except optuna.TrialPruned as e:
+                    state = "out_of_time" if "time budget" in str(e) else "pruned"
                     raise
                 finally:
                     metrics = run.pooled(design, points) if points else {}
@@ -326,8 +342,14 @@ def search(settings: Settings, store, tenant: str, assets: list[str] | None = No
                                                child.info.run_id))
             return metrics[OBJECTIVE]
 
+        window_s: list[float] = []  # how long one window's fit took, per window fitted so far
+
+        def fits_in_budget() -> bool:
+            """Whether a window fitted now (median duration so far) ends within the time budget."""
+            return time.perf_counter() + (float(np.median(window_s)) if window_s else 0.0) <= deadline
+
         def stop_when_done(study, trial) -> None:
-            if time.perf_counter() > deadline:
+            if not fits_in_budget():  # no trial starts that could not fit its first window in the budget
                 study.stop()
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -337,7 +359,7 @@ def search(settings: Settings, store, tenant: str, assets: list[str] | None = No
         board = leaderboard([*entries, *trial_entries])
         best_trial = study.best_trial
         best = {"trial": best_trial.number, **best_trial.params, OBJECTIVE: best_trial.value}
-        mlflow.log_dict({"leaderboard": board, "best": best}, LEADERBOARD)
+        mlflow.log_dict(finite({"leaderboard": board, "best": best}), LEADERBOARD)
         mlflow.log_text(pd.DataFrame([{k: v for k, v in r.items() if k != "params"} for r in board]).to_csv(
             index=False), "leaderboard.csv")
         tracking.log_figure(_history_figure(trial_entries, entries), "optimisation_history")
@@ -360,7 +382,7 @@ def search(settings: Settings, store, tenant: str, assets: list[str] | None = No
         for k, v in scores.items():
             if math.isfinite(v):
                 client.log_metric(search_id, f"holdout_{label}_{k}", v)
-    client.log_dict(search_id, {"holdout": holdout, "model_id": result.model_id, "best": best}, "holdout.json")
+    client.log_dict(search_id, finite({"holdout": holdout, "model_id": result.model_id, "best": best}), "holdout.json")
     timings["total_s"] = time.perf_counter() - t0
     tick("done", cfg.trials, cfg.trials)
     return SearchResult(search_id, result.model_id, board, best, holdout, result.per_asset, fold_doc, done,
