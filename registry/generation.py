@@ -1,0 +1,247 @@
+"""The generation (wind) forecaster: design and model, pure (no I/O), shared by the GEFCom2012 evaluation
+(evaluation/gefcom.py), training from the warehouse and serving (inference/generation.py).
+
+Design: one row per (unit, origin T, target hour t). Inputs are the numerical weather forecast for t as
+known at T (the latest issue at or before T; `covariates_at`), the previous issue's speed for t (a second
+opinion), the latest speeds for t-1 and t+1, the forecast's lead time (t - issue) and the horizon (t - T),
+the calendar of t, and the unit's recent power at T (the last reading and the means of the last 3 and 6
+hours). Power is in capacity units (0-1): the label is power / capacity, and so are the recent-power inputs.
+A forecast variable nobody issued by T is NaN (LightGBM sends it down the branch it learned for missing).
+
+Model: one pooled model over the units it was trained on, the unit a categorical (`unit_code`, its index
+among the training units; an unknown unit is "missing" and takes the shared branches). Three quantile
+boosters (p10, p50, p90) and one L2 booster for the point forecast: the bar is RMSE, which the conditional
+mean minimises, and power near 0 and near capacity makes the distribution skewed, so the median is not it.
+Outputs are clipped to [0, 1] and the quantiles sorted per row; the p10-p90 band is then widened (or
+narrowed) by a per-horizon-bucket amount calibrated on held-out rows so that 80 % of them fall inside
+(split conformal on the band's edges)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+QUANTILES = {"p10": 0.1, "p50": 0.5, "p90": 0.9}
+OUTPUTS = (*QUANTILES, "point")
+UNIT = "unit_code"
+# Inputs the caller provides per row (besides unit, origin, target): NWP for t at T, and recent power at T.
+NWP = ("wind_speed", "wind_u", "wind_v", "issue_time", "ws_prev", "ws_before", "ws_after")
+RECENT = ("power_last", "power_mean_3h", "power_mean_6h")
+FEATURES = [UNIT, "ws", "ws2", "ws3", "wind_u", "wind_v", "dir_sin", "dir_cos", "ws_prev", "ws_delta_prev",
+            "ws_before", "ws_after", "ws_slope", "lead", "horizon", "hour", "doy_sin", "doy_cos", "month",
+            *RECENT]
+BUCKETS = (0, 6, 12, 24, 36, 48)  # horizon buckets (h]: 1-6, 7-12, 13-24, 25-36, 37-48
+MAX_HORIZON = 48
+# Settings chosen by rolling-origin validation on GEFCom2012's training period (evaluation/gefcom.py,
+# README "Generation forecasts"): the defaults of a model trained from the warehouse.
+TUNED_PARAMS = {"num_leaves": 127, "min_data_in_leaf": 300}
+TUNED_ROUNDS = {"point": 87, "p10": 179, "p50": 98, "p90": 78}
+BASE_PARAMS = {"learning_rate": 0.05, "num_leaves": 63, "min_data_in_leaf": 100, "feature_fraction": 0.8,
+               "bagging_fraction": 0.8, "bagging_freq": 1, "lambda_l2": 1.0, "verbose": -1, "seed": 7,
+               "num_threads": 2}
+
+
+def _hours(a: pd.Series, b: pd.Series) -> np.ndarray:
+    return ((pd.to_datetime(a, utc=True) - pd.to_datetime(b, utc=True)).dt.total_seconds() / 3600).to_numpy()
+
+
+def design(rows: pd.DataFrame, units: list[str]) -> pd.DataFrame:
+    """Model matrix (columns FEATURES) of rows with `unit`, `origin`, `target`, the NWP inputs and the recent
+    power (capacity units). `units` are the training units, in code order."""
+    codes = {u: i for i, u in enumerate(units)}
+    target = pd.to_datetime(rows["target"], utc=True)
+    ws, u, v = (rows[c].to_numpy(dtype=float) for c in ("wind_speed", "wind_u", "wind_v"))
+    norm = np.hypot(u, v)
+    doy = target.dt.dayofyear.to_numpy()
+    X = pd.DataFrame({
+        UNIT: rows["unit"].map(codes).astype(float).to_numpy(),
+        "ws": ws, "ws2": ws ** 2, "ws3": ws ** 3, "wind_u": u, "wind_v": v,
+        "dir_sin": np.divide(u, norm, out=np.full_like(u, np.nan), where=norm > 0),
+        "dir_cos": np.divide(v, norm, out=np.full_like(v, np.nan), where=norm > 0),
+        "ws_prev": rows["ws_prev"].to_numpy(dtype=float),
+        "ws_delta_prev": ws - rows["ws_prev"].to_numpy(dtype=float),
+        "ws_before": rows["ws_before"].to_numpy(dtype=float),
+        "ws_after": rows["ws_after"].to_numpy(dtype=float),
+        "ws_slope": rows["ws_after"].to_numpy(dtype=float) - rows["ws_before"].to_numpy(dtype=float),
+        "lead": _hours(rows["target"], rows["issue_time"]),
+        "horizon": _hours(rows["target"], rows["origin"]),
+        "hour": target.dt.hour.to_numpy(),
+        "doy_sin": np.sin(2 * np.pi * doy / 365.25), "doy_cos": np.cos(2 * np.pi * doy / 365.25),
+        "month": target.dt.month.to_numpy(),
+        **{c: rows[c].to_numpy(dtype=float) for c in RECENT},
+    }, index=rows.index)
+    return X[FEATURES]
+
+
+def bucket(horizon) -> np.ndarray:
+    """Index of the horizon bucket (0 for 1-6 h ... 4 for 37-48 h) of each horizon in hours."""
+    return np.clip(np.searchsorted(BUCKETS, np.asarray(horizon, dtype=float), side="left") - 1, 0, len(BUCKETS) - 2)
+
+
+class GenerationModel:
+    """Four LightGBM boosters over `design`; predictions in capacity units, bounded to [0, 1]."""
+
+    def __init__(self, units: list[str], params: dict | None = None, rounds: dict | None = None):
+        self.units = list(units)
+        self.params = {**BASE_PARAMS, **(params or {})}
+        self.rounds = rounds or {k: 600 for k in OUTPUTS}
+        self.boosters: dict = {}
+        self.widen = np.zeros(len(BUCKETS) - 1)
+
+    @staticmethod
+    def objective(output: str) -> dict:
+        if output == "point":
+            return {"objective": "regression"}
+        return {"objective": "quantile", "alpha": QUANTILES[output]}
+
+    def fit(self, X: pd.DataFrame, y: np.ndarray, progress=None) -> GenerationModel:
+        import lightgbm as lgb
+
+        y = np.asarray(y, dtype=float)
+        for i, out in enumerate(OUTPUTS):
+            data = lgb.Dataset(X, y, categorical_feature=[UNIT], free_raw_data=False)
+            self.boosters[out] = lgb.train({**self.params, **self.objective(out)}, data,
+                                           num_boost_round=int(self.rounds[out]))
+            if progress:
+                progress(f"booster {out}", i + 1, len(OUTPUTS))
+        return self
+
+    def raw(self, X: pd.DataFrame) -> pd.DataFrame:
+        """Clipped, sorted, not yet widened predictions."""
+        pred = pd.DataFrame({o: self.boosters[o].predict(X[FEATURES]) for o in OUTPUTS}, index=X.index).clip(0, 1)
+        pred[list(QUANTILES)] = np.sort(pred[list(QUANTILES)].to_numpy(), axis=1)
+        return pred
+
+    def calibrate(self, X: pd.DataFrame, y: np.ndarray, coverage: float = 0.8) -> np.ndarray:
+        """Per horizon bucket, the widening d (negative: narrowing) of the p10-p90 band that puts `coverage`
+        of the held-out rows (X, y) inside [p10 - d, p90 + d]: the `coverage` quantile of each row's
+        conformity score max(p10 - y, y - p90). Rows at exactly 0 or 1 are inside once the band touches."""
+        raw = self.raw(X)
+        score = np.maximum(raw["p10"].to_numpy() - y, np.asarray(y, dtype=float) - raw["p90"].to_numpy())
+        b = bucket(X["horizon"])
+        self.widen = np.array([np.quantile(score[b == i], coverage) if (b == i).any() else 0.0
+                               for i in range(len(BUCKETS) - 1)])
+        return self.widen
+
+    def predict(self, X: pd.DataFrame) -> pd.DataFrame:
+        """p10, p50, p90, point in capacity units: each in [0, 1], p10 <= p50 <= p90."""
+        pred = self.raw(X)
+        d = self.widen[bucket(X["horizon"])]
+        pred["p10"] = (pred["p10"] - d).clip(0, 1)
+        pred["p90"] = (pred["p90"] + d).clip(0, 1)
+        pred[list(QUANTILES)] = np.sort(pred[list(QUANTILES)].to_numpy(), axis=1)
+        return pred
+
+
+def pinball(y: np.ndarray, pred: pd.DataFrame) -> float:
+    """Mean pinball loss over p10, p50, p90."""
+    y = np.asarray(y, dtype=float)
+    losses = [np.mean(np.maximum(a * (y - pred[q].to_numpy()), (a - 1) * (y - pred[q].to_numpy())))
+              for q, a in QUANTILES.items()]
+    return float(np.mean(losses))
+
+
+GRID = ({"num_leaves": 31, "min_data_in_leaf": 200}, {"num_leaves": 63, "min_data_in_leaf": 100},
+        {"num_leaves": 127, "min_data_in_leaf": 300})
+
+
+def tune(X: pd.DataFrame, y: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]], grid=GRID,
+         max_rounds: int = 3000, progress=None) -> dict:
+    """Rolling-origin validation: for each setting of `grid`, the L2 booster trained on each fold's training
+    rows with early stopping on its validation rows (later origins); the setting with the lowest mean RMSE
+    wins, and the quantile boosters' rounds are chosen by early stopping on the last fold. Returns the
+    params, rounds per output, the validation scores and the last fold's fitted model (to calibrate on)."""
+    import lightgbm as lgb
+
+    y = np.asarray(y, dtype=float)
+    steps, done = len(grid) * len(folds) + len(QUANTILES), 0
+
+    def fit(params, out, train, val):
+        tr = lgb.Dataset(X[train], y[train], categorical_feature=[UNIT], free_raw_data=False)
+        va = lgb.Dataset(X[val], y[val], reference=tr)
+        return lgb.train({**BASE_PARAMS, **params, **GenerationModel.objective(out)}, tr, max_rounds,
+                         valid_sets=[va], callbacks=[lgb.early_stopping(50, verbose=False)])
+
+    scores = []
+    for setting in grid:
+        rmse, iters = [], []
+        for train, val in folds:
+            b = fit(setting, "point", train, val)
+            pred = np.clip(b.predict(X[val], num_iteration=b.best_iteration), 0, 1)
+            rmse.append(float(np.sqrt(np.mean((pred - y[val]) ** 2))))
+            iters.append(b.best_iteration)
+            done += 1
+            if progress:
+                progress(f"validating {setting}", done, steps)
+        scores.append({**setting, "rmse": float(np.mean(rmse)), "rmse_folds": rmse, "rounds": int(np.mean(iters))})
+    best = min(scores, key=lambda s: s["rmse"])
+    params = {k: best[k] for k in grid[0]}
+    model = GenerationModel([], params, {"point": best["rounds"]})
+    train, val = folds[-1]
+    model.boosters["point"] = fit(params, "point", train, val)
+    for q in QUANTILES:
+        model.boosters[q] = fit(params, q, train, val)
+        model.rounds[q] = model.boosters[q].best_iteration
+        done += 1
+        if progress:
+            progress(f"quantile {q}", done, steps)
+    return {"params": params, "rounds": dict(model.rounds), "scores": scores, "model": model}
+
+
+def pit_join(rows: pd.DataFrame, issues: pd.DataFrame) -> pd.DataFrame:
+    """The NWP inputs of `rows` (columns issued_by, target; UTC) from `issues` (target_time, issue_time,
+    wind_speed, wind_u, wind_v: every stored issue): per row the latest issue at or before `issued_by` for the
+    target (`covariates_at`'s rule), the issue before it (ws_prev) and the latest speeds for target -/+ 1 h."""
+    iss = issues.sort_values("issue_time")
+    out = rows.copy()
+    out["_i"] = np.arange(len(out))
+    out["issued_by"], out["target"] = (pd.to_datetime(out[c], utc=True) for c in ("issued_by", "target"))
+
+    def asof(frame, on, target_col):
+        left = frame[["_i", on, target_col]].sort_values(on)
+        right = iss.rename(columns={"target_time": target_col})
+        got = pd.merge_asof(left, right, left_on=on, right_on="issue_time", by=target_col, direction="backward",
+                            allow_exact_matches=True)
+        return got.set_index("_i").sort_index()
+
+    now = asof(out, "issued_by", "target")
+    for c in ("issue_time", "wind_speed", "wind_u", "wind_v"):
+        out[c] = now[c].to_numpy()
+    before = out.assign(_by=pd.to_datetime(out["issue_time"], utc=True) - pd.Timedelta(microseconds=1))
+    before = before.dropna(subset=["_by"])
+    prev = asof(before, "_by", "target")["wind_speed"] if len(before) else pd.Series(dtype=float)
+    out["ws_prev"] = prev.reindex(out["_i"]).to_numpy(dtype=float)
+    for name, shift in (("ws_before", -1), ("ws_after", 1)):
+        shifted = out.assign(_t=out["target"] + pd.Timedelta(hours=shift))
+        out[name] = asof(shifted, "issued_by", "_t")["wind_speed"].to_numpy()
+    return out.drop(columns="_i")
+
+
+def recent(power: pd.Series, origins: pd.Series) -> dict[str, np.ndarray]:
+    """Recent power at each origin from `power` (capacity units, indexed by hour start; the origin is the
+    start of the last complete hour): that hour and the means of the last 3 and 6 (NaN where none is known)."""
+    hourly = power.asfreq("h") if len(power) else power
+    rolled = {"power_last": hourly, "power_mean_3h": hourly.rolling(3, min_periods=1).mean(),
+              "power_mean_6h": hourly.rolling(6, min_periods=1).mean()}
+    at = pd.DatetimeIndex(pd.to_datetime(origins, utc=True))
+    return {k: v.reindex(at).to_numpy(dtype=float) for k, v in rolled.items()}
+
+
+try:  # the pyfunc base class; keep this module importable for pure unit tests without MLflow loaded
+    from mlflow.pyfunc import PythonModel
+except ImportError:  # pragma: no cover
+    PythonModel = object
+
+
+class GenerationForecaster(PythonModel):
+    """The MLflow pyfunc: model input = the design (FEATURES), output p10, p50, p90, point in capacity
+    units. Serving multiplies by the unit's capacity (inference/generation.py)."""
+
+    forecast_type = "generation"
+
+    def __init__(self, model: GenerationModel):
+        self.model = model
+        self.features = list(FEATURES)
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        return self.model.predict(model_input[FEATURES].astype(float))

@@ -1,0 +1,131 @@
+"""The generation forecaster's design and model on small synthetic rows: inputs derived as documented,
+predictions bounded to [0, 1] with sorted quantiles, the band calibrated to 80 %, the unit as a category."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from registry import generation as gen
+
+T = pd.Timestamp("2011-01-01T00:00", tz="UTC")
+
+
+def _rows(n: int = 4000, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
+    """A power curve: 0 below 3 m/s, cubic to capacity at 12 m/s, capacity above; unit b is 70 % of a."""
+    rng = np.random.default_rng(seed)
+    h = rng.integers(1, 49, n)
+    ws = rng.gamma(3.0, 2.5, n)
+    angle = rng.uniform(0, 2 * np.pi, n)
+    unit = np.where(rng.random(n) < 0.5, "a", "b")
+    rows = pd.DataFrame({
+        "unit": unit, "origin": T, "target": T + pd.to_timedelta(h, unit="h"),
+        "issue_time": T, "wind_speed": ws, "wind_u": ws * np.sin(angle), "wind_v": ws * np.cos(angle),
+        "ws_prev": ws + rng.normal(0, 1, n), "ws_before": ws, "ws_after": ws,
+        "power_last": rng.random(n), "power_mean_3h": rng.random(n), "power_mean_6h": rng.random(n)})
+    curve = np.clip((ws - 3) / 9, 0, 1) ** 3 * np.where(unit == "a", 1.0, 0.7)
+    y = np.clip(curve + rng.normal(0, 0.05 + 0.002 * h, n), 0, 1)
+    return rows, y
+
+
+def test_design_derives_powers_direction_lead_horizon_and_codes_the_unit():
+    rows, _ = _rows(10)
+    rows.loc[0, ["wind_speed", "wind_u", "wind_v"]] = [5.0, 3.0, 4.0]
+    rows.loc[0, "issue_time"] = T - pd.Timedelta("12h")
+    rows.loc[1, "unit"] = "new"
+    X = gen.design(rows, ["a", "b"])
+    assert list(X.columns) == gen.FEATURES
+    assert X.loc[0, ["ws", "ws2", "ws3", "dir_sin", "dir_cos"]].tolist() == pytest.approx([5, 25, 125, 0.6, 0.8])
+    assert X.loc[0, "lead"] == X.loc[0, "horizon"] + 12
+    assert np.isnan(X.loc[1, gen.UNIT])  # a unit the model was not trained on takes the shared branches
+    assert set(X[gen.UNIT].dropna()) <= {0.0, 1.0}
+
+
+def test_missing_weather_stays_nan_not_zero():
+    rows, _ = _rows(3)
+    rows.loc[2, ["wind_speed", "wind_u", "wind_v", "ws_prev"]] = np.nan
+    X = gen.design(rows, ["a", "b"])
+    assert X.loc[2, ["ws", "ws3", "dir_sin", "ws_delta_prev"]].isna().all()
+
+
+def test_bucket_edges():
+    assert gen.bucket([1, 6, 7, 12, 13, 24, 25, 36, 37, 48]).tolist() == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    rows, y = _rows()
+    X = gen.design(rows, ["a", "b"])
+    model = gen.GenerationModel(["a", "b"], {"num_leaves": 15, "min_data_in_leaf": 20},
+                                {o: 80 for o in gen.OUTPUTS}).fit(X, y)
+    return model, X, y
+
+
+def test_predictions_are_bounded_and_sorted_and_learn_the_curve(fitted):
+    model, X, y = fitted
+    far = X.copy()
+    far["ws"], far["ws3"] = 40.0, 40.0 ** 3  # beyond anything seen: still within [0, 1]
+    for frame in (X, far):
+        p = model.predict(frame)
+        assert list(p.columns) == list(gen.OUTPUTS)
+        assert ((p >= 0) & (p <= 1)).all().all()
+        assert (p["p10"] <= p["p50"]).all() and (p["p50"] <= p["p90"]).all()
+    p = model.predict(X)
+    rmse = np.sqrt(np.mean((p["point"] - y) ** 2))
+    assert rmse < 0.5 * np.std(y)  # far better than the mean
+
+
+def test_calibration_puts_80_percent_inside_the_band_per_bucket(fitted):
+    model, _, _ = fitted
+    rows, y = _rows(3000, seed=1)
+    X = gen.design(rows, ["a", "b"])
+    widen = model.calibrate(X, y)
+    assert widen.shape == (len(gen.BUCKETS) - 1,)
+    p = model.predict(X)
+    inside = (y >= p["p10"]) & (y <= p["p90"])
+    b = gen.bucket(X["horizon"])
+    for i in range(len(gen.BUCKETS) - 1):
+        assert 0.77 <= inside[b == i].mean() <= 0.9
+    model.widen = np.zeros_like(widen)
+
+
+def test_pinball_of_a_perfect_forecast_is_zero_and_of_an_offset_is_half_of_it():
+    y = np.array([0.2, 0.4])
+    exact = pd.DataFrame({q: y for q in gen.QUANTILES})
+    assert gen.pinball(y, exact) == 0
+    low = pd.DataFrame({q: y - 0.1 for q in gen.QUANTILES})  # 0.1 under: losses 0.01, 0.05, 0.09
+    assert gen.pinball(y, low) == pytest.approx(0.05)
+
+
+def _issues() -> pd.DataFrame:
+    """Issues at 00:00 and 12:00 for 1-48 h; the value names the issue: 100 * issue hour + lead."""
+    out = []
+    for issue in (T - pd.Timedelta("12h"), T, T + pd.Timedelta("12h")):
+        for lead in range(1, 49):
+            base = 100 * ((issue - T) / pd.Timedelta("1h")) + lead
+            out.append((issue + pd.Timedelta(hours=lead), issue, base, 1.0, 2.0))
+    return pd.DataFrame(out, columns=["target_time", "issue_time", "wind_speed", "wind_u", "wind_v"])
+
+
+def test_pit_join_takes_the_latest_issue_by_the_origin_and_never_a_later_one():
+    rows = pd.DataFrame({"issued_by": [T + pd.Timedelta("5h"), T + pd.Timedelta("12h"), T - pd.Timedelta("1h")],
+                         "target": [T + pd.Timedelta("13h")] * 3})
+    got = gen.pit_join(rows, _issues())
+    assert got["issue_time"].tolist() == [T, T + pd.Timedelta("12h"), T - pd.Timedelta("12h")]
+    assert got["wind_speed"].tolist() == [13, 1201, -1200 + 25]
+    assert got["ws_prev"].tolist()[:2] == [-1200 + 25, 13] and np.isnan(got["ws_prev"].iloc[2])
+    assert got["ws_before"].tolist() == [12, 12, -1200 + 24]  # target 12:00: lead 0 of the 12:00 issue is none
+    assert got.loc[0, "ws_after"] == 14
+
+
+def test_pit_join_leaves_nan_where_nothing_was_issued():
+    rows = pd.DataFrame({"issued_by": [T - pd.Timedelta("13h")], "target": [T]})
+    got = gen.pit_join(rows, _issues())
+    assert got[["wind_speed", "wind_u", "ws_prev", "ws_before"]].isna().all().all()
+
+
+def test_recent_power_uses_the_hours_up_to_the_origin_only():
+    power = pd.Series([0.1, 0.2, 0.3, 0.4, 0.5], index=pd.date_range(T, periods=5, freq="h"))
+    got = gen.recent(power, pd.Series([T + pd.Timedelta("2h"), T + pd.Timedelta("9h")]))
+    assert got["power_last"][0] == pytest.approx(0.3) and got["power_mean_3h"][0] == pytest.approx(0.2)
+    assert got["power_mean_6h"][0] == pytest.approx(0.2)  # only 3 hours known
+    assert np.isnan(got["power_last"][1])
