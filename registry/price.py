@@ -5,11 +5,12 @@ and d-7, the two exogenous day-ahead forecasts of the market (NP: load and wind;
 for all 24 hours of d, d-1 and d-7, the day of week and a public-holiday flag for d. Everything is known
 on day d-1 before the auction: the exogenous columns are forecasts published for the next day.
 
-Model: the mean of two forecasters, both refit on a rolling window by the caller (`evaluation/epf.py`
-states the cadence):
-- LEAR: 24 LASSO regressions (one per hour, LassoLarsIC/AIC) on variance-stabilised inputs and target
-  (asinh of median/MAD-normalised values, per calibration window), fitted on the last 364, 728, 1092 and
-  1456 days and averaged in price space, as the reference does;
+Model: a weighted mean of three forecasters, each refit on a rolling window by the caller
+(`evaluation/epf.py` states the cadences):
+- LEAR: 24 LASSO regressions (one per hour, penalty by AIC on the LARS path) on variance-stabilised inputs
+  and target (asinh of median/MAD-normalised values, per calibration window), fitted on the last 364, 728,
+  1092 and 1456 days and averaged in price space, as the reference does;
+- a ridge model on the same design and scaling (closed form, cheap enough to refit every day);
 - a LightGBM regressor on one row per (day, hour) with the same-hour lags, daily min/max/mean of d-1 and
   the target hour's exogenous forecasts, all relative to d-1's mean price (so a level shift is not out of
   the trees' range), with an L1 objective.
@@ -37,7 +38,7 @@ MARKETS = {"np": ("load_forecast", "wind_forecast"), "pjm": ("system_load_foreca
 HOLIDAY_COUNTRIES = {"np": ("NO", "SE", "FI", "DK"), "pjm": ("US",)}
 QUANTILES = (0.1, 0.5, 0.9)
 LGB_PARAMS = dict(objective="l1", n_estimators=300, learning_rate=0.05, num_leaves=31, min_child_samples=40,
-                  subsample=0.8, subsample_freq=1, colsample_bytree=0.8, verbose=-1, n_jobs=2, random_state=0)
+                  subsample=0.8, subsample_freq=1, colsample_bytree=0.8, verbose=-1, n_jobs=1, random_state=0)
 
 
 @dataclass
@@ -131,6 +132,8 @@ class _LearWindow:
     sy: _Invariant
     coef: np.ndarray  # (24, p)
     intercept: np.ndarray  # (24,)
+    alpha: np.ndarray  # (24,) the LASSO penalty per hour
+    days: int  # the window's nominal length
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         z = np.hstack([self.sx.transform(x[:, :N_SCALED]), x[:, N_SCALED:]])
@@ -140,7 +143,8 @@ class _LearWindow:
 def lasso_aic(x: np.ndarray, y: np.ndarray, max_iter: int = 2500) -> tuple[np.ndarray, np.ndarray]:
     """LASSO of each column of y on x with the penalty chosen by AIC along the LARS path: what scikit-learn's
     LassoLarsIC(criterion="aic") does column by column, with the centred Gram matrix, X'y and the OLS noise
-    variance computed once for all 24 hours instead of 24 times. Returns (coef (k, p), intercept (k,))."""
+    variance computed once for all 24 hours instead of 24 times. Returns (coef (k, p), intercept (k,), the chosen
+    penalty per column (k,))."""
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import lars_path_gram
 
@@ -150,20 +154,108 @@ def lasso_aic(x: np.ndarray, y: np.ndarray, max_iter: int = 2500) -> tuple[np.nd
     gram, xy = xc.T @ xc, xc.T @ yc
     ols, *_ = np.linalg.lstsq(xc, yc, rcond=None)
     noise = ((yc - xc @ ols) ** 2).sum(axis=0) / (n - p - 1)  # as LassoLarsIC estimates it (n > p + 1)
-    coef = np.zeros((y.shape[1], p))
+    coef, alpha = np.zeros((y.shape[1], p)), np.zeros(y.shape[1])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         for h in range(y.shape[1]):
-            _, _, path = lars_path_gram(xy[:, h], gram, n_samples=n, max_iter=max_iter, method="lasso")
+            alphas, _, path = lars_path_gram(xy[:, h], gram, n_samples=n, max_iter=max_iter, method="lasso")
             rss = (yc[:, h] ** 2).sum() - 2 * path.T @ xy[:, h] + np.einsum("pk,pk->k", path, gram @ path)
             df = (np.abs(path) > np.finfo(float).eps).sum(axis=0)
             aic = n * np.log(2 * np.pi * noise[h]) + rss / noise[h] + 2 * df
-            coef[h] = path[:, int(np.argmin(aic))]
+            best = int(np.argmin(aic))
+            coef[h], alpha[h] = path[:, best], alphas[best]
+    return coef, ym - coef @ xm, alpha
+
+
+def _cd_kernel():
+    """Coordinate descent for the LASSO on the Gram matrix (covariance updates), compiled once with numba."""
+    import numba
+
+    @numba.njit(cache=False)
+    def cd(gram, xy, alpha, beta, max_sweeps, tol):
+        p = len(xy)
+        q = gram @ beta  # gram @ beta, kept up to date as coefficients move
+        for _ in range(max_sweeps):
+            dmax = 0.0
+            for j in range(p):
+                g = gram[j, j]
+                if g <= 0.0:
+                    continue
+                r = xy[j] - q[j] + g * beta[j]
+                new = (r - alpha if r > alpha else (r + alpha if r < -alpha else 0.0)) / g
+                d = new - beta[j]
+                if d != 0.0:
+                    q += d * gram[:, j]
+                    beta[j] = new
+                    if abs(d) > dmax:
+                        dmax = abs(d)
+            if dmax < tol:
+                break
+        return beta
+
+    return cd
+
+
+_CD = []
+
+
+def lasso_fixed(x: np.ndarray, y: np.ndarray, alpha: np.ndarray, warm: np.ndarray | None = None,
+                max_sweeps: int = 2000, tol: float = 1e-5) -> tuple[np.ndarray, np.ndarray]:
+    """LASSO of each column of y on x at a given penalty per column (scikit-learn's scaling:
+    1/(2n)·RSS + alpha·|b|_1), by coordinate descent warm-started from `warm` (k, p): the daily refit of a
+    penalty chosen by `lasso_aic`. Returns (coef (k, p), intercept (k,))."""
+    if not _CD:
+        _CD.append(_cd_kernel())
+    n = len(x)
+    xm, ym = x.mean(axis=0), y.mean(axis=0)
+    xc = x - xm
+    gram = np.ascontiguousarray(xc.T @ xc / n)
+    xy = xc.T @ (y - ym) / n
+    coef = np.zeros((y.shape[1], x.shape[1])) if warm is None else warm.copy()
+    for h in range(y.shape[1]):
+        c = np.ascontiguousarray(xy[:, h])
+        beta = _active_set(gram, c, float(alpha[h]), coef[h]) if warm is not None else None
+        if beta is None:
+            beta = _CD[0](gram, c, float(alpha[h]), coef[h].copy(), max_sweeps, tol)
+        coef[h] = beta
     return coef, ym - coef @ xm
 
 
-def fit_lear(days: Days, end: int, windows: tuple[int, ...] = LEAR_WINDOWS) -> list[_LearWindow]:
-    """Fit LEAR on the target days before index `end` (exclusive), one model per window length that fits."""
+def _active_set(gram: np.ndarray, c: np.ndarray, alpha: float, warm: np.ndarray, pivots: int = 12):
+    """The LASSO solution from a nearby one: on the warm start's active set and signs the solution is
+    b_A = G_AA^-1 (c_A - alpha·s_A); pivot (drop a coefficient whose sign flips, add the inactive one that
+    breaks |c_j - (G b)_j| <= alpha most) until the optimality conditions hold. None when they do not after
+    `pivots` steps (the caller runs coordinate descent)."""
+    sign = np.sign(warm)
+    for _ in range(pivots):
+        active = np.flatnonzero(sign)
+        beta = np.zeros_like(c)
+        if len(active):
+            sub = gram[np.ix_(active, active)]
+            try:
+                beta[active] = np.linalg.solve(sub, c[active] - alpha * sign[active])
+            except np.linalg.LinAlgError:
+                return None
+            flipped = active[np.sign(beta[active]) != sign[active]]
+            if len(flipped):
+                sign[flipped[np.argmin(np.abs(beta[flipped]))]] = 0.0  # drop the smallest offender
+                continue
+        corr = c - gram @ beta
+        excess = np.where(sign == 0, np.abs(corr) - alpha * (1 + 1e-9), -np.inf)
+        j = int(np.argmax(excess))
+        if excess[j] <= 0:
+            return beta
+        sign[j] = np.sign(corr[j])
+    return None
+
+
+def fit_lear(days: Days, end: int, windows: tuple[int, ...] = LEAR_WINDOWS,
+             previous: list[_LearWindow] | None = None) -> list[_LearWindow]:
+    """Fit LEAR on the target days before index `end` (exclusive), one model per window length that fits.
+    Without `previous`, each hour's penalty is chosen by AIC on the LARS path; with it (the models of an
+    earlier day), the penalties are kept and the coefficients re-estimated on the moved window (the daily
+    recalibration between two penalty choices)."""
+    by_days = {m.days: m for m in previous or []}
     out = []
     for w in windows:
         start = max(FIRST_TARGET, end - w)
@@ -174,11 +266,47 @@ def fit_lear(days: Days, end: int, windows: tuple[int, ...] = LEAR_WINDOWS) -> l
         sx, sy = _Invariant().fit(x[:, :N_SCALED]), _Invariant().fit(y)
         z = np.hstack([sx.transform(x[:, :N_SCALED]), x[:, N_SCALED:]])
         zy = sy.transform(y)
-        coef, icpt = lasso_aic(z, zy)
-        out.append(_LearWindow(sx, sy, coef, icpt))
+        if w in by_days:
+            alpha = by_days[w].alpha
+            coef, icpt = lasso_fixed(z, zy, alpha, warm=by_days[w].coef)
+        else:
+            coef, icpt, alpha = lasso_aic(z, zy)
+        out.append(_LearWindow(sx, sy, coef, icpt, alpha, w))
     if not out:
-        raise InvalidSeriesError(f"LEAR needs at least {min(windows) + FIRST_TARGET} days of prices before the "
-                                 f"first target day; got {end}")
+        raise InvalidSeriesError(f"LEAR needs at least {min(windows) + FIRST_TARGET - 28} days of prices before "
+                                 f"the first target day; got {end}")
+    return out
+
+
+RIDGE_PENALTIES = (0.03, 0.3, 3.0)  # chosen on the validation year (evaluation/epf.py)
+
+
+def fit_ridge(days: Days, end: int, penalties: tuple[float, ...] = RIDGE_PENALTIES,
+              windows: tuple[int, ...] = LEAR_WINDOWS) -> dict[float, list[_LearWindow]]:
+    """LEAR's design and scaling with a ridge penalty instead of the LASSO: a closed-form solve, cheap enough to
+    recalibrate every day (the LASSO's AIC path is refit every few weeks). One model list per penalty
+    (objective 1/(2n)·RSS + penalty/2·|b|^2, in the scaled space)."""
+    out: dict[float, list[_LearWindow]] = {lam: [] for lam in penalties}
+    for w in windows:
+        start = max(FIRST_TARGET, end - w)
+        if end - start < w - 28:
+            continue
+        idx = np.arange(start, end)
+        x, y = lear_design(days, idx), days.price[idx]
+        sx, sy = _Invariant().fit(x[:, :N_SCALED]), _Invariant().fit(y)
+        z = np.hstack([sx.transform(x[:, :N_SCALED]), x[:, N_SCALED:]])
+        zy = sy.transform(y)
+        zm, ym = z.mean(axis=0), zy.mean(axis=0)
+        zc = z - zm
+        gram, xy = zc.T @ zc / len(z), zc.T @ (zy - ym) / len(z)
+        vals, vecs = np.linalg.eigh(gram)  # one decomposition for every penalty
+        proj = vecs.T @ xy
+        for lam in penalties:
+            coef = (vecs @ (proj / (vals + lam)[:, None])).T
+            out[lam].append(_LearWindow(sx, sy, coef, ym - coef @ zm, np.full(HOURS, lam), w))
+    if not any(out.values()):
+        raise InvalidSeriesError(f"the ridge model needs at least {min(windows) + FIRST_TARGET - 28} days of "
+                                 f"prices before the first target day; got {end}")
     return out
 
 
@@ -233,28 +361,34 @@ def predict_tree(model, days: Days, idx: np.ndarray) -> np.ndarray:
 
 @dataclass
 class PriceForecaster:
-    """LEAR + LightGBM mean, with conformal p10/p90 bands from recent out-of-sample errors (per hour)."""
+    """The weighted mean of LEAR, the ridge model and LightGBM (weights and ridge penalty as chosen on validation
+    days), with conformal p10/p90 bands from recent out-of-sample errors per hour."""
 
     market: str
-    lear: list = field(default_factory=list)
-    tree: object | None = None
-    weight_lear: float = 0.5
+    weights: dict = field(default_factory=lambda: {"lear": 0.0, "ridge": 0.25, "tree": 0.75})
+    ridge_penalty: float = 0.03
+    lear_windows: tuple[int, ...] = LEAR_WINDOWS
+    models: dict = field(default_factory=dict)
     residuals: np.ndarray = field(default_factory=lambda: np.zeros((0, HOURS)))  # (n days, 24): y - p50
 
-    def fit(self, days: Days, end: int, *, lear: bool = True, tree: bool = True) -> PriceForecaster:
-        if lear:
-            self.lear = fit_lear(days, end)
-        if tree and self.weight_lear < 1:
-            self.tree = fit_tree(days, end)
+    def fit(self, days: Days, end: int) -> PriceForecaster:
+        """Fit the parts with a non-zero weight on the target days before index `end`."""
+        if self.weights.get("lear"):
+            self.models["lear"] = fit_lear(days, end, self.lear_windows)
+        if self.weights.get("ridge"):
+            self.models["ridge"] = fit_ridge(days, end, (self.ridge_penalty,), self.lear_windows)[self.ridge_penalty]
+        if self.weights.get("tree"):
+            self.models["tree"] = fit_tree(days, end)
         return self
 
-    def point(self, days: Days, idx: np.ndarray) -> np.ndarray:
-        parts = []
-        if self.weight_lear > 0:
-            parts.append((self.weight_lear, predict_lear(self.lear, days, idx)))
-        if self.weight_lear < 1:
-            parts.append((1 - self.weight_lear, predict_tree(self.tree, days, idx)))
-        return sum(w * p for w, p in parts)
+    def point(self, days: Days, idx) -> np.ndarray:
+        idx = np.asarray(idx)
+        out = np.zeros((len(idx), HOURS))
+        for part, w in self.weights.items():
+            if w:
+                out += w * (predict_tree(self.models[part], days, idx) if part == "tree"
+                            else predict_lear(self.models[part], days, idx))
+        return out
 
     def bands(self) -> tuple[np.ndarray, np.ndarray]:
         """Per-hour offsets (p10, p90) from the recent residuals; zero when there are none yet."""
@@ -262,7 +396,7 @@ class PriceForecaster:
             return np.zeros(HOURS), np.zeros(HOURS)
         return np.quantile(self.residuals, 0.1, axis=0), np.quantile(self.residuals, 0.9, axis=0)
 
-    def quantiles(self, days: Days, idx: np.ndarray) -> dict[str, np.ndarray]:
+    def quantiles(self, days: Days, idx) -> dict[str, np.ndarray]:
         p50 = self.point(days, idx)
         lo, hi = self.bands()
         return {"p10": p50 + lo, "p50": p50, "p90": p50 + hi}

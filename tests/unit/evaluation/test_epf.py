@@ -70,3 +70,14 @@ def test_reference_maes_reproduced_from_the_shared_file(market, lear, dnn):
     assert len(bench) == epf.TEST_DAYS * 24
     assert epf.mae(bench["price"], bench["lear_ensemble"]) == pytest.approx(lear, abs=5e-4)
     assert epf.mae(bench["price"], bench["dnn_ensemble"]) == pytest.approx(dnn, abs=5e-4)
+
+
+def test_cli_refuses_an_unknown_market_before_reading_anything():
+    from typer.testing import CliRunner
+
+    from cli import app
+
+    result = CliRunner().invoke(app, ["evaluate", "forecast", "--protocol", "epf", "--market", "de"])
+    assert result.exit_code == 1 and "market='de' is not one of np, pjm" in result.output
+    result = CliRunner().invoke(app, ["evaluate", "forecast", "--protocol", "nab"])
+    assert result.exit_code == 1 and "--protocol 'nab' is not one of" in result.output

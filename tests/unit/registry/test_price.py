@@ -62,7 +62,7 @@ def test_lasso_aic_equals_scikit_learn_lassolarsic():
     rng = np.random.default_rng(1)
     x = rng.normal(size=(300, 20))
     y = np.column_stack([x[:, :3] @ [1.0, -2.0, 0.5], x[:, 5] * 3.0]) + rng.normal(0, 0.3, (300, 2))
-    coef, icpt = price.lasso_aic(x, y)
+    coef, icpt, _ = price.lasso_aic(x, y)
     for h in range(2):
         ref = LassoLarsIC(criterion="aic").fit(x, y[:, h])
         np.testing.assert_allclose(coef[h], ref.coef_, atol=1e-10)
@@ -89,14 +89,50 @@ def test_lear_and_tree_learn_the_load_effect_and_keep_negative_prices():
 
 def test_lear_needs_its_window():
     days = price.to_days(hourly(100), EXOG)
-    with pytest.raises(InvalidSeriesError, match="at least 371 days"):
+    with pytest.raises(InvalidSeriesError, match="at least 343 days"):
         price.fit_lear(days, 100, windows=(364,))
 
 
-def test_forecaster_bands_come_from_its_residuals():
+def test_forecaster_weights_its_parts_and_bands_come_from_its_residuals():
     days = price.to_days(hourly(420), EXOG)
-    f = price.PriceForecaster("np", weight_lear=1.0).fit(days, 400)
+    f = price.PriceForecaster("np", weights={"ridge": 0.5, "tree": 0.5}, lear_windows=(364,)).fit(days, 400)
+    idx = np.array([405])
+    ridge = price.predict_lear(f.models["ridge"], days, idx)
+    tree = price.predict_tree(f.models["tree"], days, idx)
+    np.testing.assert_allclose(f.point(days, idx), 0.5 * ridge + 0.5 * tree)
     f.residuals = np.tile(np.arange(-5.0, 6.0)[:, None], (1, 24))
-    q = f.quantiles(days, np.array([405]))
+    q = f.quantiles(days, idx)
     np.testing.assert_allclose(q["p90"] - q["p50"], 4.0)
     np.testing.assert_allclose(q["p10"] - q["p50"], -4.0)
+
+
+def test_ridge_is_the_closed_form_in_the_scaled_space():
+    days = price.to_days(hourly(400), EXOG)
+    fits = price.fit_ridge(days, 390, penalties=(0.1, 10.0), windows=(364,))
+    m = fits[0.1][0]
+    x = price.lear_design(days, np.arange(26, 390))
+    z = np.hstack([m.sx.transform(x[:, :price.N_SCALED]), x[:, price.N_SCALED:]])
+    zy = m.sy.transform(days.price[26:390])
+    zc, yc = z - z.mean(axis=0), zy - zy.mean(axis=0)
+    want = np.linalg.solve(zc.T @ zc / len(z) + 0.1 * np.eye(z.shape[1]), zc.T @ yc / len(z)).T
+    np.testing.assert_allclose(m.coef, want, atol=1e-8)
+    assert np.abs(fits[10.0][0].coef).sum() < np.abs(m.coef).sum()  # a larger penalty shrinks
+
+
+def test_daily_refit_at_the_chosen_penalty_is_the_lasso_solution():
+    """Coordinate descent at the AIC penalty gives LARS's coefficients (both solve the same LASSO), from a cold
+    or a warm start; a window moved by a day keeps the penalties and moves the coefficients."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(400, 30))
+    y = np.column_stack([x[:, :4] @ [1.0, -1.5, 0.5, 0.2], x[:, 7] - x[:, 9]]) + rng.normal(0, 0.5, (400, 2))
+    coef, icpt, alpha = price.lasso_aic(x, y)
+    cold, icpt_cold = price.lasso_fixed(x, y, alpha)
+    np.testing.assert_allclose(cold, coef, atol=1e-5)
+    np.testing.assert_allclose(icpt_cold, icpt, atol=1e-5)
+    warm, _ = price.lasso_fixed(x, y, alpha, warm=coef + 0.1)
+    np.testing.assert_allclose(warm, coef, atol=1e-5)
+    days = price.to_days(hourly(420), EXOG)
+    first = price.fit_lear(days, 400, windows=(364,))
+    moved = price.fit_lear(days, 401, windows=(364,), previous=first)
+    np.testing.assert_array_equal(moved[0].alpha, first[0].alpha)
+    assert not np.array_equal(moved[0].coef, first[0].coef)
