@@ -81,3 +81,25 @@ def test_cli_refuses_an_unknown_market_before_reading_anything():
     assert result.exit_code == 1 and "market='de' is not one of np, pjm" in result.output
     result = CliRunner().invoke(app, ["evaluate", "forecast", "--protocol", "nab"])
     assert result.exit_code == 1 and "--protocol 'nab' is not one of" in result.output
+
+
+def test_rolling_forecasts_never_read_the_day_they_forecast_or_later():
+    """Prices from day 405 on are changed: the forecasts of days 400..404 (models fit before day 400, lags up to
+    the day before) do not move; those of 405 on do (their d-1 lag moved)."""
+    from registry import price
+    from tests.helpers.prices import EXOG, hourly
+
+    frame = hourly(420)
+    days = price.to_days(frame, EXOG)
+    shocked = frame.copy()
+    shocked.loc[405 * 24:, "price"] += 50.0
+    days2 = price.to_days(shocked, EXOG)
+    for part in ("tree", "ridge"):
+        if part == "tree":
+            a = epf.rolling(days, 400, 410, 5, "tree", None, epf._quiet, "t")
+            b = epf.rolling(days2, 400, 410, 5, "tree", None, epf._quiet, "t")
+        else:
+            a = epf.rolling_ridge(days, 400, 410, None, epf._quiet, "t", block=5)[0.3]
+            b = epf.rolling_ridge(days2, 400, 410, None, epf._quiet, "t", block=5)[0.3]
+        np.testing.assert_array_equal(a[:5], b[:5], err_msg=part)
+        assert np.abs(a[5:] - b[5:]).mean() > 1.0, part
