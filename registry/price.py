@@ -67,9 +67,16 @@ def holidays_for(dates: pd.DatetimeIndex, countries: tuple[str, ...]) -> np.ndar
     return np.array([d.date() in days for d in dates], dtype=float)
 
 
-def to_days(frame: pd.DataFrame, exog_names: tuple[str, ...], countries: tuple[str, ...] = ()) -> Days:
+def forecast_days(frame: pd.DataFrame, exog_names: tuple[str, ...], countries: tuple[str, ...] = ()) -> Days:
+    """`to_days` of rows that end with the target day, whose prices are unknown (NaN)."""
+    return to_days(frame, exog_names, countries, target_day=True)
+
+
+def to_days(frame: pd.DataFrame, exog_names: tuple[str, ...], countries: tuple[str, ...] = (),
+            target_day: bool = False) -> Days:
     """Hourly rows (`timestamp`, `price`, the exogenous columns) → `Days`. The series must be complete days of
-    24 hours without gaps (local market time as the epftoolbox data sets release it)."""
+    24 hours without gaps (local market time as the epftoolbox data sets release it). With `target_day`, the
+    last day's prices may be missing (the day to forecast)."""
     missing = [c for c in ("timestamp", "price", *exog_names) if c not in frame.columns]
     if missing:
         raise InvalidSeriesError(f"price series has no column {missing[0]!r}; expected timestamp, price, "
@@ -77,6 +84,9 @@ def to_days(frame: pd.DataFrame, exog_names: tuple[str, ...], countries: tuple[s
     ts = pd.to_datetime(frame["timestamp"])
     values = frame[["price", *exog_names]].apply(pd.to_numeric, errors="coerce")
     bad = values.isna().any(axis=1)
+    if target_day:
+        bad &= ~((np.arange(len(frame)) >= len(frame) - HOURS) & values[list(exog_names)].notna().all(axis=1)
+                 ).to_numpy()
     if bad.any():
         i = int(np.flatnonzero(bad.to_numpy())[0])
         col = next(c for c in values.columns if pd.isna(values[c].iloc[i]))
