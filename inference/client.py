@@ -187,6 +187,13 @@ class Client:
         check_asset_id(asset)
         forecast_type = checks.forecast_type(forecast_type)
         horizon = checks.horizon(horizon)
+        if forecast_type == "generation":
+            _generation_only(horizon, history, overrides, weather_forecast)
+        given = [n for n, v in (("history", history), ("overrides", overrides), ("weather_forecast", weather_forecast))
+                 if v is not None]
+        if forecast_type == "price" and given:
+            raise InvalidArgumentError(f"{', '.join(given)} not supported for forecast_type='price': it reads the "
+                                       "zone's stored prices and its site's stored day-ahead covariates")
         checks.flag(quantiles, "quantiles", "True: p10/p50/p90 and point; False: point only")
         checks.model(model, tenant)
         checks.time(as_of, "as_of")
@@ -202,6 +209,14 @@ class Client:
         if served_type != forecast_type:
             raise InvalidArgumentError(f"model {served.info.id} forecasts {served_type}, not {forecast_type}: "
                                        f"name a {forecast_type} model or leave the model out")
+        if forecast_type == "generation":  # its own inputs: recent power and covariates_at (inference/generation.py)
+            from inference import generation
+
+            return generation.forecast(self, served, tenant, asset, horizon, quantiles, t)
+        if forecast_type == "price":  # its own inputs: the zone's prices and day-ahead covariates (inference/price.py)
+            from inference import price
+
+            return price.forecast(self, served, tenant, asset, horizon, quantiles, t)
         weather = self._weather(served, weather_forecast, horizon, t, history)
         inputs = self._forecast_inputs(served, tenant, asset, horizon, as_of, history, timezone, t, weather)
         model = served.python_model
@@ -412,6 +427,18 @@ class Client:
         """Mean |SHAP| per model input on the model's held-out rows (computed at training)."""
         parse_model_id(model)
         return explaining.global_explanation(self.models.version(model), self.settings.mlflow_tracking_uri)
+
+
+def _generation_only(horizon: int, history, overrides, weather_forecast) -> None:
+    """What a generation forecast takes: horizons 1-48 of a stored unit, no overrides or caller weather."""
+    from inference.generation import check_horizon
+
+    check_horizon(horizon)
+    given = [n for n, v in (("history", history), ("overrides", overrides), ("weather_forecast", weather_forecast))
+             if v is not None]
+    if given:
+        raise InvalidArgumentError(f"{', '.join(given)} not supported for forecast_type='generation': it reads the "
+                                   "unit's stored power and its site's stored weather forecasts")
 
 
 def _history_loader(settings, tenant: str, asset: str, until: pd.Timestamp):

@@ -243,5 +243,8 @@ class GenerationForecaster(PythonModel):
         self.model = model
         self.features = list(FEATURES)
 
-    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
+        missing = [f for f in FEATURES if f not in model_input.columns]
+        if missing:
+            raise ValueError(f"model input lacks column(s) {', '.join(missing)}; expected {', '.join(FEATURES)}")
         return self.model.predict(model_input[FEATURES].astype(float))
