@@ -63,8 +63,9 @@ class PriceTrainResult:
     timings: dict
 
 
-def fit(days: price.Days, holdout_days: int) -> tuple[price.PriceForecaster, dict, np.ndarray]:
-    """Score on the last `holdout_days` (fitted before them), then refit on all days; (model, metrics, errors)."""
+def fit(days: price.Days, holdout_days: int) -> tuple[price.PriceForecaster, dict, np.ndarray, np.ndarray]:
+    """Score on the last `holdout_days` (fitted before them), then refit on all days; (model, metrics, held-out
+    errors, held-out forecasts)."""
     n = len(days)
     end = n - holdout_days
     if end - price.FIRST_TARGET < MIN_TRAIN_DAYS:
@@ -87,7 +88,28 @@ def fit(days: price.Days, holdout_days: int) -> tuple[price.PriceForecaster, dic
                "train_days": float(end - price.FIRST_TARGET), "holdout_days": float(holdout_days)}
     final = model(n)
     final.residuals = errors
-    return final, metrics, errors
+    return final, metrics, errors, pred
+
+
+def band_figure(days: price.Days, holdout_days: int, pred: np.ndarray, errors: np.ndarray):
+    """The held-out days: actual, forecast and its p10–p90 band (from the same errors), naive d-1."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    idx = np.arange(len(days) - holdout_days, len(days))
+    t = pd.date_range(days.dates[idx[0]], periods=holdout_days * price.HOURS, freq="h")
+    lo, hi = np.quantile(errors, 0.1, axis=0), np.quantile(errors, 0.9, axis=0)
+    fig, ax = plt.subplots(figsize=(11, 4))
+    ax.fill_between(t, (pred + lo).ravel(), (pred + hi).ravel(), alpha=0.25, label="p10–p90")
+    ax.plot(t, days.price[idx].ravel(), color="black", lw=1.4, label="actual")
+    ax.plot(t, pred.ravel(), lw=1.2, label="forecast (day before)")
+    ax.plot(t, days.price[idx - 1].ravel(), ":", lw=1, label="naive d-1")
+    ax.set_title("held-out days, each forecast the day before")
+    ax.legend(loc="upper left", fontsize=8, ncol=4)
+    fig.tight_layout()
+    return fig
 
 
 def train(settings: Settings, store, tenant: str, asset: str, name: str = DEFAULT_FORECAST_NAMES["price"],
@@ -111,7 +133,7 @@ def train(settings: Settings, store, tenant: str, asset: str, name: str = DEFAUL
     timings = {"training_set_s": time.perf_counter() - t0}
     tick("fitting", 1, 3)
     t1 = time.perf_counter()
-    forecaster, metrics, _ = fit(days, holdout_days)
+    forecaster, metrics, errors, held = fit(days, holdout_days)
     timings["fit_s"] = time.perf_counter() - t1
     tick("registering", 2, 3)
     tags = {"model_type": "forecast", TAG_FORECAST_TYPE: "price"}
@@ -127,6 +149,7 @@ def train(settings: Settings, store, tenant: str, asset: str, name: str = DEFAUL
                                        signature=infer_signature(example, out), input_example=example.head(5),
                                        pip_requirements=tracking.requirements("lightgbm", "scikit-learn"),
                                        metadata={"forecast_type": "price", "covariates": list(exog)})
+        tracking.log_figure(band_figure(days, holdout_days, held, errors), "forecast_band")
         timings["total_s"] = time.perf_counter() - t0
         mlflow.log_metrics({**metrics, **timings})
         vtags = {TAG_MODEL_TYPE: "forecast", TAG_FORECAST_TYPE: "price",

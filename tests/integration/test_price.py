@@ -59,6 +59,8 @@ def test_training_registers_a_price_version_that_beats_the_naive_forecasts(stack
     assert result["model_id"].startswith(f"{TENANT}:price_forecaster:")
     assert info.tags["forecast_type"] == "price" and info.model_type == "forecast"
     m = result["metrics"]
+    arts = lifecycle.client(stack.mlflow_tracking_uri).list_artifacts(result["run_id"], "plots")
+    assert [a.path for a in arts] == ["plots/forecast_band.png"]
     assert m["holdout_days"] == 7 and m["train_days"] == 27
     assert m["mae"] < min(m["naive_d1_mae"], m["naive_d7_mae"]), m
 
@@ -78,6 +80,13 @@ def test_next_day_forecast_is_the_models_forecast_from_the_files_rows(client, tr
     offline = client.models.production(TENANT, "price_forecaster").python_model.predict(None, rows)
     np.testing.assert_allclose(f["point"].to_numpy(), offline["point"].to_numpy(), rtol=1e-9)
     assert np.abs(f["point"].to_numpy() - actual).mean() < 2.0  # EUR/MWh, on a day of prices 40-47
+
+
+def test_the_cli_forecasts_the_next_day(client):
+    doc = json.loads(ems("forecast", "--tenant", TENANT, "--asset", ASSET, "--type", "price", "--json").stdout)
+    assert len(doc["forecast"]) == 24 and doc["model_id"].startswith(f"{TENANT}:price_forecaster:")
+    expected = client.forecast(TENANT, ASSET, 24, forecast_type="price").frame["point"].to_numpy()
+    np.testing.assert_allclose([r["point"] for r in doc["forecast"]], expected, rtol=1e-9)
 
 
 def test_a_covariate_issued_after_the_target_days_issue_time_does_not_change_it(stack, client, tmp_path):
