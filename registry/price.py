@@ -36,7 +36,6 @@ FIRST_TARGET = max(LAGS)  # the first day index that has all its lags
 LEAR_WINDOWS = (364, 728, 1092, 1456)  # 52 weeks, 2, 3, 4 years of 364 days
 MARKETS = {"np": ("load_forecast", "wind_forecast"), "pjm": ("system_load_forecast", "zonal_load_forecast")}
 HOLIDAY_COUNTRIES = {"np": ("NO", "SE", "FI", "DK"), "pjm": ("US",)}
-QUANTILES = (0.1, 0.5, 0.9)
 LGB_PARAMS = dict(objective="l1", n_estimators=300, learning_rate=0.05, num_leaves=31, min_child_samples=40,
                   subsample=0.8, subsample_freq=1, colsample_bytree=0.8, verbose=-1, n_jobs=1, random_state=0)
 
@@ -177,95 +176,9 @@ def lasso_aic(x: np.ndarray, y: np.ndarray, max_iter: int = 2500) -> tuple[np.nd
     return coef, ym - coef @ xm, alpha
 
 
-def _cd_kernel():
-    """Coordinate descent for the LASSO on the Gram matrix (covariance updates), compiled once with numba."""
-    import numba
-
-    @numba.njit(cache=False)
-    def cd(gram, xy, alpha, beta, max_sweeps, tol):
-        p = len(xy)
-        q = gram @ beta  # gram @ beta, kept up to date as coefficients move
-        for _ in range(max_sweeps):
-            dmax = 0.0
-            for j in range(p):
-                g = gram[j, j]
-                if g <= 0.0:
-                    continue
-                r = xy[j] - q[j] + g * beta[j]
-                new = (r - alpha if r > alpha else (r + alpha if r < -alpha else 0.0)) / g
-                d = new - beta[j]
-                if d != 0.0:
-                    q += d * gram[:, j]
-                    beta[j] = new
-                    if abs(d) > dmax:
-                        dmax = abs(d)
-            if dmax < tol:
-                break
-        return beta
-
-    return cd
-
-
-_CD = []
-
-
-def lasso_fixed(x: np.ndarray, y: np.ndarray, alpha: np.ndarray, warm: np.ndarray | None = None,
-                max_sweeps: int = 2000, tol: float = 1e-5) -> tuple[np.ndarray, np.ndarray]:
-    """LASSO of each column of y on x at a given penalty per column (scikit-learn's scaling:
-    1/(2n)·RSS + alpha·|b|_1), by coordinate descent warm-started from `warm` (k, p): the daily refit of a
-    penalty chosen by `lasso_aic`. Returns (coef (k, p), intercept (k,))."""
-    if not _CD:
-        _CD.append(_cd_kernel())
-    n = len(x)
-    xm, ym = x.mean(axis=0), y.mean(axis=0)
-    xc = x - xm
-    gram = np.ascontiguousarray(xc.T @ xc / n)
-    xy = xc.T @ (y - ym) / n
-    coef = np.zeros((y.shape[1], x.shape[1])) if warm is None else warm.copy()
-    for h in range(y.shape[1]):
-        c = np.ascontiguousarray(xy[:, h])
-        beta = _active_set(gram, c, float(alpha[h]), coef[h]) if warm is not None else None
-        if beta is None:
-            beta = _CD[0](gram, c, float(alpha[h]), coef[h].copy(), max_sweeps, tol)
-        coef[h] = beta
-    return coef, ym - coef @ xm
-
-
-def _active_set(gram: np.ndarray, c: np.ndarray, alpha: float, warm: np.ndarray, pivots: int = 12):
-    """The LASSO solution from a nearby one: on the warm start's active set and signs the solution is
-    b_A = G_AA^-1 (c_A - alpha·s_A); pivot (drop a coefficient whose sign flips, add the inactive one that
-    breaks |c_j - (G b)_j| <= alpha most) until the optimality conditions hold. None when they do not after
-    `pivots` steps (the caller runs coordinate descent)."""
-    sign = np.sign(warm)
-    for _ in range(pivots):
-        active = np.flatnonzero(sign)
-        beta = np.zeros_like(c)
-        if len(active):
-            sub = gram[np.ix_(active, active)]
-            try:
-                beta[active] = np.linalg.solve(sub, c[active] - alpha * sign[active])
-            except np.linalg.LinAlgError:
-                return None
-            flipped = active[np.sign(beta[active]) != sign[active]]
-            if len(flipped):
-                sign[flipped[np.argmin(np.abs(beta[flipped]))]] = 0.0  # drop the smallest offender
-                continue
-        corr = c - gram @ beta
-        excess = np.where(sign == 0, np.abs(corr) - alpha * (1 + 1e-9), -np.inf)
-        j = int(np.argmax(excess))
-        if excess[j] <= 0:
-            return beta
-        sign[j] = np.sign(corr[j])
-    return None
-
-
-def fit_lear(days: Days, end: int, windows: tuple[int, ...] = LEAR_WINDOWS,
-             previous: list[_LearWindow] | None = None) -> list[_LearWindow]:
-    """Fit LEAR on the target days before index `end` (exclusive), one model per window length that fits.
-    Without `previous`, each hour's penalty is chosen by AIC on the LARS path; with it (the models of an
-    earlier day), the penalties are kept and the coefficients re-estimated on the moved window (the daily
-    recalibration between two penalty choices)."""
-    by_days = {m.days: m for m in previous or []}
+def fit_lear(days: Days, end: int, windows: tuple[int, ...] = LEAR_WINDOWS) -> list[_LearWindow]:
+    """Fit LEAR on the target days before index `end` (exclusive), one model per window length that fits; each
+    hour's penalty chosen by AIC on the LARS path."""
     out = []
     for w in windows:
         start = max(FIRST_TARGET, end - w)
@@ -275,12 +188,7 @@ def fit_lear(days: Days, end: int, windows: tuple[int, ...] = LEAR_WINDOWS,
         x, y = lear_design(days, idx), days.price[idx]
         sx, sy = _Invariant().fit(x[:, :N_SCALED]), _Invariant().fit(y)
         z = np.hstack([sx.transform(x[:, :N_SCALED]), x[:, N_SCALED:]])
-        zy = sy.transform(y)
-        if w in by_days:
-            alpha = by_days[w].alpha
-            coef, icpt = lasso_fixed(z, zy, alpha, warm=by_days[w].coef)
-        else:
-            coef, icpt, alpha = lasso_aic(z, zy)
+        coef, icpt, alpha = lasso_aic(z, sy.transform(y))
         out.append(_LearWindow(sx, sy, coef, icpt, alpha, w))
     if not out:
         raise InvalidSeriesError(f"LEAR needs at least {min(windows) + FIRST_TARGET - 28} days of prices before "

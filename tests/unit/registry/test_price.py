@@ -104,22 +104,3 @@ def test_ridge_is_the_closed_form_in_the_scaled_space():
     want = np.linalg.solve(zc.T @ zc / len(z) + 0.1 * np.eye(z.shape[1]), zc.T @ yc / len(z)).T
     np.testing.assert_allclose(m.coef, want, atol=1e-8)
     assert np.abs(fits[10.0][0].coef).sum() < np.abs(m.coef).sum()  # a larger penalty shrinks
-
-
-def test_daily_refit_at_the_chosen_penalty_is_the_lasso_solution():
-    """Coordinate descent at the AIC penalty gives LARS's coefficients (both solve the same LASSO), from a cold
-    or a warm start; a window moved by a day keeps the penalties and moves the coefficients."""
-    rng = np.random.default_rng(3)
-    x = rng.normal(size=(400, 30))
-    y = np.column_stack([x[:, :4] @ [1.0, -1.5, 0.5, 0.2], x[:, 7] - x[:, 9]]) + rng.normal(0, 0.5, (400, 2))
-    coef, icpt, alpha = price.lasso_aic(x, y)
-    cold, icpt_cold = price.lasso_fixed(x, y, alpha)
-    np.testing.assert_allclose(cold, coef, atol=1e-5)
-    np.testing.assert_allclose(icpt_cold, icpt, atol=1e-5)
-    warm, _ = price.lasso_fixed(x, y, alpha, warm=coef + 0.1)
-    np.testing.assert_allclose(warm, coef, atol=1e-5)
-    days = price.to_days(hourly(420), EXOG)
-    first = price.fit_lear(days, 400, windows=(364,))
-    moved = price.fit_lear(days, 401, windows=(364,), previous=first)
-    np.testing.assert_array_equal(moved[0].alpha, first[0].alpha)
-    assert not np.array_equal(moved[0].coef, first[0].coef)
