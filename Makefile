@@ -15,6 +15,9 @@ UV     := $(shell command -v uv 2>/dev/null || echo $(TOOLS)/bin/uv)
 UV_VERSION := 0.13.9
 TENANT := demo
 PLOTS  := .ems/plots
+# The demo trains a lighter forecaster (the last 180 days of each asset, 100 boosting rounds) to stay within a
+# few minutes; `make demo DEMO_TRAIN=` or `ems train forecast --tenant demo` trains the full one (730 days, 300).
+DEMO_TRAIN := --history-days 180 --boost-rounds 100
 export UV_COMPILE_BYTECODE := 1
 # uv trusts its built-in roots; behind a TLS-inspecting proxy it needs the system bundle.
 ifeq ($(origin SSL_CERT_FILE),undefined)
@@ -64,7 +67,7 @@ demo: up ## the whole foundation on real data (tenant `demo`)
 	$(FEAST) materialize-incremental $$(date -u +%Y-%m-%dT%H:%M:%S)
 	for service in forecast_basic forecast_advanced anomaly_detection; do \
 	  $(EMS) features --tenant $(TENANT) --service $$service --asset zone1 --asset pjm_aep; done
-	forecaster=$$($(EMS) train forecast --tenant $(TENANT) | tail -n 1) && \
+	forecaster=$$($(EMS) train forecast --tenant $(TENANT) $(DEMO_TRAIN) | tail -n 1) && \
 	  $(EMS) models promote $$forecaster --to production
 	detector=$$($(EMS) train anomaly --tenant $(TENANT) --method isolation_forest | tail -n 1) && \
 	  $(EMS) models promote $$detector --to production
