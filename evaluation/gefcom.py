@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from core.errors import InvalidArgumentError
 from registry import generation as gen
 
 FILES = {"power": "gefcom2012_wind_power.csv.gz", "forecasts": "gefcom2012_wind_forecasts.csv.gz",
@@ -41,7 +42,7 @@ def check_data(data_dir: Path) -> Path:
     data_dir = Path(data_dir)
     missing = [f for f in FILES.values() if not (data_dir / f).is_file()]
     if missing:
-        raise FileNotFoundError(f"{data_dir}: missing {', '.join(missing)}; give the folder of the GEFCom2012 "
+        raise InvalidArgumentError(f"{data_dir}: missing {', '.join(missing)}; give the folder of the GEFCom2012 "
                                 "wind files with --data (default ../shared/data)")
     return data_dir
 

@@ -120,3 +120,13 @@ def test_bad_input_is_one_clear_error(client):
         client.forecast(TENANT, ASSET, horizon=6, forecast_type="generation", overrides={"wind_speed": 3.0})
     proc = ems("train", "forecast", "--type", "pv", "--tenant", TENANT, check=False)
     assert proc.returncode != 0 and "'pv'" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_the_cli_forecasts_a_generation_unit(trained):
+    """`ems forecast --type generation` at the unit's latest hour (2011-01-04 13:00): past the last stored
+    weather forecast, so every weather input is missing, the CLI says so, and the forecast stays in bounds."""
+    proc = ems("forecast", "--tenant", TENANT, "--asset", ASSET, "--type", "generation", "--horizon", "6", "--json")
+    doc = json.loads(proc.stdout)
+    rows = doc["forecast"]
+    assert len(rows) == 6 and all(0 <= r["point"] <= CAPACITY for r in rows), rows
+    assert "no weather forecast" in proc.stderr and "6 of 6" in proc.stderr

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from core.errors import InvalidArgumentError
 from evaluation import gefcom as G
 from registry import generation as gen
 
@@ -75,7 +76,7 @@ def test_scores_and_persistence_on_the_same_rows():
 
 
 def test_a_missing_folder_names_the_files():
-    with pytest.raises(FileNotFoundError, match="gefcom2012_wind_power.csv.gz"):
+    with pytest.raises(InvalidArgumentError, match="gefcom2012_wind_power.csv.gz"):
         G.check_data(Path("/nonexistent"))
 
 
