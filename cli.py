@@ -353,8 +353,9 @@ def ingest_weather(
     rejects: Annotated[Path | None, typer.Option(help="Where to write rejected rows.", dir_okay=False)] = None,
     forecast: Annotated[bool, typer.Option(
         "--forecast", help="The file holds weather FORECASTS: issue_time, target_time and any of temperature, "
-                           "humidity, solar_irradiance, wind_speed, wind_u, wind_v; a forecast at origin T uses "
-                           "only what was issued by T.")] = False,
+                           "humidity, solar_irradiance, wind_speed, wind_u, wind_v (or, for a market zone's site, "
+                           "its day-ahead load_forecast, wind_forecast, zonal_load_forecast in MW); a forecast at "
+                           "origin T uses only what was issued by T.")] = False,
     as_json: AsJson = False,
 ) -> None:
     """Load observed weather for a site (a missing cell is that variable's NULL; the row's others load), or
@@ -722,13 +723,30 @@ def train_forecast(
     history_days: HistoryDays = 730,
     holdout_days: HoldoutDays = 14,
     as_json: AsJson = False,
+    forecast_type: Annotated[str, typer.Option(
+        "--type", help="load | generation (the tenant's wind units over their capacity, with their sites' weather "
+                       "forecasts; all their history, --holdout-days held out and as many before them to "
+                       "calibrate the band; registered as generation_forecaster unless --name) | price (one market "
+                       "zone's day-ahead prices, --asset, with its site's day-ahead covariates; price_forecaster).")
+    ] = "load",
+    boost_rounds: Annotated[int, typer.Option("--boost-rounds", min=1, max=5000, help="load: boosting rounds per "
+                                              "quantile booster "
+                                              "(1..5000; fewer: faster and coarser, e.g. the demo's 100).")] = 300,
 ) -> None:
     """Train the LightGBM p10/p50/p90 forecaster (1-168 h) and register a new staging version."""
     from registry import train_forecast as tf
     from warehouse.store import get_store
 
+    if forecast_type == "generation":
+        _train_generation(tenant, asset, None if name == "load_forecaster" else name, holdout_days, as_json)
+        return
+    if forecast_type == "price":
+        _train_price(tenant, asset, None if name == "load_forecaster" else name, holdout_days, as_json)
+        return
+    if forecast_type != "load":
+        raise _fail(ValueError(f"--type {forecast_type!r} is not one of load, generation, price"))
     result = _train_progress(tf.train, settings(), get_store(settings()), tenant, asset, features, name,
-                             _split(history_days, holdout_days))
+                             _split(history_days, holdout_days), tf.BoosterConfig(num_boost_round=boost_rounds))
     if as_json:
         _print_json(vars(result))
         return
@@ -739,6 +757,45 @@ def train_forecast(
     table = Table("asset", "MAE", "MAPE %", "MASE", "naive-168 MASE", "coverage", title="held-out days, day-ahead")
     for a, s in result.per_asset.items():
         table.add_row(a, _cell(s["mae"]), _cell(s["mape"]), f"{s['mase_168']:.3f}", f"{s['naive_168_mase']:.3f}",
+                      f"{s['coverage_p10_p90']:.1%}")
+    console.print(table)
+    sys.stdout.write(f"{result.model_id}\n")  # last line: the new id alone, for scripts
+
+
+def _train_price(tenant: str, asset, name: str | None, holdout_days: int, as_json: bool) -> None:
+    from registry import train_price as tp
+    from warehouse.store import get_store
+
+    if not asset or len(asset) != 1:
+        raise _fail(ValueError("give the market zone with one --asset for --type price"))
+    result = _train_progress(tp.train, settings(), get_store(settings()), tenant, asset[0], holdout_days=holdout_days,
+                             **({"name": name} if name else {}))
+    if as_json:
+        _print_json(vars(result))
+        return
+    m = result.metrics
+    console.print(f"[bold]{result.model_id}[/] (staging) · run {result.run_id} · {result.timings['total_s']:.1f} s")
+    console.print(f"held-out days: MAE {m['mae']:.3f} · naive d-1 {m['naive_d1_mae']:.3f} · naive d-7 "
+                  f"{m['naive_d7_mae']:.3f} ({int(m['holdout_days'])} days after {int(m['train_days'])} training days)")
+    sys.stdout.write(f"{result.model_id}\n")
+
+
+def _train_generation(tenant: str, asset, name: str | None, holdout_days: int, as_json: bool) -> None:
+    from registry import train_generation as tg
+    from warehouse.store import get_store
+
+    kwargs = {"name": name} if name else {}
+    result = _train_progress(tg.train, settings(), get_store(settings()), tenant, asset, holdout_days=holdout_days,
+                             calibration_days=holdout_days, **kwargs)
+    if as_json:
+        _print_json(vars(result))
+        return
+    m = result.metrics
+    console.print(f"[bold]{result.model_id}[/] (staging) · run {result.run_id} · {result.timings['total_s']:.1f} s")
+    table = Table("asset", "RMSE", "persistence RMSE", "MAE", "pinball", "p10–p90 cov.",
+                  title="held-out days, 1-48 h, power / capacity")
+    for a, s in {**result.per_asset, "all": m}.items():
+        table.add_row(a, f"{s['rmse']:.4f}", f"{s['persistence_rmse']:.4f}", f"{s['mae']:.4f}", f"{s['pinball']:.4f}",
                       f"{s['coverage_p10_p90']:.1%}")
     console.print(table)
     sys.stdout.write(f"{result.model_id}\n")  # last line: the new id alone, for scripts
@@ -772,6 +829,76 @@ def train_anomaly(
     console.print(f"[bold]{result.model_id}[/] (staging) · run {result.run_id} · {m['total_s']:.1f} s")
     console.print(f"held-out hours flagged by sensitivity: {shares}")
     sys.stdout.write(f"{result.model_id}\n")
+
+
+# ---------------------------------------------------------------- model search (issue 21)
+tune_app = typer.Typer(cls=_Group, no_args_is_help=True, help="Model search logged to MLflow (Optuna TPE).")
+app.add_typer(tune_app, name="tune")
+
+
+@tune_app.command("forecast")
+def tune_forecast(
+    tenant: Tenant,
+    asset: Assets = None,
+    trials: Annotated[int, typer.Option("--trials", help="Trials at most (1..10000).")] = 30,
+    time_budget: Annotated[float, typer.Option("--time-budget", help="Seconds for the search (> 0): training sets, "
+                                               "baselines and trials; the refit of the best comes on top.")] = 1800,
+    windows: Annotated[int, typer.Option("--windows", help="Validation windows before the held-out days "
+                                         "(1..12).")] = 3,
+    window_days: Annotated[int, typer.Option("--window-days", help="Days per validation window (1..56).")] = 7,
+    name: Annotated[str, typer.Option("--name", help="The best is registered as {tenant}.{name}.")] = "load_forecaster",
+    history_days: HistoryDays = 730,
+    holdout_days: HoldoutDays = 14,
+    issue_every_h: Annotated[int, typer.Option("--issue-every-h", help="Training issue times every N hours "
+                                               "(1..168; more: a lighter search).")] = 6,
+    horizons_per_issue: Annotated[int, typer.Option("--horizons-per-issue", help="Horizons 25..168 sampled per "
+                                                    "training issue time (1..168).")] = 24,
+    as_json: AsJson = False,
+) -> None:
+    """Search the forecaster's design and boosting on validation windows before the held-out days; register the best."""
+    from dataclasses import replace
+
+    from registry import tune
+    from warehouse.store import get_store
+
+    cfg = _run(tune.SearchConfig(trials, time_budget, windows, window_days).check)  # before any I/O
+    try:
+        split = replace(_split(history_days, holdout_days), issue_every_h=issue_every_h,
+                        horizons_per_issue=horizons_per_issue).check()
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
+    result = _steps("model search", tune.search, settings(), get_store(settings()), tenant, asset, name, split, cfg)
+    if as_json:
+        _print_json(result.as_dict())
+        return
+    _tune_tables(result)
+    sys.stdout.write(f"{result.model_id}\n")  # last line: the new id alone, for scripts
+
+
+def _ratio(value) -> str:
+    return "" if value is None or value != value else f"{value:.3f}"
+
+
+def _tune_tables(result) -> None:
+    table = Table("rank", "model", "design", "MASE", "MAE", "MAE / naive-168", "skill vs best naive", "state",
+                  title="validation windows, day-ahead (pooled; lower MASE is better)")
+    shown = [r for r in result.leaderboard if r["kind"] != "lightgbm" or (r["rank"] or 99) <= 15]
+    for r in shown:
+        skill = r.get("skill_vs_best_naive")
+        table.add_row(str(r["rank"] or "-"), r["name"], r["design"] or "", _ratio(r.get("val_mase_168")),
+                      _cell(r.get("val_mae")), _ratio(r.get("val_relmae_168")),
+                      "" if skill is None else f"{skill:+.3f}", r["state"])
+    console.print(table)
+    holdout = Table("model", "MAE", "MASE", "MAE / naive-24", "MAE / naive-168", title="held-out days, day-ahead")
+    for label, s in result.holdout.items():
+        holdout.add_row(label, _cell(s.get("mae")), _ratio(s.get("mase_168")), _ratio(s.get("relmae_24")),
+                        _ratio(s.get("relmae_168")))
+    console.print(holdout)
+    best = {k: v for k, v in result.best.items() if k not in ("trial", "val_mase_168")}
+    console.print(f"best: trial {result.best['trial']} {best} · {result.trials_done} trials done, "
+                  f"{result.trials_pruned} pruned in {result.timings['search_s']:.0f} s · search run {result.search_id}"
+                  + (f" · left out: {result.skipped_designs}" if result.skipped_designs else ""))
+    console.print(f"[bold]{result.model_id}[/] (staging, tag tune_search_id={result.search_id})")
 
 
 # ---------------------------------------------------------------- models
@@ -809,7 +936,8 @@ def _hours_list(value: str) -> list[int]:
 
 @evaluate_app.command("forecast")
 def evaluate_forecast(
-    tenant: Tenant,
+    tenant: Annotated[str | None, typer.Option("--tenant", "-t", envvar="EMS_TENANT", help="Tenant id (the "
+                                               "backtest protocol).")] = None,
     asset: Assets = None,
     horizons: Annotated[str, typer.Option("--horizons", help="Horizon sets, comma-separated: H scores horizons "
                                           "1..H (each 1..168).")] = "24,168",
@@ -835,13 +963,20 @@ def evaluate_forecast(
                                                 "weather (forecast_weather_ahead): forecast (archived forecasts, "
                                                 "else observed weather with a forecast's error) | oracle (observed "
                                                 "weather: the upper bound).")] = "forecast",
+    retrain_days: Annotated[int, typer.Option("--retrain-days", help="gefcom: retrain the generation forecaster "
+                                              "every N days on all data known by then (0: once, before "
+                                              "2011).")] = 0,
 ) -> None:
-    """Rolling-origin backtest: train once before the last N days, forecast each day, score vs seasonal-naive."""
+    """Rolling-origin backtest: train once before the last N days, forecast each day, score vs seasonal-naive.
+    --protocol epf | gefcom: the field's day-ahead price / GEFCom2012 wind protocol on the shared data."""
     if protocol == "epf":
         _evaluate_epf(market, data, recalibrate_days, plot, as_json)
         return
+    if protocol == "gefcom":
+        _evaluate_gefcom(data, retrain_days, plot, as_json)
+        return
     if protocol != "backtest":
-        raise _fail(ValueError(f"--protocol {protocol!r} is not one of backtest, epf"))
+        raise _fail(ValueError(f"--protocol {protocol!r} is not one of backtest, epf, gefcom"))
     if tenant is None:
         raise _fail(ValueError("give --tenant (or EMS_TENANT) for the backtest protocol"))
     from evaluation import backtest, backtest_report
@@ -860,6 +995,71 @@ def evaluate_forecast(
         return
     _backtest_tables(result)
     console.print(f"report: {report.markdown}" + (f" · MLflow run {report.run_id}" if report.run_id else ""))
+
+
+def _evaluate_epf(market: str, data: Path, recalibrate_days: int, plot: Path | None, as_json: bool) -> None:
+    """The epftoolbox protocol (evaluation/epf.py): ours vs the LEAR and DNN ensembles on the same 728 days."""
+    from evaluation import epf
+
+    _run(epf.check, market, recalibrate_days)
+    cache = settings().home / "cache" / "epf"  # per-block forecasts: a rerun reads them
+    result = _steps(f"epf {market}", epf.run, market, data, recalibrate_days, cache)
+    doc = result.doc()
+    if plot is not None:
+        doc["plot"] = str(epf.plot(result, plot))
+    if as_json:
+        _print_json(doc)
+        return
+    table = Table("model", "MAE", "RMSE", "sMAPE %", "DM p (ours better)", "DM p (ref better)",
+                  title=f"{market.upper()} · {doc['test_period'][0]} – {doc['test_period'][1]} · refit every "
+                        f"{recalibrate_days} d · weights {result.weights}")
+    for name, row in result.metrics.iterrows():
+        dm = result.dm.get(name)
+        table.add_row(name, f"{row['mae']:.3f}", f"{row['rmse']:.3f}", f"{row['smape']:.2f}",
+                      f"{dm['p_ours_better']:.3g}" if dm else "", f"{dm['p_ref_better']:.3g}" if dm else "")
+    console.print(table)
+    console.print(f"pinball (p10/p50/p90) {result.pinball:.3f} · p10–p90 coverage {result.coverage:.3f} · "
+                  f"{result.seconds:.0f} s" + (f" · plot {doc['plot']}" if plot else ""))
+    worst = Table("day", *result.worst.columns, title="worst days (daily MAE)")
+    for day, row in result.worst.iterrows():
+        worst.add_row(f"{day:%Y-%m-%d}", *[f"{v:.2f}" for v in row])
+    console.print(worst)
+
+
+def _evaluate_gefcom(data: Path, retrain_days: int, plot: Path | None, as_json: bool) -> None:
+    """The GEFCom2012 wind protocol (evaluation/gefcom.py): RMSE per farm and all vs persistence on the test hours."""
+    from evaluation import gefcom, gefcom_report
+
+    if not 0 <= retrain_days <= 548:
+        raise _fail(ValueError(f"--retrain-days {retrain_days} is out of range; use 0 (train once) to 548"))
+    _run(gefcom.check_data, data)
+    cache = settings().home / "cache" / "gefcom"  # the NWP join, the settings and each fit's forecasts
+    result = _steps("gefcom", gefcom.run, data, cache, retrain_days)
+    doc = gefcom_report.doc(result)
+    if plot is not None:
+        doc["plot"] = str(gefcom_report.plot(result, plot))
+    if as_json:
+        _print_json(doc)
+        return
+    table = Table("farm", "RMSE", "persistence RMSE", "RMSE p50", "MAE", "pinball", "p10–p90 cov.", "rows",
+                  title=f"GEFCom2012 wind · {len(result.test) // 48 // 7} windows × 48 h · retrained every "
+                        f"{retrain_days or '∞'} d ({result.settings['retrains']} fits)")
+    for farm, s in result.scores.iterrows():
+        table.add_row(f"[bold]{farm}[/]" if farm == "all" else farm, f"{s['rmse']:.4f}",
+                      f"{s['persistence_rmse']:.4f}", f"{s['rmse_p50']:.4f}", f"{s['mae']:.4f}", f"{s['pinball']:.4f}",
+                      f"{s['coverage_p10_p90']:.3f}", str(int(s["rows"])))
+    console.print(table)
+    by_h = Table("horizon", "RMSE", "persistence RMSE", "p10–p90 cov.", title="by horizon")
+    for h, s in result.by_horizon.iterrows():
+        by_h.add_row(h, f"{s['rmse']:.4f}", f"{s['persistence_rmse']:.4f}", f"{s['coverage_p10_p90']:.3f}")
+    console.print(by_h)
+    worst = Table("farm", "origin", "RMSE", "persistence RMSE", "p10–p90 cov.", "mean power", title="worst windows")
+    for _, w in result.worst.iterrows():
+        worst.add_row(w["unit"], f"{w['origin']:%Y-%m-%d %H:%M}", f"{w['rmse']:.3f}", f"{w['persistence_rmse']:.3f}",
+                      f"{w['coverage_p10_p90']:.3f}", f"{w['mean_power']:.3f}")
+    console.print(worst)
+    console.print(f"{result.timings['total_s']:.0f} s (fits: {result.timings['train_s_each']} s)"
+                  + (f" · plot {doc['plot']}" if plot else ""))
 
 
 def _backtest_tables(result) -> None:
