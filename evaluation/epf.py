@@ -248,6 +248,8 @@ def plot(result: EpfResult, path: Path, week_start: int | None = None) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from registry.plots import save_png
+
     s = len(result.dates) - 7 if week_start is None else week_start
     t = pd.date_range(result.dates[s], periods=7 * model.HOURS, freq="h")
     sl = slice(s, s + 7)
@@ -263,8 +265,4 @@ def plot(result: EpfResult, path: Path, week_start: int | None = None) -> Path:
     ax.set_ylabel("EUR/MWh" if result.market == "np" else "USD/MWh")
     ax.legend(loc="upper left", fontsize=8, ncol=3)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_png(fig, path)

@@ -39,6 +39,8 @@ def plot(result: Result, path: Path, window: tuple[str, pd.Timestamp] | None = N
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from registry.plots import save_png
+
     unit, origin = window or sample_window(result)
     p = result.test[(result.test["unit"] == unit) & (result.test["origin"] == origin)].sort_values("target")
     fig, ax = plt.subplots(figsize=(11, 4))
@@ -55,8 +57,4 @@ def plot(result: Result, path: Path, window: tuple[str, pd.Timestamp] | None = N
     ax.grid(alpha=0.3)
     ax.legend(loc="upper right", fontsize=8, ncol=5)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_png(fig, path)

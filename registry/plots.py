@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import matplotlib.pyplot as plt  # headless machines fall back to Agg; notebooks keep their inline backend
 import numpy as np
 import pandas as pd
@@ -9,6 +11,15 @@ import pandas as pd
 from registry.design import HORIZON
 
 MAX_PANELS = 6
+
+
+def save_png(fig, path) -> Path:
+    """Write a figure as PNG (creating its folder) and close it; returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def forecast_band(rows: pd.DataFrame, pred: pd.DataFrame, max_horizon: int = 24):

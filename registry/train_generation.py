@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -31,19 +30,10 @@ from core.names import (
 from core.settings import Settings
 from registry import generation as gen
 from registry import tracking
+from registry.train_forecast import TrainResult
 
 Progress = Callable[[str, int, int], None]
 STEPS = ("training set", "calibration fit", "fit", "evaluate", "log to MLflow")
-
-
-@dataclass
-class GenerationTrainResult:
-    model_id: str
-    run_id: str
-    model_uri: str
-    metrics: dict[str, float]
-    per_asset: dict[str, dict[str, float]]
-    timings: dict[str, float] = field(default_factory=dict)
 
 
 def unit_rows(power: pd.Series, issues: pd.DataFrame, unit: str, origin_step: int = 3,
@@ -97,7 +87,7 @@ def scores(rows: pd.DataFrame, pred: pd.DataFrame) -> dict[str, float]:
 
 def train(settings: Settings, store, tenant: str, assets: list[str] | None = None,
           name: str = DEFAULT_FORECAST_NAMES["generation"], holdout_days: int = 3, calibration_days: int = 3,
-          origin_step: int = 3, progress: Progress | None = None) -> GenerationTrainResult:
+          origin_step: int = 3, progress: Progress | None = None) -> TrainResult:
     import mlflow
     from mlflow.models import infer_signature
 
@@ -165,7 +155,7 @@ def train(settings: Settings, store, tenant: str, assets: list[str] | None = Non
                 else "worse_than_persistence"}
         version = tracking.register(settings, tenant, name, info.model_uri, run.info.run_id, tags)
     tick("done", len(STEPS), len(STEPS))
-    return GenerationTrainResult(version.id, run.info.run_id, info.model_uri, metrics, per_asset, timings)
+    return TrainResult(version.id, run.info.run_id, info.model_uri, metrics, per_asset, timings)
 
 
 def _band(held: pd.DataFrame, pred: pd.DataFrame):
