@@ -78,10 +78,13 @@ def bucket(horizon) -> np.ndarray:
 
 
 class GenerationModel:
-    """Four LightGBM boosters over `design`; predictions in capacity units, bounded to [0, 1]."""
+    """Four LightGBM boosters over `design` (or another design's `features`, e.g. registry/pv.py's; the unit
+    categorical first); predictions in capacity units, bounded to [0, 1]."""
 
-    def __init__(self, units: list[str], params: dict | None = None, rounds: dict | None = None):
+    def __init__(self, units: list[str], params: dict | None = None, rounds: dict | None = None,
+                 features: list[str] | None = None):
         self.units = list(units)
+        self.features = list(features or FEATURES)
         self.params = {**BASE_PARAMS, **(params or {})}
         self.rounds = rounds or {k: 600 for k in OUTPUTS}
         self.boosters: dict = {}
@@ -98,7 +101,7 @@ class GenerationModel:
 
         y = np.asarray(y, dtype=float)
         for i, out in enumerate(OUTPUTS):
-            data = lgb.Dataset(X, y, categorical_feature=[UNIT], free_raw_data=False)
+            data = lgb.Dataset(X[self.features], y, categorical_feature=[UNIT], free_raw_data=False)
             self.boosters[out] = lgb.train({**self.params, **self.objective(out)}, data,
                                            num_boost_round=int(self.rounds[out]))
             if progress:
@@ -107,7 +110,8 @@ class GenerationModel:
 
     def raw(self, X: pd.DataFrame) -> pd.DataFrame:
         """Clipped, sorted, not yet widened predictions."""
-        pred = pd.DataFrame({o: self.boosters[o].predict(X[FEATURES]) for o in OUTPUTS}, index=X.index).clip(0, 1)
+        columns = getattr(self, "features", FEATURES)  # models pickled before PV read the wind design
+        pred = pd.DataFrame({o: self.boosters[o].predict(X[columns]) for o in OUTPUTS}, index=X.index).clip(0, 1)
         pred[list(QUANTILES)] = np.sort(pred[list(QUANTILES)].to_numpy(), axis=1)
         return pred
 
