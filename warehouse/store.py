@@ -256,7 +256,7 @@ def online_features(
         when = when.tz_convert("UTC") if when.tzinfo else when.tz_localize("UTC")
         rows.append({"tenant_id": tenant, "asset_id": a, "target_time": when})
     try:
-        frame = store.get_online_features(features=fs, entity_rows=rows).to_df()
+        frame = store.get_online_features(features=grid_features(store, service), entity_rows=rows).to_df()
     except (redis.AuthenticationError, redis.exceptions.NoPermissionError) as e:
         raise redis_refused(e, settings.redis) from e
     except (redis.RedisError, RedisClusterException, ConnectionError) as e:  # a cluster's errors are not RedisErrors

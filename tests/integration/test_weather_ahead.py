@@ -162,3 +162,14 @@ def test_the_cli_takes_a_weather_forecast_file(stack, model, env, tmp_path):
     bad = ems("forecast", "-t", TENANT, "--asset", "zone1", "--weather-forecast", str(tmp_path / "none.csv"), env=env,
               check=False)
     assert bad.returncode != 0 and "cannot read it as CSV" in bad.stderr
+
+
+def test_online_and_point_in_time_reads_of_the_service_leave_the_target_hour_view_out(stack, store, loaded):
+    """Its target-hour weather is per (issue, target) hour; a read at one time returns the other 16 features."""
+    from warehouse.point_in_time import features_at
+    from warehouse.store import online_features
+
+    online = online_features(stack, SERVICE, TENANT, ["zone1"], store=store)
+    assert "lag_1h" in online.columns and "temperature" not in online.columns and len(online.columns) == 2 + 16
+    at = features_at(stack, store, SERVICE, TENANT, ["zone1"], pd.Timestamp("2017-01-20T00:00Z").to_pydatetime())
+    assert at["lag_1h"].notna().all() and "temperature" not in at.columns
