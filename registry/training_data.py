@@ -140,20 +140,32 @@ class TrainingSet:
 
 
 def tenant_assets(settings: Settings, tenant: str, assets: list[str] | None) -> list[str]:
+    """The tenant's consumption meters to train a load model (forecaster, anomaly detector) on: `assets`
+    (checked), or all of them. Generation units and market zones have their own forecasters (`ems train forecast
+    --type`)."""
     check_tenant_id(tenant)
     for a in assets or []:
         check_asset_id(a)
     with connect(settings) as conn:
-        known = [r[0] for r in conn.execute(
-            "SELECT asset_id FROM assets WHERE tenant_id = %s ORDER BY asset_id", (tenant,)).fetchall()]
-    if not known:
+        kinds = dict(conn.execute("SELECT asset_id, kind FROM assets WHERE tenant_id = %s ORDER BY asset_id",
+                                  (tenant,)).fetchall())
+    known = [a for a, kind in kinds.items() if kind == "consumption"]
+    if not kinds:
         raise UnknownAssetError(f"tenant {tenant!r} has no assets; ingest readings first (`ems ingest`)")
     if not assets:
+        if not known:
+            raise UnknownAssetError(f"tenant {tenant!r} has no consumption meters to train a load model on "
+                                    f"(its assets are generation units or market zones: `ems train forecast --type`)")
         return known
-    missing = [a for a in assets if a not in known]
+    missing = [a for a in assets if a not in kinds]
     if missing:
         raise UnknownAssetError(f"tenant {tenant!r} has no asset(s) {', '.join(map(repr, missing))}; "
                                 f"known: {', '.join(known[:10])}{' …' if len(known) > 10 else ''}")
+    other = [a for a in assets if kinds[a] != "consumption"]
+    if other:
+        raise UnknownAssetError(f"asset(s) {', '.join(f'{a!r} ({kinds[a]})' for a in other)} of tenant {tenant!r} "
+                                "are not consumption meters: load models train on meters; use `ems train "
+                                "forecast --type generation|price` for them")
     return list(dict.fromkeys(assets))
 
 

@@ -284,7 +284,7 @@ def test_a_weather_forecast_for_the_target_hours_goes_in_the_call(api, stack, st
     """A model on forecast_weather_ahead takes the caller's forecast (named in the warnings); the default
     model reads none and says so; a timestamp without a UTC offset is refused."""
     base, _ = api
-    weather = train_forecast.train(stack, store, A, service="forecast_weather_ahead", name="api_weather",
+    weather = train_forecast.train(stack, store, A, ["zone1"], service="forecast_weather_ahead", name="api_weather",
                                    split=SPLIT, boosting=FAST)
     token = keys.token(A, ["forecaster"])
     body = {"tenant_id": A, "asset_id": "zone1", "horizon_hours": 3, "model_name": weather.model_id}

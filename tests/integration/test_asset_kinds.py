@@ -36,3 +36,13 @@ def test_kinds_are_stored_checked_and_read_with_the_latest_hours(stack, tmp_path
                 conn.execute(bad)
             conn.rollback()
     assert asset_states(stack, TENANT, ["meter"])["meter"].kind == "consumption"
+
+
+def test_load_models_train_on_the_consumption_meters_only(stack):
+    """After the test above: the tenant has a meter and a wind unit. A load training set takes the meter
+    alone by default, and naming the wind unit is one clear error (its forecaster is --type generation)."""
+    from registry.training_data import tenant_assets
+
+    assert tenant_assets(stack, TENANT, None) == ["meter"]
+    with pytest.raises(UnknownAssetError, match=r"'farm' \(generation\) of tenant 'kinds' are not consumption meters"):
+        tenant_assets(stack, TENANT, ["meter", "farm"])
