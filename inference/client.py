@@ -50,7 +50,7 @@ from inference.results import AnomalyResult, Explanation, ForecastResult, Global
 from registry import lifecycle
 from registry.design import HORIZON, HOUR, uses_peers
 from registry.severity import check_sensitivity
-from registry.target_weather import PREFIX as TARGET_PREFIX
+from registry.target_weather import reads_target_weather
 
 logger = logging.getLogger(__name__)
 
@@ -152,7 +152,7 @@ class Client:
         if not forecast:
             return True
         served = self.models.warm(tenant, model or DEFAULT_FORECAST_NAMES.get(forecast_type, DEFAULT_FORECAST_NAME))
-        if served is None or any(f.startswith(TARGET_PREFIX) for f in getattr(served.python_model, "features", ())):
+        if served is None or reads_target_weather(getattr(served.python_model, "features", ())):
             return False  # target-hour weather is read from the warehouse
         if not quantiles or HORIZON not in getattr(served.python_model, "features", ()):
             return True
@@ -295,7 +295,7 @@ class Client:
         """The caller's weather forecast, checked; one clear error when the model reads none."""
         if value is None:
             return None
-        if not any(f.startswith(TARGET_PREFIX) for f in getattr(served.python_model, "features", ())):
+        if not reads_target_weather(getattr(served.python_model, "features", ())):
             raise InvalidArgumentError(f"model {served.info.id} (feature service {served.feature_service!r}) reads no "
                                        "weather forecast for the target hours: leave weather_forecast out, or use a "
                                        "model trained on a service with one (e.g. forecast_weather_ahead)")

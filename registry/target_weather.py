@@ -48,8 +48,9 @@ def model_names(variables: list[str]) -> list[str]:
     return [PREFIX + v for v in variables]
 
 
-def variable(name: str) -> str:
-    return name[len(PREFIX):]
+def reads_target_weather(features) -> bool:
+    """Whether a model with these input names reads weather forecasts for the target hours."""
+    return any(f.startswith(PREFIX) for f in features)
 
 
 def noise(values: np.ndarray, name: str, lead_h: np.ndarray, issue_key: np.ndarray, seed: int = 0) -> np.ndarray:
@@ -173,5 +174,5 @@ def serving_columns(settings, site: str | None, t: pd.Timestamp, horizon: int, v
     return out, warnings
 
 
-__all__ = ["MODES", "NOISE", "PREFIX", "archived", "model_names", "noise", "observed", "serving_columns",
-           "training_columns"]
+__all__ = ["MODES", "NOISE", "PREFIX", "archived", "model_names", "noise", "observed", "reads_target_weather",
+           "serving_columns", "training_columns"]
