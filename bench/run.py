@@ -54,6 +54,11 @@ def run(settings, quick: bool = False, out: Path | None = None, only: list[str] 
 
         return model_load_rows(ctx, model_id())
 
+    def serving():
+        from bench.rows_generation_price import generation_price_rows
+
+        return serving_rows(ctx, data(), store, model_id()) + generation_price_rows(ctx, store)
+
     def scale():
         from bench.rows_scale import scale_rows
 
@@ -64,7 +69,7 @@ def run(settings, quick: bool = False, out: Path | None = None, only: list[str] 
         ("ingest", ingest),
         ("materialize", lambda: materialize_rows(ctx, data(), store)),  # also loads the bench assets online
         ("online", lambda: online_rows(ctx, data(), store)),
-        ("serving", lambda: serving_rows(ctx, data(), store, model_id())),
+        ("serving", serving),  # load, then generation (wind) and price: the bench tenant's unit and zone
         ("http", http),  # `ems serve --workers 2` under load, against the same calls without HTTP
         ("model_load", model_load),
         ("pit", lambda: pit_rows(ctx, data())),
