@@ -19,13 +19,14 @@ from bench.generation_price import Units
 
 HORIZON = 24
 HOUR = pd.Timedelta(hours=1)
+REACH = 3  # hours either side of the target hours whose weather forecasts the wind design reads (t-3 .. t+3)
 
 GENERATION_READS = (
     "SELECT capacity, site_id FROM assets WHERE tenant_id = %s AND asset_id = %s",
     "SELECT bucket, avg_value FROM readings_hourly WHERE tenant_id = %s AND asset_id = %s AND bucket >= %s "
     "AND bucket < %s ORDER BY bucket",
-    # per target hour (and the hours either side), the two newest issues by the issue time: the latest and the
-    # one before it (ws_prev)
+    # per target hour (and the REACH hours either side), the two newest issues by the issue time: the latest
+    # and the one before it (ws_prev)
     "SELECT target_time, issue_time, wind_speed, wind_u, wind_v FROM ("
     " SELECT target_time, issue_time, wind_speed, wind_u, wind_v,"
     "  row_number() OVER (PARTITION BY target_time ORDER BY issue_time DESC) AS k FROM covariate_forecasts"
@@ -119,7 +120,7 @@ def generation_row(ctx, client, units: Units, model_id: str) -> core.Row:
     np.testing.assert_allclose(same, f.frame[["p10", "p50", "p90", "point"]].to_numpy(), rtol=1e-9, atol=1e-9)
     conn = open_connection(ctx.settings, autocommit=True)  # one open connection, as the client keeps one
     args = ((units.tenant, units.wind), (units.tenant, units.wind, t - 7 * HOUR, t),
-            (units.wind_site, t - HOUR, t + HORIZON * HOUR, t))
+            (units.wind_site, t - REACH * HOUR, t + (HORIZON - 1 + REACH) * HOUR, t))
 
     def floor():
         for query, a in zip(GENERATION_READS, args, strict=True):
@@ -134,7 +135,7 @@ def generation_row(ctx, client, units: Units, model_id: str) -> core.Row:
         f"forecast call p99, generation (wind), 1 unit, {HORIZON} h x p10/p50/p90 (+ point), vs floor", "ms",
         core.p(a, 99), core.p(b, 99), max_ratio=2.0,
         floor_desc="3 raw SQL reads on one open connection (the unit's capacity and site; its last 7 hourly means; "
-                   "per target hour and the hours either side the two newest weather forecasts issued by the issue "
+                   "per target hour and the 3 hours either side the two newest weather forecasts issued by the issue "
                    "time, ROW_NUMBER() OVER (PARTITION BY target_time)) + the 4 LightGBM boosters predicting the "
                    "same 24 prepared rows, clipped, sorted and widened as the model does",
         details={"ours": core.summary(a), "floor": core.summary(b), "model": model_id, "unit": units.wind,
