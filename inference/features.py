@@ -22,7 +22,7 @@ from inference import history as hist
 from inference.checks import time_range, utc_hour
 from registry import target_weather as tw
 from registry.design import HORIZON, HOUR, MAX_HORIZON, PEER, aligned, gaps, missing_hours, peer_inputs, uses_peers
-from registry.gaps import gap_state
+from registry.gaps import gap_state, reissue_gap
 from warehouse import hourly
 from warehouse.store import grid_features, latest_feature_time, service_columns, service_target_columns
 from warehouse.validate import WEATHER_VARIABLES
@@ -104,6 +104,16 @@ def forecast_inputs(src: AssetSource, service: str, horizon: int, as_of: datetim
     issue_cols, calendar_cols = service_columns(src.store, service)
     t = t if t is not None else issue_time(src, as_of)
     extra, gap = _aligned_inputs(src, t, horizon)
+    back = reissue_gap(float(extra["hours_since_reading"][0]), horizon) if weather is None else None
+    if back is not None:  # past the views' TTL: the forecast issued at the last reading (registry/gaps.py)
+        last = t - back * HOUR
+        inner = forecast_inputs(src, service, horizon + back, last.to_pydatetime(), last, peers)
+        note = (f"the last reading of {src.asset!r} is {back} h before the issue time {t:%Y-%m-%d %H:%M} UTC: "
+                f"forecast issued at the last reading ({last:%Y-%m-%d %H:%M} UTC) for the same target hours, "
+                f"horizons {back + 1}-{back + horizon}")
+        own_gap = _aligned_inputs(src, last, horizon + back)[1]  # the week before the last reading (cached)
+        return Inputs({k: v[back:] for k, v in inner.columns.items()}, t, inner.values, inner.source,
+                      [*([gap] if gap else []), note, *(w for w in inner.warnings if w != own_gap)])
     if peers:
         extra |= _peer_inputs(src, t, horizon)
     targets = [t + (h - 1) * HOUR for h in range(1, horizon + 1)]  # calendar of the hour starting here

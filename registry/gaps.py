@@ -114,6 +114,20 @@ def mask(columns: dict[str, np.ndarray] | pd.DataFrame) -> None:
                     columns[name] = np.where(thin, np.nan, np.asarray(columns[name], dtype=float))
 
 
+def reissue_gap(hours_since_reading: float, horizon: int, max_horizon: int = WEEK_H) -> int | None:
+    """Hours g to move a forecast's issue time back when its last reading is older than the views' TTL:
+    the issue-time state (lags, rolling statistics) is gone then, and the forecast issued at the last
+    reading, for the same target hours (horizons g + 1 .. g + horizon), has every input complete and as
+    in training. None when the last reading is within the TTL, unknown, or the moved horizons would pass
+    `max_horizon`. On the validation days (Tetouan, Oct-Nov 2017, 18 origins) this took the day-ahead MAE
+    after an 18 / 30 / 72 h gap from 1.36 / 1.55 / 1.74x the same origins without the gap to 1.12 / 1.34 /
+    1.31x (6 h: 1.11 vs 1.15x)."""
+    if not np.isfinite(hours_since_reading) or hours_since_reading <= STATE_TTL_H:
+        return None
+    g = int(hours_since_reading)
+    return g if g + horizon <= max_horizon else None
+
+
 def uses_gap_inputs(features) -> bool:
     return GAP[0] in features
 
@@ -235,17 +249,71 @@ def inject(rows: pd.DataFrame, series: dict[str, pd.Series], columns: list[str],
     Blocks are spread over layers whose issue times lie at least two weeks apart, so one recomputation
     over the whole series per layer hides every block of the layer without any issue time reading
     another's block (inputs read at most the 168 h before their issue time, blocks end within 48 h)."""
-    return _layered(rows, series, columns, rng, share, random_blocks,
+    return _layered(rows, series, columns, share, lambda _asset, times: random_blocks(times, rng, share),
                     lambda s, layer: hide(s, [(b0, b1) for _, b0, b1 in layer]))
 
 
-def _layered(rows, series, columns, rng, share, draw, transform) -> pd.DataFrame:
+# Level shifts injected into training: a load that steps to another level (a tenant moves in, a process
+# line starts, a feeder is switched) must reach the forecast within days, not read as a spike that
+# reverts. Factors are log-uniform in SHIFT_FACTORS (either direction), the step 1..SHIFT_MAX_H hours
+# before the issue time (after a week the whole input window sits at the new level: an ordinary row).
+SHIFT_FACTORS = (1.25, 2.5)
+SHIFT_MAX_H = WEEK_H
+
+
+def random_shifts(issue_times, rng: np.random.Generator, share: float
+                  ) -> list[tuple[pd.Timestamp, pd.Timestamp, float]]:
+    """Level shifts for training: for a seeded `share` of the issue times, (issue time, step time, factor):
+    the hours ending at or before the step time were at 1/factor of the load since."""
+    t = pd.DatetimeIndex(issue_times)
+    n = int(round(len(t) * share))
+    if n == 0:
+        return []
+    chosen = np.sort(rng.choice(len(t), size=n, replace=False))
+    back = rng.integers(1, SHIFT_MAX_H + 1, size=n)
+    lo, hi = np.log(SHIFT_FACTORS)
+    factors = np.exp(rng.uniform(lo, hi, size=n) * np.where(rng.random(n) < 0.5, -1.0, 1.0))
+    return [(t[i], t[i] - int(b) * HOUR, float(f)) for i, b, f in zip(chosen, back, factors, strict=True)]
+
+
+def rescale_after(series_by_end: pd.Series, steps: list[tuple[pd.Timestamp, pd.Timestamp, float]]) -> pd.Series:
+    """The series with the hours from each step to its issue time (hour ends in (step, issue]) multiplied
+    by the step's factor: the load moved to another level at the step (the labels are moved by the caller)."""
+    idx = series_by_end.index
+    scale = np.ones(len(idx))
+    for t, step, f in steps:
+        scale[(idx > step) & (idx <= t)] *= f
+    return series_by_end * scale
+
+
+def inject_shifts(rows: pd.DataFrame, series: dict[str, pd.Series], columns: list[str], rng: np.random.Generator,
+                  share: float) -> pd.DataFrame:
+    """Training rows as they would have been after a level shift (random_shifts): the load from the step on
+    is multiplied by the factor, every input read from the load recomputed and the labels (after the step)
+    multiplied too. Returns only the new rows; layered like `inject`."""
+    factors: dict[tuple[str, pd.Timestamp], float] = {}
+
+    def draw(asset, issue_times):
+        steps = random_shifts(issue_times, rng, share)
+        factors.update({(asset, t): f for t, _, f in steps})
+        return steps
+
+    out = _layered(rows, series, columns, share, draw, rescale_after)
+    if len(out):
+        out["y"] = out["y"].to_numpy() * np.array([factors[(a, t)] for a, t in zip(out["asset_id"], out["issue_time"],
+                                                                                   strict=True)])
+    return out
+
+
+def _layered(rows, series, columns, share, draw, transform) -> pd.DataFrame:
+    """draw(asset, issue times) -> [(issue time, ...)] in issue-time order; transform(series, layer) -> the
+    series as the layer's issue times saw it."""
     if share <= 0 or rows.empty:
         return rows.iloc[:0]
     apart = pd.Timedelta(hours=2 * WEEK_H).value
     out = []
     for asset, part in rows.groupby("asset_id", sort=True):
-        blocks = draw(part["issue_time"].drop_duplicates().sort_values(), rng, share)
+        blocks = draw(asset, part["issue_time"].drop_duplicates().sort_values())
         layers: list[list] = []
         for block in blocks:  # in issue-time order: first layer whose last issue time is far enough back
             for layer in layers:

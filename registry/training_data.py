@@ -27,7 +27,7 @@ from registry.design import (
     peer_inputs,
     sample_pairs,
 )
-from registry.gaps import GAP, gap_state, inject
+from registry.gaps import GAP, gap_state, inject, inject_shifts
 from registry.target_weather import MODES, model_names, training_columns
 from warehouse import hourly
 from warehouse.db import connect
@@ -64,6 +64,10 @@ class SplitConfig:
     # 4-6 % clean MAE on AEP and helped no gap length consistently.
     gap_inputs: bool = False
     gap_share: float = 0.3
+    # Level shifts (registry/gaps.py, inject_shifts): the share of training issue times copied once more
+    # with the history before a random step 1-168 h back rescaled by a factor in 1/2.5..1/1.25 or
+    # 1.25..2.5, labels kept, so the model has seen a load that moved to another level and stayed there.
+    shift_share: float = 0.0
     # Training labels of every asset end at the earliest asset's split (backtests): a model trained on
     # assets whose readings end at different times then never learns from hours after any asset's test
     # window starts (another asset's later data would tell it about the weather, holidays and shocks of
@@ -85,8 +89,10 @@ class SplitConfig:
         for name, (value, lo, hi) in rules.items():
             if not isinstance(value, int) or not lo <= value <= hi:
                 raise ValueError(f"{name}={value!r} is out of range {lo}..{hi}")
-        if not isinstance(self.gap_share, int | float) or not 0 <= self.gap_share <= 1:
-            raise ValueError(f"gap_share={self.gap_share!r} is out of range 0..1")
+        for name in ("gap_share", "shift_share"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or not 0 <= value <= 1:
+                raise ValueError(f"{name}={value!r} is out of range 0..1")
         if self.target_weather not in MODES:
             raise ValueError(f"target_weather={self.target_weather!r} is not one of {', '.join(MODES)}")
         if self.min_history_days <= self.holdout_days:
@@ -303,10 +309,17 @@ def build(store, p: Plan) -> TrainingSet:
             logger.info("target-hour weather of %d %s rows (%s): %d archived forecasts, %d observed%s, %d missing",
                         len(rows), name, cfg.target_weather, counts["archived"], counts["observed"],
                         " with forecast error" if cfg.target_weather == "forecast" else "", counts["missing"])
+    load_inputs = [*issue_cols, *ALIGNED, *(GAP if cfg.gap_inputs else ())]
+    copies = []
     if cfg.gap_share:
-        gapped = inject(train, series, [*issue_cols, *ALIGNED, *(GAP if cfg.gap_inputs else ())], rng, cfg.gap_share)
-        train = pd.concat([train, gapped], ignore_index=True)
-        logger.info("gap injection: %d training rows recomputed with a block of 1-72 h hidden", len(gapped))
+        copies.append(inject(train, series, load_inputs, rng, cfg.gap_share))
+        logger.info("gap injection: %d training rows recomputed with a block of 1-72 h hidden", len(copies[-1]))
+    if cfg.shift_share:
+        copies.append(inject_shifts(train, series, load_inputs, rng, cfg.shift_share))
+        logger.info("level-shift injection: %d training rows recomputed after a step of x1/2.5..x2.5",
+                    len(copies[-1]))
+    if copies:
+        train = pd.concat([train, *copies], ignore_index=True)
     for name in BASELINES:
         holdout[name], holdout[f"{name}_source"] = np.nan, -1
     for asset, part in holdout.groupby("asset_id", sort=False):

@@ -268,6 +268,27 @@ def test_a_forecast_after_a_gap_and_without_weather_says_so(client, stack, tmp_p
     assert any("a supplied history has none" in w for w in history.warnings)
 
 
+def test_a_forecast_issued_after_the_last_reading_is_the_one_issued_at_it(client, stack, tmp_path):
+    """An origin whose last 18 hours have no readings (the feed came back later): past the views' 3 h TTL
+    the issue-time lags and rolling statistics are gone, so the forecast is the one issued at the last
+    reading for the same target hours (horizons 19-42), named in its warnings; within the TTL it stays put."""
+    frame = pd.read_csv(tetouan_slice(tmp_path / "t.csv", "2017-04-01", "2017-04-22"), dtype=str)
+    frame = frame[(frame["timestamp"] < "2017-04-20T06:00:00") | (frame["timestamp"] > "2017-04-20T23:50:00")]
+    frame.to_csv(tmp_path / "gap.csv", index=False)
+    ingest_readings(stack, tmp_path / "gap.csv", TENANT, wide=True, columns="late=zone1_power_consumption")
+    refresh(stack)
+    after = client.forecast(TENANT, "late", horizon=24, as_of=pd.Timestamp("2017-04-21", tz="UTC"))
+    at_last = client.forecast(TENANT, "late", horizon=42, as_of=pd.Timestamp("2017-04-20 06:00", tz="UTC"))
+    assert list(after.frame["timestamp"]) == list(at_last.frame["timestamp"][18:])
+    np.testing.assert_allclose(after.frame["p50"].to_numpy(), at_last.frame["p50"].to_numpy()[18:], rtol=1e-9)
+    assert any("the last reading of 'late' is 18 h before the issue time 2017-04-21 00:00 UTC: forecast issued at "
+               "the last reading (2017-04-20 06:00 UTC) for the same target hours, horizons 19-42" in w
+               for w in after.warnings), after.warnings
+    near = client.forecast(TENANT, "late", horizon=24, as_of=pd.Timestamp("2017-04-20 08:00", tz="UTC"))
+    assert not any("forecast issued at the last reading" in w for w in near.warnings)  # 2 h: within the TTL
+    week = client.forecast(TENANT, "late", horizon=168, as_of=pd.Timestamp("2017-04-21", tz="UTC"))
+    assert len(week.frame) == 168 and not any("forecast issued at the last reading" in w for w in week.warnings)
+
 def test_weather_cells_missing_in_a_file_are_null_and_never_erase_a_stored_value(stack, tmp_path):
     from warehouse.db import connect
 

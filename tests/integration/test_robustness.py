@@ -34,7 +34,7 @@ def data(stack, tmp_path_factory):
 
 
 def test_inputs_recomputed_from_the_stored_history_equal_feasts(data, store):
-    split = training_data.SplitConfig(history_days=50, holdout_days=14, gap_share=0.3)
+    split = training_data.SplitConfig(history_days=50, holdout_days=14, gap_share=0.3, shift_share=0)
     ts = training_data.build(store, training_data.plan(data, store, TENANT, None, "forecast_load", split))
     rows = ts.holdout[ts.holdout[HORIZON] <= 48]
     again = recompute(rows, ts.series["zone1"], ts.features)
@@ -45,6 +45,16 @@ def test_inputs_recomputed_from_the_stored_history_equal_feasts(data, store):
     copied = ts.train.duplicated(["issue_time", HORIZON], keep="first")
     assert ts.train.loc[copied, "issue_time"].nunique() == round(0.3 * ts.train["issue_time"].nunique())
     assert ts.train.loc[copied, "lag_24h"].isna().mean() > ts.train.loc[~copied, "lag_24h"].isna().mean()
+    # level-shift injection: 20 % more, each with its labels and the load since its step moved by one factor
+    shifted = training_data.SplitConfig(history_days=50, holdout_days=14, gap_share=0, shift_share=0.2)
+    ts2 = training_data.build(store, training_data.plan(data, store, TENANT, None, "forecast_load", shifted))
+    first = ts2.train.drop_duplicates(["issue_time", HORIZON], keep="first").set_index(["issue_time", HORIZON])
+    copies = ts2.train[ts2.train.duplicated(["issue_time", HORIZON], keep="first")]
+    assert copies["issue_time"].nunique() == round(0.2 * ts2.train["issue_time"].nunique())
+    ratio = (copies.set_index(["issue_time", HORIZON])["y"] / first["y"]).dropna()
+    lag = (copies.set_index(["issue_time", HORIZON])["lag_1h"] / first["lag_1h"]).dropna()
+    assert len(ratio) == len(copies) and ((ratio < 0.81) | (ratio > 1.24)).all()
+    np.testing.assert_allclose(lag.to_numpy(), ratio.reindex(lag.index).to_numpy())  # the last hour moved too
 
 
 def test_gaps_and_level_shifts_are_scored_per_origin(data, store):
@@ -54,6 +64,10 @@ def test_gaps_and_level_shifts_are_scored_per_origin(data, store):
     assert np.isfinite(r.gaps[["model_mae", "clean_mae", "naive_168_mae"]].to_numpy()).all()
     assert (r.gaps["passed"] == ((r.gaps["ratio"] <= 1.25) & (r.gaps["model_mae"] <= r.gaps["naive_168_mae"]))).all()
     assert r.gaps.groupby("gap_h")["clean_mae"].apply(lambda c: c.nunique() <= 2).all()  # same clean origins
+    # past the 3 h TTL every gapped forecast is issued at the last reading; the in-place one is kept beside it
+    assert (r.gaps["reissued_h"] == r.gaps["gap_h"]).all() and np.isfinite(r.gaps["in_place_mae"]).all()
+    assert (r.gaps["model_mae"] != r.gaps["in_place_mae"]).any()
+    assert np.isfinite(r.shifts[["unshifted_model_mae", "unshifted_naive_24_mae"]].to_numpy()).all()
     shift = r.shift_table()
     assert list(shift.index.get_level_values("day")) == list(range(1, robustness.SHIFT_DAYS + 1))
     late = shift[shift.index.get_level_values("day") >= robustness.SHIFT_BAR_DAY]

@@ -14,10 +14,13 @@ from registry.gaps import (
     gap_state,
     hide,
     inject,
+    inject_shifts,
     load_state,
     mask,
     profile_level,
     random_blocks,
+    random_shifts,
+    rescale_after,
     recompute,
 )
 
@@ -127,6 +130,34 @@ def test_gap_injection_is_seeded_and_recomputes_only_inputs_read_from_the_load()
     lengths = [(b1 - b0) / H for _, b0, b1 in blocks]
     ends = [(t - b1) / H for t, _, b1 in blocks]
     assert min(lengths) >= 1 and max(lengths) <= 72 and min(ends) >= 0 and max(ends) <= 48
+
+
+def test_shift_injection_moves_the_load_from_the_step_on_and_its_labels():
+    s = _series(900)
+    issue = pd.Series(pd.date_range(T0 + 200 * H, T0 + 860 * H, freq="6h"))
+    rows = pd.DataFrame({"asset_id": "a", "issue_time": issue.repeat(2).to_numpy(),
+                         HORIZON: np.tile([1, 30], len(issue))})
+    columns = ["lag_1h", "lag_168h", *ALIGNED]
+    rows = recompute(rows.assign(y=1.0), s, columns)
+    a = inject_shifts(rows, {"a": s}, columns, np.random.default_rng(5), 0.3)
+    pd.testing.assert_frame_equal(a, inject_shifts(rows, {"a": s}, columns, np.random.default_rng(5), 0.3))
+    assert len(a) == 2 * round(len(issue) * 0.3)
+    steps = {t: (step, f) for t, step, f in random_shifts(issue.drop_duplicates(), np.random.default_rng(5), 0.3)}
+    for t, part in a.groupby("issue_time"):
+        step, f = steps[t]
+        assert 1 <= (t - step) / H <= 168 and (1 / 2.5 <= f <= 1 / 1.25 or 1.25 <= f <= 2.5)
+        clean = rows[rows["issue_time"] == t]
+        # the last hour is after the step: moved with the labels; a week back is before it (unless the step
+        # is a week back): as it was
+        np.testing.assert_allclose(part["lag_1h"], clean["lag_1h"] * f)
+        np.testing.assert_allclose(part["y"], clean["y"] * f)
+        np.testing.assert_allclose(part["lag_168h"], clean["lag_168h"] * (1.0 if t - 167 * H <= step else f))
+    # hours up to the step and after the issue time are left as they were
+    t, step = T0 + 500 * H, T0 + 480 * H
+    moved = rescale_after(s, [(t, step, 2.0)])
+    assert (moved[(moved.index <= step) | (moved.index > t)] == s[(s.index <= step) | (s.index > t)]).all()
+    np.testing.assert_allclose(moved[(moved.index > step) & (moved.index <= t)],
+                               s[(s.index > step) & (s.index <= t)] * 2)
 
 
 def test_training_rows_without_any_load_input_are_left_out_of_fitting():
