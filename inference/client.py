@@ -83,6 +83,17 @@ class Client:
             self._db = open_connection(self.settings, autocommit=True)
         return self._db
 
+    def _read(self, query):
+        """query(the client's connection), once more on a new connection if that one broke."""
+        try:
+            return query(self._conn())
+        except psycopg.OperationalError:
+            if not self._db.broken:
+                raise
+            # Postgres restarted or stopped since the connection was last used: one new connection
+            # (DatabaseUnavailableError, naming the address, if it is down).
+            return query(self._conn())
+
     def _state(self, tenant: str, asset: str):
         """The asset's warehouse.store.AssetState (latest hours, kind), cached for latest_ttl_seconds."""
         key = (tenant, asset)
@@ -91,14 +102,7 @@ class Client:
         if hit is None:
             from warehouse.store import asset_states
 
-            try:
-                hit = asset_states(self.settings, tenant, [asset], self._conn())[asset]
-            except psycopg.OperationalError:
-                if not self._db.broken:
-                    raise
-                # Postgres restarted or stopped since the connection was last used: one new connection
-                # (DatabaseUnavailableError, naming the address, if it is down).
-                hit = asset_states(self.settings, tenant, [asset], self._conn())[asset]
+            hit = self._read(lambda conn: asset_states(self.settings, tenant, [asset], conn)[asset])
             with self._caches:
                 self._latest[key] = hit
         return hit

@@ -33,6 +33,7 @@ HOURS = 24
 LAGS = (1, 2, 3, 7)  # days of past prices in the design
 EXOG_LAGS = (0, 1, 7)  # days of exogenous forecasts: the target day, d-1, d-7
 FIRST_TARGET = max(LAGS)  # the first day index that has all its lags
+PAST_DAYS = max(*LAGS, *EXOG_LAGS)  # the oldest day before the target day a design reads (d-7)
 LEAR_WINDOWS = (364, 728, 1092, 1456)  # 52 weeks, 2, 3, 4 years of 364 days
 MARKETS = {"np": ("load_forecast", "wind_forecast"), "pjm": ("system_load_forecast", "zonal_load_forecast")}
 HOLIDAY_COUNTRIES = {"np": ("NO", "SE", "FI", "DK"), "pjm": ("US",)}
@@ -238,7 +239,12 @@ def predict_lear(models: list[_LearWindow], days: Days, idx: np.ndarray) -> np.n
 def tree_design(days: Days, idx: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
     """(day, hour) rows for the target day indices, prices relative to d-1's mean; returns the rows and the
     per-row level (d-1's mean price) to add back."""
-    idx = np.asarray(idx)
+    cols, level = _tree_columns(days, np.asarray(idx))
+    return pd.DataFrame(cols), level
+
+
+def _tree_columns(days: Days, idx: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """tree_design's columns by name, in the trees' feature order."""
     n = len(idx)
     level = days.price[idx - 1].mean(axis=1)
     rel = lambda a: (a - level[:, None]).ravel()  # noqa: E731
@@ -256,10 +262,10 @@ def tree_design(days: Days, idx: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
         target = days.exog[idx, e]
         cols[name] = target.ravel()
         cols[f"{name}_day_mean"] = np.repeat(target.mean(axis=1), HOURS)
-        for k in (1, 7):
+        for k in EXOG_LAGS[1:]:  # d-1, d-7
             cols[f"{name}_diff_d{k}"] = (target - days.exog[idx - k, e]).ravel()
         cols[f"{name}_diff_d1_mean"] = np.repeat(target.mean(axis=1) - days.exog[idx - 1, e].mean(axis=1), HOURS)
-    return pd.DataFrame(cols), np.repeat(level, HOURS)
+    return cols, np.repeat(level, HOURS)
 
 
 def fit_tree(days: Days, end: int, window: int = 1456, params: dict | None = None):
@@ -271,8 +277,11 @@ def fit_tree(days: Days, end: int, window: int = 1456, params: dict | None = Non
 
 
 def predict_tree(model, days: Days, idx: np.ndarray) -> np.ndarray:
-    x, level = tree_design(days, np.asarray(idx))
-    return (model.predict(x) + level).reshape(len(idx), HOURS)
+    """The fitted regressor's booster on tree_design's rows as one float matrix (the numbers the regressor's
+    predict gives on the frame, without its checks and conversion); one thread, as LGB_PARAMS trains."""
+    cols, level = _tree_columns(days, np.asarray(idx))
+    x = np.column_stack(list(cols.values())).astype(float, copy=False)
+    return (model.booster_.predict(x, num_threads=1) + level).reshape(len(idx), HOURS)
 
 
 # ---------------------------------------------------------------- the forecaster

@@ -43,15 +43,20 @@ class PricePyfunc(PythonModel):
     with the target day (its prices NaN), output = the target day's 24 rows of p10, p50, p90, point."""
 
     forecast_type = "price"
+    past_days = price.PAST_DAYS  # the days before the target day it reads: serving reads these and the target day
 
     def __init__(self, forecaster: price.PriceForecaster, exog: tuple[str, ...], timezone: str):
         self.forecaster, self.exog, self.timezone = forecaster, tuple(exog), timezone
         self.features = ["price", *exog]
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
-        days = price.forecast_days(model_input, self.exog)
-        q = self.forecaster.quantiles(days, [len(days) - 1])
-        return pd.DataFrame({"p10": q["p10"][0], "p50": q["p50"][0], "p90": q["p90"][0], "point": q["p50"][0]})
+        q = self.predict_days(price.forecast_days(model_input, self.exog))
+        return pd.DataFrame({"p10": q["p10"], "p50": q["p50"], "p90": q["p90"], "point": q["p50"]})
+
+    def predict_days(self, days: price.Days) -> dict[str, np.ndarray]:
+        """p10, p50, p90 (24 each) of the last of `days` (the target day, its prices unknown): `predict` on
+        days already in arrays, as serving reads them (inference/price.py)."""
+        return {k: v[0] for k, v in self.forecaster.quantiles(days, [len(days) - 1]).items()}
 
 
 @dataclass

@@ -2,7 +2,8 @@
 market zone's hourly prices and its day-ahead load/wind forecasts issued at 10:00 the day before,
 `ems train forecast --type price`, promotion, and `Client.forecast(forecast_type="price")` for the next day:
 24 sorted quantiles scored against the day's real prices, a covariate issued after the target day's issue
-time that does not change the forecast, and one clear error for prices as text and a horizon past 48 h."""
+time that does not change the forecast, one clear error for prices as text and a horizon past 48 h, and the
+serving read (only the days the model reads, one query) giving the training read's rows."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from core.settings import ROOT
 from inference.client import Client
 from registry import lifecycle
 from tests.helpers.stack import ems
+from warehouse import market
+from warehouse.db import connect
 from warehouse.store import get_store
 
 pytestmark = [pytest.mark.integration, pytest.mark.warehouse]
@@ -113,3 +116,34 @@ def test_bad_input_is_one_clear_error(stack, client, tmp_path):
         proc.stderr
     with psycopg.connect(stack.postgres.conninfo()) as conn:
         assert conn.execute("SELECT count(*) FROM readings WHERE tenant_id = %s", (TENANT,)).fetchone()[0] == before
+
+
+def test_serving_reads_the_training_frames_last_days_with_each_covariates_latest_value(stack, client):
+    """market.forecast_window (the target day and the model's past days, one query) gives the rows training's
+    frame + trailing_days give, also where the latest issue by the cutoff lacks one covariate and an earlier issue
+    has it (per covariate, the latest value issued by 10:00 the day before)."""
+    t = pd.Timestamp(client.forecast(TENANT, ASSET, 24, forecast_type="price").feature_time)
+    pyfunc = client.models.production(TENANT, "price_forecaster").python_model
+    first = pd.date_range(TARGET, periods=6, freq="h", tz=TZ).tz_convert("UTC")
+    issued = pd.Timestamp(TARGET, tz=TZ) - pd.Timedelta(hours=14)  # 10:00 the day before: the cutoff
+    with psycopg.connect(stack.postgres.conninfo(), autocommit=True) as conn:
+        conn.execute("UPDATE covariate_forecasts SET wind_forecast = NULL WHERE series_id = %s AND issue_time = %s "
+                     "AND target_time = ANY(%s)", (SITE, issued.to_pydatetime(), list(first.to_pydatetime())))
+        conn.execute("INSERT INTO covariate_forecasts (series_id, target_time, issue_time, wind_forecast) "
+                     "SELECT %s, t, %s, 777.0 FROM unnest(%s::timestamptz[]) t",
+                     (SITE, (issued - pd.Timedelta(hours=1)).to_pydatetime(), list(first.to_pydatetime())))
+    z = market.zone(stack, TENANT, ASSET)
+    rows, exog = market.frame(stack, TENANT, ASSET, z["site"], z["timezone"], until=t, extra_day=True)
+    rows = market.trailing_days(rows).tail((pyfunc.past_days + 1) * 24)
+    with connect(stack, autocommit=True) as conn:
+        w = market.forecast_window(conn, TENANT, ASSET, t, pyfunc.past_days, pyfunc.exog)
+    assert exog == pyfunc.exog == ("load_forecast", "wind_forecast")
+    np.testing.assert_array_equal(w.price.ravel(), rows["price"].to_numpy())
+    for e, c in enumerate(exog):
+        np.testing.assert_array_equal(w.exog[:, e].ravel(), rows[c].to_numpy())
+    assert (w.exog[-1, 1, :6] == 777.0).all() and (w.exog[-1, 1, 6:] != 777.0).all()
+    assert list(w.dates) == list(rows["timestamp"].dt.normalize().drop_duplicates())
+    assert (w.target == pd.date_range(TARGET, periods=24, freq="h", tz=TZ).tz_convert("UTC")).all()
+    served = client.forecast(TENANT, ASSET, 24, forecast_type="price").frame["point"].to_numpy()
+    offline = pyfunc.predict(None, rows.reset_index(drop=True))["point"].to_numpy()
+    np.testing.assert_allclose(served, offline, rtol=1e-9)

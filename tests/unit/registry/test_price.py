@@ -104,3 +104,29 @@ def test_ridge_is_the_closed_form_in_the_scaled_space():
     want = np.linalg.solve(zc.T @ zc / len(z) + 0.1 * np.eye(z.shape[1]), zc.T @ yc / len(z)).T
     np.testing.assert_allclose(m.coef, want, atol=1e-8)
     assert np.abs(fits[10.0][0].coef).sum() < np.abs(m.coef).sum()  # a larger penalty shrinks
+
+
+def test_the_tree_predicts_the_regressors_numbers_from_one_matrix():
+    days = price.to_days(hourly(60), EXOG)
+    model = price.fit_tree(days, 50)
+    idx = np.arange(50, 60)
+    x, level = price.tree_design(days, idx)
+    np.testing.assert_allclose(price.predict_tree(model, days, idx).ravel(), model.predict(x) + level, rtol=0,
+                               atol=1e-12)
+
+
+def test_the_registered_model_reads_only_the_target_day_and_the_past_days_before_it():
+    from registry.train_price import RIDGE_PENALTY, WEIGHTS, PricePyfunc
+
+    rows = hourly(40, seed=2)
+    days = price.to_days(rows, EXOG)
+    pyfunc = PricePyfunc(price.PriceForecaster("zone", dict(WEIGHTS), RIDGE_PENALTY, (30,)).fit(days, 39), EXOG,
+                         "Europe/Oslo")
+    rows.loc[rows.index[-24:], "price"] = np.nan  # the target day
+    full = pyfunc.predict(None, rows)
+    window = price.forecast_days(rows.tail((pyfunc.past_days + 1) * 24).reset_index(drop=True), EXOG)
+    assert pyfunc.past_days == 7 and len(window) == 8
+    np.testing.assert_allclose(pyfunc.predict_days(window)["p50"], full["p50"], rtol=0, atol=1e-12)
+    before = rows.index[-(pyfunc.past_days + 2) * 24:-(pyfunc.past_days + 1) * 24]  # the day before the window
+    rows.loc[before, ["price", "load_forecast"]] += 100.0
+    np.testing.assert_allclose(pyfunc.predict(None, rows)["p50"], full["p50"], rtol=0, atol=1e-12)
