@@ -14,7 +14,9 @@ import dagster as dg
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# Retries of a step whose service was unavailable: 2 s, 4 s, 8 s, 16 s (with jitter) before giving up.
+# Retries of a step whose service was unavailable: Dagster waits (2^n - 1) x 2 s +- 2 s before retry n, so
+# about 2, 6, 14 and 30 s: the 5th and last attempt starts ~52 s after the first failure, which covers a
+# restart of the slowest service here (MLflow: 11-29 s on 2 busy cores, tests/integration/test_pipelines.py).
 RETRY = dg.RetryPolicy(max_retries=4, delay=2.0, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
 
 

@@ -8,7 +8,7 @@ import pytest
 import redis
 
 from core.errors import InvalidHorizonError
-from pipelines.transient import is_transient, step
+from pipelines.transient import RETRY, is_transient, step
 from warehouse.db import DatabaseUnavailableError
 
 
@@ -75,3 +75,10 @@ def test_bad_input_is_not_retried():
     assert not result.success and calls == [0]
     (failure,) = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     assert "horizon=200 is out of range 1..168" in failure.step_failure_data.user_failure_data.description
+
+
+def test_the_retry_waits_cover_about_52_seconds_before_the_last_attempt():
+    waits = [RETRY.calculate_delay(n) for n in range(1, RETRY.max_retries + 1)]
+    for wait, nominal in zip(waits, (2, 6, 14, 30), strict=True):
+        assert nominal - 2 <= wait <= nominal + 2
+    assert sum(waits) >= 44
