@@ -1,9 +1,10 @@
 """The Dagster pipelines (issue 23) through Dagster's in-process executor on the real stack (the tests
 marked `warehouse` also run on TimescaleDB): the hourly run picks up late data and records a
-de-duplicated alert; Redis stopped under the hourly run is retried and the run succeeds, bad input is
-not retried; the daily run promotes a clearly better challenger and keeps the champion against a worse
-one, both trained by the product's own code on real Tetouan data; backfill; live accuracy equals pandas;
-PSI crosses on a level shift only; tenant roles see their own monitoring rows; the scheduler and CLI."""
+de-duplicated alert; Redis, Postgres, MLflow or S3 stopped under the hourly run is retried and the run
+succeeds, leaving what a run without the outage leaves; bad input is not retried; the daily run
+promotes a clearly better challenger and keeps the champion against a worse one, both trained by the
+product's own code on real Tetouan data; backfill; live accuracy equals pandas; PSI crosses on a level
+shift only; tenant roles see their own monitoring rows; the scheduler and CLI."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import json
 import logging
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -107,34 +109,69 @@ def test_hourly_picks_up_late_data_and_records_one_alert_per_anomalous_window(em
         alerts.acknowledge(ems.settings, TENANT, 999999, by="tester")
 
 
-class _RestartOnFailure(logging.Handler):
-    """Starts Redis again once the pipeline reported the transient failure of a step."""
+class _Outage(logging.Handler):
+    """A service outage under a pipeline run: `service` is stopped when the refresh step logs its report
+    (synchronously: the steps after it meet the service down; with `stop_after_refresh=False` the
+    caller stops it before the run), and started again in a thread once a step reported its first
+    transient failure (pipelines/transient.py), while that step waits for its retry."""
 
-    def __init__(self, svc):
+    def __init__(self, service, stop_after_refresh: bool):
         super().__init__()
-        self.svc, self.seen = svc, []
+        self.service, self.stop_after_refresh = service, stop_after_refresh
+        self.seen: list[str] = []  # the transient failures, as logged
+        self.stopped = self.restarted = None  # time.monotonic() of each
+        self.thread: threading.Thread | None = None
+
+    def _up(self):
+        self.service.up()
+        self.restarted = time.monotonic()
 
     def emit(self, record):
-        self.seen.append(record.getMessage())
-        if len(self.seen) == 1:
-            threading.Thread(target=self.svc.up, daemon=True).start()
+        if record.name == "warehouse.refresh" and self.stop_after_refresh and self.stopped is None \
+                and record.getMessage().startswith("refresh: "):
+            self.service.down()
+            self.stopped = time.monotonic()
+        elif record.name == "pipelines.transient":
+            self.seen.append(record.getMessage())
+            if self.thread is None:
+                self.thread = threading.Thread(target=self._up, daemon=True)
+                self.thread.start()
 
 
+@contextmanager
+def outage(ems, name: str, stop_after_refresh: bool = True):
+    """Service `name` of the test stack goes down under the run (_Outage); whatever happens, it is up
+    again afterwards, so the rest of the session finds the stack as it was."""
+    service = next(s for s in services.services(ems.settings) if s.name == name)
+    handler = _Outage(service, stop_after_refresh)
+    loggers = [logging.getLogger("warehouse.refresh"), logging.getLogger("pipelines.transient")]
+    level = loggers[0].level
+    loggers[0].setLevel(logging.INFO)  # the refresh report is an INFO line
+    for log in loggers:
+        log.addHandler(handler)
+    if not stop_after_refresh:
+        service.down()
+        handler.stopped = time.monotonic()
+    try:
+        yield handler
+    finally:
+        for log in loggers:
+            log.removeHandler(handler)
+        loggers[0].setLevel(level)
+        if handler.thread is not None:
+            handler.thread.join(timeout=180)
+        service.up()
+
+
+@pytest.mark.warehouse  # also on TimescaleDB: materialize reads the hypertables
 def test_redis_stopped_mid_run_is_retried_with_backoff_and_the_run_succeeds(ems):
     ingest_readings(ems.settings, zone1(ems.tmp / "next.csv", "2017-02-27", "2017-02-27T03:00"), TENANT)
-    redis = next(s for s in services.services(ems.settings) if s.name == "redis")
-    handler = _RestartOnFailure(redis)
-    logging.getLogger("pipelines.transient").addHandler(handler)
-    redis.down()
-    try:
-        assert not redis.healthy()
+    with outage(ems, "redis", stop_after_refresh=False) as redis:
+        assert not redis.service.healthy()
         run = execute("hourly", ems, {"score": {"tenants": [TENANT]}})
-    finally:
-        logging.getLogger("pipelines.transient").removeHandler(handler)
-        redis.up()
     assert run.success
     assert run.steps["refresh"]["attempts"] == 1 and run.steps["materialize"]["attempts"] >= 2
-    assert handler.seen[0].startswith("materialize: transient failure on attempt 1")
+    assert redis.seen[0].startswith("materialize: transient failure on attempt 1")
     assert run.outputs["materialize"]["written"]  # the new hours reached Redis on the retry
 
 
@@ -187,6 +224,7 @@ def test_daily_keeps_the_champion_against_a_worse_challenger_and_says_why(ems):
     assert info.tags[TAG_DECISION] == KEPT and info.stage == "staging"
 
 
+@pytest.mark.warehouse  # also on TimescaleDB
 def test_backfill_ingests_refreshes_and_materializes_from_a_start_and_a_rerun_writes_nothing(ems):
     f = zone1(ems.tmp / "bf.csv", "2017-03-01", "2017-03-04")
     config = {"tenant": "pipeb", "files": [str(f)], "start": "2017-03-01T00:00:00Z"}
@@ -209,6 +247,7 @@ def _hourly_means(start: str, end: str) -> pd.Series:
     return s[start:end].resample("1h").mean()
 
 
+@pytest.mark.warehouse  # also on TimescaleDB
 def test_live_accuracy_of_logged_forecasts_equals_a_pandas_computation(ems):
     client = Client(ems.settings, ems.store, model_ttl_seconds=0)
     origins = [pd.Timestamp("2017-02-19T00:00:00Z"), pd.Timestamp("2017-02-19T12:00:00Z"),
@@ -352,6 +391,7 @@ def test_cli_monitor_alerts_and_drift_print_one_json_document(ems):
     assert len(bad.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.warehouse  # also on TimescaleDB
 def test_alert_records_merge_consecutive_hours_and_an_acknowledged_alert_is_not_extended(ems):
     t = pd.Timestamp("2017-03-10T05:00:00Z").to_pydatetime()
     hour = pd.Timedelta(hours=1).to_pytimedelta()
@@ -377,3 +417,88 @@ def test_alert_records_merge_consecutive_hours_and_an_acknowledged_alert_is_not_
     assert r.opened == 1 and len(mine()) == 3  # next to an acknowledged alert: a new one
     with pytest.raises(InvalidArgumentError, match="severity 'huge' is not one of low, medium, high, critical"):
         alerts.record(ems.settings, "pipea", "m1", "anomaly_z_score", "x", [h(9, 9.0, "huge")])
+
+
+def _what_users_see(ems) -> dict:
+    """Tenant `pipe` as its users see it: its feature rows (count, newest hour, a digest of every
+    column), zone 1's online load features with their event time (Feast's own read of Redis), its
+    alerts and the version each of its models serves."""
+    from psycopg import sql
+
+    from warehouse.db import connect
+
+    tables = {}
+    with connect(ems.settings) as conn:
+        for table in ("load_lag_features", "load_rolling_features"):
+            query = sql.SQL("SELECT count(*), max(event_timestamp), md5(string_agg(f::text, '|' ORDER BY "
+                            "f.asset_id, f.event_timestamp)) FROM {} f WHERE tenant_id = %s")
+            tables[table] = conn.execute(query.format(sql.Identifier(table)), (TENANT,)).fetchone()
+    views = ("load_lags", "load_rolling")
+    features = [f"{v}:{f.name}" for v in views for f in ems.store.get_feature_view(v).features]
+    online = ems.store.get_online_features(features=features, entity_rows=[{"tenant_id": TENANT, "asset_id": "zone1"}]
+                                           ).to_dict(include_event_timestamps=True)
+    return {"tables": tables, "online": online,
+            "alerts": sorted((a.id, a.window_start, a.window_end, a.severity, a.score, a.state)
+                             for a in alerts.list_alerts(ems.settings, TENANT)),
+            "serving": sorted(m.id for m in lifecycle.list_models(ems.mlflow, TENANT, metrics=False) if m.serving)}
+
+
+def _outage_run(ems, name: str, hours: tuple[str, str], runtime=None):
+    """New hours of zone 1 ingested, then an hourly run with service `name` stopped once refresh is done
+    and started again on the first transient failure; then the same run again with every service up.
+    Returns (the run under the outage, the handler, the clean run, what users saw after each run)."""
+    ingest_readings(ems.settings, zone1(ems.tmp / f"{name}.csv", *hours), TENANT)
+    config = {"score": {"tenants": [TENANT]}}
+    with outage(ems, name) as down:
+        run = execute("hourly", runtime or ems, config)
+    after = _what_users_see(ems)
+    clean = execute("hourly", ems, config)
+    return run, down, clean, after, _what_users_see(ems)
+
+
+def _assert_recovered(run, down, clean, after, again, failing: set[str]):
+    """The run under the outage retried (only) the steps that need the service, with backoff, succeeded,
+    and left what a run without the outage leaves: the clean rerun finds nothing to do and changes
+    nothing a user sees."""
+    assert run.success, run.error
+    assert down.stopped is not None and down.restarted is not None
+    assert run.steps["refresh"]["attempts"] == 1
+    retried = {k for k, s in run.steps.items() if s["attempts"] > 1}
+    assert retried and retried <= failing and all(run.steps[k]["status"] == "succeeded" for k in run.steps)
+    assert down.seen[0].split(":")[0] in failing and ": transient failure on attempt 1 (" in down.seen[0]
+    assert clean.success and not clean.outputs["refresh"]["rows"]
+    assert sum(clean.outputs["materialize"]["written"].values()) == 0  # nothing was left queued
+    assert clean.outputs["record"]["opened"] == clean.outputs["record"]["extended"] == 0
+    assert [(s["detector"], s["scored_to"]) for s in run.outputs["score"]] == \
+        [(s["detector"], s["scored_to"]) for s in clean.outputs["score"]]
+    assert after == again
+    newest = after["tables"]["load_lag_features"][1]
+    assert after["online"]["lag_1h__ts"] == [int(newest.timestamp())]  # the new hours reached Redis
+
+
+@pytest.mark.warehouse  # also on TimescaleDB: the restarted server preloads it again
+def test_postgres_stopped_mid_run_is_retried_with_backoff_and_leaves_what_a_clean_run_leaves(ems):
+    run, down, clean, after, again = _outage_run(ems, "postgres", ("2017-02-28T00:00", "2017-02-28T03:00"))
+    _assert_recovered(run, down, clean, after, again, failing={"materialize", "score", "record", "accuracy"})
+    assert after["tables"]["load_lag_features"][1] == pd.Timestamp("2017-02-28T03:00:00Z")
+    assert "materialize" in {s.split(":")[0] for s in down.seen}
+    assert run.outputs["materialize"]["written"] and sum(run.outputs["materialize"]["written"].values()) >= 1
+    (Path(ems.tmp) / "postgres_outage.json").write_text(json.dumps(
+        {"restart_s": down.restarted - down.stopped, "steps": run.steps, "seen": down.seen}, indent=1))
+
+
+def test_mlflow_stopped_mid_run_is_retried_with_backoff_and_leaves_what_a_clean_run_leaves(ems):
+    run, down, clean, after, again = _outage_run(ems, "mlflow", ("2017-02-28T03:00", "2017-02-28T06:00"))
+    _assert_recovered(run, down, clean, after, again, failing={"score", "accuracy"})
+    assert run.steps["materialize"]["attempts"] == 1  # Postgres and Redis were up
+    (Path(ems.tmp) / "mlflow_outage.json").write_text(json.dumps(
+        {"restart_s": down.restarted - down.stopped, "steps": run.steps, "seen": down.seen}, indent=1))
+
+
+def test_s3_stopped_mid_run_is_retried_with_backoff_and_leaves_what_a_clean_run_leaves(ems):
+    # A fresh SDK client: the detector is not loaded yet, so scoring must read its files from S3.
+    fresh = Runtime(ems.settings, ems.store)
+    run, down, clean, after, again = _outage_run(ems, "s3", ("2017-02-28T06:00", "2017-02-28T09:00"), fresh)
+    _assert_recovered(run, down, clean, after, again, failing={"score"})
+    (Path(ems.tmp) / "s3_outage.json").write_text(json.dumps(
+        {"restart_s": down.restarted - down.stopped, "steps": run.steps, "seen": down.seen}, indent=1))
