@@ -133,6 +133,19 @@ def _recent(g: Gefcom, farm: np.ndarray, origin: np.ndarray) -> dict[str, np.nda
     return out
 
 
+def _others(g: Gefcom, farm: np.ndarray, origin: np.ndarray, target: np.ndarray) -> dict[str, np.ndarray]:
+    """registry/generation.others: per row, the other farms' forecasts for its target by the same rule."""
+    per = []
+    for j in range(len(g.farms)):
+        fj = np.full(len(farm), j)
+        _, now = latest(g, fj, origin, target)
+        before, after = (latest(g, fj, origin, target + k)[1]["wind_speed"] for k in (-1, 1))
+        per.append([now["wind_speed"], now["wind_u"], now["wind_v"], before, after])
+    stack = np.array(per)  # (farm, variable, row)
+    stack[farm, :, np.arange(len(farm))] = np.nan  # a farm is not its own neighbour
+    return gen.others(*(stack[:, i] for i in range(5)))
+
+
 def rows(g: Gefcom) -> pd.DataFrame:
     """Design inputs for every farm, every issue time as origin and horizons 1-48, with the label
     (`y`, NaN where the target is not a task=train hour) and the truth (`truth`, every released value)."""
@@ -145,13 +158,12 @@ def rows(g: Gefcom) -> pd.DataFrame:
     farm, origin, h, target = farm[keep], origin[keep], h[keep], target[keep]
     issue, now = latest(g, farm, origin, target)
     _, prev = latest(g, farm, origin, target, nth=1)
-    _, before = latest(g, farm, origin, target - 1)
-    _, after = latest(g, farm, origin, target + 1)
+    shifted = {name: latest(g, farm, origin, target + k)[1]["wind_speed"] for k, name in gen.SHIFTS.items()}
     frame = pd.DataFrame({
         "farm": farm.astype(np.int8), "origin_h": origin, "target_h": target,
         "unit": np.asarray(g.farms)[farm], "origin": g.time(origin), "target": g.time(target),
         "issue_time": g.time(np.nan_to_num(issue, nan=0).astype(int)).where(np.isfinite(issue)),
-        **now, "ws_prev": prev["wind_speed"], "ws_before": before["wind_speed"], "ws_after": after["wind_speed"],
+        **now, "ws_prev": prev["wind_speed"], **shifted, **_others(g, farm, origin, target),
         **_recent(g, farm, origin),
         "y": np.where(g.known[farm, target], g.power[farm, target], np.nan),
         "truth": g.power[farm, target], "test": ~g.known[farm, target] & np.isfinite(g.power[farm, target]),

@@ -1,6 +1,7 @@
 """Serving the generation forecaster (Client.forecast with forecast_type="generation"): the unit's recent
 hourly power and the weather forecasts of its site for the target hours, each the latest issued by the issue
-time (warehouse.covariates.covariates_at), through the same design as training (registry/generation.py).
+time (warehouse.covariates.covariates_at), and those of the sites of the model's other training units (the
+same rule), through the same design as training (registry/generation.py).
 Results in the unit's capacity units, bounded to [0, capacity]. A target hour with no weather forecast issued
 by then keeps NaN inputs (never zeros) and the result says so in a warning."""
 
@@ -27,29 +28,37 @@ def check_horizon(horizon: int) -> int:
     return horizon
 
 
-def inputs(settings, conn, tenant: str, asset: str, site: str, capacity: float, t: pd.Timestamp, horizon: int
-           ) -> tuple[pd.DataFrame, list[str]]:
-    """Design rows of the target hours [t, t + horizon h) issued at `t` (the end of the last complete hour)."""
+def inputs(settings, conn, tenant: str, asset: str, site: str, capacity: float, t: pd.Timestamp, horizon: int,
+           other_sites: list[str] = ()) -> tuple[pd.DataFrame, list[str]]:
+    """Design rows of the target hours [t, t + horizon h) issued at `t` (the end of the last complete hour);
+    `other_sites` are the sites of the model's other units (none: their inputs are NaN)."""
     from warehouse import hourly
 
     origin = t - HOUR  # the start of the last complete hour (registry/generation: horizon = target - origin)
     targets = pd.date_range(t, periods=horizon, freq="h")
     power = hourly.series_by_end(settings, conn, tenant, asset, t - 7 * HOUR, t)
     power = pd.Series(power.to_numpy() / capacity, index=power.index - HOUR, dtype=float)
-    wanted = targets.union(pd.DatetimeIndex([targets[0] - HOUR, targets[-1] + HOUR]))
+    reach = max(gen.SHIFTS)
+    wanted = pd.date_range(targets[0] - reach * HOUR, targets[-1] + reach * HOUR, freq="h")
     latest = covariates_at(settings, site, t, wanted, WIND)
     rows = pd.DataFrame({"unit": asset, "origin": origin, "target": targets})
     now = latest.reindex(targets)
     rows["issue_time"] = now["issue_time"].to_numpy()
     for c in WIND:
         rows[c] = now[c].to_numpy()
-    rows["ws_before"] = latest["wind_speed"].reindex(targets - HOUR).to_numpy()
-    rows["ws_after"] = latest["wind_speed"].reindex(targets + HOUR).to_numpy()
+    for k, name in gen.SHIFTS.items():
+        rows[name] = latest["wind_speed"].reindex(targets + k * HOUR).to_numpy()
     rows["ws_prev"] = np.nan
     for issued, part in now.dropna(subset=["issue_time"]).groupby("issue_time"):
         before = covariates_at(settings, site, issued - pd.Timedelta(microseconds=1), part.index, ["wind_speed"])
         rows.loc[rows["target"].isin(part.index).to_numpy(), "ws_prev"] = before["wind_speed"].reindex(
             rows.loc[rows["target"].isin(part.index).to_numpy(), "target"]).to_numpy()
+    near = targets.union(pd.DatetimeIndex([targets[0] - HOUR, targets[-1] + HOUR]))
+    per = [covariates_at(settings, s, t, near, WIND) for s in other_sites]
+    stack = [[f[c].reindex(targets + k * HOUR).to_numpy() for f in per]
+             for c, k in (("wind_speed", 0), ("wind_u", 0), ("wind_v", 0), ("wind_speed", -1), ("wind_speed", 1))]
+    for k, v in gen.others(*(np.array(a, dtype=float).reshape(len(per), horizon) for a in stack)).items():
+        rows[k] = v
     for k, v in gen.recent(power, rows["origin"]).items():
         rows[k] = v
     warnings = []
@@ -74,8 +83,9 @@ def forecast(client, served, tenant: str, asset: str, horizon: int, quantiles: b
     if not isinstance(getattr(model, "model", None), gen.GenerationModel):
         raise InvalidArgumentError(f"model {served.info.id} is tagged forecast_type=generation but is not a "
                                    "generation forecaster; train one with `ems train forecast --type generation`")
+    others = wg.sites(client.settings, tenant, [u for u in model.model.units if u != asset])
     rows, warnings = inputs(client.settings, client._conn(), tenant, asset, unit.site_id, float(unit.capacity), t,
-                            horizon)
+                            horizon, list(others.values()))
     X = gen.design(rows, model.model.units)
     pred = model.model.predict(X) * float(unit.capacity)
     pred = pred.clip(0, float(unit.capacity))

@@ -1,7 +1,8 @@
 """Train the generation forecaster from the warehouse (`ems train forecast --type generation`): the tenant's
 wind units' hourly power over their capacity, the weather forecasts of their sites joined by issue time
-(registry/generation.pit_join), fit, score the held-out days against persistence, log to MLflow and register
-`{tenant}.generation_forecaster` in staging with the tag forecast_type=generation.
+(registry/generation.pit_join; each unit's rows also get the other units' forecasts by the same rule), fit,
+score the held-out days against persistence, log to MLflow and register `{tenant}.generation_forecaster` in
+staging with the tag forecast_type=generation.
 
 Training rows: origins every `origin_step` hours (the start of the last complete hour; the forecast is
 issued at its end), horizons 1-48. Split by time: the held-out days are the last `holdout_days` of origins;
@@ -37,9 +38,10 @@ STEPS = ("training set", "calibration fit", "fit", "evaluate", "log to MLflow")
 
 
 def unit_rows(power: pd.Series, issues: pd.DataFrame, unit: str, origin_step: int = 3,
-              horizons: int = gen.MAX_HORIZON) -> pd.DataFrame:
+              horizons: int = gen.MAX_HORIZON, others: list[pd.DataFrame] = ()) -> pd.DataFrame:
     """Design inputs and label of one unit: `power` in capacity units indexed by hour start, `issues` every
-    stored forecast of its site. Origins from the 6th known hour to the last, every `origin_step` hours."""
+    stored forecast of its site, `others` those of the other units' sites (registry/generation.others).
+    Origins from the 6th known hour to the last, every `origin_step` hours."""
     if len(power) < 7:
         return pd.DataFrame()
     origins = pd.date_range(power.index[5].ceil(f"{origin_step}h"), power.index[-1], freq=f"{origin_step}h")
@@ -49,6 +51,11 @@ def unit_rows(power: pd.Series, issues: pd.DataFrame, unit: str, origin_step: in
     rows["target"] = rows["origin"] + pd.to_timedelta(h, unit="h")
     rows["issued_by"] = rows["origin"] + pd.Timedelta(hours=1)  # the end of the last complete hour
     rows = gen.pit_join(rows, issues)
+    joined = [gen.pit_join(rows[["issued_by", "target"]], other) for other in others]
+    stack = [np.array([j[c].to_numpy(dtype=float) for j in joined]).reshape(len(joined), len(rows))
+             for c in ("wind_speed", "wind_u", "wind_v", "ws_before", "ws_after")]
+    for k, v in gen.others(*stack).items():
+        rows[k] = v
     for k, v in gen.recent(power, rows["origin"]).items():
         rows[k] = v
     rows["y"] = power.reindex(pd.DatetimeIndex(rows["target"])).to_numpy(dtype=float)
@@ -59,14 +66,19 @@ def training_rows(settings: Settings, tenant: str, units: pd.DataFrame, origin_s
     from warehouse import generation as wg
     from warehouse import hourly
 
-    out = []
+    powers = {}
     for u in units.itertuples():
         s = hourly.history(settings, tenant, [u.asset_id]).get(u.asset_id)
-        if s is None or s.empty:
-            continue
-        power = pd.Series(s.to_numpy() / u.capacity, index=s.index - pd.Timedelta(hours=1))  # by hour start
-        issues = wg.forecasts(settings, u.site_id, power.index[0], power.index[-1] + pd.Timedelta(hours=50))
-        out.append(unit_rows(power, issues, u.asset_id, origin_step))
+        if s is not None and not s.empty:
+            powers[u.asset_id] = pd.Series(s.to_numpy() / u.capacity, index=s.index - pd.Timedelta(hours=1))
+    out = []
+    if powers:  # every unit's site's issues over the span of every unit's power (its rows read the others')
+        start = min(p.index[0] for p in powers.values())
+        end = max(p.index[-1] for p in powers.values()) + pd.Timedelta(hours=50)
+        issues = {u.asset_id: wg.forecasts(settings, u.site_id, start, end) for u in units.itertuples()}
+        for unit, power in powers.items():
+            out.append(unit_rows(power, issues[unit], unit, origin_step,
+                                 others=[f for other, f in issues.items() if other != unit]))
     rows = pd.concat(out, ignore_index=True) if out else pd.DataFrame()
     if rows.empty or rows["y"].notna().sum() == 0:
         raise ValueError(f"tenant {tenant!r}: no hourly power for its generation units "
@@ -133,7 +145,7 @@ def train(settings: Settings, store, tenant: str, assets: list[str] | None = Non
                                {"model_type": "forecast", TAG_FORECAST_TYPE: "generation"}) as run:
         mlflow.log_params({
             "assets": ",".join(units["asset_id"]), "capacities": ",".join(f"{c:g}" for c in units["capacity"]),
-            "features": ",".join(gen.FEATURES), "train_rows": int(train_rows.sum()),
+            "features": ",".join(model.features), "train_rows": int(train_rows.sum()),
             "holdout_rows": int(holdout.sum()), "holdout_days": holdout_days, "calibration_days": calibration_days,
             "origin_step_h": origin_step, **{f"lgb.{k}": v for k, v in model.params.items()},
             **{f"rounds.{k}": v for k, v in model.rounds.items()}})
@@ -142,7 +154,7 @@ def train(settings: Settings, store, tenant: str, assets: list[str] | None = Non
         info = mlflow.pyfunc.log_model(name="model", python_model=python_model,
                                        signature=infer_signature(example, python_model.predict(None, example)),
                                        input_example=example, pip_requirements=tracking.requirements("lightgbm"),
-                                       metadata={"features": gen.FEATURES, "forecast_type": "generation"})
+                                       metadata={"features": model.features, "forecast_type": "generation"})
         tracking.log_figure(_band(held, pred), "forecast_band")
         timings["total_s"] = time.perf_counter() - t0
         mlflow.log_metrics({**metrics, **timings, **{f"widen_{i}": float(w) for i, w in enumerate(widen)}})

@@ -1,6 +1,6 @@
-"""Warehouse reads of the generation forecaster: a tenant's generation units (capacity, site) and the
-forecasts of a site with their issue times (every issue, for the point-in-time join of a training set;
-registry/generation.pit_join applies the rule `covariates_at` applies at serving)."""
+"""Warehouse reads of the generation forecaster: a tenant's generation units (capacity, site), the sites of
+units by name, and the forecasts of a site with their issue times (every issue, for the point-in-time join of
+a training set; registry/generation.pit_join applies the rule `covariates_at` applies at serving)."""
 
 from __future__ import annotations
 
@@ -46,6 +46,19 @@ def units(settings: Settings, tenant: str, assets: list[str] | None = None) -> p
         raise InvalidArgumentError(f"generation unit {wind['asset_id'].iloc[0]!r} is {wind['technology'].iloc[0]}; "
                                    "the generation forecaster serves wind units only (PV is not built yet)")
     return frame.reset_index(drop=True)
+
+
+def sites(settings: Settings, tenant: str, assets: list[str]) -> dict[str, str]:
+    """The site of each of `assets` (the tenant's) that still exists and has one, in the order given: the
+    other units whose weather forecasts a generation model reads (a unit gone since training is left out)."""
+    check_tenant_id(tenant)
+    if not assets:
+        return {}
+    with connect(settings) as conn:
+        rows = conn.execute("SELECT asset_id, site_id FROM assets WHERE tenant_id = %s AND asset_id = ANY(%s) "
+                            "AND site_id IS NOT NULL", (tenant, list(assets))).fetchall()
+    found = dict(rows)
+    return {a: found[a] for a in assets if a in found}
 
 
 def forecasts(settings: Settings, series: str, start: datetime, end: datetime,

@@ -130,3 +130,58 @@ def test_the_cli_forecasts_a_generation_unit(trained):
     rows = doc["forecast"]
     assert len(rows) == 6 and all(0 <= r["point"] <= CAPACITY for r in rows), rows
     assert "no weather forecast" in proc.stderr and "6 of 6" in proc.stderr
+
+
+PAIR, PAIR_UNITS = "genw2", {"farm1": ("genw2-a", 1.0), "farm2": ("genw2-b", 1.2)}
+
+
+@pytest.fixture(scope="module")
+def pair(stack, tmp_path_factory):
+    """Tenant genw2: two wind units with wp1's power, farm1 at a site with wp1's forecasts and farm2 at a site
+    with the same forecasts 20 % stronger (so a unit's other-unit inputs are not its own), trained together."""
+    folder = tmp_path_factory.mktemp("pair")
+    for asset, (site, scale) in PAIR_UNITS.items():
+        ingest_readings(stack, POWER, PAIR, wide=True, columns=f"{asset}=wp1", site=site)
+        ems("assets", "set", "--tenant", PAIR, "--asset", asset, "--kind", "generation", "--capacity", "100",
+            "--technology", "wind")
+        for f in FORECASTS:
+            frame = pd.read_csv(f)
+            frame[["wind_u", "wind_v", "wind_speed"]] *= scale
+            frame.to_csv(folder / f"{site}-{f.name.removesuffix('.gz')}", index=False)
+            ems("ingest-weather", str(folder / f"{site}-{f.name.removesuffix('.gz')}"), "--site", site, "--forecast")
+    refresh(stack)
+    proc = ems("train", "forecast", "--type", "generation", "--tenant", PAIR, "--holdout-days", "3", "--json")
+    result = json.loads(proc.stdout)
+    lifecycle.promote(lifecycle.client(stack.mlflow_tracking_uri), result["model_id"], "production", force=True)
+    return result
+
+
+def test_a_unit_reads_the_other_units_forecasts_the_same_way_in_training_and_serving(stack, pair):
+    """Serving farm1 at T reads farm2's site's forecasts issued by T (covariates_at), and its rows equal the
+    training rows of origin T - 1 h, the other-unit inputs included (farm2's speeds, 1.2 x farm1's)."""
+    from inference import generation as served
+    from registry import generation as gen
+    from registry import train_generation as tg
+    from warehouse import generation as wg
+
+    rows = tg.training_rows(stack, PAIR, wg.units(stack, PAIR), origin_step=1)
+    train = rows[(rows["unit"] == "farm1") & (rows["origin"] == T - pd.Timedelta(hours=1))]
+    train = train.sort_values("target").reset_index(drop=True)
+    others = wg.sites(stack, PAIR, ["farm2", "gone"])
+    assert others == {"farm2": "genw2-b"}  # a unit gone since training is left out
+    serve, _ = served.inputs(stack, None, PAIR, "farm1", "genw2-a", CAPACITY, T, 48, list(others.values()))
+    a, b = gen.design(train, list(PAIR_UNITS)), gen.design(serve, list(PAIR_UNITS))
+    np.testing.assert_allclose(a.to_numpy(dtype=float), b.to_numpy(dtype=float), equal_nan=True)
+    assert b["ws_others_mean"].to_numpy() == pytest.approx(1.2 * b["ws"].to_numpy(), abs=0.01)
+    alone, _ = served.inputs(stack, None, PAIR, "farm1", "genw2-a", CAPACITY, T, 48)
+    assert alone[list(gen.OTHERS)].isna().all().all() and alone["wind_speed"].notna().all()
+
+
+def test_a_model_of_two_units_forecasts_each_within_capacity(stack, pair):
+    client = Client(stack, get_store(stack), model_ttl_seconds=0)
+    for asset in PAIR_UNITS:
+        r = client.forecast(PAIR, asset, horizon=48, forecast_type="generation", as_of=T)
+        f = r.frame
+        assert len(f) == 48 and f["point"].std() > 0
+        assert f[["point", "p10", "p90"]].apply(lambda c: c.between(0, CAPACITY)).all().all()
+        assert r.features["ws_others_mean"] is not None  # the other unit's forecast was read

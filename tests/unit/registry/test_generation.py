@@ -115,6 +115,7 @@ def test_pit_join_takes_the_latest_issue_by_the_origin_and_never_a_later_one():
     assert got["ws_prev"].tolist()[:2] == [-1200 + 25, 13] and np.isnan(got["ws_prev"].iloc[2])
     assert got["ws_before"].tolist() == [12, 12, -1200 + 24]  # target 12:00: lead 0 of the 12:00 issue is none
     assert got.loc[0, "ws_after"] == 14
+    assert got.loc[0, ["ws_before3", "ws_before2", "ws_after2", "ws_after3"]].tolist() == [10, 11, 15, 16]
 
 
 def test_pit_join_leaves_nan_where_nothing_was_issued():
@@ -129,3 +130,69 @@ def test_recent_power_uses_the_hours_up_to_the_origin_only():
     assert got["power_last"][0] == pytest.approx(0.3) and got["power_mean_3h"][0] == pytest.approx(0.2)
     assert got["power_mean_6h"][0] == pytest.approx(0.2)  # only 3 hours known
     assert np.isnan(got["power_last"][1])
+
+
+def test_smoothed_speeds_are_means_over_the_neighbouring_hours_issued():
+    rows, _ = _rows(2)
+    speeds = {"ws_before3": 1.0, "ws_before2": 2.0, "ws_before": 3.0, "wind_speed": 4.0, "ws_after": 5.0,
+              "ws_after2": 6.0, "ws_after3": 7.0}
+    for c, v in speeds.items():
+        rows[c] = v
+    rows.loc[1, "ws_after3"] = np.nan  # not issued: the 7-hour mean is over the six that are
+    X = gen.design(rows, ["a", "b"])
+    assert X.loc[0, ["ws_mean3", "ws_mean5", "ws_mean7"]].tolist() == pytest.approx([4, 4, 4])
+    assert X.loc[0, "ws_std5"] == pytest.approx(np.sqrt(2))
+    assert X.loc[0, "ws3_mean5"] == pytest.approx((8 + 27 + 64 + 125 + 216) / 5)
+    assert X.loc[1, "ws_mean7"] == pytest.approx(3.5)
+
+
+def test_inputs_the_caller_does_not_give_are_nan():
+    """A caller with the first design's columns only (no t-/+2-3 h speeds, no other units): NaN, not zero."""
+    rows, _ = _rows(3)
+    X = gen.design(rows, ["a", "b"])
+    assert X[list(gen.OTHERS)].isna().all().all()
+    assert X["ws_mean3"].tolist() == pytest.approx(rows["wind_speed"].tolist())  # t-1, t, t+1 are given
+
+
+def test_others_are_means_over_the_other_units_and_nan_for_a_unit_alone():
+    ws = np.array([[4.0, np.nan], [6.0, 2.0]])  # (other unit, row); unit 0 issued nothing for row 1
+    before, after = ws - 1, ws + 4
+    got = gen.others(ws, ws / 2, -ws, before, after)
+    assert got["ws_others_mean"].tolist() == [5.0, 2.0]
+    assert got["ws_others_mean3"].tolist() == pytest.approx([6.0, 3.0])  # each unit's (t-1, t, t+1) mean
+    assert got["u_others_mean"].tolist() == [2.5, 1.0] and got["v_others_mean"].tolist() == [-5.0, -2.0]
+    alone = gen.others(*(np.empty((0, 2)) for _ in range(5)))
+    assert all(np.isnan(v).all() and v.shape == (2,) for v in alone.values())
+
+
+def test_a_model_trained_with_other_units_forecasts_still_forecasts_a_unit_alone(fitted):
+    rows, y = _rows(4000, seed=2)
+    rows["ws_others_mean"], rows["ws_others_mean3"] = rows["wind_speed"] * 1.1, rows["wind_speed"]
+    rows["u_others_mean"], rows["v_others_mean"] = rows["wind_u"], rows["wind_v"]
+    X = gen.design(rows, ["a", "b"])
+    model = gen.GenerationModel(["a", "b"], {"num_leaves": 15, "min_data_in_leaf": 20},
+                                {o: 60 for o in gen.OUTPUTS}).fit(X, y)
+    alone = X.copy()
+    alone[list(gen.OTHERS)] = np.nan
+    p = model.predict(alone)
+    assert p.notna().all().all() and ((p >= 0) & (p <= 1)).all().all()
+    assert np.sqrt(np.mean((p["point"] - y) ** 2)) < 0.5 * np.std(y)  # its own forecast still carries it
+
+
+def test_the_pyfunc_reads_the_features_its_model_was_trained_on(fitted):
+    model, X, _ = fitted
+    f = gen.GenerationForecaster(model)
+    assert f.features == gen.FEATURES
+    pd.testing.assert_frame_equal(f.predict(None, X), model.predict(X))
+    with pytest.raises(ValueError, match="lacks column.*ws_others_mean"):
+        f.predict(None, X.drop(columns="ws_others_mean"))
+    _, y = _rows()
+    old = gen.GenerationModel(["a", "b"], {"num_leaves": 7}, {o: 5 for o in gen.OUTPUTS},
+                              features=gen.FEATURES_V1).fit(X, y)
+    del old.features  # as pickled before models carried their features: the first design's inputs
+    assert len(old.predict(X)) == len(X)
+    served = gen.GenerationForecaster(model)
+    served.model = old
+    assert len(served.predict(None, X[gen.FEATURES_V1])) == len(X)  # the new inputs are not required
+    with pytest.raises(ValueError, match="lacks column.*power_last"):
+        served.predict(None, X.drop(columns="power_last"))
