@@ -20,8 +20,8 @@ from registry.gaps import (
     profile_level,
     random_blocks,
     random_shifts,
-    rescale_after,
     recompute,
+    rescale_after,
 )
 
 T0 = pd.Timestamp("2024-01-01", tz="UTC")
