@@ -732,8 +732,13 @@ def train_forecast(
     boost_rounds: Annotated[int, typer.Option("--boost-rounds", min=1, max=5000, help="load: boosting rounds per "
                                               "quantile booster "
                                               "(1..5000; fewer: faster and coarser, e.g. the demo's 100).")] = 300,
+    shift_share: Annotated[float, typer.Option("--shift-share", min=0.0, max=1.0, help="load: share of training "
+                                               "issue times copied after a random level shift (0..1; 0.2 for "
+                                               "loads that step to new levels, README Evaluation).")] = 0.0,
 ) -> None:
     """Train the LightGBM p10/p50/p90 forecaster (1-168 h) and register a new staging version."""
+    from dataclasses import replace
+
     from registry import train_forecast as tf
     from warehouse.store import get_store
 
@@ -746,7 +751,8 @@ def train_forecast(
     if forecast_type != "load":
         raise _fail(ValueError(f"--type {forecast_type!r} is not one of load, generation, price"))
     result = _train_progress(tf.train, settings(), get_store(settings()), tenant, asset, features, name,
-                             _split(history_days, holdout_days), tf.BoosterConfig(num_boost_round=boost_rounds))
+                             replace(_split(history_days, holdout_days), shift_share=shift_share),
+                             tf.BoosterConfig(num_boost_round=boost_rounds))
     if as_json:
         _print_json(vars(result))
         return
@@ -1106,7 +1112,7 @@ def evaluate_robustness(
     gap_share: Annotated[float, typer.Option("--gap-share", help="Share of training issue times copied with a "
                                              "random 1-72 h gap (0: train without gap injection).")] = 0.3,
     shift_share: Annotated[float, typer.Option("--shift-share", help="Share of training issue times copied after "
-                                               "a random level shift (0: without).")] = 0.2,
+                                               "a random level shift (0: without, the training default).")] = 0.2,
     as_json: AsJson = False,
 ) -> None:
     """Day-ahead accuracy after hidden gaps and level shifts, against the same origins and the seasonal-naive."""

@@ -255,9 +255,12 @@ def inject(rows: pd.DataFrame, series: dict[str, pd.Series], columns: list[str],
 
 # Level shifts injected into training: a load that steps to another level (a tenant moves in, a process
 # line starts, a feeder is switched) must reach the forecast within days, not read as a spike that
-# reverts. Factors are log-uniform in SHIFT_FACTORS (either direction), the step 1..SHIFT_MAX_H hours
-# before the issue time (after a week the whole input window sits at the new level: an ordinary row).
+# reverts. Factors are log-uniform in SHIFT_FACTORS (either direction), the step SHIFT_MIN_H..SHIFT_MAX_H
+# hours before the issue time: a level held for at least a day (a step in the last hours would teach the
+# model that a one-hour spike is the new level), and after a week the whole input window sits at the new
+# level: an ordinary row.
 SHIFT_FACTORS = (1.25, 2.5)
+SHIFT_MIN_H = 24
 SHIFT_MAX_H = WEEK_H
 
 
@@ -270,7 +273,7 @@ def random_shifts(issue_times, rng: np.random.Generator, share: float
     if n == 0:
         return []
     chosen = np.sort(rng.choice(len(t), size=n, replace=False))
-    back = rng.integers(1, SHIFT_MAX_H + 1, size=n)
+    back = rng.integers(SHIFT_MIN_H, SHIFT_MAX_H + 1, size=n)
     lo, hi = np.log(SHIFT_FACTORS)
     factors = np.exp(rng.uniform(lo, hi, size=n) * np.where(rng.random(n) < 0.5, -1.0, 1.0))
     return [(t[i], t[i] - int(b) * HOUR, float(f)) for i, b, f in zip(chosen, back, factors, strict=True)]

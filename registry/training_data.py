@@ -65,13 +65,16 @@ class SplitConfig:
     gap_inputs: bool = False
     gap_share: float = 0.3
     # Level shifts (registry/gaps.py, inject_shifts): the share of training issue times copied once more
-    # with the load from a random step 1-168 h back and the labels moved by a factor in 1/2.5..1/1.25 or
-    # 1.25..2.5, so the model has seen a load that moved to another level and stayed there. On the
-    # validation days before the test window (Tetouan zones 1-3, 8 Oct - 18 Nov 2017) 0 / 0.1 / 0.2 gave
-    # day-ahead skill vs naive-24 on days 3-7 after a x0.5 shift of -10.5 to +0.46 / -0.17 to +0.68 / -0.13 to
-    # +0.68 (x2: -4.0 to +0.63 / -0.39 to +0.62 / +0.01 to +0.68), and clean day-ahead MAE 822 / 694 / 715
-    # (0), 750 / 645 / 707 (0.2).
-    shift_share: float = 0.2
+    # with the load from a random step 1-7 days back and the labels moved by a factor in 1/2.5..1/1.25 or
+    # 1.25..2.5, so the model has seen a load that moved to another level and stayed there. Opt-in: on the
+    # validation days before the robustness test window (Tetouan zones 1-3, 8 Oct - 18 Nov 2017) 0 / 0.1 /
+    # 0.2 gave day-ahead skill vs naive-24 on days 3-7 after a x0.5 shift of -10.5 to +0.46 / -0.17 to +0.68
+    # / -0.13 to +0.68 (x2: -4.0 to +0.63 / -0.39 to +0.62 / +0.01 to +0.68) and clean day-ahead MAE
+    # 822 / 694 / 715 (0) vs 750 / 645 / 707 (0.2); but a model trained on 8 weeks of zone 1 scored 1,984
+    # (0.2) vs 1,827 (0) day-ahead MAE on a fortnight holding a 3x anomaly (tests/integration/
+    # test_pipelines.py): trusting the last days more, it carries a one-off day forward. `ems train
+    # forecast --shift-share 0.2` for loads that step to new levels; `ems evaluate robustness` uses 0.2.
+    shift_share: float = 0.0
     # Training labels of every asset end at the earliest asset's split (backtests): a model trained on
     # assets whose readings end at different times then never learns from hours after any asset's test
     # window starts (another asset's later data would tell it about the weather, holidays and shocks of

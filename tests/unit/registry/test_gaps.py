@@ -145,7 +145,7 @@ def test_shift_injection_moves_the_load_from_the_step_on_and_its_labels():
     steps = {t: (step, f) for t, step, f in random_shifts(issue.drop_duplicates(), np.random.default_rng(5), 0.3)}
     for t, part in a.groupby("issue_time"):
         step, f = steps[t]
-        assert 1 <= (t - step) / H <= 168 and (1 / 2.5 <= f <= 1 / 1.25 or 1.25 <= f <= 2.5)
+        assert 24 <= (t - step) / H <= 168 and (1 / 2.5 <= f <= 1 / 1.25 or 1.25 <= f <= 2.5)
         clean = rows[rows["issue_time"] == t]
         # the last hour is after the step: moved with the labels; a week back is before it (unless the step
         # is a week back): as it was
