@@ -248,14 +248,19 @@ def test_cli_forecast_json_and_plot(served, tmp_path):
     assert proc.returncode == 1 and "horizon=0 is out of range 1..168" in proc.stderr
 
 
-def test_a_forecast_after_a_gap_and_without_weather_says_so(client, stack, tmp_path):
-    """An asset without a weather site, served by a weather-service model, whose last week has an 18-hour
-    gap: both are named in the forecast's warnings (it used to answer `warnings: []`)."""
+def _ingest_with_gap(stack, tmp_path, asset: str) -> None:
+    """Zone 1's readings of 1-22 April 2017 as `asset` (no site) without 2017-04-20 06:00-24:00 (18 h)."""
     frame = pd.read_csv(tetouan_slice(tmp_path / "t.csv", "2017-04-01", "2017-04-22"), dtype=str)
     frame = frame[(frame["timestamp"] < "2017-04-20T06:00:00") | (frame["timestamp"] > "2017-04-20T23:50:00")]
     frame.to_csv(tmp_path / "gap.csv", index=False)
-    ingest_readings(stack, tmp_path / "gap.csv", TENANT, wide=True, columns="lonely=zone1_power_consumption")
+    ingest_readings(stack, tmp_path / "gap.csv", TENANT, wide=True, columns=f"{asset}=zone1_power_consumption")
     refresh(stack)
+
+
+def test_a_forecast_after_a_gap_and_without_weather_says_so(client, stack, tmp_path):
+    """An asset without a weather site, served by a weather-service model, whose last week has an 18-hour
+    gap: both are named in the forecast's warnings (it used to answer `warnings: []`)."""
+    _ingest_with_gap(stack, tmp_path, "lonely")
     f = client.forecast(TENANT, "lonely", horizon=24, as_of=pd.Timestamp("2017-04-22", tz="UTC"))
     assert f.feature_service == DEFAULT_FORECAST_SERVICE and np.isfinite(f.frame["p50"]).all()
     assert any(w.startswith("'lonely' has no readings for 18 of the 168 hours before the issue time 2017-04-22 "
@@ -272,11 +277,7 @@ def test_a_forecast_issued_after_the_last_reading_is_the_one_issued_at_it(client
     """An origin whose last 18 hours have no readings (the feed came back later): past the views' 3 h TTL
     the issue-time lags and rolling statistics are gone, so the forecast is the one issued at the last
     reading for the same target hours (horizons 19-42), named in its warnings; within the TTL it stays put."""
-    frame = pd.read_csv(tetouan_slice(tmp_path / "t.csv", "2017-04-01", "2017-04-22"), dtype=str)
-    frame = frame[(frame["timestamp"] < "2017-04-20T06:00:00") | (frame["timestamp"] > "2017-04-20T23:50:00")]
-    frame.to_csv(tmp_path / "gap.csv", index=False)
-    ingest_readings(stack, tmp_path / "gap.csv", TENANT, wide=True, columns="late=zone1_power_consumption")
-    refresh(stack)
+    _ingest_with_gap(stack, tmp_path, "late")
     after = client.forecast(TENANT, "late", horizon=24, as_of=pd.Timestamp("2017-04-21", tz="UTC"))
     at_last = client.forecast(TENANT, "late", horizon=42, as_of=pd.Timestamp("2017-04-20 06:00", tz="UTC"))
     assert list(after.frame["timestamp"]) == list(at_last.frame["timestamp"][18:])
