@@ -70,7 +70,8 @@ class SplitConfig:
     # validation days before the robustness test window (Tetouan zones 1-3, 8 Oct - 18 Nov 2017) 0 / 0.1 /
     # 0.2 gave day-ahead skill vs naive-24 on days 3-7 after a x0.5 shift of -10.5 to +0.46 / -0.17 to +0.68
     # / -0.13 to +0.68 (x2: -4.0 to +0.63 / -0.39 to +0.62 / +0.01 to +0.68) and clean day-ahead MAE
-    # 822 / 694 / 715 (0) vs 750 / 645 / 707 (0.2); but a model trained on 8 weeks of zone 1 scored 1,984
+    # 822 / 694 / 715 (0) vs 750 / 645 / 707 (0.2; steps drawn 1-168 h back; 24-168 h: x0.5 -0.05 to +0.68,
+    # x2 -0.03 to +0.68, clean 787 / 643 / 696); but a model trained on 8 weeks of zone 1 scored 1,984
     # (0.2) vs 1,827 (0) day-ahead MAE on a fortnight holding a 3x anomaly (tests/integration/
     # test_pipelines.py): trusting the last days more, it carries a one-off day forward. `ems train
     # forecast --shift-share 0.2` for loads that step to new levels; `ems evaluate robustness` uses 0.2.
