@@ -22,15 +22,16 @@ HOUR = pd.Timedelta(hours=1)
 REACH = 3  # hours either side of the target hours whose weather forecasts the wind design reads (t-3 .. t+3)
 
 GENERATION_READS = (
-    "SELECT capacity, site_id FROM assets WHERE tenant_id = %s AND asset_id = %s",
+    # the unit's capacity and site and the sites of the model's other units (whose forecasts it reads)
+    "SELECT asset_id, capacity, site_id FROM assets WHERE tenant_id = %s AND asset_id = ANY(%s)",
     "SELECT bucket, avg_value FROM readings_hourly WHERE tenant_id = %s AND asset_id = %s AND bucket >= %s "
     "AND bucket < %s ORDER BY bucket",
-    # per target hour (and the REACH hours either side), the two newest issues by the issue time: the latest
-    # and the one before it (ws_prev)
-    "SELECT target_time, issue_time, wind_speed, wind_u, wind_v FROM ("
-    " SELECT target_time, issue_time, wind_speed, wind_u, wind_v,"
-    "  row_number() OVER (PARTITION BY target_time ORDER BY issue_time DESC) AS k FROM covariate_forecasts"
-    " WHERE series_id = %s AND target_time >= %s AND target_time <= %s AND issue_time <= %s) f WHERE k <= 2",
+    # per site, per target hour (and the REACH hours either side), the two newest issues by the issue time: the
+    # latest and the one before it (ws_prev)
+    "SELECT series_id, target_time, issue_time, wind_speed, wind_u, wind_v FROM ("
+    " SELECT series_id, target_time, issue_time, wind_speed, wind_u, wind_v,"
+    "  row_number() OVER (PARTITION BY series_id, target_time ORDER BY issue_time DESC) AS k FROM covariate_forecasts"
+    " WHERE series_id = ANY(%s) AND target_time >= %s AND target_time <= %s AND issue_time <= %s) f WHERE k <= 2",
 )
 PRICE_ZONE = "SELECT site_id, timezone FROM assets WHERE tenant_id = %s AND asset_id = %s"
 PRICE_READ = ("SELECT bucket, avg_value FROM readings_hourly WHERE tenant_id = %s AND asset_id = %s AND bucket >= %s "
@@ -101,6 +102,7 @@ def generation_row(ctx, client, units: Units, model_id: str) -> core.Row:
     from inference.generation import inputs
     from registry.generation import design
     from warehouse.db import open_connection
+    from warehouse.generation import sites
 
     t = units.wind_issue
 
@@ -113,14 +115,17 @@ def generation_row(ctx, client, units: Units, model_id: str) -> core.Row:
         raise AssertionError(f"bench generation forecast came from {f.model_id} ({missing}), expected {model_id} "
                              "with every weather input")
     model = client.models.version(model_id).python_model.model
-    rows, _ = inputs(ctx.settings, None, units.tenant, units.wind, units.wind_site, units.capacity, t, HORIZON)
+    others = [u for u in model.units if u != units.wind]  # the model's other units: their sites' forecasts are inputs
+    other_sites = list(sites(ctx.settings, units.tenant, others).values())
+    rows, _ = inputs(ctx.settings, None, units.tenant, units.wind, units.wind_site, units.capacity, t, HORIZON,
+                     other_sites)
     X = design(rows, model.units)
     matrix, horizon = X[model.features].to_numpy(dtype=float), X["horizon"].to_numpy()
     same = generation_predict(model, matrix, horizon, units.capacity)
     np.testing.assert_allclose(same, f.frame[["p10", "p50", "p90", "point"]].to_numpy(), rtol=1e-9, atol=1e-9)
     conn = open_connection(ctx.settings, autocommit=True)  # one open connection, as the client keeps one
-    args = ((units.tenant, units.wind), (units.tenant, units.wind, t - 7 * HOUR, t),
-            (units.wind_site, t - REACH * HOUR, t + (HORIZON - 1 + REACH) * HOUR, t))
+    args = ((units.tenant, [units.wind, *others]), (units.tenant, units.wind, t - 7 * HOUR, t),
+            ([units.wind_site, *other_sites], t - REACH * HOUR, t + (HORIZON - 1 + REACH) * HOUR, t))
 
     def floor():
         for query, a in zip(GENERATION_READS, args, strict=True):
@@ -134,12 +139,13 @@ def generation_row(ctx, client, units: Units, model_id: str) -> core.Row:
     return core.ratio_row(
         f"forecast call p99, generation (wind), 1 unit, {HORIZON} h x p10/p50/p90 (+ point), vs floor", "ms",
         core.p(a, 99), core.p(b, 99), max_ratio=2.0,
-        floor_desc="3 raw SQL reads on one open connection (the unit's capacity and site; its last 7 hourly means; "
-                   "per target hour and the 3 hours either side the two newest weather forecasts issued by the issue "
-                   "time, ROW_NUMBER() OVER (PARTITION BY target_time)) + the 4 LightGBM boosters predicting the "
+        floor_desc="3 raw SQL reads on one open connection (the unit's capacity and site and the model's other units' "
+                   "sites; its last 7 hourly means; per site, target hour and the 3 hours either side the two newest "
+                   "weather forecasts issued by the issue time, ROW_NUMBER() OVER (PARTITION BY series_id, "
+                   "target_time)) + the 4 LightGBM boosters predicting the "
                    "same 24 prepared rows, clipped, sorted and widened as the model does",
         details={"ours": core.summary(a), "floor": core.summary(b), "model": model_id, "unit": units.wind,
-                 "issue_time": t.isoformat()})
+                 "other_units": others, "issue_time": t.isoformat()})
 
 
 def price_row(ctx, client, units: Units, model_id: str) -> core.Row:

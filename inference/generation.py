@@ -15,7 +15,8 @@ import pandas as pd
 from core.errors import InvalidArgumentError, InvalidHorizonError
 from inference.results import ForecastResult
 from registry import generation as gen
-from warehouse.covariates import covariates_at
+from warehouse.covariates import latest_issues
+from warehouse.db import connect
 
 HOUR = pd.Timedelta(hours=1)
 WIND = ["wind_speed", "wind_u", "wind_v"]
@@ -31,45 +32,67 @@ def check_horizon(horizon: int) -> int:
 def inputs(settings, conn, tenant: str, asset: str, site: str, capacity: float, t: pd.Timestamp, horizon: int,
            other_sites: list[str] = ()) -> tuple[pd.DataFrame, list[str]]:
     """Design rows of the target hours [t, t + horizon h) issued at `t` (the end of the last complete hour);
-    `other_sites` are the sites of the model's other units (none: their inputs are NaN)."""
+    `other_sites` are the sites of the model's other units (none: their inputs are NaN). Two reads on `conn`
+    (None: on one new connection): the unit's recent power, and the weather forecasts of every site at once
+    (covariates_at's rule, with the issue before the latest for ws_prev)."""
+    if conn is None:
+        with connect(settings) as conn:
+            return inputs(settings, conn, tenant, asset, site, capacity, t, horizon, other_sites)
+    columns, warnings = _columns(settings, conn, tenant, asset, site, capacity, t, horizon, other_sites)
+    return pd.DataFrame(columns), warnings
+
+
+def _columns(settings, conn, tenant: str, asset: str, site: str, capacity: float, t: pd.Timestamp, horizon: int,
+             other_sites: list[str]) -> tuple[dict, list[str]]:
+    """inputs() as columns (name -> array): what `design` reads, without a frame."""
     from warehouse import hourly
 
     origin = t - HOUR  # the start of the last complete hour (registry/generation: horizon = target - origin)
     targets = pd.date_range(t, periods=horizon, freq="h")
     power = hourly.series_by_end(settings, conn, tenant, asset, t - 7 * HOUR, t)
     power = pd.Series(power.to_numpy() / capacity, index=power.index - HOUR, dtype=float)
-    reach = max(gen.SHIFTS)
-    wanted = pd.date_range(targets[0] - reach * HOUR, targets[-1] + reach * HOUR, freq="h")
-    latest = covariates_at(settings, site, t, wanted, WIND)
-    rows = pd.DataFrame({"unit": asset, "origin": origin, "target": targets})
-    now = latest.reindex(targets)
-    rows["issue_time"] = now["issue_time"].to_numpy()
-    for c in WIND:
-        rows[c] = now[c].to_numpy()
-    for k, name in gen.SHIFTS.items():
-        rows[name] = latest["wind_speed"].reindex(targets + k * HOUR).to_numpy()
-    rows["ws_prev"] = np.nan
-    for issued, part in now.dropna(subset=["issue_time"]).groupby("issue_time"):
-        before = covariates_at(settings, site, issued - pd.Timedelta(microseconds=1), part.index, ["wind_speed"])
-        rows.loc[rows["target"].isin(part.index).to_numpy(), "ws_prev"] = before["wind_speed"].reindex(
-            rows.loc[rows["target"].isin(part.index).to_numpy(), "target"]).to_numpy()
-    near = targets.union(pd.DatetimeIndex([targets[0] - HOUR, targets[-1] + HOUR]))
-    per = [covariates_at(settings, s, t, near, WIND) for s in other_sites]
-    stack = [[f[c].reindex(targets + k * HOUR).to_numpy() for f in per]
-             for c, k in (("wind_speed", 0), ("wind_u", 0), ("wind_v", 0), ("wind_speed", -1), ("wind_speed", 1))]
-    for k, v in gen.others(*(np.array(a, dtype=float).reshape(len(per), horizon) for a in stack)).items():
-        rows[k] = v
-    for k, v in gen.recent(power, rows["origin"]).items():
-        rows[k] = v
+    reach = max(gen.SHIFTS)  # the own site's hours t - reach .. t + horizon - 1 + reach (the others' t-1 .. t+1)
+    first = t - reach * HOUR
+    n = horizon + 2 * reach
+    found = latest_issues(conn, [site, *other_sites], t, first, first + (n - 1) * HOUR, WIND, depth=2)
+    # per site, per hour first + i: the latest issue's time and variables (rank 1), the speed of the one before
+    latest = {s: np.full((n, len(WIND)), np.nan) for s in (site, *other_sites)}
+    issued, before = [None] * n, np.full(n, np.nan)
+    start, hour = first.to_pydatetime(), HOUR.to_pytimedelta()
+    for series, target, rank, issue, *values in found:
+        i, off = divmod(target - start, hour)
+        if off:  # not an hour start: no target hour's forecast
+            continue
+        if rank == 1:
+            latest[series][i] = np.array(values, dtype=float)
+            if series == site:
+                issued[i] = issue
+        elif series == site:
+            before[i] = np.nan if values[0] is None else values[0]
+    own = latest[site]
+    now = slice(reach, reach + horizon)  # the target hours
+    columns = {"unit": np.full(horizon, asset, dtype=object), "origin": pd.DatetimeIndex([origin] * horizon),
+               "target": targets, "issue_time": pd.to_datetime(issued[now], utc=True),
+               **{c: own[now, j] for j, c in enumerate(WIND)},
+               **{name: own[reach + k:reach + k + horizon, 0] for k, name in gen.SHIFTS.items()},
+               "ws_prev": before[now]}
+    per = [latest[s] for s in other_sites]
+    shape = (len(per), horizon)
+    stack = [np.array([f[reach + k:reach + k + horizon, j] for f in per], dtype=float).reshape(shape)
+             for j, k in ((0, 0), (1, 0), (2, 0), (0, -1), (0, 1))]
+    columns |= gen.others(*stack)
+    # every target hour has the same origin: its recent power, once
+    columns |= {k: np.repeat(v, horizon) for k, v in gen.recent(power, pd.Series([origin])).items()}
     warnings = []
-    missing = rows["wind_speed"].isna()
+    missing = np.isnan(columns["wind_speed"])
     if missing.any():
-        first = rows.loc[missing, "target"].iloc[0]
+        first_missing = targets[missing][0]
         warnings.append(f"no weather forecast of site {site!r} issued by {t.isoformat()} for {int(missing.sum())} of "
-                        f"{horizon} target hours (first {first.isoformat()}): their weather inputs are missing (NaN)")
-    if np.isnan(rows["power_last"].iloc[0]):
+                        f"{horizon} target hours (first {first_missing.isoformat()}): their weather inputs are missing "
+                        "(NaN)")
+    if np.isnan(columns["power_last"][0]):
         warnings.append(f"no reading of {asset!r} in the hour before {t.isoformat()}: recent-power inputs missing")
-    return rows, warnings
+    return columns, warnings
 
 
 def forecast(client, served, tenant: str, asset: str, horizon: int, quantiles: bool, t: pd.Timestamp
@@ -78,22 +101,25 @@ def forecast(client, served, tenant: str, asset: str, horizon: int, quantiles: b
     from warehouse import generation as wg
 
     check_horizon(horizon)
-    unit = wg.units(client.settings, tenant, [asset]).iloc[0]
     model = served.python_model
     if not isinstance(getattr(model, "model", None), gen.GenerationModel):
         raise InvalidArgumentError(f"model {served.info.id} is tagged forecast_type=generation but is not a "
                                    "generation forecaster; train one with `ems train forecast --type generation`")
-    others = wg.sites(client.settings, tenant, [u for u in model.model.units if u != asset])
-    rows, warnings = inputs(client.settings, client._conn(), tenant, asset, unit.site_id, float(unit.capacity), t,
-                            horizon, list(others.values()))
-    X = gen.design(rows, model.model.units)
-    pred = model.model.predict(X) * float(unit.capacity)
-    pred = pred.clip(0, float(unit.capacity))
-    columns = {"timestamp": rows["target"].to_numpy(), "horizon_h": np.arange(1, horizon + 1),
-               "point": pred["point"].to_numpy()}
+
+    def read(conn):  # the unit, the other units' sites and the inputs, on the client's connection
+        (_, _, capacity, _, site), others = wg.unit_and_sites(conn, tenant, asset,
+                                                              [u for u in model.model.units if u != asset])
+        return (float(capacity), *_columns(client.settings, conn, tenant, asset, site, float(capacity), t, horizon,
+                                           list(others.values())))
+
+    capacity, given, warnings = client._read(read)
+    X = gen.design(given, model.model.units)
+    pred = model.model.predict_matrix(model.model.matrix(X), X["horizon"].to_numpy()) * capacity
+    pred = pred.clip(0, capacity)
+    columns = {"timestamp": given["target"].to_numpy(), "horizon_h": np.arange(1, horizon + 1), "point": pred[:, 3]}
     if quantiles:
-        columns |= {q: pred[q].to_numpy() for q in ("p10", "p50", "p90")}
-        columns |= {"lower": pred["p10"].to_numpy(), "upper": pred["p90"].to_numpy()}
+        columns |= {q: pred[:, i] for i, q in enumerate(("p10", "p50", "p90"))}
+        columns |= {"lower": pred[:, 0], "upper": pred[:, 2]}
     now = pd.Timestamp(datetime.now(UTC))
     first = X.iloc[0]
     return ForecastResult(

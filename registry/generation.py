@@ -58,13 +58,25 @@ BASE_PARAMS = {"learning_rate": 0.05, "num_leaves": 63, "min_data_in_leaf": 100,
                "num_threads": 2}
 
 
-def _hours(a: pd.Series, b: pd.Series) -> np.ndarray:
-    return ((pd.to_datetime(a, utc=True) - pd.to_datetime(b, utc=True)).dt.total_seconds() / 3600).to_numpy()
+def _times(a) -> pd.DatetimeIndex:
+    """`a` as UTC times."""
+    if isinstance(getattr(a, "dtype", None), pd.DatetimeTZDtype) and str(a.dtype.tz) == "UTC":
+        return pd.DatetimeIndex(a)
+    return pd.DatetimeIndex(pd.to_datetime(a, utc=True))
 
 
-def _col(rows: pd.DataFrame, c: str) -> np.ndarray:
+def _hours(a: pd.DatetimeIndex, b: pd.DatetimeIndex) -> np.ndarray:
+    """Hours from each of `b` to `a` (NaN where either is missing)."""
+    return (a - b).total_seconds().to_numpy() / 3600
+
+
+def _floats(values) -> np.ndarray:
+    return values.to_numpy(dtype=float) if isinstance(values, pd.Series) else np.asarray(values, dtype=float)
+
+
+def _col(rows, c: str) -> np.ndarray:
     """Column `c` as floats, all NaN where the caller does not give it."""
-    return rows[c].to_numpy(dtype=float) if c in rows.columns else np.full(len(rows), np.nan)
+    return _floats(rows[c]) if c in rows else np.full(len(rows["target"]), np.nan)
 
 
 def nanmean(stack: np.ndarray) -> np.ndarray:
@@ -97,32 +109,34 @@ def others(ws: np.ndarray, u: np.ndarray, v: np.ndarray, before: np.ndarray, aft
             "v_others_mean": nanmean(v)}
 
 
-def design(rows: pd.DataFrame, units: list[str]) -> pd.DataFrame:
+def design(rows, units: list[str]) -> pd.DataFrame:
     """Model matrix (columns FEATURES) of rows with `unit`, `origin`, `target`, the NWP inputs, the recent
-    power (capacity units) and the OTHERS inputs. `units` are the training units, in code order."""
+    power (capacity units) and the OTHERS inputs. `units` are the training units, in code order. `rows`: a
+    DataFrame, or a mapping of those columns to arrays (serving's, without building a frame first)."""
     codes = {u: i for i, u in enumerate(units)}
-    target = pd.to_datetime(rows["target"], utc=True)
-    ws, u, v = (rows[c].to_numpy(dtype=float) for c in ("wind_speed", "wind_u", "wind_v"))
+    target = _times(rows["target"])
+    ws, u, v = (_floats(rows[c]) for c in ("wind_speed", "wind_u", "wind_v"))
     norm = np.hypot(u, v)
     speeds = np.stack([ws if k == 0 else _col(rows, SHIFTS[k]) for k in range(-3, 4)])
-    X = pd.DataFrame({
-        UNIT: rows["unit"].map(codes).astype(float).to_numpy(),
+    columns = {
+        UNIT: np.array([codes.get(unit, np.nan) for unit in rows["unit"]], dtype=float),
         "ws": ws, "ws2": ws ** 2, "ws3": ws ** 3, "wind_u": u, "wind_v": v,
         "dir_sin": np.divide(u, norm, out=np.full_like(u, np.nan), where=norm > 0),
         "dir_cos": np.divide(v, norm, out=np.full_like(v, np.nan), where=norm > 0),
-        "ws_prev": rows["ws_prev"].to_numpy(dtype=float),
-        "ws_delta_prev": ws - rows["ws_prev"].to_numpy(dtype=float),
-        "ws_before": rows["ws_before"].to_numpy(dtype=float),
-        "ws_after": rows["ws_after"].to_numpy(dtype=float),
-        "ws_slope": rows["ws_after"].to_numpy(dtype=float) - rows["ws_before"].to_numpy(dtype=float),
-        "lead": _hours(rows["target"], rows["issue_time"]),
-        "horizon": _hours(rows["target"], rows["origin"]),
-        "hour": target.dt.hour.to_numpy(),
-        **{c: rows[c].to_numpy(dtype=float) for c in RECENT},
+        "ws_prev": _floats(rows["ws_prev"]),
+        "ws_delta_prev": ws - _floats(rows["ws_prev"]),
+        "ws_before": _floats(rows["ws_before"]),
+        "ws_after": _floats(rows["ws_after"]),
+        "ws_slope": _floats(rows["ws_after"]) - _floats(rows["ws_before"]),
+        "lead": _hours(target, _times(rows["issue_time"])),
+        "horizon": _hours(target, _times(rows["origin"])),
+        "hour": target.hour.to_numpy(),
+        **{c: _floats(rows[c]) for c in RECENT},
         **smoothed(speeds),
         **{c: _col(rows, c) for c in OTHERS},
-    }, index=rows.index)
-    return X[FEATURES]
+    }
+    index = rows.index if isinstance(rows, pd.DataFrame) else None
+    return pd.DataFrame({c: columns[c] for c in FEATURES}, index=index)
 
 
 def bucket(horizon) -> np.ndarray:
@@ -181,12 +195,23 @@ class GenerationModel:
 
     def predict(self, X: pd.DataFrame) -> pd.DataFrame:
         """p10, p50, p90, point in capacity units: each in [0, 1], p10 <= p50 <= p90."""
-        pred = self.raw(X)
-        d = self.widen[bucket(X["horizon"])]
-        pred["p10"] = (pred["p10"] - d).clip(0, 1)
-        pred["p90"] = (pred["p90"] + d).clip(0, 1)
-        pred[list(QUANTILES)] = np.sort(pred[list(QUANTILES)].to_numpy(), axis=1)
-        return pred
+        return pd.DataFrame(self.predict_matrix(self.matrix(X), X["horizon"].to_numpy(), threads=None),
+                            columns=list(OUTPUTS), index=X.index)
+
+    def matrix(self, X: pd.DataFrame) -> np.ndarray:
+        """The model's columns of a design as one float matrix."""
+        return X[getattr(self, "features", FEATURES_V1)].to_numpy(dtype=float)  # pickled before PV: the first design
+
+    def predict_matrix(self, x: np.ndarray, horizon: np.ndarray, threads: int | None = 1) -> np.ndarray:
+        """`predict` on `matrix(X)` and X's horizons, as an (n, 4) array (p10, p50, p90, point), without the
+        frames (serving's 24 rows: one thread by default; None: the boosters' own setting)."""
+        kw = {} if threads is None else {"num_threads": threads}
+        raw = np.column_stack([self.boosters[o].predict(x, **kw) for o in OUTPUTS]).clip(0, 1)
+        q = np.sort(raw[:, :3], axis=1)
+        d = self.widen[bucket(horizon)]
+        q[:, 0] = (q[:, 0] - d).clip(0, 1)
+        q[:, 2] = (q[:, 2] + d).clip(0, 1)
+        return np.column_stack([np.sort(q, axis=1), raw[:, 3]])
 
 
 def pinball(y: np.ndarray, pred: pd.DataFrame) -> float:
@@ -280,8 +305,8 @@ def recent(power: pd.Series, origins: pd.Series) -> dict[str, np.ndarray]:
     hourly = power.asfreq("h") if len(power) else power
     rolled = {"power_last": hourly, "power_mean_3h": hourly.rolling(3, min_periods=1).mean(),
               "power_mean_6h": hourly.rolling(6, min_periods=1).mean()}
-    at = pd.DatetimeIndex(pd.to_datetime(origins, utc=True))
-    return {k: v.reindex(at).to_numpy(dtype=float) for k, v in rolled.items()}
+    at = hourly.index.get_indexer(_times(origins))  # -1: not an hour of power
+    return {k: np.append(v.to_numpy(dtype=float), np.nan)[at] for k, v in rolled.items()}
 
 
 try:  # the pyfunc base class; keep this module importable for pure unit tests without MLflow loaded

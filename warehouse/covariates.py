@@ -163,6 +163,26 @@ def covariates_at(settings: Settings, series: str, origin: datetime, targets, va
     return out
 
 
+def latest_issues(conn, series: list[str], origin: datetime, start: datetime, end: datetime, variables,
+                  depth: int = 2) -> list[tuple]:
+    """`covariates_at`'s rule for several series and the target hours in [start, end] in one read on `conn`:
+    per series and target hour the `depth` latest issues at or before `origin`, as rows (series_id,
+    target_time, rank, issue_time, *variables); rank 1 is the latest issue (covariates_at's row), rank 2 the
+    one before it, and so on. Nothing for an hour nobody issued a forecast of by `origin`."""
+    variables = list(variables)
+    unknown = [c for c in variables if c not in COVARIATE_FORECAST_VARIABLES]
+    if unknown:
+        raise ValueError(f"unknown forecast variable(s) {', '.join(unknown)}; known: "
+                         f"{', '.join(COVARIATE_FORECAST_VARIABLES)}")
+    cols = sql.SQL(", ").join(map(sql.Identifier, variables))
+    return conn.execute(sql.SQL(
+        "SELECT series_id, target_time, k, issue_time, {cols} FROM ("
+        " SELECT series_id, target_time, issue_time, {cols}, row_number() OVER (PARTITION BY series_id, target_time"
+        " ORDER BY issue_time DESC) AS k FROM covariate_forecasts WHERE series_id = ANY(%s) AND target_time >= %s"
+        " AND target_time <= %s AND issue_time <= %s) f WHERE k <= %s").format(cols=cols),
+        (list(series), start, end, origin, depth)).fetchall()
+
+
 def target_hour(ts) -> np.ndarray:
     """Hours since 1970-01-01 UTC of each (UTC) time: the `target_hour` entity key of the Feast view."""
     return (pd.DatetimeIndex(pd.to_datetime(ts, utc=True)).asi8 // 3_600_000_000_000).astype("int64")

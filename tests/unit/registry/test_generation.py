@@ -196,3 +196,23 @@ def test_the_pyfunc_reads_the_features_its_model_was_trained_on(fitted):
     assert len(served.predict(None, X[gen.FEATURES_V1])) == len(X)  # the new inputs are not required
     with pytest.raises(ValueError, match="lacks column.*power_last"):
         served.predict(None, X.drop(columns="power_last"))
+
+
+def test_serving_shortcuts_give_the_frames_numbers(fitted):
+    """design on a mapping of arrays (serving's) and predict_matrix on its matrix give design on the frame and
+    predict, exactly; recent of a gap-ridden series at one origin is its value at that origin among many."""
+    model, _, _ = fitted
+    rows, _ = _rows(30, seed=4)
+    rows.loc[3, "wind_speed"] = np.nan
+    frame = gen.design(rows, ["a", "b"])
+    given = gen.design({c: rows[c].to_numpy() for c in rows.columns}, ["a", "b"])
+    np.testing.assert_array_equal(given.to_numpy(), frame.to_numpy())
+    np.testing.assert_array_equal(model.predict_matrix(model.matrix(given), given["horizon"].to_numpy()),
+                                  model.predict(frame).to_numpy())
+    power = pd.Series([0.11, np.nan, 0.37, 0.29, 0.53, 0.41], index=pd.date_range(T, periods=6, freq="h")).drop(
+        T + pd.Timedelta("1h"))
+    origins = pd.Series(pd.date_range(T, periods=8, freq="h"))
+    many = gen.recent(power, origins)
+    for i, origin in enumerate(origins):
+        one = gen.recent(power, pd.Series([origin]))
+        assert all(np.array_equal(one[k], many[k][i:i + 1], equal_nan=True) for k in many)
