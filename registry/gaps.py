@@ -120,8 +120,8 @@ def reissue_gap(hours_since_reading: float, horizon: int, max_horizon: int = WEE
     reading, for the same target hours (horizons g + 1 .. g + horizon), has every input complete and as
     in training. None when the last reading is within the TTL, unknown, or the moved horizons would pass
     `max_horizon`. On the validation days (Tetouan, Oct-Nov 2017, 18 origins) this took the day-ahead MAE
-    after an 18 / 30 / 72 h gap from 1.36 / 1.55 / 1.74x the same origins without the gap to 1.12 / 1.34 /
-    1.31x (6 h: 1.11 vs 1.15x)."""
+    after an 18 / 30 / 72 h gap from 1.46 / 1.68 / 1.86x the same origins without the gap to 1.14 / 1.33 /
+    1.36x (6 h: 1.14x both; README, Evaluation)."""
     if not np.isfinite(hours_since_reading) or hours_since_reading <= STATE_TTL_H:
         return None
     g = int(hours_since_reading)
@@ -267,7 +267,7 @@ SHIFT_MAX_H = WEEK_H
 def random_shifts(issue_times, rng: np.random.Generator, share: float
                   ) -> list[tuple[pd.Timestamp, pd.Timestamp, float]]:
     """Level shifts for training: for a seeded `share` of the issue times, (issue time, step time, factor):
-    the hours ending at or before the step time were at 1/factor of the load since."""
+    the load of the hours ending after the step time (and the labels) is moved by the factor (rescale_after)."""
     t = pd.DatetimeIndex(issue_times)
     n = int(round(len(t) * share))
     if n == 0:
