@@ -36,9 +36,10 @@ $(TOOLS)/bin/uv:
 	python3 -m venv $(TOOLS) || { apt-get update -qq && apt-get install -y -qq python3-venv && python3 -m venv $(TOOLS); }
 	$(TOOLS)/bin/pip install -q uv==$(UV_VERSION)
 
-# --extra spark: pyspark for Feast's spark.engine and Spark batch scoring (needs a Java 17 runtime, see .ci/run).
+# --extra spark: pyspark for Feast's spark.engine and Spark batch scoring (needs a Java 17 runtime, see .ci/run);
+# --extra dask: distributed, for lightgbm.dask training (`ems train forecast --engine dask`).
 $(BIN)/ems: $(UV) pyproject.toml uv.lock
-	$(UV) sync --frozen --python 3.11 --extra spark
+	$(UV) sync --frozen --python 3.11 --extra spark --extra dask
 	@touch $@
 
 install: $(BIN)/ems ## create .venv with the locked dependencies
