@@ -158,6 +158,9 @@ class Settings(BaseSettings):
         default=LOCAL_S3_SECRET_KEY,
         validation_alias=AliasChoices("EMS_S3_SECRET_KEY", "AWS_SECRET_ACCESS_KEY"),
     )
+    # Which S3 server holds the artifacts, for `ems users create --s3` (stack/s3_identities.py): `local` = the
+    # SeaweedFS `ems up` starts (identities file + restart), `minio` = MinIO's admin API (the compose stack).
+    s3_server: Literal["local", "minio"] = "local"
     pg_user_os: str = Field(default="nobody", description="OS user that runs the local Postgres when root")
     # TimescaleDB retention of raw readings, weather and feature rows (a Postgres interval, applied by
     # `ems migrate`); the demo data reaches back to 2002, so the local default is long.

@@ -6,8 +6,12 @@ lists and reads the objects of its MLflow experiment (`mlflow/<experiment id>/` 
 destination) and nothing else, and writes nothing. The identities live in `<home>/s3/identities.json`
 (owner-only; it holds the secrets, as SeaweedFS needs them to check signatures), which `weed mini` loads at
 start, so a new identity restarts the local S3 server (about a second; clients retry). Writing SeaweedFS
-4.48's dynamic identities through its filer did not load reliably here, hence the restart. MinIO (compose)
-has no such file: there the operator creates a user with a prefix policy (README).
+4.48's dynamic identities through its filer did not load reliably here, hence the restart.
+
+MinIO (the compose stack, `EMS_S3_SERVER=minio`) has no such file: there the same identity is a MinIO user
+with a canned policy `tenant-<tenant>` (GetObject under the prefix, ListBucket only with `s3:prefix` under
+it), created through MinIO's admin API with the operator's (root) key (`minio.MinioAdmin`, the MinIO SDK's
+admin client: the requests `mc admin policy create` / `user add` / `policy attach` make).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import json
 import logging
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -97,4 +102,73 @@ def create_tenant_identity(settings: Settings, tenant: str, experiment_id: str, 
             write_config(settings, json.loads(previous))
         raise
     logger.info("created S3 identity %s: read-only on s3://%s/%s", name, bucket, prefix)
+    return access, secret
+
+
+def minio_policy(bucket: str, prefix: str) -> dict:
+    """The MinIO (IAM) policy of a tenant's read-only key: its objects under `prefix`, and a listing of the
+    bucket only for keys under that prefix (nothing else: no other prefix, no bucket listing, no write)."""
+    return {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": [f"arn:aws:s3:::{bucket}/{prefix}*"]},
+        {"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [f"arn:aws:s3:::{bucket}"],
+         "Condition": {"StringLike": {"s3:prefix": [f"{prefix}*"]}}},
+    ]}
+
+
+def minio_admin(settings: Settings):
+    """MinIO's admin client with the operator's key (the root user of the compose stack's MinIO)."""
+    import certifi
+    from minio import MinioAdmin
+    from minio.credentials import StaticProvider
+    from urllib3 import PoolManager, Retry, Timeout
+
+    url = urlsplit(settings.s3_endpoint_url)
+    # The SDK's default client waits 5 minutes per request and retries 5 times; a command answers sooner.
+    http = PoolManager(timeout=Timeout(connect=5, read=30), ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),
+                       retries=Retry(total=2, backoff_factor=0.5, status_forcelist=[500, 502, 503, 504]))
+    return MinioAdmin(endpoint=url.netloc, credentials=StaticProvider(settings.s3_access_key, settings.s3_secret_key),
+                      region=settings.s3_region, secure=url.scheme == "https", http_client=http)
+
+
+def create_minio_identity(settings: Settings, tenant: str, experiment_id: str, admin=None) -> tuple[str, str]:
+    """A new read-only MinIO user of `tenant` for its experiment's prefix; returns (access key, secret key),
+    shown once. Refused when the tenant's policy exists already (nothing changed). The policy, the user and the
+    attachment are made in that order and undone in reverse when a step fails, so the command can be run
+    again. `admin` is a MinIO admin client (default: `minio_admin(settings)`)."""
+    import urllib3
+    from minio.error import MinioAdminException
+
+    name = identity_name(tenant)
+    if not str(experiment_id).isdigit():
+        raise ServiceError(f"experiment id {experiment_id!r} of tenant {tenant!r} is not a number")
+    admin = admin or minio_admin(settings)
+    where = f"MinIO at {settings.s3_endpoint_url}"
+    failures = (MinioAdminException, urllib3.exceptions.HTTPError, OSError, ValueError)
+    try:
+        existing = json.loads(admin.policy_list() or "{}")
+    except failures as e:
+        raise ServiceError(f"{where} did not list its policies with the operator's key: {e}") from e
+    if name in existing:
+        raise ServiceError(f"S3 identity {name!r} of tenant {tenant!r} exists already on {where} (policy {name}): "
+                           "nothing was changed")
+    # MinIO's limits: access key 3-20 characters, secret 8-40.
+    access, secret = f"ems{secrets.token_hex(8)}", secrets.token_urlsafe(30)
+    bucket, prefix = artifact_prefix(settings, experiment_id)
+    undo: list[tuple[str, Callable[[], object]]] = []
+    try:
+        admin.policy_add(name, policy=minio_policy(bucket, prefix))
+        undo.append((f"policy {name}", lambda: admin.policy_remove(name)))
+        admin.user_add(access, secret)
+        undo.append((f"user {access}", lambda: admin.user_remove(access)))
+        admin.attach_policy([name], user=access)
+    except failures as e:
+        left = []
+        for what, step in reversed(undo):
+            try:
+                step()
+            except failures as cleanup:
+                left.append(f"{what} ({cleanup})")
+        kept = f"left behind, remove by hand: {', '.join(left)}" if left else "nothing was kept"
+        raise ServiceError(f"{where} refused the S3 identity {name!r} of tenant {tenant!r}: {e} ({kept})") from e
+    logger.info("created MinIO user %s with policy %s: read-only on s3://%s/%s", access, name, bucket, prefix)
     return access, secret

@@ -550,12 +550,15 @@ SERVICES: tuple[type[Service], ...] = (Postgres, Redis, S3, MLflow)
 
 
 def create_tenant_s3_identity(settings: Settings, tenant: str, experiment_id: str) -> tuple[str, str]:
-    """A tenant's read-only S3 key on the local SeaweedFS (stack/s3_identities.py), loaded by restarting it.
-    Refused for an S3 server `ems up` did not start (MinIO: a user with a prefix policy, README)."""
+    """A tenant's read-only S3 key (stack/s3_identities.py): on MinIO (`EMS_S3_SERVER=minio`) a user with a
+    prefix policy through its admin API; else on the local SeaweedFS, loaded by restarting it (refused for an
+    S3 server `ems up` did not start)."""
+    if settings.s3_server == "minio":
+        return s3_identities.create_minio_identity(settings, tenant, experiment_id)
     s3 = S3(settings)
     if s3.pidfile.read() is None:
-        raise ServiceError(f"S3 at {settings.s3_endpoint_url} was not started by `ems up`: create the tenant's "
-                           "read-only key on that server (MinIO: README, Trust model)")
+        raise ServiceError(f"S3 at {settings.s3_endpoint_url} was not started by `ems up`: set EMS_S3_SERVER=minio "
+                           "for a MinIO server, or create the tenant's read-only key on that server by hand")
 
     def restart() -> None:
         s3.down()
