@@ -195,6 +195,7 @@ def test_bucket_job_and_services_agree_on_names(compose, stack_env):
     assert "mc mb --ignore-existing" in script and "http://minio:9000" in script
     app_env = services["app"]["environment"]
     assert app_env["EMS_S3_ENDPOINT_URL"] == "http://minio:9000"
+    assert app_env["EMS_S3_SERVER"] == "minio"  # tenants' S3 keys through MinIO's admin API
     assert app_env["EMS_PG_HOST"] in services and app_env["EMS_REDIS_HOST"] in services
     assert urlsplit(app_env["MLFLOW_TRACKING_URI"]).hostname in services
     minio = services["minio"]["environment"]
