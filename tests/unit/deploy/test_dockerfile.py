@@ -141,3 +141,26 @@ def test_image_installs_every_system_library_the_wheels_link_against():
         if package is None or not re.search(rf"\b{re.escape(package)}\b", installed):
             missing.append(f"{lib} ({package or 'unknown package: add it to DEBIAN_PACKAGE'})")
     assert not missing, f"the slim image lacks: {', '.join(missing)}"
+
+
+def _shell(command: str, extras: str) -> list[str]:
+    """A RUN command's words as /bin/sh expands them with EMS_EXTRAS set (commands echoed, not run)."""
+    import subprocess
+
+    out = subprocess.run(["sh", "-c", f"set -- ; printf '%s\\n' {command}"], env={"EMS_EXTRAS": extras},
+                         capture_output=True, text=True, check=True).stdout
+    return out.split()
+
+
+@pytest.mark.parametrize("extras", ["", "spark", "dask", "spark dask"])
+def test_build_arg_extras_install_the_extras_and_java_for_spark(extras):
+    assert any(args.startswith("EMS_EXTRAS") for args in _of("ARG"))
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    runs = _of("RUN")
+    apt = next(r for r in runs if "apt-get install" in r)
+    install = _shell(apt[apt.index("apt-get install"):apt.index("&& rm")], extras)
+    assert ("openjdk-17-jre-headless" in install) == ("spark" in extras.split()), install
+    for run in (r for r in runs if "uv sync" in r):
+        words = _shell(run[run.index("uv sync"):], extras)
+        named = [words[i + 1] for i, w in enumerate(words) if w == "--extra"]
+        assert named == extras.split() and set(named) <= set(declared), words
