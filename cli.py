@@ -542,6 +542,10 @@ def _warnings(result) -> None:
         _error(w, "[yellow]warning:[/]")
 
 
+IntervalMinutes = Annotated[int, typer.Option("--interval-minutes", help="60 (hourly), 15 or 30 (assets whose readings "
+                                            "are that fine; their own model, load_forecaster_{N}min) or 1440 (the "
+                                            "hourly forecast summed/averaged to local days).")]
+
 @app.command("forecast")
 def forecast_cmd(
     tenant: Tenant,
@@ -563,6 +567,7 @@ def forecast_cmd(
         "--weather-forecast", help="CSV of your weather forecast for the target hours: target_time (hour start, "
         "ISO 8601 with zone) and any of temperature, humidity, solar_irradiance, wind_speed; for a model on a "
         "service with target-hour weather (forecast_weather_ahead). Replaces the stored forecasts.")] = None,
+    interval_minutes: IntervalMinutes = 60,
 ) -> None:
     """Forecast an asset's hourly load (p10/p50/p90 + point) with the production model."""
     if all_assets or asset is None:
@@ -570,7 +575,7 @@ def forecast_cmd(
         return
     weather = _weather_file(weather_forecast) if weather_forecast else None
     result = _run(_client().forecast, tenant, asset, horizon, model=model, forecast_type=forecast_type,
-                  weather_forecast=weather)
+                  weather_forecast=weather, interval_minutes=interval_minutes)
     if log:
         from inference.accuracy import log_forecast
 
@@ -579,7 +584,8 @@ def forecast_cmd(
     if as_json:
         _print_json(result.to_dict())
     else:
-        table = Table("hour (UTC)", "h", "point", "p10", "p50", "p90",
+        table = Table({60: "hour (UTC)", 1440: "day (local)"}.get(interval_minutes, "step (UTC)"), "h", "point",
+                      "p10", "p50", "p90",
                       title=f"{tenant}/{asset} · {result.model_id} ({result.stage}) · features {result.source} "
                             f"@ {result.feature_time:%Y-%m-%d %H:%M}")
         for r in result.frame.itertuples():
@@ -735,6 +741,7 @@ def train_forecast(
     shift_share: Annotated[float, typer.Option("--shift-share", min=0.0, max=1.0, help="load: share of training "
                                                "issue times copied after a random level shift (0..1; 0.2 for "
                                                "loads that step to new levels, README Evaluation).")] = 0.0,
+    interval_minutes: IntervalMinutes = 60,
 ) -> None:
     """Train the LightGBM p10/p50/p90 forecaster (1-168 h) and register a new staging version."""
     from dataclasses import replace
@@ -750,6 +757,10 @@ def train_forecast(
         return
     if forecast_type != "load":
         raise _fail(ValueError(f"--type {forecast_type!r} is not one of load, generation, price"))
+    if interval_minutes != 60:
+        _train_step(tenant, asset, None if name == "load_forecaster" else name, interval_minutes, history_days,
+                    holdout_days, boost_rounds, as_json)
+        return
     result = _train_progress(tf.train, settings(), get_store(settings()), tenant, asset, features, name,
                              replace(_split(history_days, holdout_days), shift_share=shift_share),
                              tf.BoosterConfig(num_boost_round=boost_rounds))
@@ -766,6 +777,25 @@ def train_forecast(
                       f"{s['coverage_p10_p90']:.1%}")
     console.print(table)
     sys.stdout.write(f"{result.model_id}\n")  # last line: the new id alone, for scripts
+
+
+def _train_step(tenant: str, asset, name: str | None, interval: int, history_days: int, holdout_days: int,
+                boost_rounds: int, as_json: bool) -> None:
+    from registry import train_step as ts
+    from warehouse.store import get_store
+
+    cfg = ts.StepConfig(history_days=history_days, holdout_days=holdout_days, num_boost_round=min(boost_rounds, 300))
+    result = _run(ts.train, settings(), get_store(settings()), tenant, interval, asset, name, cfg)
+    if as_json:
+        _print_json({"model_id": result.model_id, "run_id": result.run_id, "metrics": result.metrics,
+                     "worst_days": result.worst_days})
+        return
+    m = result.metrics
+    console.print(f"[bold]{result.model_id}[/] (staging, {interval}-minute) · run {result.run_id}")
+    console.print(f"held-out day-ahead MAE {m['dayahead_mae']:.4g} (seasonal-naive same step 1 d: "
+                  f"{m['dayahead_naive_1d_mae']:.4g}, 7 d: {m['dayahead_naive_7d_mae']:.4g}) · p10-p90 coverage "
+                  f"{m['dayahead_coverage_p10_p90']:.1%}")
+    sys.stdout.write(f"{result.model_id}\n")
 
 
 def _train_price(tenant: str, asset, name: str | None, holdout_days: int, as_json: bool) -> None:

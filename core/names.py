@@ -14,7 +14,7 @@ ASSET_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}"
 
 # The seed services, then the richer forecasting sets (feature_repo/services.py).
 FEATURE_SERVICES = ("forecast_basic", "forecast_advanced", "anomaly_detection", "forecast_load", "forecast_weather",
-                    "forecast_regional", "forecast_weather_ahead")
+                    "forecast_regional", "forecast_weather_ahead", "forecast_load_30min", "forecast_load_15min")
 
 # Model registry: public id `{tenant}:{name}:{version}`, registered model `{tenant}.{name}`.
 MODEL_NAME_PATTERN = r"[a-z0-9][a-z0-9_-]{0,62}"
@@ -38,6 +38,13 @@ FORECAST_TYPES = {"load": "consumption", "generation": "generation", "price": "m
 DEFAULT_FORECAST_NAMES = {"load": DEFAULT_FORECAST_NAME, "generation": "generation_forecaster",
                           "price": "price_forecaster"}
 ASSET_KINDS = ("consumption", "generation", "market")
+# Forecast intervals (minutes): 60 is the hourly feature tables' step; 15 and 30 have feature tables at their
+# step (assets whose readings are that fine; feature_repo/sql/124_step_features.sql); 1440 aggregates the
+# hourly model's forecast to days. A sub-hourly model carries its interval (tag and param TAG_INTERVAL).
+INTERVALS = (15, 30, 60, 1440)
+STEP_INTERVALS = (15, 30)
+TAG_INTERVAL = "interval_minutes"
+STEP_SERVICES = {30: "forecast_load_30min", 15: "forecast_load_15min"}  # feature_repo/services.py
 TECHNOLOGIES = ("wind", "pv")
 ANOMALY_METHODS = ("z_score", "iqr", "isolation_forest", "local_outlier_factor")  # trained detectors
 STATISTICAL_METHODS = ("z_score", "iqr")  # scored against the 24 h rolling statistics, no fitted model
@@ -72,6 +79,40 @@ def check_asset_id(value: str, what: str = "asset") -> str:
             "starting with a letter or digit"
         )
     return value
+
+
+class InvalidIntervalError(EmsError, ValueError):
+    """An interval that is not one of INTERVALS, or finer than (or not a multiple of) an asset's readings."""
+
+
+def check_interval(value) -> int:
+    """interval_minutes: one of INTERVALS (bools and non-integers are refused, named in the message)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value not in INTERVALS:
+        raise InvalidIntervalError(f"interval_minutes={value!r} is not supported; allowed: "
+                                   f"{', '.join(map(str, INTERVALS))}")
+    return value
+
+
+def check_interval_for_step(interval: int, step: int | None, asset: str) -> int:
+    """A sub-hourly interval the asset's readings can be rolled up to: a multiple of its native step."""
+    if interval not in STEP_INTERVALS:
+        return interval
+    if step is None:
+        raise InvalidIntervalError(f"interval_minutes={interval}: asset {asset!r} has no reading step recorded "
+                                   "(ingest its readings first); 60 and 1440 need none")
+    if interval < step:
+        raise InvalidIntervalError(f"interval_minutes={interval} is finer than asset {asset!r}'s data: its readings "
+                                   f"come every {step} minutes; use {step if step in INTERVALS else 60} or coarser")
+    if interval % step:
+        raise InvalidIntervalError(f"interval_minutes={interval} does not roll up from asset {asset!r}'s {step}-minute "
+                                   f"readings (not a multiple of {step}); use "
+                                   f"{', '.join(str(i) for i in INTERVALS if i % step == 0)}")
+    return interval
+
+
+def step_model_name(interval: int) -> str:
+    """The default model name of a sub-hourly load forecaster: load_forecaster_30min."""
+    return f"{DEFAULT_FORECAST_NAME}_{interval}min"
 
 
 class InvalidModelIdError(EmsError, ValueError):

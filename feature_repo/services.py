@@ -3,7 +3,7 @@
 from feast import FeatureService
 
 from feature_repo.on_demand import calendar
-from feature_repo.views import load_lags, load_rolling, weather_forecast, weather_hourly
+from feature_repo.views import load_15min, load_30min, load_lags, load_rolling, weather_forecast, weather_hourly
 
 forecast_basic = FeatureService(
     name="forecast_basic",
@@ -77,4 +77,24 @@ forecast_weather_ahead = FeatureService(
                 "at or before the issue time; inputs target_temperature, ...). Trained on archived forecasts, or "
                 "on the observed weather with a forecast's error where none are archived (registry/target_weather.py).",
     tags={"model_type": "forecast", "weather": "target_hour_forecast"},
+)
+
+# Sub-hourly load forecasting (interval_minutes 30 and 15): the step's own features; the calendar of each target
+# step (minute of day in the asset's time zone) and the same-step lags of the target are built by the model
+# (registry/step_design.py), as the hourly model builds its target-aligned lags.
+_STEP_FEATURES = ["last_value", "lag_1d", "lag_7d", "avg_1d", "std_1d", "min_1d", "max_1d", "avg_7d", "std_7d"]
+
+forecast_load_30min = FeatureService(
+    name="forecast_load_30min",
+    features=[load_30min[_STEP_FEATURES]],
+    description="9 features at the 30-minute step: last step, same step 1 d / 7 d before, 1-day mean/std/min/max, "
+                "7-day mean/std.",
+    tags={"model_type": "forecast", "interval_minutes": "30"},
+)
+
+forecast_load_15min = FeatureService(
+    name="forecast_load_15min",
+    features=[load_15min[_STEP_FEATURES]],
+    description="9 features at the 15-minute step (as forecast_load_30min).",
+    tags={"model_type": "forecast", "interval_minutes": "15"},
 )

@@ -31,3 +31,14 @@ asset_covariate_forecast_source = _view_source(
     "asset_covariate_forecast_source", "asset_covariate_forecasts",
     "Forecasts of each asset's site per target hour, event_timestamp = the forecast's issue time.",
 )
+
+# Sub-hourly load features (feature_repo/sql/124_step_features.sql), event_timestamp = end of the step bucket.
+load_30min_source = _view_source(
+    "load_30min_source", "load_features_30min",
+    "30-minute load features (last step, same step 1 d / 7 d before, 1 d and 7 d statistics) of assets whose "
+    "readings divide 30 minutes.",
+)
+load_15min_source = _view_source(
+    "load_15min_source", "load_features_15min",
+    "15-minute load features of assets whose readings divide 15 minutes (same columns as load_30min_source).",
+)

@@ -10,6 +10,8 @@ from feature_repo.sources import (
     asset_covariate_forecast_source,
     asset_profile_source,
     asset_weather_source,
+    load_15min_source,
+    load_30min_source,
     load_lags_source,
     load_rolling_source,
 )
@@ -109,4 +111,44 @@ weather_forecast = FeatureView(
     description="Weather forecast of the asset's site for each target hour: the latest issue at or before the "
                 "entity time (the forecast's origin), never one issued later.",
     tags={"domain": "weather", "granularity": "1h", "kind": "covariate_forecast"},
+)
+
+
+def _step_fields(step: str) -> list[Field]:
+    return [
+        Field(name="last_value", dtype=Float64, description=f"Mean load of the last complete {step} step."),
+        Field(name="lag_1d", dtype=Float64, description=f"Mean load of the {step} step starting 1 day before."),
+        Field(name="lag_7d", dtype=Float64, description=f"Mean load of the {step} step starting 7 days before."),
+        Field(name="avg_1d", dtype=Float64, description=f"Mean of the last day's {step} means."),
+        Field(name="std_1d", dtype=Float64, description=f"Sample std of the last day's {step} means."),
+        Field(name="min_1d", dtype=Float64),
+        Field(name="max_1d", dtype=Float64),
+        Field(name="steps_1d", dtype=Int64, description="Steps with readings in the last day."),
+        Field(name="avg_7d", dtype=Float64, description=f"Mean of the last 7 days' {step} means."),
+        Field(name="std_7d", dtype=Float64),
+        Field(name="n_readings", dtype=Int64, description="Readings in the last step."),
+    ]
+
+
+# A row arrives every step; three steps without one mean the feed has stalled (the hourly views' rule).
+load_30min = FeatureView(
+    name="load_30min",
+    entities=[tenant, asset],
+    ttl=timedelta(minutes=90),
+    schema=_step_fields("30-minute"),
+    source=load_30min_source,
+    online=True,
+    description="Load features at the end of each 30-minute step, rolled up from finer readings.",
+    tags={"domain": "load", "granularity": "30min"},
+)
+
+load_15min = FeatureView(
+    name="load_15min",
+    entities=[tenant, asset],
+    ttl=timedelta(minutes=45),
+    schema=_step_fields("15-minute"),
+    source=load_15min_source,
+    online=True,
+    description="Load features at the end of each 15-minute step, rolled up from finer readings.",
+    tags={"domain": "load", "granularity": "15min"},
 )

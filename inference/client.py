@@ -34,9 +34,11 @@ from core.names import (
     DETECT_METHODS,
     FORECAST_RESIDUAL,
     FORECAST_TYPES,
+    STEP_INTERVALS,
     TAG_FORECAST_TYPE,
     InvalidMethodError,
     check_asset_id,
+    check_interval,
     check_model_name,
     check_tenant_id,
     parse_model_id,
@@ -170,7 +172,7 @@ class Client:
     def forecast(self, tenant: str, asset: str, horizon: int = 24, quantiles: bool = True, model: str | None = None,
                  as_of: datetime | None = None, history: pd.Series | None = None,
                  timezone: str = "UTC", overrides: dict[str, float] | None = None,
-                 forecast_type: str = "load", weather_forecast=None) -> ForecastResult:
+                 forecast_type: str = "load", weather_forecast=None, interval_minutes: int = 60) -> ForecastResult:
         """Forecast the next `horizon` hours (1-168) of an asset's hourly mean load.
 
         model: a model id `tenant:name:version`, a model name (its production version) or None
@@ -186,11 +188,28 @@ class Client:
         forecast for the target hours, for a model whose feature service has target-hour weather (e.g.
         forecast_weather_ahead): a DataFrame indexed by the target hours' start (time-zone aware) or a mapping
         variable -> one value per target hour (temperature, humidity, solar_irradiance, wind_speed, wind_u,
-        wind_v); it replaces the stored forecasts for those hours and is named in the warnings."""
+        wind_v); it replaces the stored forecasts for those hours and is named in the warnings.
+        interval_minutes: 60 (hourly), 15 or 30 (the means of those steps over the horizon's hours, from the step
+        features of an asset whose readings are that fine, with `load_forecaster_{N}min`; inference/intervals.py)
+        or 1440 (the hourly forecast aggregated to the asset's local days)."""
         check_tenant_id(tenant)
         check_asset_id(asset)
+        interval = check_interval(interval_minutes)
         forecast_type = checks.forecast_type(forecast_type)
         horizon = checks.horizon(horizon)
+        if interval in STEP_INTERVALS:
+            given = [n for n, v in (("history", history), ("overrides", overrides),
+                                    ("weather_forecast", weather_forecast)) if v is not None]
+            if forecast_type != "load" or given:
+                raise InvalidArgumentError(f"interval_minutes={interval} forecasts load from the stored step features "
+                                           f"only: {', '.join(given) or f'forecast_type={forecast_type!r}'} not "
+                                           "supported there")
+            checks.flag(quantiles, "quantiles", "True: p10/p50/p90 and point; False: point only")
+            checks.model(model, tenant)
+            checks.time(as_of, "as_of")
+            from inference import intervals
+
+            return intervals.forecast(self, tenant, asset, horizon, interval, quantiles, model, as_of)
         if forecast_type == "generation":
             _generation_only(horizon, history, overrides, weather_forecast)
         given = [n for n, v in (("history", history), ("overrides", overrides), ("weather_forecast", weather_forecast))

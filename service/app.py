@@ -279,8 +279,8 @@ def create_app(settings, verifier: TokenVerifier | None = None, client=None) -> 
         call = partial(sdk.forecast, body.tenant_id, body.asset_id, horizon=body.horizon_hours,
                        quantiles=body.include_quantiles, model=body.model_name, history=history,
                        timezone=body.timezone, overrides=body.features, forecast_type=body.forecast_type,
-                       weather_forecast=_weather(body.weather_forecast))
-        warm = history is None and body.weather_forecast is None and sdk.warm(
+                       weather_forecast=_weather(body.weather_forecast), interval_minutes=body.interval_minutes)
+        warm = history is None and body.weather_forecast is None and body.interval_minutes == 60 and sdk.warm(
             body.tenant_id, [body.asset_id], forecast=True, model=body.model_name, quantiles=body.include_quantiles,
             forecast_type=body.forecast_type)
         result = await run(call, warm)
@@ -301,7 +301,7 @@ def create_app(settings, verifier: TokenVerifier | None = None, client=None) -> 
             try:
                 result = sdk.forecast(body.tenant_id, asset, horizon=body.horizon_hours,
                                       quantiles=body.include_quantiles, model=body.model_name,
-                                      forecast_type=body.forecast_type)
+                                      forecast_type=body.forecast_type, interval_minutes=body.interval_minutes)
             except EmsError as e:
                 failed.append({"asset_id": asset, "code": error_code(e), "message": str(e)})
                 continue

@@ -10,10 +10,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from core.names import DETECT_METHODS, FORECAST_TYPES
+from core.names import DETECT_METHODS, FORECAST_TYPES, INTERVALS, InvalidIntervalError, check_interval
 
 MAX_BATCH = 1000  # assets in one batch forecast or feature read
-INTERVALS = (60,)  # minutes; 15 and 30 come with sub-hourly features
 
 
 # ------------------------------------------------------------------ requests
@@ -25,9 +24,11 @@ def _forecast_type(value: str) -> str:
 
 
 def _interval_minutes(value: int) -> int:
-    if value not in INTERVALS:
-        raise ValueError(f"interval_minutes {value} is not supported yet; supported: {', '.join(map(str, INTERVALS))}")
-    return value
+    """15 | 30 | 60 | 1440 (core.names.INTERVALS); whether the asset's data is that fine is the SDK's check (422)."""
+    try:
+        return check_interval(value)
+    except InvalidIntervalError as e:
+        raise ValueError(str(e)) from None
 
 
 def _asset_ids(value: list[str]) -> list[str]:
@@ -57,7 +58,8 @@ class ForecastRequest(BaseModel):
     asset_id: str
     forecast_type: str = "load"
     horizon_hours: int = Field(24, description="1-168")
-    interval_minutes: int = 60
+    interval_minutes: int = Field(60, description=" | ".join(map(str, INTERVALS)) + ": 15/30 for assets whose "
+                                  "readings are that fine (their own model), 1440 the hourly forecast per local day")
     include_quantiles: bool = True
     model_name: str | None = Field(None, description="model name (its production version) or id tenant:name:version")
     historical_data: list[Reading] | None = Field(None, description="history of an asset the store does not know")

@@ -27,6 +27,7 @@ from core.names import check_asset_id, check_tenant_id
 from core.settings import Settings
 from warehouse import validate as v
 from warehouse.db import connect
+from warehouse.steps import native_steps, record_steps
 
 logger = logging.getLogger(__name__)
 COPY_CHUNK_ROWS = 50_000
@@ -111,6 +112,7 @@ def ingest_readings(
                      else pd.Series(False, index=rows.index))
             lap("check")
             _upsert_assets(conn, tenant, rows, site, asset_tz or (tz if tz != "UTC" else None))
+            record_steps(conn, tenant, native_steps(rows))  # the native step stays with the readings
             rest = rows
             if fresh.any() and _copy_new(conn, tenant, rows[fresh], spans, progress, total=len(rows)):
                 report.inserted, rest = int(fresh.sum()), rows[~fresh]

@@ -133,7 +133,8 @@ def migrate(settings: Settings, raw_retention: str | None = None) -> list[str]:
 
 
 # Hypertables whose rows the retention policy drops (raw data and the features computed from it).
-RETAINED = ("readings", "weather", "load_lag_features", "load_rolling_features", "asset_weather_features")
+RETAINED = ("readings", "weather", "load_lag_features", "load_rolling_features", "asset_weather_features",
+            "load_features_30min", "load_features_15min")
 
 
 def _check_retention(settings: Settings, value: str) -> str:

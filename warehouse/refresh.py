@@ -23,6 +23,7 @@ import psycopg
 from core.settings import Settings
 from warehouse.db import connect
 from warehouse.migrate import flavour
+from warehouse.steps import STEP_TABLES
 
 logger = logging.getLogger(__name__)
 
@@ -211,6 +212,9 @@ def _refresh_batch(conn: psycopg.Connection, kind: str, snap: _Snapshot, batch: 
                                      (tenants, assets, los, his)).fetchone()
         report.add("load_lag_features", lags)
         report.add("load_rolling_features", rolling)
+        for step, table in STEP_TABLES.items():  # assets whose readings are that fine (warehouse/steps.py)
+            report.add(table, conn.execute("SELECT ems_refresh_step_features(%s, %s, %s, %s, %s)",
+                                           (step, tenants, assets, los, his)).fetchone()[0])
         report.assets += len({(t, a) for t, a in zip(tenants, assets, strict=True)})
         conn.execute("DELETE FROM readings_refresh_queue WHERE id = ANY(%s)",
                      (sorted({i for row in batch for i in row[4]}),))

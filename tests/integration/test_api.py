@@ -101,7 +101,9 @@ def test_a_token_reaches_its_own_tenant_and_roles_only(api, keys):
     ({"forecast_type": "generation"}, 422, "invalid_argument", "asset 'zone1' of tenant 'api-a' is a consumption "
                                                                "meter: it has load forecasts, not "
                                                                "forecast_type='generation'"),
-    ({"interval_minutes": 15}, 422, "invalid_request", "interval_minutes 15 is not supported yet; supported: 60"),
+    ({"interval_minutes": 45}, 422, "invalid_request", "interval_minutes=45 is not supported; allowed: 15, 30, 60, "
+                                                        "1440"),
+    ({"interval_minutes": 15}, 422, "invalid_interval", "interval_minutes=15 "),  # finer than zone1's readings
     ({"asset_id": "nope"}, 404, "unknown_asset", "has no asset(s) 'nope'"),
     ({"model_name": f"{A}:load_forecaster:99"}, 404, "model_not_found", "does not exist"),
     ({"horizon_hours": "soon"}, 422, "invalid_request", "horizon_hours"),

@@ -107,8 +107,8 @@ SDK = [
     pytest.param(lambda c: online_features(c.settings, "forecast_premium", TENANT, ["zone1"]),
                  UnknownFeatureServiceError, ["feature service 'forecast_premium' is not registered",
                                               "known: anomaly_detection, forecast_advanced, forecast_basic, "
-                                              "forecast_load, forecast_regional, forecast_weather, "
-                                              "forecast_weather_ahead"],
+                                              "forecast_load, forecast_load_15min, forecast_load_30min, "
+                                              "forecast_regional, forecast_weather, forecast_weather_ahead"],
                  id="unknown-feature-service"),
     pytest.param(lambda c: lifecycle.promote(c.mlc, "badin:nosuch:1", "production"), ModelNotFoundError,
                  ["model badin:nosuch:1 does not exist"], id="promote-unknown-model"),

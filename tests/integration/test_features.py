@@ -67,7 +67,8 @@ def test_feature_services_have_the_seed_names_and_sizes(loaded, store, env):
     sizes = {fs.name: sum(len(p.features) for p in fs.feature_view_projections) for fs in store.list_feature_services()}
     assert sizes == {"forecast_basic": 6, "forecast_advanced": 13, "anomaly_detection": 7,  # the seeds
                      "forecast_load": 16, "forecast_weather": 20, "forecast_regional": 20,
-                     "forecast_weather_ahead": 20}  # 16 + the target hour's weather forecast (4)
+                     "forecast_weather_ahead": 20,  # 16 + the target hour's weather forecast (4)
+                     "forecast_load_30min": 9, "forecast_load_15min": 9}  # the step features (interval_minutes)
     tags = {fs.name: fs.tags.get("peer_inputs") for fs in store.list_feature_services()}
     assert [name for name, tag in tags.items() if tag] == ["forecast_regional"] and tags["forecast_regional"] == "site"
     feast("plan", env=env)

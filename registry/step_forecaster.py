@@ -1,0 +1,57 @@
+"""The sub-hourly load forecaster (interval_minutes 15 or 30): three LightGBM quantile boosters (p10, p50, p90)
+on registry/step_design.py's rows, in level units. An MLflow pyfunc whose boosters are artifacts (text files)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+
+from registry.step_design import FEATURES, SCALED, level
+
+OUTPUTS = ("p10", "p50", "p90")
+ALPHAS = {"p10": 0.1, "p50": 0.5, "p90": 0.9}
+
+
+def matrix(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """The boosters' matrix (FEATURES, load inputs over the level) and the level of each row."""
+    lvl = level(frame)
+    X = frame[FEATURES].to_numpy(dtype=float).copy()
+    for i, name in enumerate(FEATURES):
+        if name in SCALED:
+            X[:, i] = X[:, i] / lvl
+    return X, lvl
+
+
+class StepForecaster(mlflow.pyfunc.PythonModel):
+    """predict(rows with FEATURES) -> p10, p50, p90, point (= p50) in the asset's unit, quantiles sorted."""
+
+    def __init__(self, step: int = 30, boosters: dict | None = None):
+        self.step = step
+        self.features = list(FEATURES)
+        self.boosters = boosters or {}
+
+    def load_context(self, context) -> None:
+        import lightgbm as lgb
+
+        self.boosters = {name: lgb.Booster(model_file=context.artifacts[name]) for name in OUTPUTS
+                         if name in context.artifacts}
+
+    def save_boosters(self, folder: Path) -> dict[str, str]:
+        paths = {}
+        for name, booster in self.boosters.items():
+            paths[name] = str(folder / f"{name}.txt")
+            booster.save_model(paths[name])
+        return paths
+
+    def __getstate__(self):  # the definition only; boosters come back through load_context
+        return {"step": self.step, "features": self.features, "boosters": {}}
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        X, lvl = matrix(model_input)
+        raw = np.column_stack([self.boosters[name].predict(X, num_threads=1) for name in OUTPUTS]) * lvl[:, None]
+        q = np.sort(raw, axis=1)  # no crossing quantiles
+        return pd.DataFrame({"p10": q[:, 0], "p50": q[:, 1], "p90": q[:, 2], "point": q[:, 1]},
+                            index=model_input.index)

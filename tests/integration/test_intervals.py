@@ -1,0 +1,110 @@
+"""Intervals (issue 26, item 5) on the session's schema path: the asset keeps its native step, readings roll up
+to 30-minute feature rows equal to a pandas reference, a late 10-minute reading moves its 30-minute row and the
+online row after refresh + materialize, and an interval the asset's data cannot give is one clear error."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+import pandas as pd
+import psycopg
+import pytest
+
+from core.names import InvalidIntervalError
+from tests.helpers.data import TETOUAN, tetouan_slice
+from warehouse.ingest import ingest_readings
+from warehouse.refresh import refresh
+from warehouse.steps import step_rows
+from warehouse.store import materialize
+
+pytestmark = [pytest.mark.integration, pytest.mark.warehouse]
+TENANT = "intervals"
+
+
+def _rows(settings, table: str, asset: str) -> int:
+    with psycopg.connect(settings.postgres.conninfo()) as conn:
+        return conn.execute(f"SELECT count(*) FROM {table} WHERE tenant_id = %s AND asset_id = %s",  # noqa: S608
+                            (TENANT, asset)).fetchone()[0]
+
+
+@pytest.fixture(scope="module")
+def loaded(stack, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("intervals")
+    ingest_readings(stack, tetouan_slice(tmp / "t.csv", "2017-06-01", "2017-06-11"), TENANT, wide=True,
+                    columns="zone1=zone1_power_consumption")
+    refresh(stack)
+    return stack
+
+
+def _reference(start: str, end: str) -> pd.DataFrame:
+    """The 30-minute features computed in pandas from the 10-minute series."""
+    raw = pd.read_csv(TETOUAN, parse_dates=["timestamp"])
+    raw = raw[(raw["timestamp"] >= start) & (raw["timestamp"] < end)]
+    s = raw.set_index(pd.DatetimeIndex(raw["timestamp"]).tz_localize(UTC))["zone1_power_consumption"]
+    means = s.resample("30min").mean().dropna()
+    means.index = means.index + pd.Timedelta(minutes=30)  # bucket end
+    day = means.rolling("1D")  # buckets ending in (T - 1 d, T]
+    start_1d = means.index - pd.Timedelta(days=1) + pd.Timedelta(minutes=30)  # the step starting 1 day before T
+    return pd.DataFrame({"last_value": means, "lag_1d": means.reindex(start_1d).to_numpy(),
+                         "avg_1d": day.mean(), "std_1d": day.std(), "max_1d": day.max(),
+                         "avg_7d": means.rolling("7D").mean()})
+
+
+def test_the_native_step_is_kept_and_readings_roll_up_to_30_minutes(loaded):
+    with psycopg.connect(loaded.postgres.conninfo()) as conn:
+        assert conn.execute("SELECT step_minutes FROM assets WHERE tenant_id = %s AND asset_id = 'zone1'",
+                            (TENANT,)).fetchone()[0] == 10
+        assert conn.execute("SELECT count(*) FROM readings WHERE tenant_id = %s", (TENANT,)).fetchone()[0] == 10 * 144
+        got = step_rows(conn, TENANT, ["zone1"], 30).set_index("event_timestamp")
+    ref = _reference("2017-06-01", "2017-06-11")
+    assert len(got) == 10 * 48 and got.index.equals(ref.index)
+    for column in ref.columns:
+        np.testing.assert_allclose(got[column].to_numpy(), ref[column].to_numpy(), rtol=1e-9, err_msg=column)
+    assert (got["n_readings"] == 3).all()
+    assert _rows(loaded, "load_features_15min", "zone1") == 0  # 10-minute readings do not roll up to 15 minutes
+    assert _rows(loaded, "load_lag_features", "zone1") == 10 * 24  # the hourly tables are as they were
+
+
+def test_a_late_reading_moves_its_30_minute_row_and_redis(loaded, store, tmp_path):
+    materialize(loaded, end=datetime(2017, 6, 11, tzinfo=UTC), store=store)
+    entity = [{"tenant_id": TENANT, "asset_id": "zone1"}]
+    before = store.get_online_features(features=["load_30min:last_value"], entity_rows=entity).to_dict()
+    with psycopg.connect(loaded.postgres.conninfo()) as conn:
+        last = step_rows(conn, TENANT, ["zone1"], 30).iloc[-1]
+    assert before["last_value"] == [pytest.approx(last["last_value"])]
+    late = tmp_path / "late.csv"  # a correction of the last 10-minute reading (23:50) of 10 June
+    pd.DataFrame({"asset_id": ["zone1"], "timestamp": ["2017-06-10T23:50:00"], "value": [90_000.0]}).to_csv(
+        late, index=False)
+    ingest_readings(loaded, late, TENANT)
+    refresh(loaded)
+    with psycopg.connect(loaded.postgres.conninfo()) as conn:
+        after = step_rows(conn, TENANT, ["zone1"], 30).iloc[-1]
+        step = conn.execute("SELECT step_minutes FROM assets WHERE tenant_id = %s AND asset_id = 'zone1'",
+                            (TENANT,)).fetchone()[0]
+    assert step == 10  # a single late reading keeps the recorded step
+    assert after["event_timestamp"] == pd.Timestamp("2017-06-11", tz=UTC)
+    assert after["last_value"] == pytest.approx((3 * last["last_value"] - _reading("2017-06-10 23:50") + 90_000) / 3)
+    report = materialize(loaded, end=datetime(2017, 6, 11, tzinfo=UTC), store=store)
+    assert report.written["load_30min"] == 1 and report.written["load_lags"] == 1
+    online = store.get_online_features(features=["load_30min:last_value"], entity_rows=entity).to_dict()
+    assert online["last_value"] == [pytest.approx(after["last_value"])]
+
+
+def _reading(ts: str) -> float:
+    raw = pd.read_csv(TETOUAN, parse_dates=["timestamp"])
+    return float(raw.loc[raw["timestamp"] == pd.Timestamp(ts), "zone1_power_consumption"].iloc[0])
+
+
+@pytest.mark.parametrize(("interval", "message"), [
+    (15, "interval_minutes=15 does not roll up from asset 'zone1''s 10-minute readings (not a multiple of 10); "
+         "use 30, 60, 1440"),
+    (45, "interval_minutes=45 is not supported; allowed: 15, 30, 60, 1440"),
+    ("30", "interval_minutes='30' is not supported; allowed: 15, 30, 60, 1440"),
+])
+def test_an_interval_the_data_cannot_give_is_one_clear_error(loaded, interval, message):
+    from inference import Client
+
+    with pytest.raises(InvalidIntervalError) as e:
+        Client(loaded).forecast(TENANT, "zone1", horizon=2, interval_minutes=interval)
+    assert str(e.value) == message
