@@ -63,7 +63,7 @@ def forecast(client, tenant: str, asset: str, horizon: int, interval: int, quant
     frame = expand(issue, series, np.arange(1, steps_for(horizon, interval) + 1), interval, info.timezone)
     pred = served.python_model.predict(None, frame)
     k = frame["horizon_steps"].to_numpy()
-    columns = {"timestamp": (frame["target_time"] - s).to_numpy(), "horizon_h": np.ceil(k * interval / 60).astype(int),
+    columns = {"timestamp": pd.DatetimeIndex(frame["target_time"] - s), "horizon_h": np.ceil(k * interval / 60).astype(int),
                "horizon_steps": k, "point": pred["point"].to_numpy()}
     if quantiles:
         columns |= {c: pred[c].to_numpy() for c in ("p10", "p50", "p90")}
@@ -90,8 +90,8 @@ def _issue_row(client, served, tenant: str, asset: str, rows: pd.DataFrame, t: p
     service = client.store.get_feature_service(STEP_SERVICES[int(served.info.tags[TAG_INTERVAL])])
     online = client.store.get_online_features(features=service, entity_rows=[
         {"tenant_id": tenant, "asset_id": asset}]).to_dict(include_event_timestamps=True)
-    stamps = [v[0] for k, v in online.items() if k.endswith("__ts") and v[0] is not None]
-    when = _when(stamps[0]) if stamps else None
+    stamp = online.get("last_value__ts", [None])[0]  # entity columns carry a 0 stamp
+    when = _when(stamp) if stamp else None
     if when != t:
         return issue, "offline", [f"online {served.feature_service} row of {asset!r} "
                                   f"{'is missing' if when is None else f'ends at {when:%Y-%m-%d %H:%M} UTC'}; "

@@ -108,3 +108,70 @@ def test_an_interval_the_data_cannot_give_is_one_clear_error(loaded, interval, m
     with pytest.raises(InvalidIntervalError) as e:
         Client(loaded).forecast(TENANT, "zone1", horizon=2, interval_minutes=interval)
     assert str(e.value) == message
+
+
+@pytest.fixture(scope="module")
+def trained(loaded, store, tmp_path_factory):
+    """zone2: five and a half weeks of 10-minute readings, a 30-minute model trained on them (few rounds) and
+    promoted, the step rows materialized."""
+    from registry import lifecycle
+    from registry.train_step import StepConfig, train
+
+    tmp = tmp_path_factory.mktemp("intervals-train")
+    ingest_readings(loaded, tetouan_slice(tmp / "t.csv", "2017-05-01", "2017-06-08"), TENANT, wide=True,
+                    columns="zone2=zone2_power_consumption")
+    refresh(loaded)
+    cfg = StepConfig(holdout_days=7, issue_every_h=12, num_boost_round=40, sampled_horizons=12)
+    result = train(loaded, store, TENANT, 30, ["zone2"], cfg=cfg)
+    lifecycle.promote(lifecycle.client(loaded.mlflow_tracking_uri), result.model_id, "production")
+    materialize(loaded, end=datetime(2017, 6, 8, tzinfo=UTC), store=store)
+    return result
+
+
+def test_a_30_minute_model_carries_its_interval_and_is_scored_against_seasonal_naive(trained, loaded):
+    from registry import lifecycle
+
+    info = lifecycle.client(loaded.mlflow_tracking_uri).get_model_version(f"{TENANT}.load_forecaster_30min", 1)
+    assert info.tags["interval_minutes"] == "30" and info.tags["feast.feature_service"] == "forecast_load_30min"
+    m = trained.metrics
+    assert m["dayahead_rows"] >= 6 * 48  # a forecast a day of the held-out week, horizons 1..48 steps
+    for key in ("dayahead_mae", "dayahead_naive_1d_mae", "dayahead_naive_7d_mae", "dayahead_coverage_p10_p90"):
+        assert np.isfinite(m[key])
+    assert len(trained.worst_days) == 3
+
+
+def test_the_sdk_serves_30_minute_steps_from_redis_as_trained(trained, loaded):
+    from inference import Client
+    from registry.step_design import ISSUE, expand
+
+    result = Client(loaded).forecast(TENANT, "zone2", horizon=3, interval_minutes=30)
+    f = result.frame
+    t = pd.Timestamp("2017-06-08", tz=UTC)
+    assert result.source == "online" and result.feature_time == t and result.model_id.endswith(":1")
+    assert list(f["timestamp"]) == list(pd.date_range(t, periods=6, freq="30min"))
+    assert list(f["horizon_steps"]) == [1, 2, 3, 4, 5, 6] and list(f["horizon_h"]) == [1, 1, 2, 2, 3, 3]
+    assert (f["p10"] <= f["p50"]).all() and (f["p50"] <= f["p90"]).all()
+    with psycopg.connect(loaded.postgres.conninfo()) as conn:  # the same rows built from the warehouse
+        rows = step_rows(conn, TENANT, ["zone2"], 30)
+    issue = rows[rows["event_timestamp"] == t][["event_timestamp", *ISSUE]].rename(
+        columns={"event_timestamp": "issue_time"})
+    frame = expand(issue, rows.set_index("event_timestamp")["last_value"], np.arange(1, 7), 30, "UTC")
+    from inference.models import ModelCache
+
+    model = ModelCache(loaded.mlflow_tracking_uri, settings=loaded).version(result.model_id).python_model
+    np.testing.assert_allclose(f["p50"].to_numpy(), model.predict(None, frame)["p50"].to_numpy(), rtol=1e-9)
+    past = Client(loaded).forecast(TENANT, "zone2", horizon=1, interval_minutes=30, as_of="2017-06-05T10:40:00")
+    assert past.source == "offline" and past.feature_time == pd.Timestamp("2017-06-05 10:30", tz=UTC)
+
+
+def test_the_cli_and_the_api_take_interval_minutes(trained, loaded, env):
+    from tests.helpers.stack import ems
+
+    out = ems("forecast", "--tenant", TENANT, "--asset", "zone2", "--horizon", "1", "--interval-minutes", "30",
+              "--json", env=env).stdout
+    import json
+
+    doc = json.loads(out)
+    assert [r["timestamp"][:16] for r in doc["forecast"]] == ["2017-06-08T00:00", "2017-06-08T00:30"]
+    bad = ems("forecast", "--tenant", TENANT, "--asset", "zone2", "--interval-minutes", "15", env=env, check=False)
+    assert bad.returncode == 1 and "interval_minutes=15 does not roll up from asset 'zone2''s 10-minute" in bad.stderr
