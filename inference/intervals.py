@@ -63,8 +63,9 @@ def forecast(client, tenant: str, asset: str, horizon: int, interval: int, quant
     frame = expand(issue, series, np.arange(1, steps_for(horizon, interval) + 1), interval, info.timezone)
     pred = served.python_model.predict(None, frame)
     k = frame["horizon_steps"].to_numpy()
-    columns = {"timestamp": pd.DatetimeIndex(frame["target_time"] - s), "horizon_h": np.ceil(k * interval / 60).astype(int),
-               "horizon_steps": k, "point": pred["point"].to_numpy()}
+    columns = {"timestamp": pd.DatetimeIndex(frame["target_time"] - s),
+               "horizon_h": np.ceil(k * interval / 60).astype(int), "horizon_steps": k,
+               "point": pred["point"].to_numpy()}
     if quantiles:
         columns |= {c: pred[c].to_numpy() for c in ("p10", "p50", "p90")}
         columns |= {"lower": columns["p10"], "upper": columns["p90"]}
@@ -111,3 +112,34 @@ def _when(value) -> pd.Timestamp:
 def _plain(value):
     value = value.item() if hasattr(value, "item") else value
     return None if isinstance(value, float) and math.isnan(value) else value
+
+
+def daily(client, hourly: ForecastResult, tenant: str, asset: str, horizon: int) -> ForecastResult:
+    """The hourly forecast aggregated to the asset's complete local days (registry/daily.py): energy sums, power
+    and prices average; one clear error when the horizon covers no whole day."""
+    from registry.daily import aggregate, how
+    from warehouse.steps import asset_step
+
+    info = client._read(lambda conn: asset_step(conn, tenant, asset))
+    zone, unit = (info.timezone, info.unit) if info else ("UTC", None)
+    frame = hourly.frame
+    days = aggregate(frame, zone, unit)
+    if days.empty:
+        first = pd.Timestamp(frame["timestamp"].iloc[0]).tz_convert(zone)
+        end = (first.normalize().tz_localize(None) + pd.Timedelta(days=2)).tz_localize(zone)
+        need = int(np.ceil((end - pd.Timestamp(frame["timestamp"].iloc[0])) / pd.Timedelta(hours=1)))
+        raise InvalidRangeError(f"interval_minutes=1440 with horizon={horizon} covers no whole local day of asset "
+                                f"{asset!r} ({zone}): the first complete day ends {need} h after the issue time; "
+                                f"use horizon >= {min(need, 168)}")
+    end = days["timestamp"] + pd.to_timedelta(days["hours"], unit="h")
+    columns = {"timestamp": pd.DatetimeIndex(days["timestamp"]).tz_convert(UTC),
+               "horizon_h": np.round((end.dt.tz_convert(UTC) - hourly.feature_time) / pd.Timedelta(hours=1)).astype(
+                   int).to_numpy(), "hours": days["hours"].to_numpy(), "point": days["point"].to_numpy()}
+    if "p10" in days:
+        columns |= {c: days[c].to_numpy() for c in ("p10", "p50", "p90")}
+        columns |= {"lower": columns["p10"], "upper": columns["p90"]}
+    hourly._frame = columns
+    hourly.warnings.append(f"daily {how(unit)} of the hourly forecast over {len(days)} complete local day(s) "
+                           f"({zone}); the band combines the hours with within-day error correlation "
+                           f"(registry/daily.py)")
+    return hourly

@@ -40,8 +40,8 @@ def test_aligned_lags_take_the_same_step_of_the_last_observed_days():
 
 
 def test_the_target_calendar_is_local_and_the_label_is_the_target_step():
-    rows = expand(pd.DataFrame({"issue_time": [T - pd.Timedelta(days=1)], "avg_7d": [1.0]}), _series(), np.array([1, 2]), 30,
-                  "Europe/Berlin")
+    issue = pd.DataFrame({"issue_time": [T - pd.Timedelta(days=1)], "avg_7d": [1.0]})
+    rows = expand(issue, _series(), np.array([1, 2]), 30, "Europe/Berlin")
     assert list(rows["minute_of_day"]) == [60, 90]  # 00:00 / 00:30 UTC = 01:00 / 01:30 CET
     assert list(rows["day_of_week"]) == [6, 6] and list(rows["is_weekend"]) == [1, 1]
     s = _series()
