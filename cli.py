@@ -742,6 +742,17 @@ def train_forecast(
                                                "issue times copied after a random level shift (0..1; 0.2 for "
                                                "loads that step to new levels, README Evaluation).")] = 0.0,
     interval_minutes: IntervalMinutes = 60,
+    engine: Annotated[str, typer.Option("--engine", help="load: local (this process) | dask (lightgbm.dask on a "
+                                        "Dask cluster, from the Parquet training set; README Scaling out).")
+                      ] = "local",
+    dask_scheduler: Annotated[str, typer.Option("--dask-scheduler", envvar="EMS_DASK_SCHEDULER", help="--engine "
+                                                "dask: a running scheduler (tcp://host:8786); unset: a local "
+                                                "cluster of --dask-workers processes.")] = "",
+    dask_workers: Annotated[int, typer.Option("--dask-workers", min=1, max=256, help="--engine dask without "
+                                              "--dask-scheduler: worker processes of the local cluster.")] = 2,
+    training_set: Annotated[str, typer.Option("--training-set", help="--engine dask: an exported Parquet training "
+                                              "set (s3://bucket/key or a path) to train from; unset: export the "
+                                              "windows to S3 first.")] = "",
 ) -> None:
     """Train the LightGBM p10/p50/p90 forecaster (1-168 h) and register a new staging version."""
     from dataclasses import replace
@@ -749,6 +760,7 @@ def train_forecast(
     from registry import train_forecast as tf
     from warehouse.store import get_store
 
+    dask = _dask_config(engine, forecast_type, interval_minutes, dask_scheduler, dask_workers, training_set)
     if forecast_type == "generation":
         _train_generation(tenant, asset, None if name == "load_forecaster" else name, holdout_days, as_json)
         return
@@ -763,7 +775,7 @@ def train_forecast(
         return
     result = _train_progress(tf.train, settings(), get_store(settings()), tenant, asset, features, name,
                              replace(_split(history_days, holdout_days), shift_share=shift_share),
-                             tf.BoosterConfig(num_boost_round=boost_rounds))
+                             tf.BoosterConfig(num_boost_round=boost_rounds), engine=engine, dask=dask)
     if as_json:
         _print_json(vars(result))
         return
@@ -796,6 +808,36 @@ def _train_step(tenant: str, asset, name: str | None, interval: int, history_day
                   f"{m['dayahead_naive_1d_mae']:.4g}, 7 d: {m['dayahead_naive_7d_mae']:.4g}) · p10-p90 coverage "
                   f"{m['dayahead_coverage_p10_p90']:.1%}")
     sys.stdout.write(f"{result.model_id}\n")
+
+
+def _dask_config(engine: str, forecast_type: str, interval_minutes: int, scheduler: str, workers: int,
+                 training_set: str):
+    """--engine and the Dask options, checked together: one error naming the value and the allowed ones."""
+    from registry.train_forecast import ENGINES
+
+    if engine not in ENGINES:
+        raise _fail(ValueError(f"--engine {engine!r} is not one of {', '.join(ENGINES)}"))
+    scheduler = "" if engine == "local" and scheduler == os.environ.get("EMS_DASK_SCHEDULER") else scheduler
+    given = [f"{flag} {value}" for flag, value, unset in (("--dask-scheduler", scheduler, ""),
+                                                           ("--dask-workers", workers, 2),
+                                                           ("--training-set", training_set, "")) if value != unset]
+    if engine == "local":
+        if given:
+            raise _fail(ValueError(f"{', '.join(given)}: Dask option(s) need --engine dask, not --engine local"))
+        return None
+    if forecast_type != "load" or interval_minutes != 60:
+        raise _fail(ValueError(f"--engine dask trains hourly load models: --type {forecast_type} --interval-minutes "
+                               f"{interval_minutes} needs --engine local (allowed with dask: --type load, "
+                               "--interval-minutes 60)"))
+    if scheduler and workers != 2:
+        raise _fail(ValueError(f"--dask-workers {workers} sizes a local cluster; with --dask-scheduler {scheduler} "
+                               "the workers are the scheduler's: give one of the two"))
+    from registry.dask_training import DaskConfig
+
+    try:
+        return DaskConfig(scheduler=scheduler, workers=workers, training_set=training_set).check()
+    except ValueError as e:
+        raise _fail(e) from None
 
 
 def _train_price(tenant: str, asset, name: str | None, holdout_days: int, as_json: bool) -> None:

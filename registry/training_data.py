@@ -275,10 +275,27 @@ def plan(settings: Settings, store, tenant: str, assets: list[str] | None = None
 
 def build(store, p: Plan) -> TrainingSet:
     """Training and held-out rows for a direct multi-horizon forecaster."""
+    hourly = point_in_time_features(store, p.service, p.tenant, p.windows)
+    return design(store, p, hourly, np.random.default_rng(p.cfg.seed))
+
+
+def for_asset(p: Plan, asset: str) -> Plan:
+    """The plan of one of `p`'s assets (a partition of a distributed training set, registry/dask_training.py):
+    its window and series, with every other series its peer inputs read."""
+    from dataclasses import replace
+
+    peers = {asset: p.peers[asset]} if asset in p.peers else {}
+    needed = {a for a in peers.get(asset, [])}
+    others = {a: s for a, s in {**p.peer_series, **p.series}.items() if a in needed and a != asset}
+    return replace(p, series={asset: p.series[asset]}, windows=[w for w in p.windows if w.asset_id == asset],
+                   peers=peers, peer_series=others)
+
+
+def design(store, p: Plan, hourly: pd.DataFrame, rng: np.random.Generator) -> TrainingSet:
+    """The design of `p`'s assets from their point-in-time features at every hour boundary of their windows
+    (`hourly`: Feast's historical join, or the same rows read back from an exported Parquet training set)."""
     cfg, series, windows, issue_cols, calendar_cols = p.cfg, p.series, p.windows, p.issue_cols, p.calendar_cols
     tenant, service = p.tenant, p.service
-    hourly = point_in_time_features(store, service, tenant, windows)
-    rng = np.random.default_rng(cfg.seed)
 
     train_issues, eval_issues = [], []
     for w in windows:

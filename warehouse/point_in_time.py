@@ -121,3 +121,49 @@ def _typed(schema):
     import pyarrow as pa
 
     return pa.schema([pa.field(f.name, pa.float64()) if pa.types.is_null(f.type) else f for f in schema])
+
+
+def _parquet_source(settings: Settings, uri: str):
+    """(filesystem, path) of an exported training set: s3://bucket/key on the project's S3 (its endpoint and
+    keys, from Settings), or a local path."""
+    from urllib.parse import urlsplit
+
+    import pyarrow.fs as pafs
+
+    if not uri.startswith("s3://"):
+        return pafs.LocalFileSystem(), str(uri)
+    endpoint = urlsplit(settings.s3_endpoint_url)
+    fs = pafs.S3FileSystem(access_key=settings.s3_access_key, secret_key=settings.s3_secret_key,
+                           region=settings.s3_region, scheme=endpoint.scheme or "http",
+                           endpoint_override=endpoint.netloc, connect_timeout=5, request_timeout=30)
+    return fs, uri.removeprefix("s3://")
+
+
+def describe_export(settings: Settings, uri: str) -> dict:
+    """Columns, assets and hour range of an exported training set (reads the asset and time columns only);
+    one InvalidRangeError naming the uri when it cannot be read."""
+    import pyarrow.parquet as pq
+
+    fs, path = _parquet_source(settings, uri)
+    try:
+        table = pq.read_table(path, filesystem=fs, columns=["asset_id", "event_timestamp"])
+        columns = pq.read_schema(path, filesystem=fs).names
+    except (OSError, ValueError) as e:  # pyarrow: missing object/file, unreachable endpoint, not Parquet
+        raise InvalidRangeError(f"training set {uri!r} cannot be read as Parquet ({str(e).splitlines()[0]}); give "
+                                "an export of `POST /jobs` kind export or of `ems train forecast --engine dask` "
+                                "(s3://bucket/key or a path)") from e
+    times = pd.to_datetime(table.column("event_timestamp").to_pandas(), utc=True)
+    return {"columns": columns, "assets": sorted(set(table.column("asset_id").to_pylist())),
+            "start": times.min(), "end": times.max(), "rows": table.num_rows}
+
+
+def read_export(settings: Settings, uri: str, asset: str) -> pd.DataFrame:
+    """One asset's rows of an exported training set (row groups of other assets are skipped on their
+    statistics: the export is sorted by asset and time), with event_timestamp as UTC nanoseconds, as
+    Feast's historical join returns it."""
+    import pyarrow.parquet as pq
+
+    fs, path = _parquet_source(settings, uri)
+    frame = pq.read_table(path, filesystem=fs, filters=[("asset_id", "==", asset)]).to_pandas()
+    frame["event_timestamp"] = pd.to_datetime(frame["event_timestamp"], utc=True).astype("datetime64[ns, UTC]")
+    return frame

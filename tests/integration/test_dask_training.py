@@ -1,0 +1,132 @@
+"""Distributed training (issue 22 item 3): `ems train forecast --engine dask` fits the in-process boosters with
+lightgbm.dask on a 2-worker LocalCluster from the Parquet point-in-time training set, scores within 2 % of
+the in-process model on the held-out days, and registers, promotes and serves like it.
+
+Settings chosen before looking at the held-out days: every horizon at every issue time and no gap copies, so
+the design holds no random draw and the two engines train on the same rows (they still differ in LightGBM's
+data-parallel learner: each worker bins its own rows, and the workers' histograms are summed)."""
+
+from __future__ import annotations
+
+import mlflow
+import pandas as pd
+import pytest
+
+from core.settings import Settings
+from inference.client import Client
+from registry import dask_training, lifecycle, train_forecast, training_data
+from registry.training_data import SplitConfig
+from tests.helpers.data import tetouan_slice
+from tests.helpers.stack import ems
+from warehouse import point_in_time
+from warehouse.ingest import ingest_readings, ingest_weather
+from warehouse.refresh import refresh
+
+pytestmark = pytest.mark.integration
+TENANT = "dask"
+ZONES = "zone1=zone1_power_consumption,zone2=zone2_power_consumption,zone3=zone3_power_consumption"
+# 35 days of three zones: 28 days of training issue times every 24 h x all 168 horizons, 7 held out; a
+# service without target-hour weather (whose forecast error is a seeded draw too).
+SERVICE = "forecast_advanced"
+SPLIT = SplitConfig(history_days=35, holdout_days=7, issue_every_h=24, horizons_per_issue=168, gap_share=0.0)
+BOOST = train_forecast.BoosterConfig(num_boost_round=40, calibration_days=7)
+
+
+@pytest.fixture(scope="module")
+def data(stack, env, tmp_path_factory):
+    tet = tetouan_slice(tmp_path_factory.mktemp("dask") / "t.csv", "2017-06-01", "2017-07-06")
+    ingest_readings(stack, tet, TENANT, wide=True, columns=ZONES, site="tet-dask")
+    ingest_weather(stack, tet, "tet-dask", columns="temperature,humidity,solar_irradiance=general_diffuse_flows")
+    refresh(stack)
+    ems("materialize", "--start", "2017-06-01T00:00:00", env=env)
+    return stack
+
+
+@pytest.fixture(scope="module")
+def local(data, store):
+    return train_forecast.train(data, store, TENANT, service=SERVICE, split=SPLIT, boosting=BOOST)
+
+
+@pytest.fixture(scope="module")
+def distributed(data, store):
+    steps = []
+    result = train_forecast.train(data, store, TENANT, service=SERVICE, split=SPLIT, boosting=BOOST, engine="dask",
+                                  progress=lambda step, done, total: steps.append(step))
+    return result, steps
+
+
+def test_dask_model_scores_within_2_percent_of_the_local_model(local, distributed):
+    result, steps = distributed
+    figures = {m: (round(result.metrics[m], 3), round(local.metrics[m], 3))
+               for m in ("mae", "pinball_mean", "pinball_p10", "pinball_p50", "pinball_p90", "dayahead_mae")}
+    print(figures, "dask", result.timings, "local", local.timings)  # noqa: T201 (README's figures, pytest -rP)
+    for metric in ("mae", "pinball_mean"):  # the point forecast's MAE and the pinball loss of p10/p50/p90
+        ratio = result.metrics[metric] / local.metrics[metric]
+        assert abs(ratio - 1) <= 0.02, f"{metric}: dask {result.metrics[metric]:.2f} vs local " \
+                                       f"{local.metrics[metric]:.2f} ({ratio:.4f}; {result.timings} {local.timings})"
+    assert result.metrics["rows"] == local.metrics["rows"]  # the same held-out rows
+    assert any("Dask workers" in s for s in steps) and steps[-1] == "done"
+
+
+def test_dask_model_is_registered_like_a_local_one(local, distributed, mlc):
+    result, _ = distributed
+    name, version = result.model_id.rsplit(":", 1)[0].replace(":", "."), result.model_id.rsplit(":", 1)[1]
+    tags = mlc.get_model_version(name, version).tags
+    local_tags = mlc.get_model_version(name, local.model_id.rsplit(":", 1)[1]).tags
+    assert tags["engine"] == "dask" and local_tags["engine"] == "local"
+    assert set(tags) == set(local_tags)
+    assert {k: tags[k] for k in ("model_type", "feast.feature_service", "tenant_id")} == \
+           {k: local_tags[k] for k in ("model_type", "feast.feature_service", "tenant_id")}
+    run = mlflow.get_run(result.run_id)
+    assert run.data.params["engine"] == "dask" and run.data.params["dask.workers"] == "2"
+    assert int(run.data.params["train_rows"]) == int(mlflow.get_run(local.run_id).data.params["train_rows"])
+    assert run.data.params["dask.training_set"].startswith("s3://")
+    model = mlflow.pyfunc.load_model(result.model_uri).unwrap_python_model()
+    assert sorted(model.boosters) == ["p10", "p50", "p90"] and model.calibration["global"]
+
+
+def test_dask_model_promotes_with_the_cli_and_serves(distributed, data, store):
+    result, _ = distributed
+    ems("models", "promote", result.model_id, "--to", "production")
+    f = Client(data, store, model_ttl_seconds=0).forecast(TENANT, "zone1", horizon=24)
+    assert f.model_id == result.model_id and f.stage == "production"
+    frame = f.frame
+    assert len(frame) == 24 and (frame["p10"] <= frame["p50"]).all() and (frame["p50"] <= frame["p90"]).all()
+
+
+def test_dask_design_of_one_asset_is_the_local_design(data, store, distributed):
+    """One asset per partition: with one asset the worker's design is the in-process design, row for row, read
+    back from the Parquet export the dask run wrote."""
+    result, _ = distributed
+    uri = mlflow.get_run(result.run_id).data.params["dask.training_set"]
+    p = training_data.plan(data, store, TENANT, ["zone2"], SERVICE, SPLIT)
+    local = training_data.build(store, p)
+    hourly = point_in_time.read_export(data, uri, "zone2")
+    remote = training_data.design(store, p, hourly, dask_training.partition_rng(p, "zone2"))
+    pd.testing.assert_frame_equal(remote.train, local.train, check_dtype=False)
+    pd.testing.assert_frame_equal(remote.holdout, local.holdout, check_dtype=False)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--engine", "spark"], "--engine 'spark' is not one of local, dask"),
+    (["--dask-scheduler", "tcp://127.0.0.1:1"], "need --engine dask, not --engine local"),
+    (["--engine", "dask", "--type", "price"], "--engine dask trains hourly load models"),
+    (["--engine", "dask", "--dask-scheduler", "tcp://127.0.0.1:9", "--dask-workers", "3"], "give one of the two"),
+    (["--engine", "dask", "--dask-scheduler", "tcp://127.0.0.1:9"], "Dask scheduler 'tcp://127.0.0.1:9' did not "
+                                                                     "answer"),
+    (["--engine", "dask", "--training-set", "s3://ems-artifacts/training-sets/none.parquet"],
+     "training set 's3://ems-artifacts/training-sets/none.parquet' cannot be read"),
+])
+def test_bad_engine_options_are_one_error_and_register_nothing(data, mlc, args, message):
+    before = len(mlc.search_model_versions(f"name = '{TENANT}.load_forecaster'"))
+    proc = ems("train", "forecast", "--tenant", TENANT, "--history-days", "35", "--holdout-days", "7",
+               "--boost-rounds", "5", *args, check=False)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert message in " ".join(proc.stderr.split()), proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert len(mlc.search_model_versions(f"name = '{TENANT}.load_forecaster'")) == before
+
+
+@pytest.fixture(scope="module")
+def mlc(data):
+    return lifecycle.client(Settings().mlflow_tracking_uri)
