@@ -796,6 +796,7 @@ def _train_step(tenant: str, asset, name: str | None, interval: int, history_day
     from registry import train_step as ts
     from warehouse.store import get_store
 
+    _run(ts.check_step, interval)  # before the store is opened
     cfg = ts.StepConfig(history_days=history_days, holdout_days=holdout_days, num_boost_round=min(boost_rounds, 300))
     result = _run(ts.train, settings(), get_store(settings()), tenant, interval, asset, name, cfg)
     if as_json:

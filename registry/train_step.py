@@ -173,6 +173,15 @@ def evaluate(holdout: pd.DataFrame, pred: pd.DataFrame, step: int) -> tuple[dict
     return out, worst
 
 
+def check_step(interval) -> int:
+    """A step a sub-hourly model is trained at (15, 30); one clear error for anything else."""
+    if interval not in STEP_INTERVALS:
+        raise InvalidIntervalError(f"interval_minutes={interval!r}: a sub-hourly model is trained at "
+                                   f"{', '.join(map(str, STEP_INTERVALS))} minutes; 60 is `ems train forecast` without "
+                                   "--interval-minutes and 1440 aggregates the hourly model")
+    return interval
+
+
 def train(settings: Settings, store, tenant: str, interval: int, assets: list[str] | None = None,
           name: str | None = None, cfg: StepConfig | None = None, until=None) -> StepTrainResult:
     """Build the step's training set, fit, evaluate on the held-out days, log to MLflow, register a staging
@@ -180,10 +189,7 @@ def train(settings: Settings, store, tenant: str, interval: int, assets: list[st
     import mlflow
     from mlflow.models import infer_signature
 
-    if interval not in STEP_INTERVALS:
-        raise InvalidIntervalError(f"interval_minutes={interval!r}: a sub-hourly model is trained at "
-                                   f"{', '.join(map(str, STEP_INTERVALS))} minutes; 60 is `ems train forecast` without "
-                                   "--interval-minutes and 1440 aggregates the hourly model")
+    check_step(interval)
     name = check_model_name(name or step_model_name(interval))
     cfg = cfg or StepConfig()
     assets = tenant_assets(settings, tenant, assets)

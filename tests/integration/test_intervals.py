@@ -164,7 +164,7 @@ def test_the_sdk_serves_30_minute_steps_from_redis_as_trained(trained, loaded):
     assert past.source == "offline" and past.feature_time == pd.Timestamp("2017-06-05 10:30", tz=UTC)
 
 
-def test_the_cli_and_the_api_take_interval_minutes(trained, loaded, env):
+def test_the_cli_takes_interval_minutes(trained, loaded, env):
     from tests.helpers.stack import ems
 
     out = ems("forecast", "--tenant", TENANT, "--asset", "zone2", "--horizon", "1", "--interval-minutes", "30",
@@ -173,5 +173,33 @@ def test_the_cli_and_the_api_take_interval_minutes(trained, loaded, env):
 
     doc = json.loads(out)
     assert [r["timestamp"][:16] for r in doc["forecast"]] == ["2017-06-08T00:00", "2017-06-08T00:30"]
-    bad = ems("forecast", "--tenant", TENANT, "--asset", "zone2", "--interval-minutes", "15", env=env, check=False)
-    assert bad.returncode == 1 and "interval_minutes=15 does not roll up from asset 'zone2''s 10-minute" in bad.stderr
+
+
+def test_daily_forecasts_average_the_hourly_model_over_whole_local_days(trained, loaded, store):
+    """An hourly model on zone2 (few rounds): interval_minutes=1440 gives the complete UTC days of the horizon, each
+    the mean of the hourly forecast's hours (a power series), with a band between independence and the sum of
+    quantiles; a horizon without a whole day is one clear error."""
+    from core.errors import InvalidRangeError
+    from inference import Client
+    from registry import lifecycle
+    from registry import train_forecast as tf
+    from registry.training_data import SplitConfig
+
+    result = tf.train(loaded, store, TENANT, ["zone2"], service="forecast_load",
+                      split=SplitConfig(history_days=60, holdout_days=7, gap_share=0.0),
+                      boosting=tf.BoosterConfig(num_boost_round=20, calibration_days=0))
+    lifecycle.promote(lifecycle.client(loaded.mlflow_tracking_uri), result.model_id, "production")
+    client = Client(loaded)
+    hourly = client.forecast(TENANT, "zone2", horizon=60).frame
+    days = client.forecast(TENANT, "zone2", horizon=60, interval_minutes=1440)
+    f = days.frame
+    assert list(f["timestamp"]) == [pd.Timestamp("2017-06-08", tz=UTC), pd.Timestamp("2017-06-09", tz=UTC)]
+    assert list(f["hours"]) == [24, 24] and list(f["horizon_h"]) == [24, 48]
+    np.testing.assert_allclose(f["p50"], [hourly["p50"][:24].mean(), hourly["p50"][24:48].mean()], rtol=1e-9)
+    half = (f["p90"] - f["p50"]).to_numpy()
+    hours = (hourly["p90"] - hourly["p50"]).to_numpy()
+    assert half[0] <= hours[:24].mean() + 1e-6  # no wider than the sum of the hours' quantiles
+    assert half[0] >= np.sqrt((hours[:24] ** 2).sum()) / 24 - 1e-6  # wider than independent hours
+    assert any("daily mean of the hourly forecast over 2 complete local day(s)" in w for w in days.warnings)
+    with pytest.raises(InvalidRangeError, match="interval_minutes=1440 with horizon=12 covers no whole local day"):
+        client.forecast(TENANT, "zone2", horizon=12, interval_minutes=1440)
