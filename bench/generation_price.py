@@ -111,9 +111,10 @@ def generation_params(unit: str) -> dict[str, str]:
     """The run params a reusable generation model has (as MLflow stores them: strings)."""
     from registry import generation as gen
 
-    model = gen.GenerationModel([unit], gen.TUNED_PARAMS, gen.TUNED_ROUNDS)
+    model = gen.GenerationModel([unit], gen.TUNED_PARAMS, gen.TUNED_ROUNDS, mix=gen.POINT_MIX)
     return {"assets": unit, "features": ",".join(gen.FEATURES), **{f"lgb.{k}": str(v) for k, v in model.params.items()},
-            **{f"rounds.{k}": str(v) for k, v in model.rounds.items()}}
+            **{f"rounds.{k}": str(v) for k, v in model.rounds.items()},
+            **{f"mix.{k}": str(v) for k, v in model.mix.items()}}
 
 
 def price_params(zone: str, site: str, tz: str) -> dict[str, str]:

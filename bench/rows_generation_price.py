@@ -48,15 +48,23 @@ PRICE_COVARIATES = sql.SQL(
 # ------------------------------------------------------------------------------------ raw predicts
 def generation_predict(model, X: np.ndarray, horizon: np.ndarray, capacity: float) -> np.ndarray:
     """(n, 4) p10, p50, p90, point in capacity units: the four boosters (registry/generation.GenerationModel's)
-    on the prepared matrix, clipped to [0, 1], quantiles sorted, the band widened per horizon bucket."""
+    and the unit's own L2 booster on the prepared matrix, clipped to [0, 1], quantiles sorted, the band widened
+    per horizon bucket, the point the model's weighted mean (`mix`) of the L2, p50 and the unit's own."""
     from registry.generation import OUTPUTS, bucket
 
     raw = np.column_stack([model.boosters[o].predict(X, num_threads=1) for o in OUTPUTS]).clip(0, 1)
+    mix = getattr(model, "mix", {"point": 1.0})
+    point = mix.get("point", 0) * raw[:, 3] + mix.get("p50", 0) * raw[:, 1]
+    weight = np.full(len(X), mix.get("point", 0) + mix.get("p50", 0))
+    for code, booster in getattr(model, "unit_boosters", {}).items() if mix.get("unit") else ():
+        rows = X[:, 0] == code
+        point[rows] += mix["unit"] * booster.predict(X[rows, 1:], num_threads=1).clip(0, 1)
+        weight[rows] += mix["unit"]
     q = np.sort(raw[:, :3], axis=1)
     d = model.widen[bucket(horizon)]
     q[:, 0] = (q[:, 0] - d).clip(0, 1)
     q[:, 2] = (q[:, 2] + d).clip(0, 1)
-    return np.column_stack([np.sort(q, axis=1), raw[:, 3]]) * capacity
+    return np.column_stack([np.sort(q, axis=1), point / weight]) * capacity
 
 
 @dataclass(frozen=True)
@@ -142,8 +150,8 @@ def generation_row(ctx, client, units: Units, model_id: str) -> core.Row:
         floor_desc="3 raw SQL reads on one open connection (the unit's capacity and site and the model's other units' "
                    "sites; its last 7 hourly means; per site, target hour and the 3 hours either side the two newest "
                    "weather forecasts issued by the issue time, ROW_NUMBER() OVER (PARTITION BY series_id, "
-                   "target_time)) + the 4 LightGBM boosters predicting the "
-                   "same 24 prepared rows, clipped, sorted and widened as the model does",
+                   "target_time)) + the 4 LightGBM boosters and the unit's own L2 booster predicting the "
+                   "same 24 prepared rows, clipped, sorted, widened and mixed as the model does",
         details={"ours": core.summary(a), "floor": core.summary(b), "model": model_id, "unit": units.wind,
                  "other_units": others, "issue_time": t.isoformat()})
 

@@ -7,8 +7,10 @@ only the weather forecasts issued at or before the origin (the origins fall on i
 (a test window's truth is never an input, only the score).
 
 Training: settings chosen once by rolling-origin validation inside the training period (before the first
-window; registry/generation.tune), then the model is retrained every `retrain_days` on all rows whose
-target hour is a task=train hour at or before the window's origin (0: trained once before 2011-01-01).
+window; registry/generation.tune, and the farms' own L2 boosters' rounds by unit_rounds on the last fold; the
+point forecast mixes them as registry/generation.POINT_MIX says), then the model is retrained every
+`retrain_days` on all rows whose target hour is a task=train hour at or before the window's origin (0: trained
+once before 2011-01-01).
 The p10-p90 band is calibrated (registry/generation.GenerationModel.calibrate) on the last validation fold.
 Scores on the test hours: RMSE over all farms and hours and per farm next to the organisers' persistence
 benchmark on the same hours (0.3537), pinball loss, p10-p90 coverage, RMSE by horizon bucket, worst windows.
@@ -254,6 +256,17 @@ def tuned(d: pd.DataFrame, g: Gefcom, first_origin: int, cache_dir: Path, progre
     return found
 
 
+def tuned_units(d: pd.DataFrame, g: Gefcom, first_origin: int, found: dict, cache_dir: Path) -> int:
+    """registry/generation.unit_rounds on the last fold with the chosen params, cached next to the settings."""
+    path = Path(cache_dir) / f"gefcom_unit_rounds_{found['key']}.json"
+    if path.is_file():
+        return json.loads(path.read_text())["unit"]
+    fold = folds(d, g, first_origin)[-1]
+    rounds = gen.unit_rounds(d[gen.FEATURES], d["y"].to_numpy(), fold, found["params"])
+    path.write_text(json.dumps({"unit": rounds}))
+    return rounds
+
+
 def _coverage(pred: pd.DataFrame, y) -> float:
     y = np.asarray(y, dtype=float)
     return float(np.mean((y >= pred["p10"].to_numpy()) & (y <= pred["p90"].to_numpy())))
@@ -267,6 +280,8 @@ def run(data_dir: Path, cache_dir: Path, retrain_days: int = 0, progress=None) -
     design_s = time.perf_counter() - started
     first = int(win["origin_h"].iloc[0])
     found = tuned(d, g, first, cache_dir, progress)
+    found["rounds"] = {**found["rounds"], "unit": tuned_units(d, g, first, found, cache_dir)}
+    mix_key = hashlib.sha1(json.dumps([gen.POINT_MIX, gen.UNIT_MIN_ROWS, found["rounds"]]).encode()).hexdigest()[:8]
     tune_s = time.perf_counter() - started - design_s
     # the test rows: each window's origin, its 48 hours
     is_origin = d["origin_h"].isin(win["origin_h"]).to_numpy()
@@ -283,13 +298,13 @@ def run(data_dir: Path, cache_dir: Path, retrain_days: int = 0, progress=None) -
         nxt = schedule[i + 1] if i + 1 < len(schedule) else np.inf
         train = labelled & (d["target_h"].to_numpy() <= cut)
         part = test[(test["origin_h"] >= cut) & (test["origin_h"] < nxt)]
-        cached = Path(cache_dir) / f"gefcom_pred_{found['key']}_{cut}_{nxt}.parquet"
+        cached = Path(cache_dir) / f"gefcom_pred_{found['key']}_{mix_key}_{cut}_{nxt}.parquet"
         if cached.is_file():  # the same settings, training rows and windows: the same forecasts
             preds.append(pd.read_parquet(cached))
             fit_s.append(None)
         else:
             t = time.perf_counter()
-            model = gen.GenerationModel(g.farms, found["params"], found["rounds"])
+            model = gen.GenerationModel(g.farms, found["params"], found["rounds"], mix=gen.POINT_MIX)
             model.fit(d.loc[train, gen.FEATURES], d.loc[train, "y"].to_numpy())
             model.widen = np.asarray(found["widen"])
             fit_s.append(round(time.perf_counter() - t, 1))
@@ -307,7 +322,8 @@ def run(data_dir: Path, cache_dir: Path, retrain_days: int = 0, progress=None) -
     test["origin"] = g.time(test["origin_h"])
     result = score(test)
     result.settings = {"retrain_days": retrain_days, "retrains": len(schedule), "params": found["params"],
-                       "rounds": found["rounds"], "widen": dict(zip(BUCKET_LABELS, found["widen"], strict=True)),
+                       "rounds": found["rounds"], "point_mix": gen.POINT_MIX,
+                       "widen": dict(zip(BUCKET_LABELS, found["widen"], strict=True)),
                        "validation": found["validation"], "tuning": found["scores"]}
     result.timings = {"design_s": round(design_s, 1), "tuning_s": round(tune_s, 1),
                       "train_s_each": fit_s, "total_s": round(time.perf_counter() - started, 1)}

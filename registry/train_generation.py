@@ -126,12 +126,12 @@ def train(settings: Settings, store, tenant: str, assets: list[str] | None = Non
     y = rows["y"].to_numpy()
     t1 = time.perf_counter()
     tick(STEPS[1], 1, len(STEPS))
-    first = gen.GenerationModel(list(units["asset_id"]), gen.TUNED_PARAMS, gen.TUNED_ROUNDS).fit(X[fit_rows],
-                                                                                               y[fit_rows])
+    first = gen.GenerationModel(list(units["asset_id"]), gen.TUNED_PARAMS, gen.TUNED_ROUNDS,
+                                mix=gen.POINT_MIX).fit(X[fit_rows], y[fit_rows])
     widen = first.calibrate(X[cal], y[cal])
     tick(STEPS[2], 2, len(STEPS))
-    model = gen.GenerationModel(list(units["asset_id"]), gen.TUNED_PARAMS, gen.TUNED_ROUNDS).fit(X[train_rows],
-                                                                                               y[train_rows])
+    model = gen.GenerationModel(list(units["asset_id"]), gen.TUNED_PARAMS, gen.TUNED_ROUNDS,
+                                mix=gen.POINT_MIX).fit(X[train_rows], y[train_rows])
     model.widen = widen
     timings["fit_s"] = time.perf_counter() - t1
     tick(STEPS[3], 3, len(STEPS))
@@ -148,7 +148,7 @@ def train(settings: Settings, store, tenant: str, assets: list[str] | None = Non
             "features": ",".join(model.features), "train_rows": int(train_rows.sum()),
             "holdout_rows": int(holdout.sum()), "holdout_days": holdout_days, "calibration_days": calibration_days,
             "origin_step_h": origin_step, **{f"lgb.{k}": v for k, v in model.params.items()},
-            **{f"rounds.{k}": v for k, v in model.rounds.items()}})
+            **{f"rounds.{k}": v for k, v in model.rounds.items()}, **{f"mix.{k}": v for k, v in model.mix.items()}})
         python_model = gen.GenerationForecaster(model)
         example = X[holdout].head(5).astype(float)
         info = mlflow.pyfunc.log_model(name="model", python_model=python_model,

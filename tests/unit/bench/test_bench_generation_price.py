@@ -29,7 +29,11 @@ def test_generation_floor_gives_the_models_quantiles_and_point_in_capacity_units
     y = np.clip(np.clip((ws - 3) / 9, 0, 1) ** 3 + rng.normal(0, 0.1, n), 0, 1)
     X = gen.design(rows, ["a", "b"])
     model = gen.GenerationModel(["a", "b"], {"num_leaves": 7, "min_data_in_leaf": 20},
-                                {o: 30 for o in gen.OUTPUTS}).fit(X, y)
+                                {o: 30 for o in gen.OUTPUTS}, mix=gen.POINT_MIX)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(gen, "UNIT_MIN_ROWS", 100)  # 600 rows: each unit gets its own booster
+        model.fit(X, y)
+    assert sorted(model.unit_boosters) == [0, 1]
     model.widen = np.array([0.05, -0.02, 0.1, 0.0, 0.2])  # the band moves, so the floor must widen it too
     expected = model.predict(X)[["p10", "p50", "p90", "point"]].to_numpy() * 250.0
     got = generation_predict(model, X[model.features].to_numpy(dtype=float), X["horizon"].to_numpy(), 250.0)

@@ -216,3 +216,33 @@ def test_serving_shortcuts_give_the_frames_numbers(fitted):
     for i, origin in enumerate(origins):
         one = gen.recent(power, pd.Series([origin]))
         assert all(np.array_equal(one[k], many[k][i:i + 1], equal_nan=True) for k in many)
+
+
+def test_the_point_mix_averages_the_l2_p50_and_the_units_own_booster():
+    """POINT_MIX: each booster predicts once over the one matrix (a unit's booster over that unit's rows);
+    the point is the weighted mean of the clipped outputs; a unit the model has no booster of (unknown, or
+    too few rows) gets the mean of the pooled two; the model pickled before the mix is the L2 booster alone."""
+    rows, y = _rows(3000, seed=5)
+    rows.loc[:5, "unit"] = "new"
+    X = gen.design(rows, ["a", "b"])
+    model = gen.GenerationModel(["a", "b"], {"num_leaves": 15, "min_data_in_leaf": 20},
+                                {**{o: 40 for o in gen.OUTPUTS}, "unit": 30}, mix=gen.POINT_MIX).fit(X, y)
+    assert sorted(model.unit_boosters) == [0, 1]
+    assert model.unit_boosters[0].num_trees() == 30
+    x = model.matrix(X)
+    raw = {o: model.boosters[o].predict(x).clip(0, 1) for o in ("point", "p50")}
+    own = np.full(len(x), np.nan)
+    for code, booster in model.unit_boosters.items():
+        own[x[:, 0] == code] = booster.predict(x[x[:, 0] == code, 1:]).clip(0, 1)
+    expected = np.where(np.isnan(own), (raw["point"] + raw["p50"]) / 2, (raw["point"] + raw["p50"] + own) / 3)
+    np.testing.assert_allclose(model.predict(X)["point"].to_numpy(), expected)
+    np.testing.assert_allclose(model.predict_matrix(x, X["horizon"].to_numpy())[:, 3], expected)
+    assert np.isnan(own[:6]).all() and np.isfinite(own[6:]).all()
+    model.mix = {"point": 0.5, "p50": 0.5}  # a mix without the units' boosters leaves them out
+    np.testing.assert_allclose(model.predict(X)["point"].to_numpy(), (raw["point"] + raw["p50"]) / 2)
+    del model.mix, model.unit_boosters  # as pickled before the mix
+    np.testing.assert_allclose(model.predict(X)["point"].to_numpy(), raw["point"])
+    small = gen.GenerationModel(["a", "b"], {"num_leaves": 7, "min_data_in_leaf": 20}, {o: 5 for o in gen.OUTPUTS},
+                                mix=gen.POINT_MIX).fit(X.head(gen.UNIT_MIN_ROWS), y[:gen.UNIT_MIN_ROWS])
+    assert small.unit_boosters == {}  # fewer than UNIT_MIN_ROWS rows per unit: the pooled two only
+    assert small.predict(X).notna().all().all()
