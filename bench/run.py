@@ -60,9 +60,10 @@ def run(settings, quick: bool = False, out: Path | None = None, only: list[str] 
         return serving_rows(ctx, data(), store, model_id()) + generation_price_rows(ctx, store)
 
     def scale():
+        from bench.rows_dask import dask_rows
         from bench.rows_scale import scale_rows
 
-        return scale_rows(ctx, data(), store, model_id())
+        return scale_rows(ctx, data(), store, model_id()) + dask_rows(ctx, data(), store)
 
     groups: list[tuple[str, Callable[[], list[core.Row]]]] = [
         ("startup", lambda: startup_rows(ctx)),

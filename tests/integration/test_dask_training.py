@@ -107,11 +107,8 @@ def test_dask_design_of_one_asset_is_the_local_design(data, store, distributed):
     pd.testing.assert_frame_equal(remote.holdout, local.holdout, check_dtype=False)
 
 
+# Options that conflict are checked before any I/O: tests/unit/registry/test_train_engine.py.
 @pytest.mark.parametrize(("args", "message"), [
-    (["--engine", "spark"], "--engine 'spark' is not one of local, dask"),
-    (["--dask-scheduler", "tcp://127.0.0.1:1"], "need --engine dask, not --engine local"),
-    (["--engine", "dask", "--type", "price"], "--engine dask trains hourly load models"),
-    (["--engine", "dask", "--dask-scheduler", "tcp://127.0.0.1:9", "--dask-workers", "3"], "give one of the two"),
     (["--engine", "dask", "--dask-scheduler", "tcp://127.0.0.1:9"], "Dask scheduler 'tcp://127.0.0.1:9' did not "
                                                                      "answer"),
     (["--engine", "dask", "--training-set", "s3://ems-artifacts/training-sets/none.parquet"],
