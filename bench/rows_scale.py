@@ -57,6 +57,18 @@ def spark_store(settings, master: str):
         return FeatureStore(repo_path=str(ROOT), fs_yaml_file=SPARK_YAML)
 
 
+SPARK_OFFLINE_YAML = ROOT / "deploy" / "feature_store.spark_offline.yaml"
+
+
+def spark_offline_store(settings, master: str, history_uri: str):
+    """A FeatureStore loaded from deploy/feature_store.spark_offline.yaml: Feast's Spark offline store at
+    `master` over the history exported to `history_uri`, same registry as `settings`."""
+    from feast import FeatureStore
+
+    with _environ({**spark_environment(settings, master), "EMS_HISTORY_URI": history_uri}):
+        return FeatureStore(repo_path=str(ROOT), fs_yaml_file=SPARK_OFFLINE_YAML)
+
+
 def scale_rows(ctx, data: DataSet, store, model_id: str) -> list[core.Row]:
     from pyspark.sql import SparkSession
 
