@@ -480,6 +480,45 @@ def materialize(
     console.print(table)
 
 
+export_app = typer.Typer(cls=_Group, no_args_is_help=True, help="Warehouse history as Parquet for Spark and Dask.")
+app.add_typer(export_app, name="export")
+
+
+@export_app.command("history")
+def export_history(
+    tenant: Tenant,
+    to: Annotated[str | None, typer.Option("--to", envvar="EMS_HISTORY_URI", help="s3://BUCKET/PREFIX, file:///PATH or "
+                                           "a path; default s3://<EMS_S3_BUCKET>/history.")] = None,
+    since: Annotated[datetime | None, typer.Option(help="First day to export (UTC); default all history.")] = None,
+    until: Annotated[datetime | None, typer.Option(help="Export times before this (UTC), whole days.")] = None,
+    table: Annotated[list[str] | None, typer.Option("--table", help="Only these relations (repeatable).")] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Write the tenant's feature tables and readings to date-partitioned Parquet, only the days that changed."""
+    from rich.progress import Progress
+
+    from warehouse.history import export_history as run_export
+
+    s = settings()
+    uri = to or f"s3://{s.s3_bucket}/history"
+    with Progress(console=err_console, transient=True) as progress:
+        task = progress.add_task("exporting", total=None)
+
+        def step(name: str, done: int, total: int) -> None:
+            progress.update(task, description=f"exporting {name}", completed=done, total=total or None)
+
+        out = _run(run_export, s, tenant, uri, since=since, until=until, tables=table, progress=step)
+    if as_json:
+        _print_json({"uri": out.uri, "written": out.written, "deleted": out.deleted, "unchanged": out.unchanged,
+                     "rows": out.rows})
+        return
+    summary = Table("relation", "days written", "days deleted", title=f"{tenant} -> {out.uri} "
+                    f"({out.rows:,} rows written, {out.unchanged:,} days unchanged)")
+    for name in sorted(set(out.written) | set(out.deleted)):
+        summary.add_row(name, f"{len(out.written.get(name, [])):,}", f"{len(out.deleted.get(name, [])):,}")
+    console.print(summary)
+
+
 @app.command()
 def features(
     tenant: Tenant,
