@@ -125,12 +125,20 @@ def train_challenger(ems, tenant: str, name: str, split, boosting) -> dict:
     done = next((m for m in versions if m.tags.get(TAG_DATA_END) == end), None)
     if done is not None:
         logger.info("%s: challenger %s already trained for data up to %s", tenant, done.id, end)
-        return {"tenant": tenant, "champion": champion.id if champion else None, "challenger": done.id,
+        # Registered by an attempt that MLflow's outage cut off before its stage was set: finish that.
+        done = lifecycle.complete_registration(ems.mlflow, done.id)
+        if done.serving and TAG_CHAMPION in done.tags:  # promoted by an attempt cut off before its decision tag
+            champion_id = done.tags[TAG_CHAMPION] or None
+        else:
+            champion_id = champion.id if champion else None
+        return {"tenant": tenant, "champion": champion_id, "challenger": done.id,
                 "service": service or done.tags.get("feast.feature_service"), "data_end": end, "reused": True}
     kwargs = {"service": service} if service else {}
-    result = train_forecast.train(ems.settings, ems.store, tenant, name=name, split=split, boosting=boosting, **kwargs)
+    # The data tag goes on the version as it is created (one call): a version registered by an attempt that an
+    # outage cut off is found and reused by the retry, never left behind as an untagged orphan.
+    result = train_forecast.train(ems.settings, ems.store, tenant, name=name, split=split, boosting=boosting,
+                                  version_tags={TAG_DATA_END: end}, **kwargs)
     ref = lifecycle.show(ems.mlflow, result.model_id)
-    ems.mlflow.set_model_version_tag(f"{tenant}.{name}", str(ref.version), TAG_DATA_END, end)
     return {"tenant": tenant, "champion": champion.id if champion else None, "challenger": result.model_id,
             "service": ref.tags.get("feast.feature_service"), "data_end": end, "reused": False}
 
@@ -176,8 +184,9 @@ def conclude(ems, trained: dict, tested: dict, rule: Rule) -> Decision:
     for key, value in ((TAG_CHAMPION, trained["champion"] or ""), (TAG_SCORES, json.dumps(tested["scores"])),
                        (TAG_REASON, reason[:4000])):
         ems.mlflow.set_model_version_tag(name, str(info.version), key, value)
-    if decision == PROMOTED:
-        lifecycle.promote(ems.mlflow, challenger, "production", reason=f"daily champion/challenger: {reason}"[:200])
+    if decision == PROMOTED:  # idempotent: a retry after an outage that cut off an earlier promotion completes it
+        lifecycle.ensure_production(ems.mlflow, challenger, reason=f"daily champion/challenger: {reason}"[:200],
+                                    previous=trained["champion"])
     # Written last: a run that failed before this point decides again on its rerun.
     ems.mlflow.set_model_version_tag(name, str(info.version), TAG_DECISION, decision)
     logger.info("%s: %s %s (%s)", tenant, challenger, decision, reason)

@@ -32,4 +32,7 @@ class Runtime:
     def mlflow(self):
         from registry import lifecycle
 
+        # A registry that does not answer fails a call in seconds (not after MLflow's minutes of retries), so
+        # the step's RetryPolicy (pipelines/transient.py) does the waiting, with its backoff and its log lines.
+        lifecycle.fail_fast(15)
         return lifecycle.client(self.settings.mlflow_tracking_uri)

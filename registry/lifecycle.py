@@ -337,6 +337,39 @@ def promote(mlflow_client, model_id: str, to: str, force: bool = False, reason: 
     return show(mlflow_client, ref.id)
 
 
+@_access(lambda model_id, **_: f"promote model {model_id} to production")
+def ensure_production(mlflow_client, model_id: str, reason: str, previous: str | None = None) -> ModelInfo:
+    """`promote(model_id, "production")` for an unattended step that may be retried: when an earlier attempt
+    already made the version serve (alias and stage both name it alone: the attempt was cut off after the
+    move, e.g. MLflow unreachable while it wrote the audit tags), only the audit record is completed,
+    instead of the refusal `ems models promote` gives for a version already in production. `previous`: the
+    model id that served before the first attempt (the audit's from_version)."""
+    ref = parse_model_id(model_id)
+    name = registered_name(ref.tenant, ref.name)
+    if not _agrees(mlflow_client, name, str(ref.version)):
+        return promote(mlflow_client, model_id, "production", reason=reason)
+    version = _version(mlflow_client, ref)
+    if not any(k.startswith(TAG_PROMOTION_PREFIX) and json.loads(v).get("to") == "production"
+               for k, v in version.tags.items()):
+        before = str(parse_model_id(previous).version) if previous else None
+        _record(mlflow_client, name, str(ref.version), version.last_updated_timestamp, "production", before, reason)
+        logger.info("%s: already serving; promotion record completed", ref.id)
+    return show(mlflow_client, ref.id)
+
+
+@_access(lambda model_id: f"complete the registration of model {model_id}")
+def complete_registration(mlflow_client, model_id: str) -> ModelInfo:
+    """A version whose registration stopped between its creation and its stage (MLflow unreachable between
+    the two calls of `register`) is still in MLflow's stage None: put it in staging, as `register` would
+    have. Any other version is returned as it is."""
+    ref = parse_model_id(model_id)
+    version = _version(mlflow_client, ref)
+    if _public_stage(version) == "none":
+        _set_stage(mlflow_client, version.name, str(ref.version), "staging")
+        logger.info("%s: registration completed (stage staging)", ref.id)
+    return show(mlflow_client, ref.id)
+
+
 def _make_serving(mlflow_client, name: str, version: str, rounds: int = 5) -> None:
     """Alias, then stage Production, then archive every other Production-stage version. The alias write
     orders concurrent promotions: one that finds the alias moved on before touching stages stops; one
@@ -492,4 +525,5 @@ def history(mlflow_client, tenant: str, name: str) -> tuple[list[HistoryEvent], 
 
 
 __all__ = ["HistoryEvent", "InvalidModelIdError", "InvalidTransitionError", "ModelInfo", "ModelNotFoundError",
-           "client", "delete", "history", "list_models", "promote", "register", "resolve_production", "show"]
+           "client", "complete_registration", "delete", "ensure_production", "history", "list_models", "promote",
+           "register", "resolve_production", "show"]
