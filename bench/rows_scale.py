@@ -8,6 +8,8 @@
   workers); the JVM and SparkContext start are timed separately.
 - Batch forecast of every bench asset with the bench forecaster: `forecast_all` in process (the per-asset
   loop) vs Spark local[2] (one SDK Client per partition), without the forecast log (nothing written).
+- Training sets (bench/rows_training_sets.py): N entity rows from the Postgres store and from Feast's Spark
+  offline store local[2] over the exported history, peak driver memory, growth with N.
 Throughput per worker matters more than absolute time here: these machines have 2 cores shared with others.
 """
 
@@ -115,7 +117,9 @@ def scale_rows(ctx, data: DataSet, store, model_id: str) -> list[core.Row]:
                          details={"first_job_s": {m: d["first_s"] for m, d in per_master.items()}}))
     rows += _forecast_rows(ctx, data, per_master["local[2]"]["store"], model_id)
     SparkSession.getActiveSession().stop()
-    return rows
+    from bench.rows_training_sets import training_set_rows
+
+    return rows + training_set_rows(ctx, data, store)  # its own session: the Spark offline store's config
 
 
 def _forecast_rows(ctx, data: DataSet, spark_s, model_id: str) -> list[core.Row]:

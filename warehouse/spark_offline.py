@@ -79,6 +79,9 @@ def _readable(source: SparkSource, config) -> SparkSource:
     from pyspark.sql import functions as F
 
     spark = get_spark_session_or_start_new_with_repoconfig(config.offline_store)
+    # event_date stays a string (Feast compares it with 'YYYY-MM-DD' strings), also on a session that another
+    # config started (the batch engine's)
+    spark.conf.set("spark.sql.sources.partitionColumnTypeInference.enabled", "false")
     try:
         spark.read.parquet(source.path).schema  # noqa: B018 (lists the folder and reads one footer)
         return source
