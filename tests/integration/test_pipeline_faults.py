@@ -427,7 +427,7 @@ def test_redis_stopped_between_materialize_writes_leaves_the_queue_and_redis_end
 
 
 # ------------------------------------------------------------------ daily: S3 and MLflow under the challenger
-DAILY = {"tenants": [TENANT], "window_days": 14, "history_days": 56, "num_boost_round": 60}
+DAILY = {"tenants": [TENANT], "window_days": 7, "history_days": 42, "num_boost_round": 30}  # small: two are trained
 ARTIFACT_PUT = re.compile(r'"PUT /api/2\.0/mlflow-artifacts/artifacts/\S*/models/(m-[0-9a-f]+)/artifacts/\S+ '
                           r'HTTP/1\.1" 200')
 
