@@ -148,4 +148,27 @@ def rho_coverages(rows: pd.DataFrame, timezone: str, unit: str | None) -> dict[f
     return {rho: daily_scores(daily_rows(rows, timezone, unit, rho))["coverage_p10_p90"] for rho in RHOS}
 
 
-__all__ = ["StepCase", "choose_rho", "daily_rows", "daily_scores", "hourly_holdout", "markdown", "step_case"]
+def run(settings: Settings, store, data: Path) -> dict:
+    """The README's runs on a running stack (`ems up`): Tetouan 2017 at 30 minutes (tenant `tet`), two 5-minute NAB
+    series at 15 minutes (`nab`), and the daily band on Tetouan (validation 3-16 Dec, test 17-30 Dec 2017)."""
+    import pandas as pd
+
+    from registry.train_step import StepConfig
+
+    zones = ",".join(f"zone{i}=zone{i}_power_consumption" for i in (1, 2, 3))
+    cases = [(StepCase("30: Tetouan 2017 (10-min rolled up)", data / "tetouan_power_10min.csv.gz", zones, 30), "tet")]
+    cases += [(StepCase(f"15: NAB {name} (5-min rolled up)", data / "nab" / "realKnownCause" / f, f"{name}=value", 15),
+               "nab") for name, f in (("machine_temperature", "machine_temperature_system_failure.csv.gz"),
+                                      ("cpu_asg", "cpu_utilization_asg_misconfiguration.csv.gz"))]
+    steps = [step_case(settings, store, tenant, case, StepConfig()) for case, tenant in cases]
+    assets = ["zone1", "zone2", "zone3"]
+    validation = hourly_holdout(settings, store, "tet", assets, pd.Timestamp("2017-12-17", tz="UTC"), 14, 100)
+    test = hourly_holdout(settings, store, "tet", assets, None, 14, 100)
+    rho, vcov = choose_rho(validation, "UTC", None)
+    result = {"rho": rho, "validation_coverage": vcov, "test_coverage": rho_coverages(test, "UTC", None),
+              "test": daily_scores(daily_rows(test, "UTC", None, rho)), "assets": "Tetouan zones 1-3"}
+    return {"steps": steps, "daily": result, "table": markdown(steps, result), "worst": worst(steps),
+            "rho_table": coverage_table(vcov, result["test_coverage"])}
+
+
+__all__ = ["run", "StepCase", "choose_rho", "daily_rows", "daily_scores", "hourly_holdout", "markdown", "step_case"]

@@ -21,7 +21,11 @@ import numpy as np
 import pandas as pd
 
 Z90 = 1.2815515655446004  # standard normal quantile at 0.9
-DAILY_ERROR_CORRELATION = 0.6  # chosen on the validation days (README, Evaluation: Intervals)
+# Chosen on validation days (Tetouan zones 1-3, forecasts issued 3-16 Dec 2017 by an hourly model trained before
+# them): the daily p10-p90 coverage nearest 0.8 over rho in 0..1 (0.853 at 0.2; 0.489 at 0, 0.987 at 1). On the test
+# days after them (17-30 Dec) it gives 0.810. The hourly bands are already conformally widened, so the days need
+# little correlation on top (README, Evaluation: Intervals).
+DAILY_ERROR_CORRELATION = 0.2
 ENERGY_UNITS = ("wh", "kwh", "mwh", "gwh")
 
 
