@@ -123,7 +123,8 @@ def trained(loaded, store, tmp_path_factory):
     refresh(loaded)
     cfg = StepConfig(holdout_days=7, issue_every_h=12, num_boost_round=40, sampled_horizons=12)
     result = train(loaded, store, TENANT, 30, ["zone2"], cfg=cfg)
-    lifecycle.promote(lifecycle.client(loaded.mlflow_tracking_uri), result.model_id, "production")
+    lifecycle.promote(lifecycle.client(loaded.mlflow_tracking_uri), result.model_id, "production", force=True,
+                      reason="test model (few rounds)")
     materialize(loaded, end=datetime(2017, 6, 8, tzinfo=UTC), store=store)
     return result
 
@@ -188,7 +189,8 @@ def test_daily_forecasts_average_the_hourly_model_over_whole_local_days(trained,
     result = tf.train(loaded, store, TENANT, ["zone2"], service="forecast_load",
                       split=SplitConfig(history_days=60, holdout_days=7, gap_share=0.0),
                       boosting=tf.BoosterConfig(num_boost_round=20, calibration_days=0))
-    lifecycle.promote(lifecycle.client(loaded.mlflow_tracking_uri), result.model_id, "production")
+    lifecycle.promote(lifecycle.client(loaded.mlflow_tracking_uri), result.model_id, "production", force=True,
+                      reason="test model (few rounds)")
     client = Client(loaded)
     hourly = client.forecast(TENANT, "zone2", horizon=60).frame
     days = client.forecast(TENANT, "zone2", horizon=60, interval_minutes=1440)
@@ -203,3 +205,43 @@ def test_daily_forecasts_average_the_hourly_model_over_whole_local_days(trained,
     assert any("daily mean of the hourly forecast over 2 complete local day(s)" in w for w in days.warnings)
     with pytest.raises(InvalidRangeError, match="interval_minutes=1440 with horizon=12 covers no whole local day"):
         client.forecast(TENANT, "zone2", horizon=12, interval_minutes=1440)
+
+
+NAB_5MIN = TETOUAN.parent / "nab" / "realKnownCause" / "machine_temperature_system_failure.csv.gz"
+
+
+def test_a_5_minute_nab_series_rolls_up_to_15_minutes_and_is_forecast_there(loaded, store, tmp_path):
+    """25 days of NAB's machine temperature (5-minute readings): step 5 recorded, 15-minute rows equal a pandas
+    resample (3 readings each), 30-minute rows too (5 divides 30); a 15-minute model (few rounds) serves 4 steps an
+    hour from Redis."""
+    from inference import Client
+    from registry import lifecycle
+    from registry.train_step import StepConfig, train
+
+    raw = pd.read_csv(NAB_5MIN)
+    raw = raw[(raw["timestamp"] >= "2013-12-03") & (raw["timestamp"] < "2013-12-28")]
+    raw.to_csv(tmp_path / "nab.csv", index=False)
+    ingest_readings(loaded, tmp_path / "nab.csv", TENANT, wide=True, columns="nab5=value")
+    refresh(loaded)
+    with psycopg.connect(loaded.postgres.conninfo()) as conn:
+        rows = step_rows(conn, TENANT, ["nab5"], 15).set_index("event_timestamp")
+        assert conn.execute("SELECT step_minutes FROM assets WHERE tenant_id = %s AND asset_id = 'nab5'",
+                            (TENANT,)).fetchone()[0] == 5
+    s = raw.set_index(pd.DatetimeIndex(raw["timestamp"]).tz_localize(UTC))["value"]
+    ref = s.resample("15min").agg(["mean", "count"])
+    ref = ref[ref["count"] > 0]
+    ref.index = ref.index + pd.Timedelta(minutes=15)
+    assert rows.index.equals(ref.index)
+    np.testing.assert_allclose(rows["last_value"], ref["mean"], rtol=1e-9)
+    assert (rows["n_readings"] == ref["count"]).all() and (ref["count"] == 3).mean() > 0.99
+    assert _rows(loaded, "load_features_30min", "nab5") == len(s.resample("30min").count().loc[lambda c: c > 0])
+    result = train(loaded, store, TENANT, 15, ["nab5"],
+                   cfg=StepConfig(holdout_days=3, issue_every_h=12, num_boost_round=30, sampled_horizons=8))
+    assert result.model_id == f"{TENANT}:load_forecaster_15min:1"
+    lifecycle.promote(lifecycle.client(loaded.mlflow_tracking_uri), result.model_id, "production", force=True,
+                      reason="test model (few rounds)")
+    materialize(loaded, end=datetime(2013, 12, 28, tzinfo=UTC), store=store)
+    f = Client(loaded).forecast(TENANT, "nab5", horizon=1, interval_minutes=15)
+    t = pd.Timestamp("2013-12-28", tz=UTC)
+    assert f.source == "online" and f.feature_time == t
+    assert list(f.frame["timestamp"]) == list(pd.date_range(t, periods=4, freq="15min"))
