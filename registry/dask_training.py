@@ -230,14 +230,21 @@ def fit(settings: Settings, store, client, p: training_data.Plan, cfg, dask_cfg:
 
 
 def mixed(client, matrices: list):
-    """One Dask frame over the partitions' matrices (futures), with every partition a random share of every
-    asset's rows: LightGBM's data-parallel learner bins each feature on one worker's rows, which must then
-    look like all rows (one asset's alone would leave the others' levels in its edge bins)."""
+    """One Dask frame over the partitions' matrices (futures) with one partition per worker, each holding a
+    seeded share of every asset's rows: LightGBM's data-parallel learner bins each feature on one worker's
+    rows, which must then look like all rows (one asset's alone would leave the others' levels in its edge
+    bins). Worker k (by address) holds share k, so the same cluster size gives the same boosters."""
     import dask.dataframe as dd
 
-    meta = client.submit(_empty, matrices[0], pure=False).result()
-    frame = dd.from_delayed(matrices, meta=meta, verify_meta=False)
-    return frame.shuffle(on=SHUFFLE, npartitions=max(workers(client), 1) * 2).persist()
+    names = sorted(client.scheduler_info(n_workers=-1)["workers"])
+    shares = [client.submit(_share, k, len(names), *matrices, workers=[w], allow_other_workers=False, pure=False)
+              for k, w in enumerate(names)]
+    meta = client.submit(_empty, shares[0], pure=False).result()
+    return dd.from_delayed(shares, meta=meta, verify_meta=False)
+
+
+def _share(k: int, n: int, *frames: pd.DataFrame) -> pd.DataFrame:
+    return pd.concat([f[f[SHUFFLE].to_numpy() % n == k] for f in frames], ignore_index=True)
 
 
 def fit_boosters(client, frame, inputs: list[str], asset_input: bool, cfg,

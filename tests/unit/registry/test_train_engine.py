@@ -58,3 +58,18 @@ def test_importing_the_training_modules_does_not_import_dask():
             "print(','.join(m for m in ('dask', 'distributed', 'lightgbm') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_shares_split_every_assets_rows_once_and_the_same_way():
+    import numpy as np
+    import pandas as pd
+
+    from registry.dask_training import SHUFFLE, _share
+
+    frames = [pd.DataFrame({"x": np.arange(n, dtype=float), SHUFFLE: np.random.default_rng(n).integers(0, 1 << 30, n)})
+              for n in (50, 80)]
+    shares = [_share(k, 2, *frames) for k in range(2)]
+    assert sum(len(s) for s in shares) == 130 and all(20 < len(s) < 110 for s in shares)
+    both = pd.concat(shares)
+    assert sorted(both["x"]) == sorted([*frames[0]["x"], *frames[1]["x"]])
+    pd.testing.assert_frame_equal(_share(1, 2, *frames), shares[1])
