@@ -34,7 +34,7 @@ NEVER = ("tenant_roles", "schema_migrations", "weather_refresh_queue")  # not ev
 # (feature_repo/sql/101_tenant_scope.timescale.sql); the public ones are out of its reach.
 SCOPE = "tenant_scope"
 SCOPED = ("readings", "readings_hourly", "weather", "weather_hourly", "load_lag_features", "load_rolling_features",
-          "asset_weather_features")
+          "asset_weather_features", "load_features_30min", "load_features_15min")
 MIN_PASSWORD = 12
 
 

@@ -30,7 +30,7 @@ SITE_A, SITE_B = "rls-site-a", "rls-site-b"
 # Every relation a tenant's SDK, training sets and ingest touch, with the column that names the tenant.
 TENANT_RELATIONS = ("assets", "readings", "readings_hourly", "load_lag_features", "load_rolling_features",
                     "asset_weather_features", "asset_profile_features", "jobs", "readings_refresh_queue",
-                    "online_refresh_queue", "asset_refresh_queue")
+                    "online_refresh_queue", "asset_refresh_queue", "load_features_30min", "load_features_15min")
 SITE_RELATIONS = ("weather", "weather_hourly")
 REFUSED_ROW = (psycopg.errors.InsufficientPrivilege, psycopg.errors.WithCheckOptionViolation)
 
@@ -77,7 +77,8 @@ def test_a_tenant_role_sees_only_its_own_rows_everywhere(stack, tenants):
     with as_tenant(stack, A, tenants[A]) as conn:
         for relation in TENANT_RELATIONS:
             assert tenants_in(conn, relation) <= {A}, relation
-        for relation in ("assets", "readings", "readings_hourly", "load_lag_features", "asset_profile_features"):
+        for relation in ("assets", "readings", "readings_hourly", "load_lag_features", "asset_profile_features",
+                         "load_features_30min"):
             assert tenants_in(conn, relation) == {A}, relation  # and its own rows are there
         for relation in SITE_RELATIONS:
             assert tenants_in(conn, relation, "site_id") == {SITE_A}, relation

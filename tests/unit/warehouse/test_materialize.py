@@ -15,9 +15,10 @@ class _View:
 
 def test_every_online_view_names_the_feature_relation_it_reads():
     found = {fv.name: relation(fv) for fv in (views.load_lags, views.load_rolling, views.weather_hourly,
-                                              views.asset_profile)}
+                                              views.asset_profile, views.load_30min, views.load_15min)}
     assert found == {"load_lags": "load_lag_features", "load_rolling": "load_rolling_features",
-                     "weather_hourly": "asset_weather_features", "asset_profile": "asset_profile_features"}
+                     "weather_hourly": "asset_weather_features", "asset_profile": "asset_profile_features",
+                     "load_30min": "load_features_30min", "load_15min": "load_features_15min"}
 
 
 def test_a_source_that_is_not_one_whole_relation_has_none():
