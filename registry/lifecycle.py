@@ -361,11 +361,14 @@ def ensure_production(mlflow_client, model_id: str, reason: str, previous: str |
 def complete_registration(mlflow_client, model_id: str) -> ModelInfo:
     """A version whose registration stopped between its creation and its stage (MLflow unreachable between
     the two calls of `register`) is still in MLflow's stage None: put it in staging, as `register` would
-    have. Any other version is returned as it is."""
+    have, and end its training run if the outage left it RUNNING (its files and metrics were complete
+    before the version was created). Any other version is returned as it is."""
     ref = parse_model_id(model_id)
     version = _version(mlflow_client, ref)
     if _public_stage(version) == "none":
         _set_stage(mlflow_client, version.name, str(ref.version), "staging")
+        if version.run_id and mlflow_client.get_run(version.run_id).info.status == "RUNNING":
+            mlflow_client.set_terminated(version.run_id, "FINISHED")
         logger.info("%s: registration completed (stage staging)", ref.id)
     return show(mlflow_client, ref.id)
 

@@ -131,12 +131,16 @@ class FaultPlan(logging.Handler):
         self.faults, self.i = faults, 0
         self.seen: list[str] = []  # every transient failure, as logged
         self.errors: list[BaseException] = []
+        self.handling = threading.local()
 
     @property
     def current(self) -> Fault | None:
         return self.faults[self.i] if self.i < len(self.faults) else None
 
     def emit(self, record):
+        if getattr(self.handling, "on", False):  # logged by the stop or restart itself (boto3's health check)
+            return
+        self.handling.on = True
         try:
             f = self.current
             if record.name == "pipelines.transient":
@@ -153,6 +157,8 @@ class FaultPlan(logging.Handler):
                 f.stop()
         except Exception as e:  # logging swallows a handler's errors: keep them for the test
             self.errors.append(e)
+        finally:
+            self.handling.on = False
 
 
 @contextmanager
@@ -454,7 +460,7 @@ def test_daily_run_with_s3_and_mlflow_stopped_under_upload_registration_and_prom
         m = record.name == "urllib3.connectionpool" and ARTIFACT_PUT.search(record.getMessage())
         if m:
             uploads.append(m.group(1))
-        return len(uploads) == 2
+        return bool(m) and len(uploads) == 2
 
     def created(record) -> bool:
         return record.name == "urllib3.connectionpool" and \
@@ -485,6 +491,9 @@ def test_daily_run_with_s3_and_mlflow_stopped_under_upload_registration_and_prom
     assert set(faults[0].state) == known  # no version registered from the cut upload
     registered = {ems.mlflow.get_model_version(f"{TENANT}.load_forecaster", str(m.version)).source for m in new}
     assert len(new) == 1 and not any(cut in s for s in registered), registered
+    cut_run = ems.mlflow.get_logged_model(cut).source_run_id
+    assert ems.mlflow.get_run(cut_run).info.status == "FAILED"
+    assert ems.mlflow.get_run(new[0].run_id).info.status == "FINISHED"  # ended by the retry (MLflow was down)
     # 2. MLflow stopped after the version was created: found by its data tag and finished, not trained again.
     (challenger,) = [k for k in faults[1].state if k not in known]
     assert faults[1].state[challenger][0] == "none" and faults[1].state[challenger][2]  # created, no stage yet
