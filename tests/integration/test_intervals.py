@@ -71,7 +71,8 @@ def test_a_late_reading_moves_its_30_minute_row_and_redis(loaded, store, tmp_pat
     entity = [{"tenant_id": TENANT, "asset_id": "zone1"}]
     before = store.get_online_features(features=["load_30min:last_value"], entity_rows=entity).to_dict()
     with psycopg.connect(loaded.postgres.conninfo()) as conn:
-        last = step_rows(conn, TENANT, ["zone1"], 30).iloc[-1]
+        all_before = step_rows(conn, TENANT, ["zone1"], 30)
+    last = all_before.iloc[-1]
     assert before["last_value"] == [pytest.approx(last["last_value"])]
     late = tmp_path / "late.csv"  # a correction of the last 10-minute reading (23:50) of 10 June
     pd.DataFrame({"asset_id": ["zone1"], "timestamp": ["2017-06-10T23:50:00"], "value": [90_000.0]}).to_csv(
@@ -79,10 +80,15 @@ def test_a_late_reading_moves_its_30_minute_row_and_redis(loaded, store, tmp_pat
     ingest_readings(loaded, late, TENANT)
     refresh(loaded)
     with psycopg.connect(loaded.postgres.conninfo()) as conn:
-        after = step_rows(conn, TENANT, ["zone1"], 30).iloc[-1]
+        all_after = step_rows(conn, TENANT, ["zone1"], 30)
+        after = all_after.iloc[-1]
         step = conn.execute("SELECT step_minutes FROM assets WHERE tenant_id = %s AND asset_id = 'zone1'",
                             (TENANT,)).fetchone()[0]
     assert step == 10  # a single late reading keeps the recorded step
+    # no leak: every row ending at or before the reading's time (23:50) is as it was, bit for bit
+    pd.testing.assert_frame_equal(all_after.iloc[:-1], all_before.iloc[:-1])
+    assert (all_after.iloc[-1]["event_timestamp"], all_after.iloc[-1]["n_readings"]) == (
+        all_before.iloc[-1]["event_timestamp"], 3)
     assert after["event_timestamp"] == pd.Timestamp("2017-06-11", tz=UTC)
     assert after["last_value"] == pytest.approx((3 * last["last_value"] - _reading("2017-06-10 23:50") + 90_000) / 3)
     report = materialize(loaded, end=datetime(2017, 6, 11, tzinfo=UTC), store=store)
