@@ -23,7 +23,7 @@ from bench import core
 from bench.data import DataSet
 
 SERVICE = "forecast_weather"
-QUICK_SIZES, FULL_SIZES = (100_000, 300_000), (100_000, 1_000_000)
+QUICK_SIZES, FULL_SIZES = (20_000, 60_000), (100_000, 300_000)  # 1M: sizes=(1_000_000,) (README)
 
 
 @contextmanager
