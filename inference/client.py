@@ -36,6 +36,7 @@ from core.names import (
     FORECAST_TYPES,
     STEP_INTERVALS,
     TAG_FORECAST_TYPE,
+    TAG_INTERVAL,
     InvalidMethodError,
     check_asset_id,
     check_interval,
@@ -242,6 +243,10 @@ class Client:
         if served_type != forecast_type:
             raise InvalidArgumentError(f"model {served.info.id} forecasts {served_type}, not {forecast_type}: "
                                        f"name a {forecast_type} model or leave the model out")
+        if TAG_INTERVAL in served.info.tags:  # a sub-hourly model named for an hourly forecast
+            from inference.intervals import check_model_interval
+
+            check_model_interval(served, 60)
         if forecast_type == "generation":  # its own inputs: recent power and covariates_at (inference/generation.py)
             from inference import generation
 

@@ -169,6 +169,8 @@ def test_the_sdk_serves_30_minute_steps_from_redis_as_trained(trained, loaded):
     np.testing.assert_allclose(f["p50"].to_numpy(), model.predict(None, frame)["p50"].to_numpy(), rtol=1e-9)
     past = Client(loaded).forecast(TENANT, "zone2", horizon=1, interval_minutes=30, as_of="2017-06-05T10:40:00")
     assert past.source == "offline" and past.feature_time == pd.Timestamp("2017-06-05 10:30", tz=UTC)
+    with pytest.raises(InvalidIntervalError, match="load_forecaster_30min:1 forecasts at interval_minutes=30, not 60"):
+        Client(loaded).forecast(TENANT, "zone2", horizon=1, model="load_forecaster_30min")  # hourly with it
 
 
 def test_the_cli_takes_interval_minutes(trained, loaded, env):
