@@ -23,6 +23,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from core.errors import EmsError
 
 ROOT = Path(__file__).resolve().parent.parent
+# MLflow 3's client telemetry thread sets and unsets _MLFLOW_TELEMETRY_SESSION_ID in os.environ while other
+# threads read the environment (requests does, per call): a KeyError in a pipeline step or a test. Every
+# process of the project imports this module before MLflow; telemetry stays off unless the user says otherwise.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 # Throwaway credentials of the local S3 server; refused for any non-loopback endpoint.
