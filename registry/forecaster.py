@@ -185,6 +185,29 @@ def recent_widths(horizon: np.ndarray, e: np.ndarray, coverage: float = 0.8,
     return out
 
 
+
+def save_boosters(boosters: dict, folder: Path) -> dict[str, str]:
+    """Each booster as a LightGBM text file `<name>.txt` in folder: the artifacts MLflow logs, by name."""
+    paths = {}
+    for name, booster in boosters.items():
+        paths[name] = str(folder / f"{name}.txt")
+        booster.save_model(paths[name])
+    return paths
+
+
+def load_boosters(artifacts: dict[str, str], names) -> dict:
+    """The boosters of those names that the artifacts have, parsed side by side (LightGBM's parser runs in C
+    without the GIL)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import lightgbm as lgb
+
+    found = [name for name in names if name in artifacts]
+    if not found:
+        return {}
+    with ThreadPoolExecutor(len(found)) as pool:
+        return dict(zip(found, pool.map(lambda name: lgb.Booster(model_file=artifacts[name]), found), strict=True))
+
 class QuantileForecaster(PythonModel):
     """pyfunc: input = the design columns (feature service at issue time, target-aligned lags,
     calendar of the target hour, horizon_h; optionally asset_id for per-asset interval calibration);
@@ -205,15 +228,7 @@ class QuantileForecaster(PythonModel):
 
     # MLflow: boosters are artifacts (LightGBM text files), not pickled.
     def load_context(self, context) -> None:
-        """Parse the booster files side by side (LightGBM's parser runs in C without the GIL)."""
-        from concurrent.futures import ThreadPoolExecutor
-
-        import lightgbm as lgb
-
-        names = [name for name in OUTPUTS if name in context.artifacts]
-        with ThreadPoolExecutor(len(names)) as pool:
-            boosters = pool.map(lambda name: lgb.Booster(model_file=context.artifacts[name]), names)
-            self.boosters = dict(zip(names, boosters, strict=True))
+        self.boosters = load_boosters(context.artifacts, OUTPUTS)
 
     @property
     def point_booster(self):
@@ -221,11 +236,7 @@ class QuantileForecaster(PythonModel):
         return self.boosters.get("point") or self.boosters["p50"]
 
     def save_boosters(self, folder: Path) -> dict[str, str]:
-        paths = {}
-        for name, booster in self.boosters.items():
-            paths[name] = str(folder / f"{name}.txt")
-            booster.save_model(paths[name])
-        return paths
+        return save_boosters(self.boosters, folder)
 
     def __getstate__(self):  # pickle the definition only; boosters come back through load_context
         return {"features": self.features, "boosters": {}, "calibration": self.calibration, "assets": self.assets,

@@ -9,6 +9,7 @@ import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 
+from registry.forecaster import load_boosters, save_boosters
 from registry.step_design import FEATURES, SCALED, level
 
 OUTPUTS = ("p10", "p50", "p90")
@@ -34,17 +35,10 @@ class StepForecaster(mlflow.pyfunc.PythonModel):
         self.boosters = boosters or {}
 
     def load_context(self, context) -> None:
-        import lightgbm as lgb
-
-        self.boosters = {name: lgb.Booster(model_file=context.artifacts[name]) for name in OUTPUTS
-                         if name in context.artifacts}
+        self.boosters = load_boosters(context.artifacts, OUTPUTS)
 
     def save_boosters(self, folder: Path) -> dict[str, str]:
-        paths = {}
-        for name, booster in self.boosters.items():
-            paths[name] = str(folder / f"{name}.txt")
-            booster.save_model(paths[name])
-        return paths
+        return save_boosters(self.boosters, folder)
 
     def __getstate__(self):  # the definition only; boosters come back through load_context
         return {"step": self.step, "features": self.features, "boosters": {}}

@@ -24,3 +24,15 @@ def pjm_slice(target: Path, start: str = "2016-10-20", end: str = "2016-11-20") 
     df = pd.read_csv(PJM_AEP, dtype=str)
     df[(df["timestamp"] >= start) & (df["timestamp"] < end)].to_csv(target, index=False)
     return target
+
+
+def zone1(target: Path, start: str, end: str, spike: pd.Timestamp | None = None) -> Path:
+    """Real Tetouan zone 1 readings in [start, end) as a tidy CSV; the hour `spike` at 3x its value."""
+    f = pd.read_csv(TETOUAN, usecols=["timestamp", "zone1_power_consumption"])
+    f = f[(f["timestamp"] >= start) & (f["timestamp"] < end)].rename(columns={"zone1_power_consumption": "value"})
+    if spike is not None:
+        t = pd.to_datetime(f["timestamp"])
+        f.loc[(t >= spike) & (t < spike + pd.Timedelta(hours=1)), "value"] *= 3
+    f.insert(0, "asset_id", "zone1")
+    f.to_csv(target, index=False)
+    return target

@@ -19,7 +19,6 @@ import time
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pandas as pd
 import psycopg
@@ -34,7 +33,7 @@ from registry import lifecycle, train_anomaly, train_forecast
 from registry.training_data import SplitConfig
 from stack import services
 from stack.process import terminate
-from tests.helpers.data import TETOUAN
+from tests.helpers.data import zone1
 from warehouse import alerts
 from warehouse.db import connect
 from warehouse.ingest import ingest_readings
@@ -48,17 +47,6 @@ SPIKE = pd.Timestamp("2017-02-26T21:00:00")  # a 3x meter hour in the alerts tes
 TRAP_KEY = 7_710_023  # advisory lock the alerts test's trigger waits on
 HOURLY = {"score": {"tenants": [TENANT]}}
 
-
-def zone1(target: Path, start: str, end: str, spike: pd.Timestamp | None = None) -> Path:
-    """Real Tetouan zone 1 readings in [start, end) as a tidy CSV; the hour `spike` at 3x its value."""
-    f = pd.read_csv(TETOUAN, usecols=["timestamp", "zone1_power_consumption"])
-    f = f[(f["timestamp"] >= start) & (f["timestamp"] < end)].rename(columns={"zone1_power_consumption": "value"})
-    if spike is not None:
-        t = pd.to_datetime(f["timestamp"])
-        f.loc[(t >= spike) & (t < spike + pd.Timedelta(hours=1)), "value"] *= 3
-    f.insert(0, "asset_id", "zone1")
-    f.to_csv(target, index=False)
-    return target
 
 
 @pytest.fixture(scope="module")

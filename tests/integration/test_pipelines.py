@@ -29,7 +29,7 @@ from pipelines.runtime import Runtime
 from registry import lifecycle, train_anomaly, train_forecast
 from registry.training_data import SplitConfig
 from stack import services
-from tests.helpers.data import TETOUAN
+from tests.helpers.data import TETOUAN, zone1
 from warehouse import alerts
 from warehouse.ingest import ingest_readings
 from warehouse.point_in_time import tenant_assets
@@ -40,17 +40,6 @@ pytestmark = pytest.mark.integration
 TENANT = "pipe"
 SPIKE = pd.Timestamp("2017-02-26T21:00:00")  # in the late block, within the last 3 hours of it
 
-
-def zone1(target: Path, start: str, end: str, spike: pd.Timestamp | None = None) -> Path:
-    """Real Tetouan zone 1 readings in [start, end) as a tidy CSV; the hour `spike` at 3x its value."""
-    f = pd.read_csv(TETOUAN, usecols=["timestamp", "zone1_power_consumption"])
-    f = f[(f["timestamp"] >= start) & (f["timestamp"] < end)].rename(columns={"zone1_power_consumption": "value"})
-    if spike is not None:
-        t = pd.to_datetime(f["timestamp"])
-        f.loc[(t >= spike) & (t < spike + pd.Timedelta(hours=1)), "value"] *= 3
-    f.insert(0, "asset_id", "zone1")
-    f.to_csv(target, index=False)
-    return target
 
 
 @pytest.fixture(scope="module")
