@@ -113,6 +113,26 @@ weather_forecast = FeatureView(
     tags={"domain": "weather", "granularity": "1h", "kind": "covariate_forecast"},
 )
 
+market_forecast = FeatureView(
+    name="market_forecast",
+    entities=[tenant, asset, target_hour],
+    ttl=FORECAST_TTL,
+    schema=[
+        Field(name="load_forecast", dtype=Float64,
+              description="MW, the market's day-ahead (system) load forecast for the target hour."),
+        Field(name="wind_forecast", dtype=Float64, description="MW, the market's day-ahead wind power forecast."),
+        Field(name="zonal_load_forecast", dtype=Float64, description="MW, the zone's day-ahead load forecast."),
+    ],
+    source=asset_covariate_forecast_source,
+    # The same covariate store and point-in-time rule as weather_forecast (a market zone's site holds them);
+    # offline like it: the price forecaster reads the same rows at its origin from the warehouse
+    # (warehouse/market.py).
+    online=False,
+    description="Exogenous forecasts a market publishes before its auction for each target hour: the latest issue "
+                "at or before the entity time (the forecast's origin), never one issued later.",
+    tags={"domain": "market", "granularity": "1h", "kind": "covariate_forecast"},
+)
+
 
 def _step_fields(step: str) -> list[Field]:
     return [

@@ -13,7 +13,7 @@ import pytest
 
 from core.settings import ROOT
 from tests.helpers.stack import ems
-from warehouse.covariates import covariates_at, ingest_forecasts
+from warehouse.covariates import covariates_at, ingest_forecasts, target_hour
 from warehouse.ingest import ingest_readings
 from warehouse.validate import IngestError
 
@@ -86,6 +86,35 @@ def test_a_market_forecast_issued_after_the_origin_never_reaches_it(stack, loade
             (TENANT, ASSET, origin.to_pydatetime(), targets[0].to_pydatetime(),
              (targets[-1] + pd.Timedelta(hours=1)).to_pydatetime())).fetchone()
     assert rows[0] == 24 and rows[1] > 1.0  # the revision (issued after the origin) is not among them
+
+
+def test_feast_market_forecast_view_reads_the_same_rows(stack, store, loaded):
+    """The declared view `market_forecast` (feature_repo/views.py) through Feast's point-in-time join: per
+    target hour the latest issue at or before the origin, as `covariates_at` reads it; before the day's issue
+    nothing is known; the view's columns are the market's, and a zone without a zonal forecast reads NULL."""
+    origins = [utc("2018-10-30T11:00"), utc("2018-10-30T09:59"), utc("2018-11-01T11:00")]
+    rows = []
+    for origin in origins:
+        day = origin.tz_convert(TZ).normalize() + pd.Timedelta(days=1)
+        targets = pd.date_range(day.tz_convert("UTC"), periods=24, freq="h")
+        rows += [{"tenant_id": TENANT, "asset_id": ASSET, "target_hour": int(h), "event_timestamp": origin,
+                  "target_time": t} for h, t in zip(target_hour(targets), targets, strict=True)]
+    entities = pd.DataFrame(rows)
+    got = store.get_historical_features(
+        entity_df=entities.drop(columns="target_time"),
+        features=[f"market_forecast:{c}" for c in [*MARKET, "zonal_load_forecast"]]).to_df()
+    got["event_timestamp"] = pd.to_datetime(got["event_timestamp"], utc=True)
+    got = got.sort_values(["event_timestamp", "target_hour"]).reset_index(drop=True)
+    assert len(got) == len(entities)
+    for origin in origins:
+        mine = got[got["event_timestamp"] == origin]
+        targets = pd.DatetimeIndex(entities.loc[entities["event_timestamp"] == origin, "target_time"]).sort_values()
+        want = covariates_at(stack, SITE, origin, targets, MARKET)
+        assert mine[MARKET].to_numpy(dtype=float).tolist() == want[MARKET].to_numpy(dtype=float).tolist() or (
+            mine[MARKET].isna().all().all() and want[MARKET].isna().all().all()), str(origin)
+    assert got.loc[got["event_timestamp"] == origins[0], MARKET].notna().all().all()
+    assert got.loc[got["event_timestamp"] == origins[1], MARKET].isna().all().all()  # before the 10:00 issue
+    assert got["zonal_load_forecast"].isna().all()  # NP publishes none
 
 
 def test_bad_market_values_are_rejected_and_nothing_is_written(stack, loaded, tmp_path):
