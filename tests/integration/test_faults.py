@@ -341,15 +341,20 @@ def test_materialize_killed_midway_then_rerun_loads_exactly_the_latest_values(st
                for v in half}
     written = {v for v, p in present.items() if p.all()}
     untouched = {v for v, p in present.items() if not p.any()}
+    # views without rows for these meters (a step table finer than their readings) show nothing in Redis either way
+    empty = {v for v in half if _latest_in_sql(stack, store, v, tenant, start, end).empty}
     # every view is all or nothing, and Feast recorded exactly the views that reached Redis
-    assert "weather_hourly" in untouched and written | untouched == set(half) and recorded == written, \
-        (written, untouched, recorded)
+    assert "weather_hourly" in untouched and written | untouched == set(half) and recorded - empty == written, \
+        (written, untouched, recorded, empty)
     assert all(half[v][-1][1] == end for v in recorded)
 
     ems("materialize", *window)
     store = get_store(stack)
     for view in half:
         expected = _latest_in_sql(stack, store, view, tenant, start, end)
+        if expected.empty:  # a view without rows for these meters (a step table finer than their readings)
+            assert _online(store, view, tenant, assets).drop(columns=["asset_id", "ts"]).isna().all().all(), view
+            continue
         if view == "weather_hourly":
             assert len(expected) == 40 and expected["temperature"].notna().all()
         pd.testing.assert_frame_equal(_online(store, view, tenant, expected["asset_id"].tolist()), expected,
