@@ -228,14 +228,18 @@ def test_every_changed_asset_reaches_redis_without_start(stack, store, env, tmp_
         queued = conn.execute("SELECT DISTINCT tenant_id, asset_id, relation FROM online_refresh_queue").fetchall()
     # a1's load feature tables changed (TimescaleDB: also any asset whose rematerialized buckets of that
     # window moved by an ulp, with the features computed from them), nothing of weather or profile
+    # (its 10-minute readings also feed the 30-minute step table; 10 minutes do not divide 15)
     changed = {(t, a) for t, a, _ in queued}
-    assert (tenant, "a1") in changed and {r for _, _, r in queued} <= {"load_lag_features", "load_rolling_features"}
+    load_views = {"load_lag_features": "load_lags", "load_rolling_features": "load_rolling",
+                  "load_features_30min": "load_30min", "load_features_15min": "load_15min"}
+    assert (tenant, "a1") in changed and {r for _, _, r in queued} <= set(load_views)
+    assert (tenant, "a1", "load_features_30min") in queued
     assert flavour(stack) == "timescale" or changed == {(tenant, "a1")}
     doc = json.loads(ems("materialize", "--json", env=env).stdout)
     # only the views reading the load feature tables are rewritten, not a1's static or weather rows
-    by_relation = {rel: sum(r == rel for _, _, r in queued) for rel in ("load_lag_features", "load_rolling_features")}
-    assert doc["written"] == {"load_lags": by_relation["load_lag_features"], "weather_hourly": 0,
-                              "load_rolling": by_relation["load_rolling_features"], "asset_profile": 0}
+    by_relation = {rel: sum(r == rel for _, _, r in queued) for rel in load_views}
+    assert doc["written"] == {"weather_hourly": 0, "asset_profile": 0,
+                              **{view: by_relation[rel] for rel, view in load_views.items()}}
     assert online_rows(store, tenant, ["a1"]).loc["a1", "historical_avg_168h"] != pytest.approx(before)
     assert_online_is_latest(stack, store, tenant, ["a1"])
 
