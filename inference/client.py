@@ -218,9 +218,9 @@ class Client:
                 raise InvalidArgumentError("interval_minutes=1440 aggregates the stored asset's hourly load forecast: "
                                            f"{'history' if history is not None else f'forecast_type={forecast_type!r}'}"
                                            " not supported there")
-            hourly = self.forecast(tenant, asset, horizon, quantiles, model, as_of, None, timezone, overrides,
-                                   forecast_type, weather_forecast)
-            return intervals.daily(self, hourly, tenant, asset, horizon)
+            by_hour = self.forecast(tenant, asset, horizon, quantiles, model, as_of, None, timezone, overrides,
+                                    forecast_type, weather_forecast)
+            return intervals.daily(self, by_hour, tenant, asset, horizon)
         if forecast_type == "generation":
             _generation_only(horizon, history, overrides, weather_forecast)
         given = [n for n, v in (("history", history), ("overrides", overrides), ("weather_forecast", weather_forecast))
