@@ -64,6 +64,7 @@ class BoosterConfig:
     feature_fraction: float = 0.9
     lambda_l2: float = 0.0  # LightGBM's default (no L2 penalty on leaf values); `ems tune forecast` searches it
     num_threads: int = 0  # LightGBM default: all cores
+    seed: int = 0  # LightGBM's seed (feature_fraction's column draws): fixed, so a rerun fits the same boosters
     # Conformal calibration of the p10-p90 interval: p10/p90 boosters fitted once more without the last
     # calibration_days before each asset's training end, scored on those days (0 = no calibration).
     calibration_days: int = 28
@@ -73,7 +74,7 @@ class BoosterConfig:
     def params(self, output: str) -> dict:
         base = {"learning_rate": self.learning_rate, "num_leaves": self.num_leaves, "verbose": -1,
                 "min_data_in_leaf": self.min_data_in_leaf, "feature_fraction": self.feature_fraction,
-                "lambda_l2": self.lambda_l2, "num_threads": self.num_threads, "seed": 0, "deterministic": True,
+                "lambda_l2": self.lambda_l2, "num_threads": self.num_threads, "seed": self.seed, "deterministic": True,
                 "force_col_wise": True}
         return base | {"objective": "quantile", "alpha": ALPHAS[output]}
 

@@ -8,6 +8,8 @@ data-parallel learner: each worker bins its own rows, and the workers' histogram
 
 from __future__ import annotations
 
+import dataclasses
+
 import mlflow
 import pandas as pd
 import pytest
@@ -46,29 +48,44 @@ def data(stack, env, tmp_path_factory):
     return stack
 
 
+SEEDS = (0, 1, 2)
+
+
+def _train(data, store, seed: int, **kw):
+    return train_forecast.train(data, store, TENANT, service=SERVICE, split=SPLIT,
+                                boosting=dataclasses.replace(BOOST, seed=seed), **kw)
+
+
 @pytest.fixture(scope="module")
 def local(data, store):
-    return train_forecast.train(data, store, TENANT, service=SERVICE, split=SPLIT, boosting=BOOST)
+    return _train(data, store, SEEDS[0])
 
 
 @pytest.fixture(scope="module")
 def distributed(data, store):
     steps = []
-    result = train_forecast.train(data, store, TENANT, service=SERVICE, split=SPLIT, boosting=BOOST, engine="dask",
-                                  progress=lambda step, done, total: steps.append(step))
+    result = _train(data, store, SEEDS[0], engine="dask", progress=lambda step, done, total: steps.append(step))
     return result, steps
 
 
-def test_dask_model_scores_within_2_percent_of_the_local_model(local, distributed):
+def test_dask_model_scores_within_2_percent_of_the_local_model(data, store, local, distributed):
+    """Averaged over three LightGBM seeds: one seed's pair is below the noise floor. The local model alone moved
+    1,993-2,086 held-out MAE between seeds 0-2 (feature_fraction's draws; +-2.3 %), and the dask model 1,979-2,119
+    (which worker's share bins which feature, and the averaged quantile leaves); the seed means were 2,041 local
+    vs 2,027 dask (-0.7 %), mean pinball 707 vs 704 (-0.4 %). The seed average replaced a one-seed pair after that
+    pair failed (+3.7 % MAE at seed 0 in CI, -2.0 % at seed 0 with the two shares swapped between the workers)."""
     result, steps = distributed
-    figures = {m: (round(result.metrics[m], 3), round(local.metrics[m], 3))
-               for m in ("mae", "pinball_mean", "pinball_p10", "pinball_p50", "pinball_p90", "dayahead_mae")}
-    print(figures, "dask", result.timings, "local", local.timings)  # noqa: T201 (README's figures, pytest -rP)
+    runs = {"local": [local] + [_train(data, store, s) for s in SEEDS[1:]],
+            "dask": [result] + [_train(data, store, s, engine="dask") for s in SEEDS[1:]]}
+    means = {engine: {m: sum(r.metrics[m] for r in rs) / len(rs) for m in ("mae", "pinball_mean", "dayahead_mae")}
+             for engine, rs in runs.items()}
+    each = {engine: [(round(r.metrics["mae"], 1), round(r.metrics["pinball_mean"], 1)) for r in rs]
+            for engine, rs in runs.items()}
+    print(means, each, "dask", result.timings, "local", local.timings)  # noqa: T201 (README's figures, pytest -rP)
     for metric in ("mae", "pinball_mean"):  # the point forecast's MAE and the pinball loss of p10/p50/p90
-        ratio = result.metrics[metric] / local.metrics[metric]
-        # no more than 2 % worse; better by more than 2 % passes up to 5 % (measured: MAE -2.05 %, pinball -0.6 %)
-        assert -0.05 <= ratio - 1 <= 0.02, f"{metric}: dask {result.metrics[metric]:.2f} vs local " \
-                                       f"{local.metrics[metric]:.2f} ({ratio:.4f}; {result.timings} {local.timings})"
+        ratio = means["dask"][metric] / means["local"][metric]
+        assert abs(ratio - 1) <= 0.02, f"{metric}: dask {means['dask'][metric]:.2f} vs local " \
+                                       f"{means['local'][metric]:.2f} ({ratio:.4f}; per seed {each})"
     assert result.metrics["rows"] == local.metrics["rows"]  # the same held-out rows
     assert any("Dask workers" in s for s in steps) and steps[-1] == "done"
 
