@@ -49,6 +49,14 @@ class TrainRequest(BaseModel):
     history_days: int = Field(730, description="21..20000")
     holdout_days: int = Field(14, description="1..365")
     num_boost_round: int | None = Field(None, description="forecast only: 1..5000 boosting rounds (default 300)")
+    engine: Literal["local", "dask"] = Field("local", description="forecast only: local (the job's process) | dask "
+                                                                  "(lightgbm.dask from the Parquet training set, "
+                                                                  "as `ems train forecast --engine dask`)")
+    dask_scheduler: str | None = Field(None, description="engine dask: a running scheduler (tcp://host:8786); "
+                                                         "default the service's EMS_DASK_SCHEDULER, else a local "
+                                                         "cluster of dask_workers processes")
+    dask_workers: int | None = Field(None, description="engine dask without a scheduler: 1..256 local worker "
+                                                       "processes (default 2)")
 
 
 class ExportRequest(BaseModel):
@@ -182,6 +190,7 @@ def _check_train(body: TrainRequest, store) -> None:
             raise InvalidArgumentError("num_boost_round applies to forecast models only")
     elif body.method is not None:
         raise InvalidArgumentError(f"method {body.method!r} applies to anomaly models only")
+    _dask_config(body)
     if body.num_boost_round is not None and not 1 <= body.num_boost_round <= 5000:
         raise InvalidArgumentError(f"num_boost_round={body.num_boost_round} is out of range 1..5000")
     if body.name is not None:
@@ -192,6 +201,29 @@ def _check_train(body: TrainRequest, store) -> None:
         raise InvalidArgumentError(str(e)) from None
     feature_service(store, body.feature_service or (DEFAULT_FORECAST_SERVICE if body.model_type == "forecast"
                                                     else DEFAULT_ANOMALY_SERVICE))
+
+
+def _dask_config(body: TrainRequest):
+    """The Dask options checked with the engine (the CLI's rules): None for engine local."""
+    given = [f"{k}={v!r}" for k, v in (("dask_scheduler", body.dask_scheduler), ("dask_workers", body.dask_workers))
+             if v is not None]
+    if body.engine == "local":
+        if given:
+            raise InvalidArgumentError(f"{', '.join(given)}: Dask options need engine 'dask', not 'local'")
+        return None
+    if body.model_type != "forecast":
+        raise InvalidArgumentError(f"engine 'dask' trains forecast models; model_type {body.model_type!r} needs "
+                                   "engine 'local'")
+    if body.dask_scheduler and body.dask_workers is not None:
+        raise InvalidArgumentError(f"dask_workers={body.dask_workers} sizes a local cluster; with dask_scheduler "
+                                   f"{body.dask_scheduler!r} the workers are the scheduler's: give one of the two")
+    from registry.dask_training import DaskConfig
+
+    try:
+        return DaskConfig(scheduler=body.dask_scheduler or os.environ.get("EMS_DASK_SCHEDULER", ""),
+                          workers=2 if body.dask_workers is None else body.dask_workers).check()
+    except ValueError as e:
+        raise InvalidArgumentError(str(e)) from None
 
 
 def _spawn(job_id: str) -> None:
@@ -255,7 +287,8 @@ def _train(settings, request: dict, step) -> dict:
                                                        if body.num_boost_round else {}))
             result = train_forecast.train(settings, store, body.tenant_id, body.asset_ids,
                                           body.feature_service or DEFAULT_FORECAST_SERVICE,
-                                          body.name or DEFAULT_FORECAST_NAME, split, boosting, progress=step)
+                                          body.name or DEFAULT_FORECAST_NAME, split, boosting, progress=step,
+                                          engine=body.engine, dask=_dask_config(body))
         else:
             from registry import train_anomaly
 

@@ -93,6 +93,14 @@ def test_a_training_job_registers_a_staging_version_and_reports_its_steps(api, k
     ({"feature_service": "forecast_nope"}, "unknown_feature_service", "forecast_nope"),
     ({"num_boost_round": 0}, "invalid_argument", "num_boost_round=0 is out of range 1..5000"),
     ({"model_type": "price"}, "invalid_request", "model_type"),
+    ({"engine": "spark"}, "invalid_request", "engine"),
+    ({"dask_workers": 3}, "invalid_argument", "dask_workers=3: Dask options need engine 'dask', not 'local'"),
+    ({"engine": "dask", "model_type": "anomaly", "method": "z_score"}, "invalid_argument",
+     "engine 'dask' trains forecast models; model_type 'anomaly' needs engine 'local'"),
+    ({"engine": "dask", "dask_workers": 0}, "invalid_argument", "dask workers=0 is out of range 1..256"),
+    ({"engine": "dask", "dask_scheduler": "scheduler:8786"}, "invalid_argument", "'scheduler:8786' is not an address"),
+    ({"engine": "dask", "dask_scheduler": "tcp://10.0.0.1:8786", "dask_workers": 4}, "invalid_argument",
+     "give one of the two"),
 ])
 def test_a_training_that_could_not_run_is_refused_at_submission_and_nothing_is_queued(api, keys, body, code, names):
     admin = keys.token(J, ALL_ROLES)
@@ -115,6 +123,37 @@ def test_jobs_are_the_tenants_own(api, keys):
                 json={"tenant_id": J}).status_code == 403  # training needs model_admin
     missing = call("GET", f"{api}/ai/jobs/0123abcd", admin)
     assert missing.status_code == 404 and missing.json() == {"code": "job_not_found", "message": "no job '0123abcd'"}
+
+
+def test_a_dask_training_job_registers_a_version_trained_on_the_cluster(api, keys, stack):
+    """engine 'dask' over the API is `ems train forecast --engine dask`: a 2-worker local cluster in the job's
+    process, the version tagged engine=dask, in staging like any other."""
+    import mlflow
+
+    admin = keys.token(J, ALL_ROLES)
+    r = call("POST", f"{api}/ai/models/train", admin, json={"tenant_id": J, "history_days": 28, "holdout_days": 7,
+                                                            "num_boost_round": 10, "engine": "dask"})
+    assert r.status_code == 202, r.text
+    done = wait(api, admin, r.json()["job_id"])
+    assert done["status"] == "succeeded", done
+    model_id = done["result"]["model_id"]
+    info = lifecycle.show(lifecycle.client(stack.mlflow_tracking_uri), model_id)
+    assert info.stage == "staging" and info.tags["engine"] == "dask"
+    mlflow.set_tracking_uri(stack.mlflow_tracking_uri)
+    params = mlflow.get_run(done["result"]["run_id"]).data.params
+    assert params["engine"] == "dask" and params["dask.workers"] == "2" and params["dask.training_set"].startswith("s3://")
+
+
+def test_a_dask_training_on_an_unreachable_scheduler_fails_naming_it_and_registers_nothing(api, keys):
+    admin = keys.token(J, ALL_ROLES)
+    before = call("GET", f"{api}/ai/models?tenant_id={J}", admin).json()
+    r = call("POST", f"{api}/ai/models/train", admin, json={"tenant_id": J, "history_days": 28, "holdout_days": 7,
+                                                            "engine": "dask", "dask_scheduler": "tcp://127.0.0.1:9"})
+    assert r.status_code == 202, r.text
+    done = wait(api, admin, r.json()["job_id"])
+    assert done["status"] == "failed" and done["error_code"] == "dask_cluster", done
+    assert "tcp://127.0.0.1:9" in done["error"]
+    assert call("GET", f"{api}/ai/models?tenant_id={J}", admin).json() == before
 
 
 def test_an_export_is_the_point_in_time_read_of_every_hour(api, keys, stack):
