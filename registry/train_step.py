@@ -33,7 +33,7 @@ from core.names import (
 from core.settings import Settings
 from registry import tracking
 from registry.step_design import FEATURES, expand, naive, steps_for
-from registry.step_forecaster import ALPHAS, OUTPUTS, StepForecaster, matrix
+from registry.step_forecaster import ALPHAS, BUCKET_EDGES_H, OUTPUTS, StepForecaster, bucket, matrix
 from registry.training_data import tenant_assets
 from warehouse.db import connect
 from warehouse.steps import step_rows, step_series
@@ -58,6 +58,11 @@ class StepConfig:
     num_leaves: int = 63
     min_data_in_leaf: int = 50
     seed: int = 0
+    # Split-conformal calibration of the p10-p90 band (calibrate): p10/p90 fitted once more without each asset's
+    # last calibration_days of training, scored on the forecasts issued in them; 0 = the boosters' band as is.
+    # Skipped when the training window is shorter than twice that.
+    calibration_days: int = 14
+    min_calibration_rows: int = 100  # per horizon bucket; below it the bucket takes the all-bucket figure
 
 
 @dataclass
@@ -126,20 +131,60 @@ def training_rows(settings: Settings, store, tenant: str, assets: list[str], ste
     return train, holdout, (min(w[0] for w in windows), max(w[1] for w in windows))
 
 
-def fit(train: pd.DataFrame, step: int, cfg: StepConfig) -> StepForecaster:
+def _boosters(X: np.ndarray, y: np.ndarray, cfg: StepConfig, outputs=OUTPUTS) -> dict:
     import lightgbm as lgb
 
-    X, lvl = matrix(train)
-    ok = np.isfinite(lvl)
-    y = train["y"].to_numpy(dtype=float) / lvl
     boosters = {}
-    for name in OUTPUTS:
+    for name in outputs:
         params = {"objective": "quantile", "alpha": ALPHAS[name], "learning_rate": cfg.learning_rate,
                   "num_leaves": cfg.num_leaves, "min_data_in_leaf": cfg.min_data_in_leaf, "verbose": -1,
                   "seed": cfg.seed, "deterministic": True, "force_col_wise": True, "num_threads": 2}
-        boosters[name] = lgb.train(params, lgb.Dataset(X[ok], label=y[ok], feature_name=list(FEATURES)),
+        boosters[name] = lgb.train(params, lgb.Dataset(X, label=y, feature_name=list(FEATURES)),
                                    num_boost_round=cfg.num_boost_round)
-    return StepForecaster(step, boosters)
+    return boosters
+
+
+def fit(train: pd.DataFrame, step: int, cfg: StepConfig) -> StepForecaster:
+    """The three boosters on every training row (targets over the level), and the band's calibration."""
+    X, lvl = matrix(train)
+    ok = np.isfinite(lvl)
+    y = train["y"].to_numpy(dtype=float) / lvl
+    return StepForecaster(step, _boosters(X[ok], y[ok], cfg), calibrate(train, X, y, ok, step, cfg))
+
+
+def calibrate(train: pd.DataFrame, X: np.ndarray, y: np.ndarray, ok: np.ndarray, step: int,
+              cfg: StepConfig) -> dict | None:
+    """Split-conformal calibration of the p10-p90 band (conformalized quantile regression, Romano et al. 2019):
+    p10/p90 boosters fitted on the rows whose target is before each asset's last `calibration_days` of training,
+    scored on the forecasts issued inside those days; per horizon bucket the band moves by the 80 % quantile of
+    max(p10 - y, y - p90) (level units), so that 80 % of those forecasts would have fallen inside. None when the
+    training window is too short to hold the calibration days out twice over."""
+    if cfg.calibration_days <= 0:
+        return None
+    issue, target = (pd.to_datetime(train[c], utc=True) for c in ("issue_time", "target_time"))
+    end = target.groupby(train["asset_id"]).transform("max")
+    begin = issue.groupby(train["asset_id"]).transform("min")
+    cut = end - pd.Timedelta(days=cfg.calibration_days)
+    if ((cut - begin) < pd.Timedelta(days=cfg.calibration_days)).any():
+        return None
+    fit_rows = (ok & (target < cut)).to_numpy()
+    cal_rows = (ok & (issue >= cut)).to_numpy()
+    if fit_rows.sum() < cfg.min_calibration_rows or cal_rows.sum() < cfg.min_calibration_rows:
+        return None
+    boosters = _boosters(X[fit_rows], y[fit_rows], cfg, ("p10", "p90"))
+    lo, hi = (boosters[name].predict(X[cal_rows], num_threads=2) for name in ("p10", "p90"))
+    score = np.maximum(lo - y[cal_rows], y[cal_rows] - hi)
+    which = bucket(train["horizon_steps"].to_numpy()[cal_rows], step)
+    n = len(score)
+    overall = float(np.quantile(score, min(1.0, np.ceil((n + 1) * 0.8) / n)))
+    by_bucket, rows = [], []
+    for b in range(len(BUCKET_EDGES_H) + 1):
+        s = score[which == b]
+        rows.append(int(len(s)))
+        by_bucket.append(float(np.quantile(s, min(1.0, np.ceil((len(s) + 1) * 0.8) / len(s))))
+                         if len(s) >= cfg.min_calibration_rows else overall)
+    return {"by_bucket": by_bucket, "rows": rows, "overall": overall, "bucket_edges_h": list(BUCKET_EDGES_H),
+            "days": cfg.calibration_days}
 
 
 def evaluate(holdout: pd.DataFrame, pred: pd.DataFrame, step: int) -> tuple[dict[str, float], list[dict]]:
@@ -217,6 +262,7 @@ def train(settings: Settings, store, tenant: str, interval: int, assets: list[st
                 metadata={"features": FEATURES, "service": service, TAG_INTERVAL: interval})
         tracking.log_feast_features(store, service)
         mlflow.log_metrics({**scores, "fit_s": fit_s, "total_s": time.perf_counter() - t0})
+        mlflow.log_dict({"calibration": model.calibration}, "calibration.json")  # null: not calibrated
         mlflow.log_dict({"worst_days": worst}, "worst_days.json")
         tags = tracking.version_tags(store, tenant, "forecast", service, window,
                                      tracking.fingerprint(train_rows[["asset_id", "issue_time", *FEATURES, "y"]]))

@@ -127,7 +127,7 @@ def trained(loaded, store, tmp_path_factory):
     ingest_readings(loaded, tetouan_slice(tmp / "t.csv", "2017-05-01", "2017-06-08"), TENANT, wide=True,
                     columns="zone2=zone2_power_consumption")
     refresh(loaded)
-    cfg = StepConfig(holdout_days=7, issue_every_h=12, num_boost_round=40, sampled_horizons=12)
+    cfg = StepConfig(holdout_days=7, issue_every_h=12, num_boost_round=40, sampled_horizons=12, calibration_days=7)
     result = train(loaded, store, TENANT, 30, ["zone2"], cfg=cfg)
     lifecycle.promote(lifecycle.client(loaded.mlflow_tracking_uri), result.model_id, "production", force=True,
                       reason="test model (few rounds)")
@@ -145,6 +145,11 @@ def test_a_30_minute_model_carries_its_interval_and_is_scored_against_seasonal_n
     for key in ("dayahead_mae", "dayahead_naive_1d_mae", "dayahead_naive_7d_mae", "dayahead_coverage_p10_p90"):
         assert np.isfinite(m[key])
     assert len(trained.worst_days) == 3
+    from inference.models import ModelCache  # the band's calibration travels with the version
+
+    model = ModelCache(loaded.mlflow_tracking_uri, settings=loaded).version(trained.model_id).python_model
+    assert model.calibration["days"] == 7 and len(model.calibration["by_bucket"]) == 4
+    assert sum(model.calibration["rows"]) > 0 and all(np.isfinite(model.calibration["by_bucket"]))
 
 
 def test_the_sdk_serves_30_minute_steps_from_redis_as_trained(trained, loaded):
