@@ -392,17 +392,23 @@ def assets_set(
     capacity: Annotated[float | None, typer.Option(
         help="Generation units: capacity (> 0) in the readings' unit.")] = None,
     technology: Annotated[str | None, typer.Option(help="Generation units: wind | pv.")] = None,
+    # text, checked by set_kind: a non-number gets the same one-line error as an out-of-range value
+    latitude: Annotated[str | None, typer.Option(
+        help="Decimal degrees in [-90, 90], with --longitude (a PV unit's forecast needs its position); "
+             "unset: the stored position is kept.")] = None,
+    longitude: Annotated[str | None, typer.Option(help="Decimal degrees in [-180, 180], with --latitude.")] = None,
     as_json: AsJson = False,
 ) -> None:
-    """Say what an ingested asset is; a forecast of a type its kind does not have is refused."""
+    """Say what an ingested asset is (and where); a forecast of a type its kind does not have is refused."""
     from warehouse.assets import set_kind
 
-    row = _run(set_kind, settings(), tenant, asset, kind, capacity, technology)
+    row = _run(set_kind, settings(), tenant, asset, kind, capacity, technology, latitude, longitude)
     if as_json:
         _print_json(row)
     else:
+        where = f" at {row['latitude']:g}, {row['longitude']:g}" if row["latitude"] is not None else ""
         console.print(f"{tenant}/{asset}: {row['kind']}" + (f" ({row['technology']}, capacity {row['capacity']:g})"
-                                                          if row["kind"] == "generation" else ""))
+                                                          if row["kind"] == "generation" else "") + where)
 
 
 @assets_app.command("list")
@@ -414,10 +420,13 @@ def assets_list(tenant: Tenant, as_json: AsJson = False) -> None:
     if as_json:
         _print_json(json.loads(frame.to_json(orient="records")))
         return
-    table = Table("asset", "kind", "capacity", "technology", "site", "time zone", title=f"assets of {tenant}")
+    table = Table("asset", "kind", "capacity", "technology", "site", "time zone", "position",
+                  title=f"assets of {tenant}")
     for r in frame.itertuples():
         table.add_row(r.asset_id, r.kind, _cell(r.capacity) if r.capacity == r.capacity and r.capacity is not None
-                      else "", r.technology or "", r.site_id or "", r.timezone)
+                      else "", r.technology or "", r.site_id or "", r.timezone,
+                      f"{r.latitude:g}, {r.longitude:g}" if r.latitude is not None and r.latitude == r.latitude
+                      else "")
     console.print(table)
 
 
@@ -747,7 +756,11 @@ def _train_progress(fn, *args, **kwargs):
         def update(step: str, done: int, total: int) -> None:
             progress.update(task, description=f"training: {step}", completed=done, total=total)
 
-        return _run(fn, *args, progress=update, **kwargs)
+        try:
+            return _run(fn, *args, progress=update, **kwargs)
+        except typer.Exit:  # the error's one line stays alone: no half bar under it
+            progress.update(task, visible=False)
+            raise
 
 
 def _split(history_days: int, holdout_days: int):
@@ -769,11 +782,15 @@ def train_forecast(
     holdout_days: HoldoutDays = 14,
     as_json: AsJson = False,
     forecast_type: Annotated[str, typer.Option(
-        "--type", help="load | generation (the tenant's wind units over their capacity, with their sites' weather "
-                       "forecasts; all their history, --holdout-days held out and as many before them to "
-                       "calibrate the band; registered as generation_forecaster unless --name) | price (one market "
-                       "zone's day-ahead prices, --asset, with its site's day-ahead covariates; price_forecaster).")
+        "--type", help="load | generation (the tenant's wind or PV units over their capacity, with their sites' "
+                       "weather forecasts; all their history, --holdout-days held out and as many before them to "
+                       "calibrate the band; registered as generation_forecaster (wind) or pv_forecaster (PV) unless "
+                       "--name) | price (one market zone's day-ahead prices, --asset, with its site's day-ahead "
+                       "covariates; price_forecaster).")
     ] = "load",
+    technology: Annotated[str | None, typer.Option(
+        "--technology", help="--type generation: wind | pv, the units to train (one model per technology); unset: "
+                             "the one the tenant's (or --asset's) units have.")] = None,
     boost_rounds: Annotated[int, typer.Option("--boost-rounds", min=1, max=5000, help="load: boosting rounds per "
                                               "quantile booster "
                                               "(1..5000; fewer: faster and coarser, e.g. the demo's 100).")] = 300,
@@ -801,8 +818,11 @@ def train_forecast(
 
     dask = _dask_config(engine, forecast_type, interval_minutes, dask_scheduler, dask_workers, training_set)
     if forecast_type == "generation":
-        _train_generation(tenant, asset, None if name == "load_forecaster" else name, holdout_days, as_json)
+        _train_generation(tenant, asset, None if name == "load_forecaster" else name, holdout_days, as_json,
+                          technology)
         return
+    if technology is not None:
+        raise _fail(ValueError(f"--technology {technology} is for --type generation, not --type {forecast_type}"))
     if forecast_type == "price":
         _train_price(tenant, asset, None if name == "load_forecaster" else name, holdout_days, as_json)
         return
@@ -898,20 +918,22 @@ def _train_price(tenant: str, asset, name: str | None, holdout_days: int, as_jso
     sys.stdout.write(f"{result.model_id}\n")
 
 
-def _train_generation(tenant: str, asset, name: str | None, holdout_days: int, as_json: bool) -> None:
+def _train_generation(tenant: str, asset, name: str | None, holdout_days: int, as_json: bool,
+                      technology: str | None = None) -> None:
     from registry import train_generation as tg
     from warehouse.store import get_store
 
     kwargs = {"name": name} if name else {}
     result = _train_progress(tg.train, settings(), get_store(settings()), tenant, asset, holdout_days=holdout_days,
-                             calibration_days=holdout_days, **kwargs)
+                             calibration_days=holdout_days, technology=technology, **kwargs)
     if as_json:
         _print_json(vars(result))
         return
     m = result.metrics
     console.print(f"[bold]{result.model_id}[/] (staging) · run {result.run_id} · {result.timings['total_s']:.1f} s")
+    baseline = "same hour, last known day" if "persistence_mae" in m else "last hour"  # PV : wind
     table = Table("asset", "RMSE", "persistence RMSE", "MAE", "pinball", "p10–p90 cov.",
-                  title="held-out days, 1-48 h, power / capacity")
+                  title=f"held-out days, 1-48 h, power / capacity (persistence: {baseline})")
     for a, s in {**result.per_asset, "all": m}.items():
         table.add_row(a, f"{s['rmse']:.4f}", f"{s['persistence_rmse']:.4f}", f"{s['mae']:.4f}", f"{s['pinball']:.4f}",
                       f"{s['coverage_p10_p90']:.1%}")

@@ -46,6 +46,11 @@ STEP_INTERVALS = (15, 30)
 TAG_INTERVAL = "interval_minutes"
 STEP_SERVICES = {30: "forecast_load_30min", 15: "forecast_load_15min"}  # feature_repo/services.py
 TECHNOLOGIES = ("wind", "pv")
+# A generation model forecasts the units of one technology (their designs differ: wind speed vs the sun's
+# position and irradiance): the version's tag says which (none: wind, trained before PV), and the name served by
+# default for a unit follows its technology.
+TAG_TECHNOLOGY = "technology"
+GENERATION_NAMES = {"wind": DEFAULT_FORECAST_NAMES["generation"], "pv": "pv_forecaster"}
 ANOMALY_METHODS = ("z_score", "iqr", "isolation_forest", "local_outlier_factor")  # trained detectors
 STATISTICAL_METHODS = ("z_score", "iqr")  # scored against the 24 h rolling statistics, no fitted model
 FORECAST_RESIDUAL = "forecast_residual"  # scored on the production forecaster's residuals

@@ -34,6 +34,7 @@ from core.names import (
     DETECT_METHODS,
     FORECAST_RESIDUAL,
     FORECAST_TYPES,
+    GENERATION_NAMES,
     STEP_INTERVALS,
     TAG_FORECAST_TYPE,
     TAG_INTERVAL,
@@ -238,7 +239,10 @@ class Client:
         if history is None:
             self._check_kind(tenant, asset, forecast_type)
         t = None if history is not None else self._issue_time(tenant, asset, as_of)
-        served = self._served(tenant, model, DEFAULT_FORECAST_NAMES[forecast_type], "forecast")
+        default = DEFAULT_FORECAST_NAMES[forecast_type]
+        if forecast_type == "generation":  # one model per technology: a PV unit's is pv_forecaster
+            default = GENERATION_NAMES.get(self._state(tenant, asset).technology, default)
+        served = self._served(tenant, model, default, "forecast")
         served_type = served.info.tags.get(TAG_FORECAST_TYPE, "load")
         if served_type != forecast_type:
             raise InvalidArgumentError(f"model {served.info.id} forecasts {served_type}, not {forecast_type}: "

@@ -1,4 +1,5 @@
-"""Serving the generation forecaster (Client.forecast with forecast_type="generation"): the unit's recent
+"""Serving the generation forecaster (Client.forecast with forecast_type="generation"; a PV model's forecasts:
+inference/pv.py): the wind unit's recent
 hourly power and the weather forecasts of its site for the target hours, each the latest issued by the issue
 time (warehouse.covariates.covariates_at), and those of the sites of the model's other training units (the
 same rule), through the same design as training (registry/generation.py).
@@ -98,6 +99,7 @@ def _columns(settings, conn, tenant: str, asset: str, site: str, capacity: float
 def forecast(client, served, tenant: str, asset: str, horizon: int, quantiles: bool, t: pd.Timestamp
              ) -> ForecastResult:
     """The forecast of a generation unit with a generation model `served` issued at `t`."""
+    from registry.pv import PVModel
     from warehouse import generation as wg
 
     check_horizon(horizon)
@@ -105,10 +107,17 @@ def forecast(client, served, tenant: str, asset: str, horizon: int, quantiles: b
     if not isinstance(getattr(model, "model", None), gen.GenerationModel):
         raise InvalidArgumentError(f"model {served.info.id} is tagged forecast_type=generation but is not a "
                                    "generation forecaster; train one with `ems train forecast --type generation`")
+    if isinstance(model.model, PVModel):  # a PV unit's inputs: irradiance, the sun (inference/pv.py)
+        from inference import pv
+
+        return pv.forecast(client, served, tenant, asset, horizon, quantiles, t)
 
     def read(conn):  # the unit, the other units' sites and the inputs, on the client's connection
-        (_, _, capacity, _, site), others = wg.unit_and_sites(conn, tenant, asset,
-                                                              [u for u in model.model.units if u != asset])
+        unit, others = wg.unit_and_sites(conn, tenant, asset, [u for u in model.model.units if u != asset])
+        _, _, capacity, technology, site = unit[:5]
+        if technology != "wind":
+            raise InvalidArgumentError(f"model {served.info.id} forecasts wind units; {asset!r} is a {technology} "
+                                       "unit: name a PV model (pv_forecaster) or leave the model out")
         return (float(capacity), *_columns(client.settings, conn, tenant, asset, site, float(capacity), t, horizon,
                                            list(others.values())))
 

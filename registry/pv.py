@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from registry.generation import UNIT
+from registry.generation import UNIT, GenerationModel
 
 SOLAR_CONSTANT_HAURWITZ = 1098.0  # W/m2
 NOCT = 45.0  # deg C
@@ -136,4 +136,49 @@ def plant_rows(plant: pd.DataFrame, unit: str, origins: pd.DatetimeIndex, horizo
     return pd.concat(frames, ignore_index=True)
 
 
-__all__ = ["FEATURES", "clear_sky", "design", "plant_rows", "power", "simulate", "sun_sin"]
+class PVModel(GenerationModel):
+    """generation.GenerationModel over FEATURES that is exactly 0 with the sun down (clear sky 0 at the middle
+    of the target hour): no irradiance, no power, whatever a booster's leaf shared with dawn rows says. What a
+    PV unit is trained and served with from the warehouse (registry/train_pv.py, inference/pv.py)."""
+
+    def __init__(self, units: list[str], params: dict | None = None, rounds: dict | None = None,
+                 mix: dict | None = None):
+        super().__init__(units, params, rounds, features=FEATURES, mix=mix)
+
+    def predict_matrix(self, x: np.ndarray, horizon: np.ndarray, threads: int | None = 1) -> np.ndarray:
+        out = super().predict_matrix(x, horizon, threads)
+        out[~(x[:, FEATURES.index("clear_sky")] > 0)] = 0.0
+        return out
+
+
+def recent_power(power: pd.Series, origins, latitude: float, longitude: float) -> dict[str, np.ndarray]:
+    """RECENT at each origin T (the issue time, an hour start) from `power` (capacity units, indexed by hour
+    start; hours before T are known): the last hour's power, the mean of the last 3 hours' and the last hour's
+    clear-sky index of power, power / (clear sky / 1000 W/m2) (PVWatts: the irradiance index, up to the
+    temperature's few %), 0 with the sun down and kept in [0, 1.5] (dawn's small clear sky). The warehouse
+    holds no irradiance measured at the plant, so the index comes from power; the simulated `plant_rows` take
+    the true irradiance's. NaN where the last hour is not known."""
+    hourly = power.asfreq("h") if len(power) else power
+    last = pd.DatetimeIndex(pd.to_datetime(origins, utc=True)) - pd.Timedelta(hours=1)
+    at = hourly.index.get_indexer(last)  # -1: not an hour of power
+    pick = lambda s: np.append(s.to_numpy(dtype=float), np.nan)[at]  # noqa: E731
+    p_last = pick(hourly)
+    cs = clear_sky(last, latitude, longitude)
+    csi = np.divide(p_last, cs / 1000.0, out=np.zeros_like(p_last), where=cs > 1.0)
+    return {"power_last": p_last, "power_mean_3h": pick(hourly.rolling(3, min_periods=1).mean()),
+            "csi_last": np.where(np.isnan(p_last), np.nan, np.clip(csi, 0.0, 1.5))}
+
+
+def same_hour_persistence(power: pd.Series, origin, target) -> np.ndarray:
+    """The persistence baseline of PV: the power of the target's hour on the last day known at the origin
+    (target - 24 h for horizons 1-24, target - 48 h for 25-48; the sun's course makes yesterday's hour the
+    natural guess, where the wind forecaster's is the last hour). `power` indexed by hour start; NaN where
+    that hour has no reading."""
+    origin = pd.DatetimeIndex(pd.to_datetime(origin, utc=True))
+    target = pd.DatetimeIndex(pd.to_datetime(target, utc=True))
+    days = np.ceil(((target - origin) / pd.Timedelta(hours=1) + 1) / 24).astype(int)
+    return power.reindex(target - pd.to_timedelta(24 * days, unit="h")).to_numpy(dtype=float)
+
+
+__all__ = ["FEATURES", "PVModel", "clear_sky", "design", "plant_rows", "power", "recent_power",
+           "same_hour_persistence", "simulate", "sun_sin"]

@@ -2,7 +2,8 @@
 wind units' hourly power over their capacity, the weather forecasts of their sites joined by issue time
 (registry/generation.pit_join; each unit's rows also get the other units' forecasts by the same rule), fit,
 score the held-out days against persistence, log to MLflow and register `{tenant}.generation_forecaster` in
-staging with the tag forecast_type=generation.
+staging with the tags forecast_type=generation and technology=wind. PV units go to registry/train_pv.py (the
+same lifecycle, `{tenant}.pv_forecaster`): one model per technology.
 
 Training rows: origins every `origin_step` hours (the start of the last complete hour; the forecast is
 issued at its end), horizons 1-48. Split by time: the held-out days are the last `holdout_days` of origins;
@@ -19,10 +20,11 @@ import numpy as np
 import pandas as pd
 
 from core.names import (
-    DEFAULT_FORECAST_NAMES,
+    GENERATION_NAMES,
     TAG_FINGERPRINT,
     TAG_FORECAST_TYPE,
     TAG_MODEL_TYPE,
+    TAG_TECHNOLOGY,
     TAG_VALIDATION,
     TAG_WINDOW_END,
     TAG_WINDOW_START,
@@ -98,17 +100,27 @@ def scores(rows: pd.DataFrame, pred: pd.DataFrame) -> dict[str, float]:
 
 
 def train(settings: Settings, store, tenant: str, assets: list[str] | None = None,
-          name: str = DEFAULT_FORECAST_NAMES["generation"], holdout_days: int = 3, calibration_days: int = 3,
-          origin_step: int = 3, progress: Progress | None = None) -> TrainResult:
+          name: str | None = None, holdout_days: int = 3, calibration_days: int = 3,
+          origin_step: int = 3, progress: Progress | None = None, technology: str | None = None) -> TrainResult:
+    """Train the forecaster of the tenant's generation units of one technology (`technology`, or the one its
+    units, all or `assets`, have: two without it is one error naming them). PV units go to registry/train_pv.py;
+    `name` defaults to the technology's (core.names.GENERATION_NAMES)."""
     import mlflow
     from mlflow.models import infer_signature
 
     from warehouse import generation as wg
 
-    check_model_name(name)
+    if name is not None:  # a bad name before any read
+        check_model_name(name)
+    units = wg.units(settings, tenant, assets, technology=technology)
+    if units["technology"].iloc[0] == "pv":
+        from registry import train_pv
+
+        return train_pv.train(settings, store, tenant, units, name, holdout_days, calibration_days, origin_step,
+                              progress)
+    name = check_model_name(name or GENERATION_NAMES["wind"])
     tick = progress or (lambda *_: None)
     t0 = time.perf_counter()
-    units = wg.units(settings, tenant, assets)
     tick(STEPS[0], 0, len(STEPS))
     rows = training_rows(settings, tenant, units, origin_step)
     rows = rows[rows["y"].notna()].reset_index(drop=True)
@@ -142,7 +154,8 @@ def train(settings: Settings, store, tenant: str, assets: list[str] | None = Non
                  for a in units["asset_id"] if (held["unit"] == a).any()}
     tick(STEPS[4], 4, len(STEPS))
     with tracking.training_run(settings, store, tenant, f"forecast {name}",
-                               {"model_type": "forecast", TAG_FORECAST_TYPE: "generation"}) as run:
+                               {"model_type": "forecast", TAG_FORECAST_TYPE: "generation",
+                                TAG_TECHNOLOGY: "wind"}) as run:
         mlflow.log_params({
             "assets": ",".join(units["asset_id"]), "capacities": ",".join(f"{c:g}" for c in units["capacity"]),
             "features": ",".join(model.features), "train_rows": int(train_rows.sum()),
@@ -155,12 +168,12 @@ def train(settings: Settings, store, tenant: str, assets: list[str] | None = Non
                                        signature=infer_signature(example, python_model.predict(None, example)),
                                        input_example=example, pip_requirements=tracking.requirements("lightgbm"),
                                        metadata={"features": model.features, "forecast_type": "generation"})
-        tracking.log_figure(_band(held, pred), "forecast_band")
+        tracking.log_figure(band_figure(held, pred), "forecast_band")
         timings["total_s"] = time.perf_counter() - t0
         mlflow.log_metrics({**metrics, **timings, **{f"widen_{i}": float(w) for i, w in enumerate(widen)}})
         mlflow.log_dict(per_asset, "metrics_by_asset.json")
         train_part = rows[train_rows]
-        tags = {TAG_MODEL_TYPE: "forecast", TAG_FORECAST_TYPE: "generation",
+        tags = {TAG_MODEL_TYPE: "forecast", TAG_FORECAST_TYPE: "generation", TAG_TECHNOLOGY: "wind",
                 TAG_WINDOW_START: train_part["target"].min().isoformat(), TAG_WINDOW_END: cut.isoformat(),
                 TAG_FINGERPRINT: tracking.fingerprint(train_part[["unit", "origin", "target", "y"]]),
                 TAG_VALIDATION: "beats_persistence" if metrics["rmse"] < metrics["persistence_rmse"]
@@ -170,7 +183,7 @@ def train(settings: Settings, store, tenant: str, assets: list[str] | None = Non
     return TrainResult(version.id, run.info.run_id, info.model_uri, metrics, per_asset, timings)
 
 
-def _band(held: pd.DataFrame, pred: pd.DataFrame):
+def band_figure(held: pd.DataFrame, pred: pd.DataFrame):
     """Day-ahead (horizons 1-24) forecasts of the held-out days, one origin a day (the first's hour), per unit."""
     import matplotlib.pyplot as plt
 
