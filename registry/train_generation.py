@@ -105,9 +105,6 @@ def train(settings: Settings, store, tenant: str, assets: list[str] | None = Non
     """Train the forecaster of the tenant's generation units of one technology (`technology`, or the one its
     units, all or `assets`, have: two without it is one error naming them). PV units go to registry/train_pv.py;
     `name` defaults to the technology's (core.names.GENERATION_NAMES)."""
-    import mlflow
-    from mlflow.models import infer_signature
-
     from warehouse import generation as wg
 
     if name is not None:  # a bad name before any read
@@ -126,6 +123,26 @@ def train(settings: Settings, store, tenant: str, assets: list[str] | None = Non
     rows = rows[rows["y"].notna()].reset_index(drop=True)
     X = gen.design(rows, list(units["asset_id"]))
     timings = {"training_set_s": time.perf_counter() - t0}
+    names = list(units["asset_id"])
+    return fit_and_register(
+        settings, store, tenant, name, "wind", units, rows, X,
+        lambda: gen.GenerationModel(names, gen.TUNED_PARAMS, gen.TUNED_ROUNDS, mix=gen.POINT_MIX),
+        lambda held, pred, _X: scores(held, pred), holdout_days=holdout_days, calibration_days=calibration_days,
+        origin_step=origin_step, progress=tick, t0=t0, timings=timings)
+
+
+def fit_and_register(settings: Settings, store, tenant: str, name: str, technology: str, units: pd.DataFrame,
+                     rows: pd.DataFrame, X: pd.DataFrame, new_model: Callable, score: Callable, *,
+                     holdout_days: int, calibration_days: int, origin_step: int, progress: Progress,
+                     t0: float, timings: dict, calibrate_on=None, params: dict | None = None) -> TrainResult:
+    """The part the wind and the PV trainers share: split by time (held-out days last, calibration days before
+    them), fit `new_model()` before the calibration days and calibrate its band on them (`calibrate_on`: a mask of
+    the rows that count, e.g. PV's daytime), refit on every row before the held-out days with that band, score
+    the held-out days with `score(held, pred, X_held)`, log to MLflow and register in staging tagged
+    forecast_type=generation and `technology`."""
+    import mlflow
+    from mlflow.models import infer_signature
+
     cut = rows["target"].max() - pd.Timedelta(days=holdout_days)
     cal_cut = cut - pd.Timedelta(days=calibration_days)
     fit_rows, cal = (rows["target"] <= cal_cut).to_numpy(), ((rows["origin"] >= cal_cut) & (rows["target"] <= cut)
@@ -135,51 +152,51 @@ def train(settings: Settings, store, tenant: str, assets: list[str] | None = Non
         raise ValueError(f"too little history to train and hold out {holdout_days} + {calibration_days} days: "
                          f"{int(fit_rows.sum())} rows before the calibration days, {int(cal.sum())} in them, "
                          f"{int(holdout.sum())} held out (need 500, 100, 100)")
+    if calibrate_on is not None:
+        cal = cal & calibrate_on
     y = rows["y"].to_numpy()
     t1 = time.perf_counter()
-    tick(STEPS[1], 1, len(STEPS))
-    first = gen.GenerationModel(list(units["asset_id"]), gen.TUNED_PARAMS, gen.TUNED_ROUNDS,
-                                mix=gen.POINT_MIX).fit(X[fit_rows], y[fit_rows])
-    widen = first.calibrate(X[cal], y[cal])
-    tick(STEPS[2], 2, len(STEPS))
-    model = gen.GenerationModel(list(units["asset_id"]), gen.TUNED_PARAMS, gen.TUNED_ROUNDS,
-                                mix=gen.POINT_MIX).fit(X[train_rows], y[train_rows])
+    progress(STEPS[1], 1, len(STEPS))
+    widen = new_model().fit(X[fit_rows], y[fit_rows]).calibrate(X[cal], y[cal])
+    progress(STEPS[2], 2, len(STEPS))
+    model = new_model().fit(X[train_rows], y[train_rows])
     model.widen = widen
     timings["fit_s"] = time.perf_counter() - t1
-    tick(STEPS[3], 3, len(STEPS))
+    progress(STEPS[3], 3, len(STEPS))
     pred = model.predict(X[holdout])
-    held = rows[holdout]
-    metrics = scores(held, pred)
-    per_asset = {a: scores(held[held["unit"] == a], pred[(held["unit"] == a).to_numpy()])
-                 for a in units["asset_id"] if (held["unit"] == a).any()}
-    tick(STEPS[4], 4, len(STEPS))
+    held, Xh = rows[holdout], X[holdout]
+    metrics = score(held, pred, Xh)
+    per_asset = {a: score(held[held["unit"] == a], pred[(held["unit"] == a).to_numpy()],
+                          Xh[(held["unit"] == a).to_numpy()]) for a in units["asset_id"] if (held["unit"] == a).any()}
+    progress(STEPS[4], 4, len(STEPS))
     with tracking.training_run(settings, store, tenant, f"forecast {name}",
                                {"model_type": "forecast", TAG_FORECAST_TYPE: "generation",
-                                TAG_TECHNOLOGY: "wind"}) as run:
+                                TAG_TECHNOLOGY: technology}) as run:
         mlflow.log_params({
             "assets": ",".join(units["asset_id"]), "capacities": ",".join(f"{c:g}" for c in units["capacity"]),
-            "features": ",".join(model.features), "train_rows": int(train_rows.sum()),
+            **(params or {}), "features": ",".join(model.features), "train_rows": int(train_rows.sum()),
             "holdout_rows": int(holdout.sum()), "holdout_days": holdout_days, "calibration_days": calibration_days,
             "origin_step_h": origin_step, **{f"lgb.{k}": v for k, v in model.params.items()},
             **{f"rounds.{k}": v for k, v in model.rounds.items()}, **{f"mix.{k}": v for k, v in model.mix.items()}})
         python_model = gen.GenerationForecaster(model)
-        example = X[holdout].head(5).astype(float)
+        example = Xh.head(5).astype(float)
         info = mlflow.pyfunc.log_model(name="model", python_model=python_model,
                                        signature=infer_signature(example, python_model.predict(None, example)),
                                        input_example=example, pip_requirements=tracking.requirements("lightgbm"),
-                                       metadata={"features": model.features, "forecast_type": "generation"})
+                                       metadata={"features": model.features, "forecast_type": "generation",
+                                                 "technology": technology})
         tracking.log_figure(band_figure(held, pred), "forecast_band")
         timings["total_s"] = time.perf_counter() - t0
         mlflow.log_metrics({**metrics, **timings, **{f"widen_{i}": float(w) for i, w in enumerate(widen)}})
         mlflow.log_dict(per_asset, "metrics_by_asset.json")
         train_part = rows[train_rows]
-        tags = {TAG_MODEL_TYPE: "forecast", TAG_FORECAST_TYPE: "generation", TAG_TECHNOLOGY: "wind",
+        tags = {TAG_MODEL_TYPE: "forecast", TAG_FORECAST_TYPE: "generation", TAG_TECHNOLOGY: technology,
                 TAG_WINDOW_START: train_part["target"].min().isoformat(), TAG_WINDOW_END: cut.isoformat(),
                 TAG_FINGERPRINT: tracking.fingerprint(train_part[["unit", "origin", "target", "y"]]),
                 TAG_VALIDATION: "beats_persistence" if metrics["rmse"] < metrics["persistence_rmse"]
                 else "worse_than_persistence"}
         version = tracking.register(settings, tenant, name, info.model_uri, run.info.run_id, tags)
-    tick("done", len(STEPS), len(STEPS))
+    progress("done", len(STEPS), len(STEPS))
     return TrainResult(version.id, run.info.run_id, info.model_uri, metrics, per_asset, timings)
 
 

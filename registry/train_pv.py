@@ -27,19 +27,13 @@ import pandas as pd
 
 from core.names import (
     GENERATION_NAMES,
-    TAG_FINGERPRINT,
-    TAG_FORECAST_TYPE,
-    TAG_MODEL_TYPE,
-    TAG_TECHNOLOGY,
-    TAG_VALIDATION,
-    TAG_WINDOW_END,
-    TAG_WINDOW_START,
     check_model_name,
 )
 from core.settings import Settings
 from registry import generation as gen
-from registry import pv, tracking
+from registry import pv
 from registry.train_forecast import TrainResult
+from registry.train_generation import fit_and_register
 
 Progress = Callable[[str, int, int], None]
 STEPS = ("training set", "calibration fit", "fit", "evaluate", "log to MLflow")
@@ -142,9 +136,6 @@ def train(settings: Settings, store, tenant: str, units: pd.DataFrame, name: str
           progress: Progress | None = None) -> TrainResult:
     """Train, evaluate and register the PV forecaster of `units` (warehouse.generation.units' rows, PV,
     each with a position)."""
-    import mlflow
-    from mlflow.models import infer_signature
-
     name = check_model_name(name or GENERATION_NAMES["pv"])
     tick = progress or (lambda *_: None)
     t0 = time.perf_counter()
@@ -154,62 +145,10 @@ def train(settings: Settings, store, tenant: str, units: pd.DataFrame, name: str
     rows = rows[rows["y"].notna()].reset_index(drop=True)
     X = design(rows, units)
     timings = {"training_set_s": time.perf_counter() - t0}
-    cut = rows["target"].max() - pd.Timedelta(days=holdout_days)
-    cal_cut = cut - pd.Timedelta(days=calibration_days)
-    fit_rows = (rows["target"] <= cal_cut).to_numpy()
-    cal = ((rows["origin"] >= cal_cut) & (rows["target"] <= cut)).to_numpy()
-    train_rows, holdout = (rows["target"] <= cut).to_numpy(), (rows["origin"] >= cut).to_numpy()
-    if fit_rows.sum() < 500 or cal.sum() < 100 or holdout.sum() < 100:
-        raise ValueError(f"too little history to train and hold out {holdout_days} + {calibration_days} days: "
-                         f"{int(fit_rows.sum())} rows before the calibration days, {int(cal.sum())} in them, "
-                         f"{int(holdout.sum())} held out (need 500, 100, 100)")
-    y = rows["y"].to_numpy()
-    day = (X["clear_sky"] > 0).to_numpy()
-    t1 = time.perf_counter()
-    tick(STEPS[1], 1, len(STEPS))
-    first = pv.PVModel(names, PARAMS, ROUNDS, mix=MIX).fit(X[fit_rows], y[fit_rows])
-    widen = first.calibrate(X[cal & day], y[cal & day])
-    tick(STEPS[2], 2, len(STEPS))
-    model = pv.PVModel(names, PARAMS, ROUNDS, mix=MIX).fit(X[train_rows], y[train_rows])
-    model.widen = widen
-    timings["fit_s"] = time.perf_counter() - t1
-    tick(STEPS[3], 3, len(STEPS))
-    pred = model.predict(X[holdout])
-    held, Xh = rows[holdout], X[holdout]
-    metrics = scores(held, pred, Xh)
-    per_asset = {a: scores(held[held["unit"] == a], pred[(held["unit"] == a).to_numpy()],
-                           Xh[(held["unit"] == a).to_numpy()]) for a in names if (held["unit"] == a).any()}
-    tick(STEPS[4], 4, len(STEPS))
-    with tracking.training_run(settings, store, tenant, f"forecast {name}",
-                               {"model_type": "forecast", TAG_FORECAST_TYPE: "generation",
-                                TAG_TECHNOLOGY: "pv"}) as run:
-        mlflow.log_params({
-            "assets": ",".join(names), "capacities": ",".join(f"{c:g}" for c in units["capacity"]),
-            "positions": ",".join(f"{a:g}/{b:g}" for a, b in zip(units["latitude"], units["longitude"], strict=True)),
-            "technology": "pv", "features": ",".join(model.features), "train_rows": int(train_rows.sum()),
-            "holdout_rows": int(holdout.sum()), "holdout_days": holdout_days, "calibration_days": calibration_days,
-            "origin_step_h": origin_step, "baseline": "same hour on the last known day",
-            **{f"lgb.{k}": v for k, v in model.params.items()},
-            **{f"rounds.{k}": v for k, v in model.rounds.items()}, **{f"mix.{k}": v for k, v in model.mix.items()}})
-        python_model = gen.GenerationForecaster(model)
-        example = X[holdout].head(5).astype(float)
-        info = mlflow.pyfunc.log_model(name="model", python_model=python_model,
-                                       signature=infer_signature(example, python_model.predict(None, example)),
-                                       input_example=example, pip_requirements=tracking.requirements("lightgbm"),
-                                       metadata={"features": model.features, "forecast_type": "generation",
-                                                 "technology": "pv"})
-        from registry.train_generation import band_figure
-
-        tracking.log_figure(band_figure(held, pred), "forecast_band")
-        timings["total_s"] = time.perf_counter() - t0
-        mlflow.log_metrics({**metrics, **timings, **{f"widen_{i}": float(w) for i, w in enumerate(widen)}})
-        mlflow.log_dict(per_asset, "metrics_by_asset.json")
-        train_part = rows[train_rows]
-        tags = {TAG_MODEL_TYPE: "forecast", TAG_FORECAST_TYPE: "generation", TAG_TECHNOLOGY: "pv",
-                TAG_WINDOW_START: train_part["target"].min().isoformat(), TAG_WINDOW_END: cut.isoformat(),
-                TAG_FINGERPRINT: tracking.fingerprint(train_part[["unit", "origin", "target", "y"]]),
-                TAG_VALIDATION: "beats_persistence" if metrics["rmse"] < metrics["persistence_rmse"]
-                else "worse_than_persistence"}
-        version = tracking.register(settings, tenant, name, info.model_uri, run.info.run_id, tags)
-    tick("done", len(STEPS), len(STEPS))
-    return TrainResult(version.id, run.info.run_id, info.model_uri, metrics, per_asset, timings)
+    return fit_and_register(
+        settings, store, tenant, name, "pv", units, rows, X, lambda: pv.PVModel(names, PARAMS, ROUNDS, mix=MIX),
+        scores, holdout_days=holdout_days, calibration_days=calibration_days, origin_step=origin_step,
+        progress=tick, t0=t0, timings=timings, calibrate_on=(X["clear_sky"] > 0).to_numpy(),
+        params={"positions": ",".join(f"{a:g}/{b:g}" for a, b in zip(units["latitude"], units["longitude"],
+                                                                      strict=True)),
+                "technology": "pv", "baseline": "same hour on the last known day"})
