@@ -129,7 +129,8 @@ def test_a_forecast_type_the_asset_or_model_does_not_have_is_one_clear_error(api
     refresh(stack)  # its hours exist, so only the kind or the model can refuse a forecast
     made = json.loads(ems("assets", "set", "--tenant", A, "--asset", "gen1", "--kind", "generation", "--capacity",
                           "16", "--technology", "wind", "--json").stdout)
-    assert made == {"tenant": A, "asset": "gen1", "kind": "generation", "capacity": 16.0, "technology": "wind"}
+    assert made == {"tenant": A, "asset": "gen1", "kind": "generation", "capacity": 16.0, "technology": "wind",
+                    "latitude": None, "longitude": None}
     listed = {r["asset_id"]: r["kind"] for r in json.loads(ems("assets", "list", "--tenant", A, "--json").stdout)}
     assert listed == {"gen1": "generation", "zone1": "consumption"}
     token = keys.token(A, ["forecaster"])
