@@ -122,19 +122,25 @@ def forecast(client, served, tenant: str, asset: str, horizon: int, quantiles: b
                                            list(others.values())))
 
     capacity, given, warnings = client._read(read)
-    X = gen.design(given, model.model.units)
-    pred = model.model.predict_matrix(model.model.matrix(X), X["horizon"].to_numpy()) * capacity
-    pred = pred.clip(0, capacity)
+    return result(served, tenant, asset, horizon, quantiles, t, given, gen.design(given, model.model.units), capacity,
+                  warnings)
+
+
+def result(served, tenant: str, asset: str, horizon: int, quantiles: bool, t: pd.Timestamp, given: pd.DataFrame,
+           X: pd.DataFrame, capacity: float, warnings: list[str]) -> ForecastResult:
+    """The ForecastResult of a generation model (wind or PV, inference/pv.py) on its design rows `X` of the target
+    hours `given`: outputs in the unit's capacity units, bounded to [0, capacity]."""
+    model = served.python_model.model
+    pred = (model.predict_matrix(model.matrix(X), X["horizon"].to_numpy()) * capacity).clip(0, capacity)
     columns = {"timestamp": given["target"].to_numpy(), "horizon_h": np.arange(1, horizon + 1), "point": pred[:, 3]}
     if quantiles:
         columns |= {q: pred[:, i] for i, q in enumerate(("p10", "p50", "p90"))}
         columns |= {"lower": pred[:, 0], "upper": pred[:, 2]}
     now = pd.Timestamp(datetime.now(UTC))
-    first = X.iloc[0]
     return ForecastResult(
         tenant=tenant, asset=asset, _frame=columns, model_id=served.info.id, stage=served.info.stage,
         feature_service="covariate_forecasts", features={k: (None if pd.isna(v) else float(v)) for k, v in
-                                                         first.items()},
+                                                         X.iloc[0].items()},
         feature_time=t, feature_age_seconds=(now - t).total_seconds(), source="warehouse",
         training_metrics={k: served.metrics[k] for k in ("rmse", "persistence_rmse", "coverage_p10_p90")
                           if k in served.metrics},

@@ -7,12 +7,11 @@ forecast issued by then keeps NaN inputs (never zeros) and the result says so in
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import numpy as np
 import pandas as pd
 
 from core.errors import InvalidArgumentError
+from inference.generation import result
 from inference.results import ForecastResult
 from registry import pv
 from registry.train_pv import VARIABLES
@@ -75,17 +74,4 @@ def forecast(client, served, tenant: str, asset: str, horizon: int, quantiles: b
 
     capacity, latitude, longitude, given, warnings = client._read(read)
     X = pv.design(given, model.units, latitude, longitude)
-    pred = (model.predict_matrix(model.matrix(X), X["horizon"].to_numpy()) * capacity).clip(0, capacity)
-    columns = {"timestamp": given["target"].to_numpy(), "horizon_h": np.arange(1, horizon + 1), "point": pred[:, 3]}
-    if quantiles:
-        columns |= {q: pred[:, i] for i, q in enumerate(("p10", "p50", "p90"))}
-        columns |= {"lower": pred[:, 0], "upper": pred[:, 2]}
-    now = pd.Timestamp(datetime.now(UTC))
-    return ForecastResult(
-        tenant=tenant, asset=asset, _frame=columns, model_id=served.info.id, stage=served.info.stage,
-        feature_service="covariate_forecasts", features={k: (None if pd.isna(v) else float(v)) for k, v in
-                                                         X.iloc[0].items()},
-        feature_time=t, feature_age_seconds=(now - t).total_seconds(), source="warehouse",
-        training_metrics={k: served.metrics[k] for k in ("rmse", "persistence_rmse", "coverage_p10_p90")
-                          if k in served.metrics},
-        generated_at=now, warnings=[*served.warnings, *warnings])
+    return result(served, tenant, asset, horizon, quantiles, t, given, X, capacity, warnings)
