@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
@@ -60,10 +61,19 @@ def loaded(stack, tmp_path_factory):
     return tmp
 
 
-def files(fs, root: str) -> dict[str, int]:
-    """Every object under root (but staging) with its modification time in ns: what a run wrote."""
+def files(fs, root: str) -> dict[str, tuple[int, str]]:
+    """Every object under root (but staging) with its modification time and content digest: what a run wrote.
+
+    Both, because neither alone is enough: S3 times have a one-second grain and the suite's server has been
+    seen listing an overwritten manifest with its old time (CI), while a day rewritten with the same bytes
+    changes only the time."""
     infos = fs.get_file_info(pafs.FileSelector(root, recursive=True, allow_not_found=True))
-    return {i.path: i.mtime_ns or 0 for i in infos if i.type == pafs.FileType.File and "/_staging/" not in i.path}
+    out = {}
+    for i in infos:
+        if i.type == pafs.FileType.File and "/_staging/" not in i.path:
+            with fs.open_input_stream(i.path) as f:
+                out[i.path] = (i.mtime_ns or 0, hashlib.sha256(f.read()).hexdigest())
+    return out
 
 
 # ------------------------------------------------------------------ 1: S3 export
