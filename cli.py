@@ -1361,6 +1361,12 @@ def bench(
     only: Annotated[list[str] | None, typer.Option(
         help="Run only these row groups: startup, ingest, materialize, online, serving, http, model_load, pit, "
              "scale (Spark local[1]/local[2], needs ems[spark] and Java), cycle.")] = None,
+    assets: Annotated[int | None, typer.Option(
+        help="Bench assets (default 500, 100 with --quick; 1-20,000): the size of every row on the bench tenant "
+             "(e.g. --only scale --assets 2000). Assets are ingested once and kept.")] = None,
+    training_rows: Annotated[list[int] | None, typer.Option(
+        help="Entity rows of the scale group's training-set rows (repeatable; 1,000-10,000,000; default "
+             "100,000 and 300,000, 20,000 and 60,000 with --quick), e.g. --training-rows 1000000.")] = None,
     as_json: AsJson = False,
 ) -> None:
     """Measure every hot path against a raw floor in the same run (needs `ems up`; adds tenant `bench`)."""
@@ -1376,7 +1382,8 @@ def bench(
             progress.update(task, description=f"bench: {name}", completed=done, total=total)
 
         rows, js, md = _run(run, settings(), quick=quick, out=out, only=only,
-                            log=lambda msg: err_console.print(msg), step=step)
+                            log=lambda msg: err_console.print(msg), step=step, assets=assets,
+                            training_rows=training_rows)
     if as_json:
         _print_json(json.loads(js.read_text()))
     else:

@@ -168,6 +168,7 @@ class Context:
     quick: bool
     work: Path  # caches and scratch files (settings.home / "bench")
     log: Callable[[str], None] = print
+    training_rows: tuple[int, ...] | None = None  # `ems bench --training-rows`: the training-set sizes (scale)
 
     @property
     def reps(self) -> int:

@@ -119,7 +119,8 @@ def scale_rows(ctx, data: DataSet, store, model_id: str) -> list[core.Row]:
     SparkSession.getActiveSession().stop()
     from bench.rows_training_sets import training_set_rows
 
-    return rows + training_set_rows(ctx, data, store)  # its own session: the Spark offline store's config
+    # its own session: the Spark offline store's config
+    return rows + training_set_rows(ctx, data, store, ctx.training_rows)
 
 
 def _forecast_rows(ctx, data: DataSet, spark_s, model_id: str) -> list[core.Row]:

@@ -8,25 +8,29 @@ from pathlib import Path
 from bench import core
 
 QUICK_ASSETS, FULL_ASSETS = 100, 500
+MAX_ASSETS, MAX_TRAINING_ROWS = 20_000, 10_000_000
 
 
 def run(settings, quick: bool = False, out: Path | None = None, only: list[str] | None = None,
-        log: Callable[[str], None] = print, step: Callable[[str, int, int], None] | None = None) -> tuple[
-        list[core.Row], Path, Path]:
+        log: Callable[[str], None] = print, step: Callable[[str, int, int], None] | None = None,
+        assets: int | None = None, training_rows: list[int] | None = None) -> tuple[list[core.Row], Path, Path]:
     from bench import data as bench_data
     from bench.rows_features import materialize_rows, online_rows, pit_rows
     from bench.rows_serving import ensure_model, serving_rows, startup_rows
     from warehouse.store import get_store
 
-    ctx = core.Context(settings, quick, settings.home / "bench", log)
+    check_sizes(assets, training_rows)
+    ctx = core.Context(settings, quick, settings.home / "bench", log,
+                       tuple(sorted(set(training_rows))) if training_rows else None)
     ctx.work.mkdir(parents=True, exist_ok=True)
     store = get_store(settings)
     state: dict = {}
 
     def data() -> bench_data.DataSet:
-        """The 500-asset set (100 with --quick), ingested on first use: the cycle group has its own tenants."""
+        """The 500-asset set (100 with --quick, or --assets), ingested on first use: the cycle group has its
+        own tenants."""
         if "data" not in state:
-            state["data"] = bench_data.ensure(ctx, QUICK_ASSETS if quick else FULL_ASSETS)
+            state["data"] = bench_data.ensure(ctx, assets or (QUICK_ASSETS if quick else FULL_ASSETS))
         return state["data"]
 
     def model_id() -> str:
@@ -88,6 +92,17 @@ def run(settings, quick: bool = False, out: Path | None = None, only: list[str] 
     described = state["data"].describe() if "data" in state else "cycle tenants only (see the cycle rows' details)"
     js, md = core.write_report(rows, core.meta(quick, described), out or ctx.work / "reports")
     return rows, js, md
+
+
+def check_sizes(assets: int | None, training_rows: list[int] | None) -> None:
+    """--assets and --training-rows are checked before anything runs (one error naming the value and range)."""
+    from core.errors import InvalidRangeError
+
+    if assets is not None and not 1 <= assets <= MAX_ASSETS:
+        raise InvalidRangeError(f"--assets {assets} is out of range: 1 to {MAX_ASSETS:,} bench assets")
+    for n in training_rows or ():
+        if not 1_000 <= n <= MAX_TRAINING_ROWS:
+            raise InvalidRangeError(f"--training-rows {n} is out of range: 1,000 to {MAX_TRAINING_ROWS:,} entity rows")
 
 
 def select(groups: list[tuple[str, Callable]], only: list[str] | None) -> list[tuple[str, Callable]]:

@@ -32,6 +32,7 @@ from warehouse.db import connect
 from warehouse.history import HistoryExportError, export_history, partition_path, target
 from warehouse.ingest import ingest_readings, ingest_weather
 from warehouse.refresh import refresh
+from warehouse.spark_offline import ChunkedSparkRetrievalJob
 
 pytestmark = [pytest.mark.integration, pytest.mark.warehouse]
 TENANT, SITE = "hist", "hist-site"
@@ -187,8 +188,10 @@ def test_spark_training_set_equals_the_postgres_store(store, spark_offline):
     entities = _entities()
     want = store.get_historical_features(entity_df=entities.copy(), features=features, full_feature_names=True
                                          ).to_df()
-    got = spark_offline.get_historical_features(entity_df=entities.copy(), features=features,
-                                                full_feature_names=True).to_df()
+    job = spark_offline.get_historical_features(entity_df=entities.copy(), features=features,
+                                                full_feature_names=True)
+    assert isinstance(job, ChunkedSparkRetrievalJob) and len(job.jobs) == 3  # 400 h in weeks: the TTL edge at 339 h
+    got = job.to_df()
     assert len(got) == len(want) == len(entities)
     want, got = _canonical(want), _canonical(got)
     assert list(got.columns) == list(want.columns)
@@ -198,3 +201,29 @@ def test_spark_training_set_equals_the_postgres_store(store, spark_offline):
         pd.testing.assert_frame_equal(got[columns], want[columns], check_exact=True, obj=service)
     pd.testing.assert_frame_equal(got, want, check_exact=True)
     assert np.array_equal(got.isna().to_numpy(), want.isna().to_numpy())
+
+
+def test_a_spark_dataframe_spine_in_day_chunks_equals_the_postgres_store(store, spark_offline):
+    """The spine as a Spark DataFrame (how bench/rows_training_sets.py passes big ones), cut into 72 h chunks:
+    6 ranges over the 400 h, one of them without rows (72-144 h), so 5 chunks; still equal to the Postgres store."""
+    from feast.infra.offline_stores.contrib.spark_offline_store.spark import (
+        get_spark_session_or_start_new_with_repoconfig,
+    )
+
+    session = get_spark_session_or_start_new_with_repoconfig(spark_offline.config.offline_store)
+    service = "forecast_weather"
+    entities = _entities()
+    want = store.get_historical_features(entity_df=entities.copy(), features=store.get_feature_service(service)
+                                         ).to_df()
+    config = spark_offline.config.offline_store
+    config.spine_chunk_hours = 72
+    try:
+        job = spark_offline.get_historical_features(entity_df=session.createDataFrame(entities),
+                                                    features=spark_offline.get_feature_service(service))
+    finally:
+        config.spine_chunk_hours = 168
+    assert isinstance(job, ChunkedSparkRetrievalJob) and len(job.jobs) == 5
+    got = job.to_df()
+    assert len(got) == len(want) == len(entities)
+    want, got = _canonical(want), _canonical(got)
+    pd.testing.assert_frame_equal(got[want.columns], want, check_exact=True)

@@ -153,6 +153,11 @@ CLI = [
                  id="train-history-too-short"),
     pytest.param(["evaluate", "forecast", "-t", "t", "--horizons", "24,500"], 1,
                  ["horizon=500 is out of range 1..168"], id="evaluate-horizon-500"),
+    # benchmarks: checked before the bench tenant is touched
+    pytest.param(["bench", "--only", "scale", "--assets", "0"], 1, ["--assets 0 is out of range: 1 to 20,000"],
+                 id="bench-assets-0"),
+    pytest.param(["bench", "--only", "scale", "--training-rows", "1000000", "--training-rows", "50"], 1,
+                 ["--training-rows 50 is out of range: 1,000 to 10,000,000"], id="bench-training-rows-50"),
 ]
 
 
