@@ -6,6 +6,9 @@ session stops at once when migrate took another path than the one asked for."""
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -31,8 +34,20 @@ def pytest_runtest_makereport(item, call):
 
 
 @pytest.fixture(scope="session")
-def stack_home(tmp_path_factory):
-    return tmp_path_factory.mktemp("ems-stack")
+def stack_home(request, tmp_path_factory):
+    """The suite's stack folder. As root, Postgres runs as `nobody`, which must reach its data folder, so the
+    folder is made outside pytest's own `/tmp/pytest-of-root`: every pytest run (a unit test in another
+    terminal) resets that folder to mode 0700 and would cut a running suite's Postgres off its files. Kept
+    after a session with failures (the service logs are in `logs/`), removed after a clean one."""
+    if os.geteuid() != 0:
+        yield tmp_path_factory.mktemp("ems-stack")
+        return
+    home = Path(tempfile.mkdtemp(prefix="ems-test-stack-"))
+    yield home
+    if not request.session.testsfailed:
+        shutil.rmtree(home, ignore_errors=True)
+    elif reporter := request.config.pluginmanager.get_plugin("terminalreporter"):
+        reporter.write_line(f"stack folder with the service logs kept: {home}")
 
 
 @pytest.fixture(scope="session")
