@@ -13,7 +13,7 @@ import pytest
 from core.settings import Settings
 from stack import services
 from stack.process import pid_alive
-from tests.helpers.stack import ems, write_feast_yaml
+from tests.helpers.stack import TEST_PORTS, ems, write_feast_yaml
 
 pytestmark = pytest.mark.integration
 
@@ -50,7 +50,7 @@ def test_crashed_service_is_restarted_by_up(stack):
 
 
 def test_service_not_started_by_ems_is_left_alone(stack, tmp_path, monkeypatch):
-    port = 26479
+    port = TEST_PORTS["redis"] + 5  # beside the session's Redis, inside this stack's port range
     cmd = services.Redis(stack).command()
     cmd[cmd.index("--port") + 1] = str(port)
     cmd[cmd.index("--dir") + 1] = str(tmp_path)
