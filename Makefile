@@ -92,28 +92,23 @@ timescaledb: install ## build TimescaleDB (EMS_TIMESCALEDB_SOURCE or ../shared/v
 # The TimescaleDB pass runs its own private stack on ports moved 100 further than the plain pass's.
 TS_TEST_PORT_OFFSET := $(shell echo $$(( $${EMS_TEST_PORT_OFFSET:-0} + 100 )))
 
-# Each pass runs on TEST_WORKERS pytest-xdist workers (a test file stays on one worker; each worker starts its
-# own stack 200 ports further up). TEST_WORKERS=0 runs in this process, as a plain `pytest` does.
-TEST_WORKERS ?= 2
-PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
-
 test: install ## unit + integration tests on plain Postgres, then the warehouse tests on TimescaleDB
-	@plain=0; EMS_TEST_PG_FLAVOUR=plain $(PYTEST) || plain=$$?; \
+	@plain=0; EMS_TEST_PG_FLAVOUR=plain $(BIN)/python -m pytest || plain=$$?; \
 	timescale=0; $(MAKE) --no-print-directory test-timescale || timescale=$$?; \
 	echo "tests: plain PostgreSQL pass exit $$plain, TimescaleDB pass exit $$timescale"; \
 	[ $$plain -eq 0 ] && [ $$timescale -eq 0 ]
 
 test-unit: install
-	$(PYTEST) tests/unit
+	$(BIN)/python -m pytest tests/unit
 
 test-integration: install
-	$(PYTEST) tests/integration
+	$(BIN)/python -m pytest tests/integration
 
 test-timescale: install ## warehouse tests on TimescaleDB (built first; skipped without its source, except under CI)
 	@if reason=$$($(BIN)/python -m stack.timescale status 2>&1 | tail -n 1); then \
 	  $(BIN)/python -m stack.timescale; \
 	  EMS_TEST_PG_FLAVOUR=timescale EMS_TEST_PORT_OFFSET=$(TS_TEST_PORT_OFFSET) \
-	    $(PYTEST) tests/integration -m warehouse; \
+	    $(BIN)/python -m pytest tests/integration -m warehouse; \
 	elif [ "$${CI:-}" = true ]; then \
 	  echo "TimescaleDB pass cannot run under CI: $${reason#timescaledb: }" >&2; exit 1; \
 	else \

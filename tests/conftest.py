@@ -9,7 +9,7 @@ def pytest_report_header(config):
 
 def pytest_terminal_summary(terminalreporter):
     """Time per test file (setup + call + teardown, summed over its tests), slowest first: where CI time goes
-    (`--durations` names single tests only). Under pytest-xdist the files' times overlap on the workers."""
+    (`--durations` names single tests only)."""
     from collections import Counter
 
     per_file = Counter()

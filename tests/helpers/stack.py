@@ -11,12 +11,9 @@ import yaml
 
 from core.settings import ROOT
 
-# EMS_TEST_PORT_OFFSET moves the whole test stack (to run two suites side by side: the TimescaleDB pass runs
-# at +100). Each pytest-xdist worker (`make test` runs two) starts its own stack a further 200 ports up.
-# Every test port is derived from these five, less than 100 above each (SeaweedFS: +1..+4 and +10000);
+# EMS_TEST_PORT_OFFSET moves the whole test stack (to run two suites side by side).
 # redis_cluster: the first of three cluster nodes (each also binds its bus on port + 10000).
-WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
-_OFFSET = int(os.environ.get("EMS_TEST_PORT_OFFSET", "0")) + 200 * WORKER
+_OFFSET = int(os.environ.get("EMS_TEST_PORT_OFFSET", "0"))
 TEST_PORTS = {name: port + _OFFSET for name, port in
               {"postgres": 25432, "redis": 26379, "s3": 19333, "mlflow": 25050, "redis_cluster": 27001}.items()}
 
