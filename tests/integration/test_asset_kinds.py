@@ -12,7 +12,7 @@ from warehouse.assets import list_assets, set_kind
 from warehouse.ingest import ingest_readings
 from warehouse.store import asset_states
 
-pytestmark = [pytest.mark.integration, pytest.mark.warehouse]
+pytestmark = pytest.mark.integration
 TENANT = "kinds"
 
 

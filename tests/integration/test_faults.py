@@ -37,7 +37,7 @@ from warehouse.ingest import ingest_readings, ingest_weather
 from warehouse.refresh import refresh
 from warehouse.store import get_store
 
-pytestmark = [pytest.mark.integration, pytest.mark.warehouse]
+pytestmark = pytest.mark.integration
 EMS = str(Path(sys.executable).parent / "ems")
 TENANT = "flt"  # the served tenant: Tetouan zones 1-2, a production forecaster
 ZONES = ("zone1_power_consumption", "zone2_power_consumption", "zone3_power_consumption")
@@ -197,6 +197,7 @@ def run_ems(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
 
 
 # ------------------------------------------------------------------ (a) kill -9 during ingest
+@pytest.mark.warehouse  # also on TimescaleDB: a COPY into the readings hypertable cut mid-chunk
 def test_ingest_killed_mid_copy_and_mid_upsert_then_rerun_stores_every_row_once(stack, env, spawn, tmp_path):
     tenant = "flt-kill"
     path = tmp_path / "meters.parquet"
@@ -257,6 +258,7 @@ def test_ingest_killed_mid_copy_and_mid_upsert_then_rerun_stores_every_row_once(
 
 
 # ------------------------------------------------------------------ (g) two ingests of one file at once
+@pytest.mark.warehouse  # also on TimescaleDB: concurrent upserts into the hypertable
 def test_two_ingests_of_one_file_at_once_store_each_row_once(stack, env, spawn, tmp_path):
     tenant = "flt-twice"
     path = tmp_path / "meters.parquet"
@@ -311,6 +313,7 @@ def _intervals(settings) -> dict[str, list[tuple[datetime, datetime]]]:
     return {fv.name: list(fv.materialization_intervals) for fv in store.list_batch_feature_views() if fv.online}
 
 
+@pytest.mark.warehouse  # also on TimescaleDB: materialize reads the hypertables
 def test_materialize_killed_midway_then_rerun_loads_exactly_the_latest_values(stack, env, spawn, tmp_path):
     tenant, site = "flt-mat", "flt-mat-site"
     path = tmp_path / "meters.parquet"

@@ -22,7 +22,7 @@ from warehouse.ingest import ingest_readings
 from warehouse.refresh import refresh
 from warehouse.store import get_store
 
-pytestmark = [pytest.mark.integration, pytest.mark.warehouse]
+pytestmark = pytest.mark.integration
 
 TENANT, ASSET, SITE, CAPACITY = "genw", "farm1", "genw-wp1", 100.0
 POWER = ROOT / "data" / "gefcom2012_wind_power_wp1.csv.gz"

@@ -34,7 +34,7 @@ from warehouse.ingest import ingest_readings, ingest_weather
 from warehouse.refresh import refresh
 from warehouse.spark_offline import ChunkedSparkRetrievalJob
 
-pytestmark = [pytest.mark.integration, pytest.mark.warehouse]
+pytestmark = pytest.mark.integration
 TENANT, SITE = "hist", "hist-site"
 START, END = pd.Timestamp("2017-01-01", tz="UTC"), pd.Timestamp("2017-01-15", tz="UTC")
 
@@ -78,6 +78,7 @@ def files(fs, root: str) -> dict[str, tuple[int, str]]:
 
 
 # ------------------------------------------------------------------ 1: S3 export
+@pytest.mark.warehouse  # also on TimescaleDB: the export reads the hypertables' chunks
 def test_export_to_s3_is_incremental_and_exact(stack, loaded, env):
     uri = f"s3://{stack.s3_bucket}/history-test"
     fs, root = target(uri, stack)
@@ -120,6 +121,7 @@ def test_export_to_s3_is_incremental_and_exact(stack, loaded, env):
     assert (day.loc[(day.asset_id == "z1") & (day.ts.dt.hour == 5), "value"] == 1.0).all()
 
 
+@pytest.mark.warehouse  # also on TimescaleDB: nothing written on either path
 def test_export_bad_inputs_are_one_error_and_write_nothing(stack, loaded, tmp_path):
     uri = f"s3://{stack.s3_bucket}/history-bad"
     fs, root = target(uri, stack)

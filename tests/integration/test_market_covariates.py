@@ -17,7 +17,7 @@ from warehouse.covariates import covariates_at, ingest_forecasts, target_hour
 from warehouse.ingest import ingest_readings
 from warehouse.validate import IngestError
 
-pytestmark = [pytest.mark.integration, pytest.mark.warehouse]
+pytestmark = pytest.mark.integration
 
 TENANT, ASSET, SITE = "mkt", "np-system", "np-zone"
 EXTRACT = ROOT / "data" / "epf_np_extract.csv.gz"

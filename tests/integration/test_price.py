@@ -23,7 +23,7 @@ from warehouse import market
 from warehouse.db import connect
 from warehouse.store import get_store
 
-pytestmark = [pytest.mark.integration, pytest.mark.warehouse]
+pytestmark = pytest.mark.integration
 
 TENANT, ASSET, SITE, TZ = "pricez", "np-system", "pricez-np", "Europe/Oslo"
 EXTRACT = ROOT / "data" / "epf_np_extract.csv.gz"

@@ -26,7 +26,7 @@ from warehouse.ingest import ingest_readings
 from warehouse.refresh import refresh
 from warehouse.store import get_store
 
-pytestmark = [pytest.mark.integration, pytest.mark.warehouse]
+pytestmark = pytest.mark.integration
 logger = logging.getLogger(__name__)  # the held-out figures (README "PV"): pytest --log-cli-level=INFO shows them
 
 TENANT, ASSET, UNPLACED, SITE = "pvw", "pv1", "pv2", "pvw-site"

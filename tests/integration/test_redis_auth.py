@@ -25,7 +25,7 @@ from warehouse.ingest import ingest_readings
 from warehouse.refresh import refresh
 from warehouse.store import get_store, online_features
 
-pytestmark = [pytest.mark.integration, pytest.mark.warehouse]
+pytestmark = pytest.mark.integration
 
 PORT = TEST_PORTS["redis"] + 3  # beside the session's Redis
 COMPOSE_PORT = TEST_PORTS["redis"] + 4
