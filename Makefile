@@ -92,15 +92,8 @@ timescaledb: install ## build TimescaleDB (EMS_TIMESCALEDB_SOURCE or ../shared/v
 # The TimescaleDB pass runs its own private stack on ports moved 100 further than the plain pass's.
 TS_TEST_PORT_OFFSET := $(shell echo $$(( $${EMS_TEST_PORT_OFFSET:-0} + 100 )))
 
-# TimescaleDB compiles (at low priority, log in .ems/logs) while the plain pass runs; the TimescaleDB pass
-# installs the cached build and runs.
 test: install ## unit + integration tests on plain Postgres, then the warehouse tests on TimescaleDB
-	@mkdir -p .ems/logs; build=; \
-	if $(BIN)/python -m stack.timescale status >/dev/null 2>&1; then \
-	  nice -n 19 $(BIN)/python -m stack.timescale build > .ems/logs/timescaledb-build.log 2>&1 & build=$$!; \
-	fi; \
-	plain=0; EMS_TEST_PG_FLAVOUR=plain $(BIN)/python -m pytest || plain=$$?; \
-	if [ -n "$$build" ]; then wait $$build || true; tail -n 2 .ems/logs/timescaledb-build.log; fi; \
+	@plain=0; EMS_TEST_PG_FLAVOUR=plain $(BIN)/python -m pytest || plain=$$?; \
 	timescale=0; $(MAKE) --no-print-directory test-timescale || timescale=$$?; \
 	echo "tests: plain PostgreSQL pass exit $$plain, TimescaleDB pass exit $$timescale"; \
 	[ $$plain -eq 0 ] && [ $$timescale -eq 0 ]

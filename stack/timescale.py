@@ -302,11 +302,8 @@ def install_from(cache: Path, pg: PgInstall) -> int:
     return changed
 
 
-def ensure(tools: Path | None = None, pg: PgInstall | None = None, rebuild: bool = False,
-           install: bool = True) -> PgInstall:
-    """Build (once per version and PostgreSQL major) and install TimescaleDB into the local PostgreSQL.
-    `install=False` only fills the build cache (`make test` builds while its plain pass runs, and installs
-    before the TimescaleDB pass)."""
+def ensure(tools: Path | None = None, pg: PgInstall | None = None, rebuild: bool = False) -> PgInstall:
+    """Build (once per version and PostgreSQL major) and install TimescaleDB into the local PostgreSQL."""
     pg = pg or pg_install()
     tools = tools or tools_dir()
     try:
@@ -327,8 +324,6 @@ def ensure(tools: Path | None = None, pg: PgInstall | None = None, rebuild: bool
             raise error
         else:
             build(source, pg, cache)
-        if not install:
-            return pg
         changed = install_from(cache, pg)
     logger.info("TimescaleDB %s installed in %s (%s)", pg.timescaledb_version(), pg.pkglibdir,
                 f"{changed} files copied" if changed else "already up to date")
@@ -352,10 +347,9 @@ def availability(tools: Path | None = None, pg: PgInstall | None = None) -> tupl
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m stack.timescale", description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", nargs="?", choices=("install", "build", "status"), default="install",
-                        help="install (default): build if needed, then copy into PostgreSQL; build: only fill the "
-                             "build cache; status: say whether TimescaleDB is installed, cached or buildable "
-                             "(exit 1 if none)")
+    parser.add_argument("command", nargs="?", choices=("install", "status"), default="install",
+                        help="install (default): build if needed, then copy into PostgreSQL; status: say "
+                             "whether TimescaleDB is installed, cached or buildable (exit 1 if none)")
     parser.add_argument("--tools", type=Path, help="cache folder (default: <EMS_HOME>/tools)")
     parser.add_argument("--rebuild", action="store_true", help="build even if a cached build exists")
     args = parser.parse_args(argv)
@@ -365,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
             ok, reason = availability(args.tools)
             logger.info("%s", reason)
             return 0 if ok else 1
-        ensure(args.tools, rebuild=args.rebuild, install=args.command == "install")
+        ensure(args.tools, rebuild=args.rebuild)
         return 0
     except TimescaleError as e:
         logger.error("error: %s", e)

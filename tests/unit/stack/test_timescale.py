@@ -93,19 +93,6 @@ def test_a_cached_build_is_copied_in_without_building(tmp_path, monkeypatch):
     assert timescale.install_from(cache, pg) == 0  # second run: nothing to copy
 
 
-def test_build_only_fills_the_cache_and_leaves_postgres_alone(tmp_path, monkeypatch):
-    monkeypatch.setenv(timescale.SOURCE_ENV, str(_tarball(tmp_path / f"timescaledb-{timescale.VERSION}.tar.gz",
-                                                          timescale.VERSION)))
-    pg, tools = _fake_pg(tmp_path), tmp_path / "tools"
-    built = []
-    monkeypatch.setattr(timescale, "build", lambda source, pg, cache: built.append(_fake_cache(tools)))
-    timescale.ensure(tools, pg, install=False)
-    assert len(built) == 1 and not pg.has_timescaledb()  # `make test` installs it before the TimescaleDB pass
-    monkeypatch.setattr(timescale, "build", lambda *a, **k: pytest.fail("built although a cache exists"))
-    timescale.ensure(tools, pg)
-    assert pg.has_timescaledb()
-
-
 def test_an_incomplete_cache_entry_is_not_used(tmp_path):
     cache = _fake_cache(tmp_path / "tools")
     (cache / "manifest.json").unlink()  # written last: its absence means the build did not finish
