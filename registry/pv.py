@@ -6,8 +6,8 @@ temperature forecast for t issued at or before T, the clear-sky irradiance of t 
 unit's site (`clear_sky`), the forecast's clear-sky index (forecast / clear sky), the sun's elevation, the
 lead time and horizon, the hour, and the unit's recent power at T (capacity units) with its clear-sky index.
 The model is generation.GenerationModel over these features: outputs in [0, 1] of capacity, quantiles sorted,
-band calibrated per horizon bucket. At night the clear-sky irradiance is 0 and so is every output a tree
-learned there.
+band calibrated per horizon bucket by the sub-hourly models' split-conformal rule (registry/conformal.py). At
+night the clear-sky irradiance is 0 and so is every output a tree learned there.
 
 The plant model (`simulate`), documented so a test can hold the forecaster to it:
 - sun position: declination 23.45 deg x sin(360/365 x (284 + day of year)), hour angle 15 deg per hour from
@@ -27,12 +27,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from registry.generation import UNIT, GenerationModel
+from registry import conformal
+from registry.generation import BUCKETS, UNIT, GenerationModel, bucket
 
 SOLAR_CONSTANT_HAURWITZ = 1098.0  # W/m2
 NOCT = 45.0  # deg C
 GAMMA = -0.004  # power temperature coefficient, 1/K
 RECENT = ("power_last", "power_mean_3h", "csi_last")
+MIN_CALIBRATION_ROWS = 100  # per horizon bucket (registry/conformal.widening); below it the all-bucket figure
 FEATURES = [UNIT, "ghi", "clear_sky", "csi", "sun_sin", "temperature", "lead", "horizon", "hour", *RECENT]
 
 
@@ -144,6 +146,17 @@ class PVModel(GenerationModel):
     def __init__(self, units: list[str], params: dict | None = None, rounds: dict | None = None,
                  mix: dict | None = None):
         super().__init__(units, params, rounds, features=FEATURES, mix=mix)
+
+    def calibrate(self, X: pd.DataFrame, y: np.ndarray, coverage: float = conformal.COVERAGE) -> np.ndarray:
+        """The band's widening per horizon bucket by the sub-hourly models' split-conformal rule
+        (registry/conformal.widening: the finite-sample quantile of max(p10 - y, y - p90), a bucket under
+        MIN_CALIBRATION_ROWS rows taking the all-bucket figure) on rows the boosters were not fitted on (daytime
+        ones: at night the band is 0 by construction). The record is kept in `calibration` (calibration.json)."""
+        raw = self.raw(X)
+        self.calibration = conformal.widening(raw["p10"], raw["p90"], y, bucket(X["horizon"]), len(BUCKETS) - 1,
+                                              MIN_CALIBRATION_ROWS, coverage)
+        self.widen = np.asarray(self.calibration["by_bucket"], dtype=float)
+        return self.widen
 
     def predict_matrix(self, x: np.ndarray, horizon: np.ndarray, threads: int | None = 1) -> np.ndarray:
         out = super().predict_matrix(x, horizon, threads)

@@ -113,8 +113,9 @@ def train(settings: Settings, store, tenant: str, assets: list[str] | None = Non
     if units["technology"].iloc[0] == "pv":
         from registry import train_pv
 
-        return train_pv.train(settings, store, tenant, units, name, holdout_days, calibration_days, origin_step,
-                              progress)
+        # PV's band: the sub-hourly models' calibration window (train_pv.CALIBRATION_DAYS), not `calibration_days`
+        return train_pv.train(settings, store, tenant, units, name, holdout_days, origin_step=origin_step,
+                              progress=progress)
     name = check_model_name(name or GENERATION_NAMES["wind"])
     tick = progress or (lambda *_: None)
     t0 = time.perf_counter()
@@ -157,10 +158,14 @@ def fit_and_register(settings: Settings, store, tenant: str, name: str, technolo
     y = rows["y"].to_numpy()
     t1 = time.perf_counter()
     progress(STEPS[1], 1, len(STEPS))
-    widen = new_model().fit(X[fit_rows], y[fit_rows]).calibrate(X[cal], y[cal])
+    calibrated = new_model().fit(X[fit_rows], y[fit_rows])
+    widen = calibrated.calibrate(X[cal], y[cal])
+    calibration = getattr(calibrated, "calibration", None)  # PV's record (registry/conformal.widening); wind: None
     progress(STEPS[2], 2, len(STEPS))
     model = new_model().fit(X[train_rows], y[train_rows])
     model.widen = widen
+    if calibration is not None:
+        model.calibration = {**calibration, "days": calibration_days}
     timings["fit_s"] = time.perf_counter() - t1
     progress(STEPS[3], 3, len(STEPS))
     pred = model.predict(X[holdout])
@@ -189,6 +194,8 @@ def fit_and_register(settings: Settings, store, tenant: str, name: str, technolo
         timings["total_s"] = time.perf_counter() - t0
         mlflow.log_metrics({**metrics, **timings, **{f"widen_{i}": float(w) for i, w in enumerate(widen)}})
         mlflow.log_dict(per_asset, "metrics_by_asset.json")
+        if calibration is not None:
+            mlflow.log_dict({"calibration": model.calibration}, "calibration.json")
         train_part = rows[train_rows]
         tags = {TAG_MODEL_TYPE: "forecast", TAG_FORECAST_TYPE: "generation", TAG_TECHNOLOGY: technology,
                 TAG_WINDOW_START: train_part["target"].min().isoformat(), TAG_WINDOW_END: cut.isoformat(),

@@ -31,7 +31,7 @@ from core.names import (
     step_model_name,
 )
 from core.settings import Settings
-from registry import tracking
+from registry import conformal, tracking
 from registry.step_design import FEATURES, expand, naive, steps_for
 from registry.step_forecaster import ALPHAS, BUCKET_EDGES_H, OUTPUTS, StepForecaster, bucket, matrix
 from registry.training_data import tenant_assets
@@ -154,37 +154,24 @@ def fit(train: pd.DataFrame, step: int, cfg: StepConfig) -> StepForecaster:
 
 def calibrate(train: pd.DataFrame, X: np.ndarray, y: np.ndarray, ok: np.ndarray, step: int,
               cfg: StepConfig) -> dict | None:
-    """Split-conformal calibration of the p10-p90 band (conformalized quantile regression, Romano et al. 2019):
+    """Split-conformal calibration of the p10-p90 band (registry/conformal.py, conformalized quantile regression):
     p10/p90 boosters fitted on the rows whose target is before each asset's last `calibration_days` of training,
     scored on the forecasts issued inside those days; per horizon bucket the band moves by the 80 % quantile of
     max(p10 - y, y - p90) (level units), so that 80 % of those forecasts would have fallen inside. None when the
     training window is too short to hold the calibration days out twice over."""
     if cfg.calibration_days <= 0:
         return None
-    issue, target = (pd.to_datetime(train[c], utc=True) for c in ("issue_time", "target_time"))
-    end = target.groupby(train["asset_id"]).transform("max")
-    begin = issue.groupby(train["asset_id"]).transform("min")
-    cut = end - pd.Timedelta(days=cfg.calibration_days)
-    if ((cut - begin) < pd.Timedelta(days=cfg.calibration_days)).any():
+    parts = conformal.split(train["issue_time"], train["target_time"], train["asset_id"], cfg.calibration_days)
+    if parts is None:
         return None
-    fit_rows = (ok & (target < cut)).to_numpy()
-    cal_rows = (ok & (issue >= cut)).to_numpy()
+    fit_rows, cal_rows = (ok & rows for rows in parts)
     if fit_rows.sum() < cfg.min_calibration_rows or cal_rows.sum() < cfg.min_calibration_rows:
         return None
     boosters = _boosters(X[fit_rows], y[fit_rows], cfg, ("p10", "p90"))
     lo, hi = (boosters[name].predict(X[cal_rows], num_threads=2) for name in ("p10", "p90"))
-    score = np.maximum(lo - y[cal_rows], y[cal_rows] - hi)
-    which = bucket(train["horizon_steps"].to_numpy()[cal_rows], step)
-    n = len(score)
-    overall = float(np.quantile(score, min(1.0, np.ceil((n + 1) * 0.8) / n)))
-    by_bucket, rows = [], []
-    for b in range(len(BUCKET_EDGES_H) + 1):
-        s = score[which == b]
-        rows.append(int(len(s)))
-        by_bucket.append(float(np.quantile(s, min(1.0, np.ceil((len(s) + 1) * 0.8) / len(s))))
-                         if len(s) >= cfg.min_calibration_rows else overall)
-    return {"by_bucket": by_bucket, "rows": rows, "overall": overall, "bucket_edges_h": list(BUCKET_EDGES_H),
-            "days": cfg.calibration_days}
+    found = conformal.widening(lo, hi, y[cal_rows], bucket(train["horizon_steps"].to_numpy()[cal_rows], step),
+                               len(BUCKET_EDGES_H) + 1, cfg.min_calibration_rows)
+    return {**found, "bucket_edges_h": list(BUCKET_EDGES_H), "days": cfg.calibration_days}
 
 
 def evaluate(holdout: pd.DataFrame, pred: pd.DataFrame, step: int) -> tuple[dict[str, float], list[dict]]:
