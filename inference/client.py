@@ -152,14 +152,17 @@ class Client:
         `model`, as `forecast` takes it) would read nothing but Redis: the assets' latest hours, the
         serving model and (with quantiles) its recent widths at the issue hour are all cached. The HTTP
         service runs such calls on its event loop and every other one (a registry lookup, a model load,
-        a warehouse query) in its thread pool."""
+        a warehouse query) in its thread pool. A generation or price forecast is never warm: it reads recent
+        power or prices and the covariates for the target hours from the warehouse."""
         with self._caches:
             latest = [self._latest.get((tenant, a)) for a in assets]
         if not assets or any(hit is None or hit[0] is None for hit in latest):
             return False
         if not forecast:
             return True
-        served = self.models.warm(tenant, model or DEFAULT_FORECAST_NAMES.get(forecast_type, DEFAULT_FORECAST_NAME))
+        if forecast_type != "load":  # generation and price read the unit's or zone's stored rows and covariates
+            return False  # from the warehouse on every call (inference/generation.py, pv.py, price.py)
+        served = self.models.warm(tenant, model or DEFAULT_FORECAST_NAME)
         if served is None or reads_target_weather(getattr(served.python_model, "features", ())):
             return False  # target-hour weather is read from the warehouse
         if not quantiles or HORIZON not in getattr(served.python_model, "features", ()):

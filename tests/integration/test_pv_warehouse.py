@@ -140,6 +140,19 @@ def test_serving_inputs_are_the_training_rows_of_the_same_origin(stack):
     assert a.notna().all().all() and (a["lead"] <= 59).all()  # the 00:00 issue of T's day, not a later one
 
 
+def test_a_pv_forecast_is_never_warm_it_reads_the_warehouse(stack, trained):
+    """Client.warm (the HTTP service's choice of event loop or thread pool): a PV forecast reads the unit's power
+    and its site's forecasts from the warehouse on every call, so it is not warm even with its model loaded and
+    the unit's latest hour cached; the features read of the same unit is."""
+    sdk = Client(stack, get_store(stack), model_ttl_seconds=3600)
+    model_id = sdk.forecast(TENANT, ASSET, horizon=24, forecast_type="generation").model_id
+    assert sdk.warm(TENANT, [ASSET])  # the latest hour is cached
+    for quantiles in (True, False):
+        for model in (None, model_id, "pv_forecaster"):
+            assert not sdk.warm(TENANT, [ASSET], forecast=True, model=model, quantiles=quantiles,
+                                forecast_type="generation"), (model, quantiles)
+
+
 def test_the_cli_forecasts_a_pv_unit(trained):
     proc = ems("forecast", "--tenant", TENANT, "--asset", ASSET, "--type", "generation", "--horizon", "24", "--json")
     rows = json.loads(proc.stdout)["forecast"]
