@@ -415,20 +415,21 @@ def assets_set(
 
 @assets_app.command("list")
 def assets_list(tenant: Tenant, as_json: AsJson = False) -> None:
-    """The tenant's assets with kind, capacity, technology, site and time zone."""
+    """The tenant's assets with kind, capacity, technology, site, time zone, position and native step."""
     from warehouse.assets import list_assets
 
     frame = _run(list_assets, settings(), tenant)
     if as_json:
         _print_json(json.loads(frame.to_json(orient="records")))
         return
-    table = Table("asset", "kind", "capacity", "technology", "site", "time zone", "position",
+    table = Table("asset", "kind", "capacity", "technology", "site", "time zone", "position", "step (min)",
                   title=f"assets of {tenant}")
     for r in frame.itertuples():
         table.add_row(r.asset_id, r.kind, _cell(r.capacity) if r.capacity == r.capacity and r.capacity is not None
                       else "", r.technology or "", r.site_id or "", r.timezone,
                       f"{r.latitude:g}, {r.longitude:g}" if r.latitude is not None and r.latitude == r.latitude
-                      else "")
+                      else "", "" if r.step_minutes is None or r.step_minutes != r.step_minutes
+                      else str(int(r.step_minutes)))
     console.print(table)
 
 
@@ -605,9 +606,10 @@ def forecast_cmd(
     as_json: AsJson = False,
     plot: PlotFile = None,
     log: Annotated[bool, typer.Option("--log", help="Also write it to the forecast log (live accuracy, "
-                                      "`ems monitor`).")] = False,
+                                      "`ems monitor`; hourly forecasts only).")] = False,
     all_assets: Annotated[bool, typer.Option("--all-assets", help="Every asset of the tenant with one model "
-                                             "version, written to the forecast log.")] = False,
+                                             "version, written to the forecast log (hourly: the log holds "
+                                             "hourly rows only).")] = False,
     engine: Annotated[str, typer.Option("--engine", help="With --all-assets: local | spark (the Feast yaml's "
                                         "spark.engine session).")] = "local",
     out: Annotated[Path | None, typer.Option("--out", help="With --all-assets: also write Parquet here.")] = None,
@@ -621,8 +623,13 @@ def forecast_cmd(
 ) -> None:
     """Forecast an asset's hourly load (p10/p50/p90 + point) with the production model."""
     if all_assets or asset is None:
-        _forecast_all(tenant, asset, all_assets, horizon, model, engine, out, as_json)
+        _forecast_all(tenant, asset, all_assets, horizon, model, engine, out, as_json, interval_minutes, log)
         return
+    if log:  # before forecasting: the log's rows are hours
+        from core.names import check_interval
+        from inference.batch import check_loggable
+
+        _run(check_loggable, _run(check_interval, interval_minutes))
     weather = _weather_file(weather_forecast) if weather_forecast else None
     result = _run(_client().forecast, tenant, asset, horizon, model=model, forecast_type=forecast_type,
                   weather_forecast=weather, interval_minutes=interval_minutes)
@@ -663,19 +670,24 @@ def _weather_file(path: Path):
     return frame
 
 
-def _forecast_all(tenant, asset, all_assets, horizon, model, engine, out, as_json) -> None:
+def _forecast_all(tenant, asset, all_assets, horizon, model, engine, out, as_json, interval_minutes=60,
+                  log=False) -> None:
     if all_assets == (asset is not None):
         raise _fail(ValueError("give --asset ID or --all-assets" + (", not both" if asset else "")))
-    from inference.batch import forecast_all
+    from inference.batch import LOG_INTERVAL, forecast_all
 
-    run = _run(forecast_all, settings(), tenant, horizon, model=model, engine=engine, out=out)
+    # hourly batches always go to the forecast log; another interval only with --log, which is refused
+    run = _run(forecast_all, settings(), tenant, horizon, model=model, engine=engine, out=out,
+               log=log or interval_minutes == LOG_INTERVAL, interval_minutes=interval_minutes)
+    rows = int(run.rows["error"].isna().sum())
     if as_json:
         _print_json({"tenant": tenant, "model_id": run.model_id, "engine": engine, "assets": run.assets,
-                     "rows": int(run.rows["error"].isna().sum()), "seconds": round(run.seconds, 3),
-                     "skipped": run.skipped})
+                     "interval_minutes": run.interval_minutes, "rows": rows, "logged": run.logged,
+                     "seconds": round(run.seconds, 3), "skipped": run.skipped})
         return
-    console.print(f"{run.assets} assets of {tenant} forecast with {run.model_id} on {engine} in {run.seconds:.1f} s "
-                  f"({int(run.rows['error'].isna().sum())} rows in the forecast log)")
+    where = "in the forecast log" if run.logged else "not logged: the forecast log holds hourly rows only"
+    console.print(f"{run.assets} assets of {tenant} forecast at {run.interval_minutes} min with {run.model_id} on "
+                  f"{engine} in {run.seconds:.1f} s ({rows} rows, {where})")
     for skipped, reason in run.skipped.items():
         err_console.print(f"skipped {skipped}: {reason}")
 

@@ -33,6 +33,7 @@ from core.errors import (
 )
 from core.names import parse_model_id
 from inference.accuracy import log_forecast
+from inference.batch import check_loggable
 from service import telemetry
 from service.auth import AuthError, Caller, TokenVerifier
 from service.schemas import (
@@ -40,6 +41,8 @@ from service.schemas import (
     SDK_CALL,
     AnomalyRequest,
     AnomalyResponse,
+    AssetInfo,
+    AssetUpdate,
     BatchForecastRequest,
     BatchForecastResponse,
     ExplainRequest,
@@ -272,6 +275,8 @@ def create_app(settings, verifier: TokenVerifier | None = None, client=None) -> 
     async def forecast(body: ForecastRequest, caller: Caller) -> ForecastResponse:
         """Hourly point and p10/p50/p90 forecasts of one asset's load, with the model and features used."""
         caller.require("forecaster", body.tenant_id)
+        if body.log:  # before forecasting: the log holds hourly rows only
+            check_loggable(body.interval_minutes)
         history = _series(body.historical_data, "historical_data")
         if body.log and history is not None:
             raise InvalidArgumentError("log: a forecast from historical_data has no stored asset to score it against; "
@@ -293,9 +298,12 @@ def create_app(settings, verifier: TokenVerifier | None = None, client=None) -> 
 
     @app.post("/ai/forecast/batch", tags=["inference"], responses=errors(*SDK_CALL))
     def forecast_batch(body: BatchForecastRequest, caller: Caller) -> BatchForecastResponse:
-        """Forecasts of many assets of one tenant (a portfolio plan); an asset that fails is listed in
-        `errors` with its code and message, the others still forecast."""
+        """Forecasts of many assets of one tenant (a portfolio plan) at `interval_minutes`, each as `/ai/forecast`
+        gives it; an asset that fails (e.g. readings coarser than the interval) is listed in `errors` with its
+        code and message, the others still forecast."""
         caller.require("forecaster", body.tenant_id)
+        if body.log:  # before any asset: the log holds hourly rows only
+            check_loggable(body.interval_minutes)
         results, failed = [], []
         for asset in dict.fromkeys(body.asset_ids):
             try:
@@ -310,7 +318,8 @@ def create_app(settings, verifier: TokenVerifier | None = None, client=None) -> 
             feature_source.labels(result.source).inc()
             feature_age.labels(result.source).observe(result.feature_age_seconds)
             results.append(result.to_dict())
-        return {"forecast_id": uuid.uuid4().hex, "forecasts": results, "errors": failed}
+        return {"forecast_id": uuid.uuid4().hex, "forecast_type": body.forecast_type,
+                "interval_minutes": body.interval_minutes, "forecasts": results, "errors": failed}
 
     @app.post("/ai/anomaly", tags=["inference"], responses=errors(*SDK_CALL))
     def anomaly(body: AnomalyRequest, caller: Caller) -> AnomalyResponse:
@@ -377,6 +386,45 @@ def create_app(settings, verifier: TokenVerifier | None = None, client=None) -> 
             out.append({"name": service.name, "description": service.description or "",
                         "tags": dict(service.tags), "features": features})
         return out
+
+    # -------------------------------------------------------------- assets
+    def _tenant(tenant_id: str | None, caller) -> str:
+        tenant = tenant_id or caller.tenant
+        if tenant is None:  # auth off: no token names a tenant
+            raise InvalidArgumentError("tenant_id is required when the service runs without auth (no token names "
+                                       "a tenant)")
+        return tenant
+
+    @app.get("/ai/assets", tags=["assets"], responses=errors(*SDK_CALL))
+    def assets(caller: Caller, tenant_id: str | None = None) -> list[AssetInfo]:
+        """The tenant's assets (default the token's): kind, capacity, technology, site, time zone, position and
+        native step, as `ems assets list` shows them."""
+        from warehouse.assets import list_assets
+
+        tenant = _tenant(tenant_id, caller)
+        caller.require("ai_user", tenant)
+        frame = list_assets(settings, tenant).assign(tenant_id=tenant)
+        return json.loads(frame.to_json(orient="records"))
+
+    @app.get("/ai/assets/{asset_id}", tags=["assets"], responses=errors(*SDK_CALL))
+    def asset(asset_id: str, caller: Caller, tenant_id: str | None = None) -> AssetInfo:
+        """One asset of the tenant (default the token's)."""
+        from warehouse.assets import get_asset
+
+        tenant = _tenant(tenant_id, caller)
+        caller.require("ai_user", tenant)
+        return {"tenant_id": tenant, **get_asset(settings, tenant, asset_id)}
+
+    @app.put("/ai/assets/{asset_id}", tags=["assets"], responses=errors(*SDK_CALL))
+    def set_asset(asset_id: str, body: AssetUpdate, caller: Caller) -> AssetInfo:
+        """Say what an ingested asset is (and where), as `ems assets set`: the same checks and messages, all
+        before one write; the asset as stored afterwards."""
+        from warehouse.assets import get_asset, set_kind
+
+        caller.require("model_admin", body.tenant_id)
+        set_kind(settings, body.tenant_id, asset_id, body.kind, body.capacity, body.technology, body.latitude,
+                 body.longitude)
+        return {"tenant_id": body.tenant_id, **get_asset(settings, body.tenant_id, asset_id)}
 
     # -------------------------------------------------------------- models
     @app.get("/ai/models", tags=["models"], responses=errors(*SDK_CALL))

@@ -10,7 +10,15 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from core.names import DETECT_METHODS, FORECAST_TYPES, INTERVALS, InvalidIntervalError, check_interval
+from core.names import (
+    ASSET_KINDS,
+    DETECT_METHODS,
+    FORECAST_TYPES,
+    INTERVALS,
+    TECHNOLOGIES,
+    InvalidIntervalError,
+    check_interval,
+)
 
 MAX_BATCH = 1000  # assets in one batch forecast or feature read
 
@@ -114,17 +122,21 @@ class GlobalExplainRequest(BaseModel):
 
 class BatchForecastRequest(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [
-        {"tenant_id": "demo", "asset_ids": ["zone1", "zone2", "zone3"], "horizon_hours": 24}]})
+        {"tenant_id": "demo", "asset_ids": ["zone1", "zone2", "zone3"], "horizon_hours": 24},
+        {"tenant_id": "demo", "asset_ids": ["zone1", "zone2"], "horizon_hours": 24, "interval_minutes": 30}]})
     tenant_id: str
     asset_ids: list[str] = Field(description=f"1..{MAX_BATCH} assets")
     forecast_type: str = "load"
-    horizon_hours: int = 24
-    interval_minutes: int = 60
+    horizon_hours: int = Field(24, description="1-168")
+    interval_minutes: int = Field(60, description=" | ".join(map(str, INTERVALS)) + ": as in /ai/forecast, per "
+                                  "asset; an asset whose readings are coarser than the interval is listed in errors "
+                                  "(code invalid_interval), the others still forecast")
     include_quantiles: bool = True
     model_name: str | None = None
-    log: bool = Field(False, description="also write the forecast to the forecast log (live accuracy: `ems monitor` "
+    log: bool = Field(False, description="also write the forecasts to the forecast log (live accuracy: `ems monitor` "
                                          "joins it with the actuals as they arrive); idempotent per model, issue "
-                                         "time and target hour")
+                                         "time and target hour; hourly forecasts only (interval_minutes 60: the "
+                                         "log holds hourly rows), another interval with log is a 422")
 
     _type = field_validator("forecast_type")(lambda value: _forecast_type(value))
     _interval = field_validator("interval_minutes")(lambda value: _interval_minutes(value))
@@ -141,6 +153,21 @@ class FeaturesRequest(BaseModel):
                                                           "offset): the values as they were then (point in time)")
 
     _assets = field_validator("asset_ids")(lambda value: _asset_ids(value))
+
+
+class AssetUpdate(BaseModel):
+    """What `ems assets set` takes; the checks and their messages are `warehouse.assets.set_kind`'s."""
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"tenant_id": "demo", "kind": "generation", "capacity": 2.5, "technology": "pv", "latitude": 35.57,
+         "longitude": -5.37},
+        {"tenant_id": "demo", "kind": "consumption"}]})
+    tenant_id: str
+    kind: str = Field(description=" | ".join(ASSET_KINDS) + ": load, generation or price forecasts")
+    capacity: float | None = Field(None, description="generation units only: > 0, in the unit of the readings")
+    technology: str | None = Field(None, description="generation units only: " + " | ".join(TECHNOLOGIES))
+    latitude: float | None = Field(None, description="decimal degrees in [-90, 90], with longitude; both absent: "
+                                                     "the stored position is kept")
+    longitude: float | None = Field(None, description="decimal degrees in [-180, 180], with latitude")
 
 
 class PromoteRequest(BaseModel):
@@ -201,8 +228,10 @@ class Readiness(BaseModel):
 
 # ------------------------------------------------------------------ inference
 class ForecastPoint(BaseModel):
-    timestamp: datetime = Field(description="start of the target hour (UTC)")
-    horizon_h: int
+    timestamp: datetime = Field(description="start of the target hour, step (15/30) or local day (1440), UTC")
+    horizon_h: int = Field(description="the hour after the issue time the target falls in (1440: its end)")
+    horizon_steps: int | None = Field(None, description="interval_minutes 15/30: steps after the issue time")
+    hours: int | None = Field(None, description="interval_minutes 1440: the local day's hours (23-25)")
     point: float | None
     p10: float | None = None  # the quantiles only with include_quantiles
     p50: float | None = None
@@ -244,6 +273,8 @@ class AssetError(BaseModel):
 
 class BatchForecastResponse(BaseModel):
     forecast_id: str
+    forecast_type: str
+    interval_minutes: int
     forecasts: list[Forecast]
     errors: list[AssetError] = Field(description="assets that failed, each with its code and message")
 
@@ -340,6 +371,26 @@ class FeatureSet(BaseModel):
     description: str
     tags: dict[str, str]
     features: list[FeatureField]
+
+
+# ------------------------------------------------------------------ assets
+class AssetInfo(BaseModel):
+    """`warehouse.assets.get_asset()`: what an asset is, where, and its readings' native step."""
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"tenant_id": "demo", "asset_id": "zone1", "kind": "consumption", "capacity": None, "technology": None,
+         "site_id": "tetouan", "timezone": "Africa/Casablanca", "latitude": None, "longitude": None,
+         "step_minutes": 10}]})
+    tenant_id: str
+    asset_id: str
+    kind: str = Field(description=" | ".join(ASSET_KINDS))
+    capacity: float | None = Field(description="generation units: > 0, in the unit of the readings")
+    technology: str | None = Field(description=" | ".join(TECHNOLOGIES) + " (generation units)")
+    site_id: str | None = Field(description="the weather site")
+    timezone: str = Field(description="IANA zone of the asset's calendar")
+    latitude: float | None = Field(description="decimal degrees")
+    longitude: float | None = Field(description="decimal degrees")
+    step_minutes: int | None = Field(description="native step: minutes between readings, recorded by ingest (the "
+                                                 "finest interval_minutes the asset forecasts at rolls up from it)")
 
 
 # ------------------------------------------------------------------ models

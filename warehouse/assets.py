@@ -85,11 +85,27 @@ def set_kind(settings: Settings, tenant: str, asset: str, kind: str, capacity: f
             "latitude": row[0], "longitude": row[1]}
 
 
+_COLUMNS = ["asset_id", "kind", "capacity", "technology", "site_id", "timezone", "latitude", "longitude",
+            "step_minutes"]
+_SELECT = ("SELECT asset_id, kind, capacity, technology, site_id, timezone, latitude, longitude, step_minutes "
+           "FROM assets WHERE tenant_id = %s")
+
+
 def list_assets(settings: Settings, tenant: str) -> pd.DataFrame:
-    """The tenant's assets with their kind, capacity, technology, site, time zone and position."""
+    """The tenant's assets with their kind, capacity, technology, site, time zone, position and native step
+    (minutes between readings, recorded by ingest; None before any)."""
     check_tenant_id(tenant)
-    columns = ["asset_id", "kind", "capacity", "technology", "site_id", "timezone", "latitude", "longitude"]
     with connect(settings) as conn:
-        rows = conn.execute("SELECT asset_id, kind, capacity, technology, site_id, timezone, latitude, longitude "
-                            "FROM assets WHERE tenant_id = %s ORDER BY asset_id", (tenant,)).fetchall()
-    return pd.DataFrame(rows, columns=columns)
+        rows = conn.execute(_SELECT + " ORDER BY asset_id", (tenant,)).fetchall()
+    return pd.DataFrame(rows, columns=_COLUMNS)
+
+
+def get_asset(settings: Settings, tenant: str, asset: str) -> dict:
+    """One asset's row as list_assets gives it; UnknownAssetError when the tenant has no such asset."""
+    check_tenant_id(tenant)
+    check_asset_id(asset)
+    with connect(settings) as conn:
+        row = conn.execute(_SELECT + " AND asset_id = %s", (tenant, asset)).fetchone()
+    if row is None:
+        raise UnknownAssetError(f"tenant {tenant!r} has no asset {asset!r}; ingest its readings first (`ems ingest`)")
+    return dict(zip(_COLUMNS, row, strict=True))

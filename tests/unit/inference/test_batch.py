@@ -28,3 +28,30 @@ def test_forecast_needs_one_asset_or_all_of_them(args, message):
     result = CliRunner().invoke(app, ["forecast", "--tenant", "demo", *args])
     assert result.exit_code == 1
     assert message in result.output
+
+
+def test_spark_at_another_interval_than_the_hour_is_refused_naming_the_allowed_combination():
+    with pytest.raises(InvalidArgumentError, match="engine='spark' with interval_minutes=30 is not supported: Spark "
+                                                   "scores interval_minutes=60 only; use engine='local'"):
+        forecast_all(Settings(), "demo", engine="spark", log=False, interval_minutes=30)
+
+
+@pytest.mark.parametrize("interval", [15, 30, 1440])
+def test_a_non_hourly_batch_is_not_written_to_the_hourly_forecast_log(interval):
+    with pytest.raises(InvalidArgumentError, match=f"interval_minutes={interval} cannot go to the forecast log: it "
+                                                   "holds hourly rows only"):
+        forecast_all(Settings(), "demo", log=True, interval_minutes=interval)
+
+
+def test_a_bad_interval_is_refused_before_any_service():
+    from core.names import InvalidIntervalError
+
+    with pytest.raises(InvalidIntervalError, match="interval_minutes=45 is not supported; allowed: 15, 30, 60, 1440"):
+        forecast_all(Settings(), "demo", interval_minutes=45)
+
+
+@pytest.mark.parametrize("args", [("--all-assets",), ("--asset", "zone1")])
+def test_the_cli_refuses_log_at_another_interval_before_forecasting(args):
+    result = CliRunner().invoke(app, ["forecast", "--tenant", "demo", *args, "--interval-minutes", "1440", "--log"])
+    assert result.exit_code == 1
+    assert "interval_minutes=1440 cannot go to the forecast log" in " ".join(result.output.split())
