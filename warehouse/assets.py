@@ -87,8 +87,10 @@ def set_kind(settings: Settings, tenant: str, asset: str, kind: str, capacity: f
 
 _COLUMNS = ["asset_id", "kind", "capacity", "technology", "site_id", "timezone", "latitude", "longitude",
             "step_minutes"]
-_SELECT = ("SELECT asset_id, kind, capacity, technology, site_id, timezone, latitude, longitude, step_minutes "
-           "FROM assets WHERE tenant_id = %s")
+_LIST = ("SELECT asset_id, kind, capacity, technology, site_id, timezone, latitude, longitude, step_minutes "
+         "FROM assets WHERE tenant_id = %s ORDER BY asset_id")
+_ONE = ("SELECT asset_id, kind, capacity, technology, site_id, timezone, latitude, longitude, step_minutes "
+        "FROM assets WHERE tenant_id = %s AND asset_id = %s")
 
 
 def list_assets(settings: Settings, tenant: str) -> pd.DataFrame:
@@ -96,7 +98,7 @@ def list_assets(settings: Settings, tenant: str) -> pd.DataFrame:
     (minutes between readings, recorded by ingest; None before any)."""
     check_tenant_id(tenant)
     with connect(settings) as conn:
-        rows = conn.execute(_SELECT + " ORDER BY asset_id", (tenant,)).fetchall()
+        rows = conn.execute(_LIST, (tenant,)).fetchall()
     return pd.DataFrame(rows, columns=_COLUMNS)
 
 
@@ -105,7 +107,7 @@ def get_asset(settings: Settings, tenant: str, asset: str) -> dict:
     check_tenant_id(tenant)
     check_asset_id(asset)
     with connect(settings) as conn:
-        row = conn.execute(_SELECT + " AND asset_id = %s", (tenant, asset)).fetchone()
+        row = conn.execute(_ONE, (tenant, asset)).fetchone()
     if row is None:
         raise UnknownAssetError(f"tenant {tenant!r} has no asset {asset!r}; ingest its readings first (`ems ingest`)")
     return dict(zip(_COLUMNS, row, strict=True))
