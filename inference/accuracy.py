@@ -41,9 +41,16 @@ def bucket_of(horizon: pd.Series) -> pd.Series:
 
 
 def log_forecast(settings, result: ForecastResult) -> int:
-    """Write a served forecast to the forecast log (idempotent per model, issue time and target hour)."""
+    """Write a served forecast to the forecast log (idempotent per model, issue time and target hour). Hourly
+    forecasts only: a 15/30-minute step or a local day would be scored against the wrong hour's mean."""
+    from inference.batch import check_loggable
     from warehouse import forecast_log
 
+    frame = result.frame
+    if "hours" in frame.columns:  # local days (inference/intervals.daily)
+        check_loggable(1440)
+    elif "horizon_steps" in frame.columns and len(frame) > 1:
+        check_loggable(int(frame["timestamp"].sort_values().diff().min().total_seconds() // 60))
     issue = pd.Timestamp(result.feature_time)
     issue = issue.tz_localize("UTC") if issue.tzinfo is None else issue.tz_convert("UTC")
     return forecast_log.write(settings, result.tenant, result.asset, result.model_id, issue.to_pydatetime(),

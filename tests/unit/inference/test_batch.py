@@ -55,3 +55,27 @@ def test_the_cli_refuses_log_at_another_interval_before_forecasting(args):
     result = CliRunner().invoke(app, ["forecast", "--tenant", "demo", *args, "--interval-minutes", "1440", "--log"])
     assert result.exit_code == 1
     assert "interval_minutes=1440 cannot go to the forecast log" in " ".join(result.output.split())
+
+
+def _result(frame):
+    import pandas as pd
+
+    from inference.results import ForecastResult
+
+    now = pd.Timestamp("2024-01-01", tz="UTC")
+    return ForecastResult("demo", "zone1", frame, "demo:load_forecaster_30min:1", "production", "forecast_load_30min",
+                          {}, now, 0.0, "online", {}, now)
+
+
+@pytest.mark.parametrize("columns, interval", [
+    ({"timestamp": ["2024-01-01 01:00", "2024-01-01 01:30"], "horizon_h": [1, 1], "horizon_steps": [1, 2]}, 30),
+    ({"timestamp": ["2024-01-02"], "horizon_h": [24], "horizon_steps": [1], "hours": [24]}, 1440)])
+def test_the_sdks_log_write_refuses_a_step_or_daily_result_before_the_warehouse(columns, interval):
+    """`log_forecast` itself (the SDK's way in): the settings are never touched (None would fail later)."""
+    import pandas as pd
+
+    from inference.accuracy import log_forecast
+
+    frame = pd.DataFrame(columns).assign(timestamp=lambda f: pd.to_datetime(f["timestamp"], utc=True), point=1.0)
+    with pytest.raises(InvalidArgumentError, match=f"interval_minutes={interval} cannot go to the forecast log"):
+        log_forecast(None, _result(frame))
