@@ -36,3 +36,20 @@ def zone1(target: Path, start: str, end: str, spike: pd.Timestamp | None = None)
     f.insert(0, "asset_id", "zone1")
     f.to_csv(target, index=False)
     return target
+
+
+def promoted_30min_model(settings, store, tenant: str, asset: str = "zone2"):
+    """A 30-minute load model (few rounds) of `asset`'s refreshed 10-minute readings, in production, its step rows
+    materialized up to 2017-06-08 (the tests' Tetouan slices end there): the TrainResult."""
+    from datetime import UTC, datetime
+
+    from registry import lifecycle
+    from registry.train_step import StepConfig, train
+    from warehouse.store import materialize
+
+    cfg = StepConfig(holdout_days=7, issue_every_h=12, num_boost_round=40, sampled_horizons=12, calibration_days=7)
+    result = train(settings, store, tenant, 30, [asset], cfg=cfg)
+    lifecycle.promote(lifecycle.client(settings.mlflow_tracking_uri), result.model_id, "production", force=True,
+                      reason="test model (few rounds)")
+    materialize(settings, end=datetime(2017, 6, 8, tzinfo=UTC), store=store)
+    return result

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from datetime import UTC, datetime
+from datetime import UTC
 
 import numpy as np
 import pandas as pd
@@ -20,11 +20,10 @@ import pytest
 from core.errors import InvalidArgumentError
 from core.names import InvalidIntervalError
 from tests.helpers.api import Keys, call, jwks_server, serving
-from tests.helpers.data import TETOUAN, tetouan_slice
+from tests.helpers.data import TETOUAN, promoted_30min_model, tetouan_slice
 from tests.helpers.stack import TEST_PORTS, ems
 from warehouse.ingest import ingest_readings
 from warehouse.refresh import refresh
-from warehouse.store import materialize
 
 pytestmark = pytest.mark.integration
 TENANT, OTHER = "batch-steps", "batch-other"
@@ -42,9 +41,6 @@ def _logged(settings) -> int:
 def trained(stack, store, tmp_path_factory):
     """zone2: five and a half weeks of 10-minute Tetouan readings with a 30-minute model (few rounds) in production;
     h1 and pv1: two days of hourly readings (zone1's hourly means)."""
-    from registry import lifecycle
-    from registry.train_step import StepConfig, train
-
     tmp = tmp_path_factory.mktemp("batch-steps")
     ingest_readings(stack, tetouan_slice(tmp / "t.csv", "2017-05-01", "2017-06-08"), TENANT, wide=True,
                     columns="zone2=zone2_power_consumption")
@@ -56,12 +52,7 @@ def trained(stack, store, tmp_path_factory):
     rows.to_csv(tmp / "hourly.csv", index=False)
     ingest_readings(stack, tmp / "hourly.csv", TENANT)
     refresh(stack)
-    cfg = StepConfig(holdout_days=7, issue_every_h=12, num_boost_round=40, sampled_horizons=12, calibration_days=7)
-    result = train(stack, store, TENANT, 30, ["zone2"], cfg=cfg)
-    lifecycle.promote(lifecycle.client(stack.mlflow_tracking_uri), result.model_id, "production", force=True,
-                      reason="test model (few rounds)")
-    materialize(stack, end=datetime(2017, 6, 8, tzinfo=UTC), store=store)
-    return result
+    return promoted_30min_model(stack, store, TENANT)
 
 
 def _coarse_error(settings) -> str:

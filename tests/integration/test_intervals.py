@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 from core.names import InvalidIntervalError
-from tests.helpers.data import TETOUAN, tetouan_slice
+from tests.helpers.data import TETOUAN, promoted_30min_model, tetouan_slice
 from warehouse.ingest import ingest_readings
 from warehouse.refresh import refresh
 from warehouse.steps import step_rows
@@ -120,19 +120,11 @@ def test_an_interval_the_data_cannot_give_is_one_clear_error(loaded, interval, m
 def trained(loaded, store, tmp_path_factory):
     """zone2: five and a half weeks of 10-minute readings, a 30-minute model trained on them (few rounds) and
     promoted, the step rows materialized."""
-    from registry import lifecycle
-    from registry.train_step import StepConfig, train
-
     tmp = tmp_path_factory.mktemp("intervals-train")
     ingest_readings(loaded, tetouan_slice(tmp / "t.csv", "2017-05-01", "2017-06-08"), TENANT, wide=True,
                     columns="zone2=zone2_power_consumption")
     refresh(loaded)
-    cfg = StepConfig(holdout_days=7, issue_every_h=12, num_boost_round=40, sampled_horizons=12, calibration_days=7)
-    result = train(loaded, store, TENANT, 30, ["zone2"], cfg=cfg)
-    lifecycle.promote(lifecycle.client(loaded.mlflow_tracking_uri), result.model_id, "production", force=True,
-                      reason="test model (few rounds)")
-    materialize(loaded, end=datetime(2017, 6, 8, tzinfo=UTC), store=store)
-    return result
+    return promoted_30min_model(loaded, store, TENANT)
 
 
 def test_a_30_minute_model_carries_its_interval_and_is_scored_against_seasonal_naive(trained, loaded):

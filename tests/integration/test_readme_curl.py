@@ -26,7 +26,8 @@ PLACEHOLDER = "demo"  # the README examples' tenant
 # What the section must show, as (method, path) with the tenant and model id in the README's words.
 COVERED = {("GET", "/ai/models"), ("GET", "/ai/models/{id}"), ("PUT", "/ai/models/{id}/promote"),
            ("POST", "/ai/forecast"), ("POST", "/ai/anomaly"), ("POST", "/ai/explain"),
-           ("POST", "/ai/features/get"), ("GET", "/ai/features/sets")}
+           ("POST", "/ai/features/get"), ("GET", "/ai/features/sets"), ("GET", "/ai/assets"),
+           ("PUT", "/ai/assets/zone1")}
 
 
 def http_api_blocks(readme: str) -> list[str]:
